@@ -1,0 +1,1 @@
+//! Client state machines (producer and consumer), sans-IO like the broker node.

@@ -1,0 +1,136 @@
+//! The sans-IO contract shared by every mq state machine (DESIGN.md section 2).
+//!
+//! A driver owns the clock, the sockets and the disk. It feeds one [`Input`] at a
+//! time to `handle(now, input)`, then drains `poll_output()` until it returns `None`,
+//! and calls `handle(now, Input::Timeout)` once `now` passes `poll_timeout()`.
+//!
+//! Durability leaves as data: a machine emits [`Output::Persist`] with a token and a
+//! list of [`Write`]s; the driver makes them durable *in token order* and answers
+//! [`Input::Persisted`] with that token. Completing token `t` means every write of
+//! every token up to `t` is durable. Nothing that promises durability leaves a
+//! machine before the writes it depends on were reported persisted.
+
+use crate::ids::{ClientId, NodeId, Offset, TopicPartition};
+use crate::storage::Write;
+use crate::wire::Message;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The other end of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Peer {
+    /// Another broker.
+    Node(NodeId),
+    /// A client connection.
+    Client(ClientId),
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Node(n) => write!(f, "n{n}"),
+            Peer::Client(c) => write!(f, "c{c}"),
+        }
+    }
+}
+
+/// Identifies one `Persist` output; completions arrive in token order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PersistToken(pub u64);
+
+/// What a driver feeds a machine.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// A message arrived from `from`.
+    Message {
+        /// The sender.
+        from: Peer,
+        /// The message.
+        msg: Message,
+    },
+    /// A connection to `peer` opened.
+    Connected {
+        /// The peer.
+        peer: Peer,
+    },
+    /// The connection to `peer` closed; replies to it can be dropped.
+    Disconnected {
+        /// The peer.
+        peer: Peer,
+    },
+    /// `now` passed the deadline the machine gave in `poll_timeout`.
+    Timeout,
+    /// Every write up to and including this token's is durable.
+    Persisted {
+        /// The completed token.
+        token: PersistToken,
+    },
+}
+
+/// What a machine asks its driver to do, or reports.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Send `msg` to `to` (best effort; the protocol tolerates loss).
+    Send {
+        /// The receiver.
+        to: Peer,
+        /// The message.
+        msg: Message,
+    },
+    /// Make `writes` durable, in order, then answer `Input::Persisted { token }`.
+    Persist {
+        /// Completion token.
+        token: PersistToken,
+        /// The writes, applied in order.
+        writes: Vec<Write>,
+    },
+    /// Close the connection to `peer` (for example after malformed input).
+    Close {
+        /// The peer.
+        peer: Peer,
+        /// Why, for the log.
+        reason: String,
+    },
+    /// Something observable happened (for tests, the simulator's checker, metrics).
+    Event(Event),
+}
+
+/// Observable state changes. The simulator's checker consumes them; drivers log them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A partition's high watermark moved to `high_watermark`; records below it are
+    /// committed and visible to consumers.
+    HighWatermark {
+        /// The partition.
+        tp: TopicPartition,
+        /// The new high watermark.
+        high_watermark: Offset,
+    },
+    /// Retention removed the records below `log_start`.
+    LogStartAdvanced {
+        /// The partition.
+        tp: TopicPartition,
+        /// The new first offset.
+        log_start: Offset,
+    },
+    /// Recovery dropped a torn or corrupt tail of a partition log.
+    RecoveredTail {
+        /// The partition.
+        tp: TopicPartition,
+        /// The log end after recovery.
+        log_end: Offset,
+        /// Bytes dropped.
+        dropped_bytes: usize,
+    },
+    /// A topic was created.
+    TopicCreated {
+        /// Its name.
+        topic: String,
+    },
+    /// A topic was deleted.
+    TopicDeleted {
+        /// Its name.
+        topic: String,
+    },
+}

@@ -1,0 +1,298 @@
+//! The in-memory view of one partition log: batches at consecutive offsets, the
+//! persisted end (LEO) and the high watermark (HW). The durable copy lives in the
+//! driver's store; this view is rebuilt from it on recovery (docs/architecture.md).
+//!
+//! Positions obey `log_start <= high_watermark <= persisted_end <= log_end`: records
+//! are appended in memory first (`log_end`), count towards the LEO once their Persist
+//! completes, and become visible to consumers once below the HW.
+
+use crate::ids::{LeaderEpoch, Offset, TopicPartition};
+use crate::wire::RecordBatch;
+use std::collections::VecDeque;
+
+/// One partition's log as its replica holds it.
+#[derive(Clone, Debug)]
+pub struct PartitionLog {
+    tp: TopicPartition,
+    log_start: Offset,
+    batches: VecDeque<RecordBatch>,
+    log_end: Offset,
+    persisted_end: Offset,
+    high_watermark: Offset,
+    size_bytes: u64,
+}
+
+impl PartitionLog {
+    /// An empty log starting at offset 0.
+    pub fn new(tp: TopicPartition) -> Self {
+        PartitionLog {
+            tp,
+            log_start: Offset(0),
+            batches: VecDeque::new(),
+            log_end: Offset(0),
+            persisted_end: Offset(0),
+            high_watermark: Offset(0),
+            size_bytes: 0,
+        }
+    }
+
+    /// A log rebuilt from durable batches; everything in it counts as persisted.
+    pub fn recovered(tp: TopicPartition, log_start: Offset, batches: Vec<RecordBatch>) -> Self {
+        let mut log = PartitionLog::new(tp);
+        log.log_start = log_start;
+        log.log_end = log_start;
+        for b in batches {
+            if b.end_offset() <= log_start || b.is_empty() {
+                continue;
+            }
+            log.log_end = b.end_offset();
+            log.size_bytes += b.size_bytes() as u64;
+            log.batches.push_back(b);
+        }
+        if let Some(first) = log.batches.front() {
+            log.log_start = log.log_start.max(first.base_offset);
+        }
+        log.persisted_end = log.log_end;
+        log
+    }
+
+    /// The partition this log belongs to.
+    pub fn tp(&self) -> &TopicPartition {
+        &self.tp
+    }
+    /// The first offset kept.
+    pub fn log_start(&self) -> Offset {
+        self.log_start
+    }
+    /// The offset after the last appended record (persisted or not).
+    pub fn log_end(&self) -> Offset {
+        self.log_end
+    }
+    /// The offset after the last persisted record: the replica's LEO.
+    pub fn persisted_end(&self) -> Offset {
+        self.persisted_end
+    }
+    /// Records below this are committed.
+    pub fn high_watermark(&self) -> Offset {
+        self.high_watermark
+    }
+    /// Bytes held (as counted by `RecordBatch::size_bytes`).
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+    /// The batches held, oldest first.
+    pub fn batches(&self) -> impl Iterator<Item = &RecordBatch> {
+        self.batches.iter()
+    }
+
+    /// Assigns offsets, epoch and append time to `batch` and appends it in memory.
+    /// Returns the stamped batch (what must be persisted).
+    pub fn append(&mut self, mut batch: RecordBatch, epoch: LeaderEpoch, append_time_ms: u64) -> RecordBatch {
+        batch.base_offset = self.log_end;
+        batch.leader_epoch = epoch;
+        // Append times never go backwards within a log, so lookup by time can
+        // binary-search even when a driver's clock steps back.
+        let last_time = self.batches.back().map_or(0, |b| b.append_time_ms);
+        batch.append_time_ms = append_time_ms.max(last_time);
+        self.log_end = batch.end_offset();
+        self.size_bytes += batch.size_bytes() as u64;
+        self.batches.push_back(batch.clone());
+        batch
+    }
+
+    /// Records that everything below `end` is durable.
+    pub fn mark_persisted(&mut self, end: Offset) {
+        debug_assert!(end <= self.log_end, "{}: persisted {end} beyond log end {}", self.tp, self.log_end);
+        self.persisted_end = self.persisted_end.max(end.min(self.log_end));
+    }
+
+    /// Moves the HW forward to `hw` (never back, never past the LEO). Returns true if
+    /// it moved.
+    pub fn advance_high_watermark(&mut self, hw: Offset) -> bool {
+        let hw = hw.min(self.persisted_end);
+        if hw > self.high_watermark {
+            self.high_watermark = hw;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Committed batches from `offset`, trimmed to start at it, until about
+    /// `max_bytes` (at least one batch when any is available).
+    pub fn read_committed(&self, offset: Offset, max_bytes: usize) -> Vec<RecordBatch> {
+        let upper = self.high_watermark;
+        let mut out = Vec::new();
+        if offset >= upper || offset < self.log_start {
+            return out;
+        }
+        let mut i = self.batches.partition_point(|b| b.end_offset() <= offset);
+        let mut bytes = 0usize;
+        while let Some(b) = self.batches.get(i) {
+            if b.base_offset >= upper {
+                break;
+            }
+            let mut view = if b.base_offset < offset { b.slice_from(offset) } else { b.clone() };
+            if view.end_offset() > upper {
+                view = view.slice_until(upper);
+            }
+            let size = view.size_bytes();
+            if !out.is_empty() && bytes + size > max_bytes {
+                break;
+            }
+            bytes += size;
+            out.push(view);
+            i += 1;
+        }
+        out
+    }
+
+    /// The first committed offset whose batch was appended at or after `time_ms`, or
+    /// the HW if none.
+    pub fn offset_for_time(&self, time_ms: u64) -> Offset {
+        let i = self.batches.partition_point(|b| b.append_time_ms < time_ms);
+        match self.batches.get(i) {
+            Some(b) if b.base_offset < self.high_watermark => b.base_offset.max(self.log_start),
+            _ => self.high_watermark,
+        }
+    }
+
+    /// Where retention would move the log start: drops the oldest whole batches
+    /// that are committed and either older than `min_time_ms` or beyond
+    /// `max_bytes`. `None` when nothing would be dropped.
+    pub fn retention_point(&self, min_time_ms: Option<u64>, max_bytes: Option<u64>) -> Option<Offset> {
+        let mut size = self.size_bytes;
+        let mut new_start = None;
+        for b in &self.batches {
+            if b.end_offset() > self.high_watermark {
+                break;
+            }
+            let too_old = min_time_ms.is_some_and(|t| b.append_time_ms < t);
+            let too_big = max_bytes.is_some_and(|m| size > m);
+            if !(too_old || too_big) {
+                break;
+            }
+            size -= b.size_bytes() as u64;
+            new_start = Some(b.end_offset());
+        }
+        new_start
+    }
+
+    /// Drops whole batches ending at or below `log_start`.
+    pub fn advance_log_start(&mut self, log_start: Offset) {
+        let log_start = log_start.min(self.high_watermark);
+        while let Some(b) = self.batches.front() {
+            if b.end_offset() > log_start {
+                break;
+            }
+            self.size_bytes -= b.size_bytes() as u64;
+            self.batches.pop_front();
+        }
+        self.log_start = self.log_start.max(log_start);
+    }
+
+    /// Panics if the log's positions or batches are inconsistent.
+    pub fn check_invariants(&self) {
+        assert!(self.log_start <= self.high_watermark, "{}: log start above HW", self.tp);
+        assert!(self.high_watermark <= self.persisted_end, "{}: HW above LEO", self.tp);
+        assert!(self.persisted_end <= self.log_end, "{}: LEO above log end", self.tp);
+        let mut expect = self.batches.front().map(|b| b.base_offset);
+        let mut size = 0u64;
+        for b in &self.batches {
+            assert_eq!(Some(b.base_offset), expect, "{}: batches not contiguous", self.tp);
+            expect = Some(b.end_offset());
+            size += b.size_bytes() as u64;
+        }
+        if let Some(end) = expect {
+            assert_eq!(end, self.log_end, "{}: last batch does not end at the log end", self.tp);
+        }
+        assert_eq!(size, self.size_bytes, "{}: size accounting drifted", self.tp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Record;
+
+    fn batch(n: usize, tag: &str) -> RecordBatch {
+        RecordBatch::new((0..n).map(|i| Record::from_value(format!("{tag}{i}"))).collect())
+    }
+
+    fn committed_log(batches: &[(usize, u64)]) -> PartitionLog {
+        let mut log = PartitionLog::new(TopicPartition::new("t", 0));
+        for (i, (n, t)) in batches.iter().enumerate() {
+            log.append(batch(*n, &format!("b{i}-")), LeaderEpoch(0), *t);
+        }
+        log.mark_persisted(log.log_end());
+        log.advance_high_watermark(log.log_end());
+        log.check_invariants();
+        log
+    }
+
+    #[test]
+    fn append_assigns_consecutive_offsets() {
+        let mut log = PartitionLog::new(TopicPartition::new("t", 0));
+        let a = log.append(batch(3, "a"), LeaderEpoch(2), 10);
+        let b = log.append(batch(2, "b"), LeaderEpoch(2), 11);
+        assert_eq!((a.base_offset, b.base_offset, log.log_end()), (Offset(0), Offset(3), Offset(5)));
+        assert_eq!(b.leader_epoch, LeaderEpoch(2));
+    }
+
+    #[test]
+    fn high_watermark_never_passes_the_persisted_end_nor_goes_back() {
+        let mut log = PartitionLog::new(TopicPartition::new("t", 0));
+        log.append(batch(5, "a"), LeaderEpoch(0), 0);
+        assert!(!log.advance_high_watermark(Offset(5)), "nothing persisted yet");
+        log.mark_persisted(Offset(5));
+        assert!(log.advance_high_watermark(Offset(5)));
+        assert!(!log.advance_high_watermark(Offset(2)));
+        assert_eq!(log.high_watermark(), Offset(5));
+    }
+
+    #[test]
+    fn reads_stop_at_the_high_watermark() {
+        let mut log = committed_log(&[(2, 0)]);
+        log.append(batch(2, "uncommitted"), LeaderEpoch(0), 0);
+        let read = log.read_committed(Offset(0), usize::MAX);
+        assert_eq!(read.iter().map(|b| b.len()).sum::<u64>(), 2);
+        assert!(log.read_committed(Offset(2), usize::MAX).is_empty());
+    }
+
+    #[test]
+    fn reads_trim_the_first_batch_to_the_requested_offset() {
+        let log = committed_log(&[(4, 0)]);
+        let read = log.read_committed(Offset(2), usize::MAX);
+        assert_eq!(read[0].base_offset, Offset(2));
+        assert_eq!(read[0].records[0].value, bytes::Bytes::from("b0-2"));
+    }
+
+    #[test]
+    fn max_bytes_limits_reads_but_one_batch_always_comes_back() {
+        let log = committed_log(&[(10, 0), (10, 0), (10, 0)]);
+        assert_eq!(log.read_committed(Offset(0), 1).len(), 1);
+        let one = log.batches().next().unwrap().size_bytes();
+        assert_eq!(log.read_committed(Offset(0), one * 2).len(), 2);
+    }
+
+    #[test]
+    fn lookup_by_time_finds_the_first_batch_at_or_after() {
+        let log = committed_log(&[(1, 100), (1, 200), (1, 300)]);
+        assert_eq!(log.offset_for_time(0), Offset(0));
+        assert_eq!(log.offset_for_time(150), Offset(1));
+        assert_eq!(log.offset_for_time(300), Offset(2));
+        assert_eq!(log.offset_for_time(301), Offset(3), "after the last: the HW");
+    }
+
+    #[test]
+    fn retention_drops_only_whole_committed_batches() {
+        let mut log = committed_log(&[(1, 100), (1, 200), (1, 300)]);
+        assert_eq!(log.retention_point(Some(250), None), Some(Offset(2)));
+        assert_eq!(log.retention_point(Some(50), None), None);
+        let per = log.batches().next().unwrap().size_bytes() as u64;
+        assert_eq!(log.retention_point(None, Some(per)), Some(Offset(2)));
+        log.advance_log_start(Offset(2));
+        assert_eq!((log.log_start(), log.size_bytes()), (Offset(2), per));
+        log.check_invariants();
+    }
+}

@@ -1,0 +1,91 @@
+//! Errors that cross the wire: a stable code a program can branch on plus a message a
+//! person can act on ("unknown topic orders; create it with `mq topic create`").
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Stable error codes. Their order is part of the wire format: add new codes at the
+/// end only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The request was malformed or its arguments are invalid.
+    InvalidRequest,
+    /// The topic does not exist.
+    UnknownTopic,
+    /// The topic exists already.
+    TopicExists,
+    /// The partition does not exist in the topic.
+    UnknownPartition,
+    /// The offset is outside the log's range.
+    OffsetOutOfRange,
+    /// A batch or record exceeds the configured size limit.
+    RecordTooLarge,
+    /// A topic or broker setting is invalid.
+    InvalidConfig,
+    /// A bounded queue or buffer is full; retry later.
+    Backpressure,
+    /// This broker is not the leader of the partition (retriable after a metadata
+    /// refresh).
+    NotLeader,
+    /// Fewer in-sync replicas than `min_insync_replicas`; nothing was appended.
+    NotEnoughReplicas,
+    /// The request's epoch is older than the current one.
+    FencedEpoch,
+    /// The request's epoch is newer than this broker knows.
+    UnknownEpoch,
+    /// The request timed out; its effect is unknown (it may still commit).
+    Timeout,
+    /// The connection has not authenticated.
+    Unauthenticated,
+    /// The principal lacks the permission.
+    Unauthorized,
+    /// The broker is starting or shutting down (retriable).
+    NotReady,
+    /// An idempotent producer skipped sequence numbers.
+    OutOfOrderSequence,
+    /// The topic was deleted while the request was in flight.
+    TopicDeleted,
+    /// The broker failed internally; the request's effect is unknown.
+    Internal,
+}
+
+impl ErrorCode {
+    /// True when retrying the same request later (maybe after a metadata refresh)
+    /// can succeed.
+    pub fn is_retriable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::Backpressure
+                | ErrorCode::NotLeader
+                | ErrorCode::NotEnoughReplicas
+                | ErrorCode::FencedEpoch
+                | ErrorCode::UnknownEpoch
+                | ErrorCode::Timeout
+                | ErrorCode::NotReady
+        )
+    }
+}
+
+/// An error reply: a code and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct WireError {
+    /// What went wrong, for programs.
+    pub code: ErrorCode,
+    /// What went wrong and what to do about it, for people.
+    pub message: String,
+}
+
+impl WireError {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        WireError { code, message: message.into() }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}

@@ -1,0 +1,14 @@
+//! Wire types and the frame codec shared by inter-broker and client traffic
+//! (docs/protocol.md).
+
+pub mod codec;
+mod error;
+mod message;
+mod record;
+
+pub use codec::{decode_frame, encode_frame, frame_bytes, CodecError, DEFAULT_MAX_FRAME_BYTES};
+pub use error::{ErrorCode, WireError};
+pub use message::{
+    Acks, Message, OffsetSpec, PartitionInfo, Request, RequestBody, Response, ResponseBody, TopicConfig, TopicInfo,
+};
+pub use record::{BatchKind, Header, ProducerStamp, Record, RecordBatch, BATCH_OVERHEAD_BYTES, RECORD_OVERHEAD_BYTES};
