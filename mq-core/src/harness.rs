@@ -162,11 +162,13 @@ impl Harness {
         Some(inbox.remove(i))
     }
 
-    /// Crashes node `id`: its memory and every write not yet persisted are lost.
+    /// Crashes node `id`: its memory and every write not yet persisted are lost,
+    /// and a stall set by [`Harness::hold_persists`] ends with them.
     pub fn crash(&mut self, id: u32) {
         let slot = self.slot(id);
         slot.node = None;
         slot.persists.clear();
+        slot.hold_persists = false;
         self.network.retain(|m| m.to != NodeId(id) && m.from != NodeId(id));
     }
 

@@ -1,0 +1,134 @@
+//! Topic administration on a single-node cluster: create, list, delete, and the
+//! errors a user can act on.
+
+mod support;
+
+use mq_core::harness::Harness;
+use mq_core::wire::{Acks, ErrorCode, RequestBody, ResponseBody, TopicConfig};
+use support::*;
+
+fn create_with(h: &mut Harness, config: TopicConfig) -> mq_core::CorrelationId {
+    let c = h.request(CLIENT, 1, RequestBody::CreateTopic(config));
+    h.drive();
+    c
+}
+
+#[test]
+fn created_topics_are_listed_with_their_partitions() {
+    let mut h = Harness::single();
+    create_ok(&mut h, "orders", 3);
+    create_ok(&mut h, "audit", 1);
+    let c = h.request(CLIENT, 1, RequestBody::ListTopics);
+    let ResponseBody::Topics(topics) = ok(&mut h, c) else { panic!("expected Topics") };
+    let names: Vec<&str> = topics.iter().map(|t| t.config.name.as_str()).collect();
+    assert_eq!(names, vec!["audit", "orders"]);
+    let orders = &topics[1];
+    assert_eq!(orders.partitions.len(), 3);
+    assert!(orders
+        .partitions
+        .iter()
+        .all(|p| p.leader == Some(mq_core::NodeId(1)) && p.isr == vec![mq_core::NodeId(1)]));
+}
+
+#[test]
+fn a_topic_becomes_visible_only_once_its_creation_is_durable() {
+    let mut h = Harness::single();
+    h.hold_persists(1, true);
+    let c = create(&mut h, "t", 1);
+    let p = produce(&mut h, "t", 0, Acks::All, &["early"]);
+    assert_eq!(err(&mut h, p).0, ErrorCode::UnknownTopic);
+    assert!(h.take_response(CLIENT, c).is_none());
+    // A second create of the same name while the first is in flight is refused.
+    let again = create(&mut h, "t", 1);
+    assert_eq!(err(&mut h, again).0, ErrorCode::TopicExists);
+    h.hold_persists(1, false);
+    h.drive();
+    assert_eq!(ok(&mut h, c), ResponseBody::TopicCreated);
+    assert!(h.store(1).topics.contains_key("t"));
+}
+
+#[test]
+fn creating_an_existing_topic_fails_with_topic_exists() {
+    let mut h = Harness::single();
+    create_ok(&mut h, "t", 1);
+    let c = create(&mut h, "t", 2);
+    let (code, msg) = err(&mut h, c);
+    assert_eq!(code, ErrorCode::TopicExists);
+    assert!(msg.contains("t"), "{msg}");
+}
+
+#[test]
+fn invalid_topic_settings_are_refused_with_a_reason() {
+    let mut h = Harness::single();
+    let cases = [
+        (TopicConfig::new("", 1), ErrorCode::InvalidRequest, "invalid topic name"),
+        (TopicConfig::new("bad/name", 1), ErrorCode::InvalidRequest, "invalid topic name"),
+        (TopicConfig::new("x".repeat(250), 1), ErrorCode::InvalidRequest, "invalid topic name"),
+        (TopicConfig::new("zero", 0), ErrorCode::InvalidConfig, "partitions"),
+        (
+            TopicConfig { replication_factor: 3, ..TopicConfig::new("rf", 1) },
+            ErrorCode::InvalidConfig,
+            "replication factor",
+        ),
+        (
+            TopicConfig { min_insync_replicas: 2, ..TopicConfig::new("isr", 1) },
+            ErrorCode::InvalidConfig,
+            "min_insync_replicas",
+        ),
+        (TopicConfig { retention_bytes: Some(0), ..TopicConfig::new("ret", 1) }, ErrorCode::InvalidConfig, "retention"),
+    ];
+    for (config, code, needle) in cases {
+        let c = create_with(&mut h, config.clone());
+        let (got, msg) = err(&mut h, c);
+        assert_eq!(got, code, "{config:?}");
+        assert!(msg.contains(needle), "message {msg:?} should mention {needle:?}");
+    }
+    assert!(h.store(1).topics.is_empty(), "nothing was created");
+}
+
+#[test]
+fn topic_and_partition_limits_are_enforced() {
+    let mut h = Harness::new(1, 0, |c| mq_core::NodeConfig { max_topics: 2, max_partitions_per_topic: 4, ..c });
+    create_ok(&mut h, "a", 4);
+    let c = create(&mut h, "big", 5);
+    assert_eq!(err(&mut h, c).0, ErrorCode::InvalidConfig);
+    create_ok(&mut h, "b", 1);
+    let c = create(&mut h, "c", 1);
+    let (code, msg) = err(&mut h, c);
+    assert_eq!(code, ErrorCode::InvalidConfig);
+    assert!(msg.contains("maximum"), "{msg}");
+}
+
+#[test]
+fn deleting_a_topic_removes_its_records_durably() {
+    let mut h = Harness::single();
+    create_ok(&mut h, "t", 2);
+    produce_ok(&mut h, "t", 1, &["a"]);
+    let c = h.request(CLIENT, 1, RequestBody::DeleteTopic { topic: "t".into() });
+    // Refused for new requests as soon as the deletion is under way.
+    let p = produce(&mut h, "t", 0, Acks::All, &["late"]);
+    assert_eq!(err(&mut h, p).0, ErrorCode::UnknownTopic);
+    h.drive();
+    assert_eq!(ok(&mut h, c), ResponseBody::TopicDeleted);
+    assert!(h.store(1).topics.is_empty() && h.store(1).logs.is_empty());
+    h.crash(1);
+    h.restart(1);
+    assert_eq!(h.node(1).topic_names().count(), 0);
+    // The name can be used again, starting from offset 0.
+    create_ok(&mut h, "t", 1);
+    assert_eq!(produce_ok(&mut h, "t", 0, &["new"]), mq_core::Offset(0));
+}
+
+#[test]
+fn unknown_topics_and_partitions_get_clear_errors() {
+    let mut h = Harness::single();
+    let c = h.request(CLIENT, 1, RequestBody::DeleteTopic { topic: "nope".into() });
+    let (code, msg) = err(&mut h, c);
+    assert_eq!(code, ErrorCode::UnknownTopic);
+    assert!(msg.contains("nope") && msg.contains("create"), "{msg}");
+    create_ok(&mut h, "t", 2);
+    let p = produce(&mut h, "t", 2, Acks::All, &["x"]);
+    let (code, msg) = err(&mut h, p);
+    assert_eq!(code, ErrorCode::UnknownPartition);
+    assert!(msg.contains("0..2"), "{msg}");
+}
