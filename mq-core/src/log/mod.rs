@@ -85,6 +85,13 @@ impl PartitionLog {
         self.batches.iter()
     }
 
+    /// The batches holding offsets at or above `offset`, oldest first (the first
+    /// one may start below `offset`).
+    pub fn batches_from(&self, offset: Offset) -> impl Iterator<Item = &RecordBatch> {
+        let i = self.batches.partition_point(|b| b.end_offset() <= offset);
+        self.batches.range(i..)
+    }
+
     /// Assigns offsets, epoch and append time to `batch` and appends it in memory.
     /// Returns the stamped batch (what must be persisted).
     pub fn append(&mut self, mut batch: RecordBatch, epoch: LeaderEpoch, append_time_ms: u64) -> RecordBatch {

@@ -1,0 +1,305 @@
+//! A minimal consumer of one partition: fetches committed records from a position,
+//! reports them in offset order, and moves its position past them.
+//!
+//! One request is in flight at a time. An empty reply waits `poll_interval` before
+//! the next fetch; a reply with records fetches again at once. A request without a
+//! reply by its deadline is forgotten and the fetch is sent again. When the position
+//! fell below the log start (retention), the consumer asks for the earliest offset
+//! and resumes there, reporting the skip.
+
+use crate::contract::{Input, Peer};
+use crate::ids::{CorrelationId, NodeId, Offset, TopicPartition};
+use crate::time::{Duration, Instant};
+use crate::wire::{ErrorCode, Message, OffsetSpec, Record, Request, RequestBody, ResponseBody, WireError};
+use std::collections::VecDeque;
+
+/// Consumer settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    /// The broker to fetch from.
+    pub broker: NodeId,
+    /// The partition read.
+    pub tp: TopicPartition,
+    /// The first offset wanted.
+    pub start: Offset,
+    /// Soft cap on one reply.
+    pub max_bytes: u32,
+    /// How long a request may wait for its response.
+    pub request_timeout: Duration,
+    /// Pause after a reply without new records.
+    pub poll_interval: Duration,
+}
+
+impl ConsumerConfig {
+    /// Reads `tp` from offset 0 on broker 1 with default limits.
+    pub fn new(tp: TopicPartition) -> Self {
+        ConsumerConfig {
+            broker: NodeId(1),
+            tp,
+            start: Offset(0),
+            max_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(1),
+            poll_interval: Duration::from_millis(10),
+        }
+    }
+}
+
+/// What the consumer asks its driver to do, or reports.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConsumerOutput {
+    /// Send `msg` to `to`.
+    Send {
+        /// The broker.
+        to: Peer,
+        /// The request.
+        msg: Message,
+    },
+    /// Committed records, in offset order, starting at the previous position.
+    Records {
+        /// The partition's high watermark in the reply.
+        high_watermark: Offset,
+        /// The records with their offsets.
+        records: Vec<(Offset, Record)>,
+    },
+    /// The position moved without reading (the records were removed by retention).
+    Skipped {
+        /// The old position.
+        from: Offset,
+        /// The new position.
+        to: Offset,
+    },
+    /// The broker refused a request (for example an unknown topic); the consumer
+    /// retries after `poll_interval`.
+    Error(WireError),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pending {
+    Fetch,
+    Earliest,
+}
+
+/// The consumer state machine (see the module docs).
+#[derive(Debug)]
+pub struct Consumer {
+    config: ConsumerConfig,
+    now: Instant,
+    position: Offset,
+    next_correlation: u64,
+    inflight: Option<(CorrelationId, Pending, Instant)>,
+    /// When to send the next request if none is in flight.
+    next_request_at: Instant,
+    needs_reset: bool,
+    outputs: VecDeque<ConsumerOutput>,
+}
+
+impl Consumer {
+    /// A consumer positioned at `config.start`.
+    pub fn new(config: ConsumerConfig) -> Self {
+        Consumer {
+            position: config.start,
+            config,
+            now: Instant::ZERO,
+            next_correlation: 1,
+            inflight: None,
+            next_request_at: Instant::ZERO,
+            needs_reset: false,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    // ----- getters -----
+
+    /// The settings.
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.config
+    }
+
+    /// The next offset to read.
+    pub fn position(&self) -> Offset {
+        self.position
+    }
+
+    // ----- the contract -----
+
+    /// Feeds one input.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        debug_assert!(now >= self.now, "time went backwards: {now} < {}", self.now);
+        self.now = self.now.max(now);
+        match input {
+            Input::Message { from, msg: Message::Response(resp) } if from == Peer::Node(self.config.broker) => {
+                match self.inflight {
+                    Some((corr, kind, _)) if corr == resp.correlation => {
+                        self.inflight = None;
+                        self.on_response(kind, resp.body);
+                    }
+                    _ => {} // late or duplicated
+                }
+            }
+            Input::Disconnected { peer } if peer == Peer::Node(self.config.broker) => self.inflight = None,
+            Input::Timeout => {
+                if self.inflight.is_some_and(|(_, _, deadline)| deadline <= self.now) {
+                    self.inflight = None;
+                }
+            }
+            _ => {}
+        }
+        self.maybe_request();
+        if cfg!(debug_assertions) {
+            self.check_invariants();
+        }
+    }
+
+    /// The next output, until `None`.
+    pub fn poll_output(&mut self) -> Option<ConsumerOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// The request deadline, or when the next request is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        Some(match self.inflight {
+            Some((_, _, deadline)) => deadline,
+            None => self.next_request_at,
+        })
+    }
+
+    /// Panics if an internal invariant is broken.
+    pub fn check_invariants(&self) {
+        assert!(self.position >= self.config.start, "position moved before the start");
+        if let Some((corr, _, _)) = self.inflight {
+            assert!(corr.0 < self.next_correlation, "correlation ids are reused");
+        }
+    }
+
+    fn on_response(&mut self, kind: Pending, body: Result<ResponseBody, WireError>) {
+        match (kind, body) {
+            (Pending::Fetch, Ok(ResponseBody::Fetched { high_watermark, batches, .. })) => {
+                let records: Vec<(Offset, Record)> = batches
+                    .iter()
+                    .flat_map(|b| b.iter_with_offsets())
+                    .filter(|(o, _)| *o >= self.position)
+                    .map(|(o, r)| (o, r.clone()))
+                    .collect();
+                match records.last() {
+                    Some((last, _)) => {
+                        // Records come back contiguous from the position; a gap would be
+                        // a broker bug the checker must see, so report them as they are.
+                        self.position = last.next();
+                        self.next_request_at = self.now;
+                        self.outputs.push_back(ConsumerOutput::Records { high_watermark, records });
+                    }
+                    None => self.next_request_at = self.now + self.config.poll_interval,
+                }
+            }
+            (Pending::Earliest, Ok(ResponseBody::Offset { offset })) => {
+                self.needs_reset = false;
+                if offset > self.position {
+                    self.outputs.push_back(ConsumerOutput::Skipped { from: self.position, to: offset });
+                    self.position = offset;
+                }
+                self.next_request_at = self.now;
+            }
+            (_, Err(e)) if e.code == ErrorCode::OffsetOutOfRange => {
+                self.needs_reset = true;
+                self.next_request_at = self.now;
+            }
+            (_, Err(e)) => {
+                self.outputs.push_back(ConsumerOutput::Error(e));
+                self.next_request_at = self.now + self.config.poll_interval;
+            }
+            (_, Ok(_)) => self.next_request_at = self.now + self.config.poll_interval,
+        }
+    }
+
+    fn maybe_request(&mut self) {
+        if self.inflight.is_some() || self.now < self.next_request_at {
+            return;
+        }
+        let correlation = CorrelationId(self.next_correlation);
+        self.next_correlation += 1;
+        let tp = &self.config.tp;
+        let (kind, body) = if self.needs_reset {
+            let body = RequestBody::ListOffsets {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                spec: OffsetSpec::Earliest,
+            };
+            (Pending::Earliest, body)
+        } else {
+            let body = RequestBody::Fetch {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                offset: self.position,
+                max_bytes: self.config.max_bytes,
+            };
+            (Pending::Fetch, body)
+        };
+        self.inflight = Some((correlation, kind, self.now + self.config.request_timeout));
+        let to = Peer::Node(self.config.broker);
+        self.outputs.push_back(ConsumerOutput::Send { to, msg: Message::Request(Request { correlation, body }) });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{RecordBatch, Response};
+
+    fn request(c: &mut Consumer) -> (CorrelationId, RequestBody) {
+        match c.poll_output() {
+            Some(ConsumerOutput::Send { msg: Message::Request(r), .. }) => (r.correlation, r.body),
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
+    fn reply(corr: CorrelationId, body: Result<ResponseBody, WireError>) -> Input {
+        Input::Message { from: Peer::Node(NodeId(1)), msg: Message::Response(Response { correlation: corr, body }) }
+    }
+
+    #[test]
+    fn records_advance_the_position_and_fetch_again() {
+        let mut c = Consumer::new(ConsumerConfig::new(TopicPartition::new("t", 0)));
+        c.handle(Instant::ZERO, Input::Timeout);
+        let (corr, body) = request(&mut c);
+        assert!(matches!(body, RequestBody::Fetch { offset: Offset(0), .. }));
+        let batch = RecordBatch::new(vec![Record::from_value("a"), Record::from_value("b")]);
+        let fetched = ResponseBody::Fetched {
+            partition: crate::ids::PartitionId(0),
+            high_watermark: Offset(2),
+            log_start: Offset(0),
+            batches: vec![batch],
+        };
+        c.handle(Instant::ZERO, reply(corr, Ok(fetched.clone())));
+        assert!(matches!(c.poll_output(), Some(ConsumerOutput::Records { records, .. }) if records.len() == 2));
+        assert_eq!(c.position(), Offset(2));
+        let (_, body) = request(&mut c);
+        assert!(matches!(body, RequestBody::Fetch { offset: Offset(2), .. }));
+        // A duplicate of the old reply is ignored.
+        c.handle(Instant::ZERO, reply(corr, Ok(fetched)));
+        assert_eq!(c.poll_output(), None);
+    }
+
+    #[test]
+    fn out_of_range_resets_to_the_earliest_offset() {
+        let mut c = Consumer::new(ConsumerConfig::new(TopicPartition::new("t", 0)));
+        c.handle(Instant::ZERO, Input::Timeout);
+        let (corr, _) = request(&mut c);
+        c.handle(Instant::ZERO, reply(corr, Err(WireError::new(ErrorCode::OffsetOutOfRange, "gone"))));
+        let (corr, body) = request(&mut c);
+        assert!(matches!(body, RequestBody::ListOffsets { spec: OffsetSpec::Earliest, .. }));
+        c.handle(Instant::ZERO, reply(corr, Ok(ResponseBody::Offset { offset: Offset(5) })));
+        assert_eq!(c.poll_output(), Some(ConsumerOutput::Skipped { from: Offset(0), to: Offset(5) }));
+        assert!(matches!(request(&mut c).1, RequestBody::Fetch { offset: Offset(5), .. }));
+    }
+
+    #[test]
+    fn a_lost_request_is_sent_again_after_its_deadline() {
+        let mut c = Consumer::new(ConsumerConfig::new(TopicPartition::new("t", 0)));
+        c.handle(Instant::ZERO, Input::Timeout);
+        let (first, _) = request(&mut c);
+        let deadline = c.poll_timeout().unwrap();
+        c.handle(deadline, Input::Timeout);
+        let (second, _) = request(&mut c);
+        assert_ne!(first, second);
+    }
+}
