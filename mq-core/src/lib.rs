@@ -60,6 +60,7 @@
 
 pub mod client;
 pub mod contract;
+pub mod controller;
 pub mod ids;
 pub mod log;
 pub mod node;
