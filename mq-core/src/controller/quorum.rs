@@ -1,0 +1,393 @@
+//! The controller's decisions (DESIGN.md sections 4 and 5, KRaft's QuorumController
+//! in outline): broker registration and fencing by heartbeat, topic creation with
+//! replica placement, partition leader election and ISR changes with epoch checks,
+//! producer id blocks.
+//!
+//! Only the active controller decides: the Raft leader once its own `LeaderChange`
+//! entry has committed, so that its image includes everything earlier terms
+//! committed. It decides against a *speculative* image (committed records plus its
+//! own proposals) so that decisions in flight never contradict each other; losing
+//! leadership throws that image away. Each decision is a list of records to
+//! propose; the caller replies once the last of them commits.
+
+use super::image::{MetadataImage, PartitionImage};
+use super::metadata::MetadataRecord;
+use super::raft::LogIndex;
+use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, TopicPartition};
+use crate::node::validate_topic_name;
+use crate::time::{Duration, Instant};
+use crate::wire::{ErrorCode, TopicConfig, WireError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Requests brokers and clients make of the active controller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerRequest {
+    /// A broker (re)started: give it a new incarnation.
+    RegisterBroker {
+        /// The broker.
+        broker: NodeId,
+    },
+    /// A broker is alive and has applied metadata up to `metadata_applied`.
+    Heartbeat {
+        /// The broker.
+        broker: NodeId,
+        /// Its incarnation.
+        broker_epoch: BrokerEpoch,
+        /// The metadata index it has applied.
+        metadata_applied: LogIndex,
+    },
+    /// Create a topic.
+    CreateTopic(TopicConfig),
+    /// Delete a topic.
+    DeleteTopic {
+        /// Its name.
+        topic: String,
+    },
+    /// A partition leader asks to change the ISR.
+    AlterPartition {
+        /// The partition.
+        tp: TopicPartition,
+        /// The requesting leader.
+        leader: NodeId,
+        /// Its incarnation.
+        broker_epoch: BrokerEpoch,
+        /// The leader epoch it leads in.
+        leader_epoch: LeaderEpoch,
+        /// The partition epoch its view is based on.
+        partition_epoch: u32,
+        /// The ISR it wants.
+        isr: Vec<NodeId>,
+    },
+    /// A broker wants a block of producer ids.
+    AllocateProducerIds {
+        /// The broker.
+        broker: NodeId,
+        /// Its incarnation.
+        broker_epoch: BrokerEpoch,
+    },
+}
+
+/// Controller settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// A broker silent this long is fenced.
+    pub session_timeout: Duration,
+    /// Producer ids handed out per request.
+    pub producer_id_block: u64,
+    /// Most brokers the cluster may register.
+    pub max_brokers: usize,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig { session_timeout: Duration::from_secs(9), producer_id_block: 1000, max_brokers: 1024 }
+    }
+}
+
+/// The active controller's state.
+#[derive(Clone, Debug)]
+pub struct QuorumController {
+    config: ControllerConfig,
+    image: MetadataImage,
+    last_heartbeat: BTreeMap<NodeId, Instant>,
+    next_broker_epoch: u64,
+}
+
+impl QuorumController {
+    /// Becomes active on top of the committed `image`: every registered broker gets
+    /// a full session of grace, since heartbeats to the old leader are not known.
+    pub fn activate(config: ControllerConfig, image: &MetadataImage, now: Instant) -> Self {
+        let last_heartbeat = image.brokers.keys().map(|b| (*b, now)).collect();
+        let next_broker_epoch = image.brokers.values().map(|b| b.epoch.0).max().unwrap_or(0) + 1;
+        QuorumController { config, image: image.clone(), last_heartbeat, next_broker_epoch }
+    }
+
+    /// The speculative image (committed plus proposed).
+    pub fn image(&self) -> &MetadataImage {
+        &self.image
+    }
+
+    /// Records that `record` was proposed at `index`, updating the speculative
+    /// image. Call for every record a decision returned, in order.
+    pub fn proposed(&mut self, index: LogIndex, record: &MetadataRecord) {
+        if let MetadataRecord::RegisterBroker { broker_epoch, .. } = record {
+            self.next_broker_epoch = self.next_broker_epoch.max(broker_epoch.0 + 1);
+        }
+        self.image.apply(index, record);
+    }
+
+    /// When [`QuorumController::tick`] next has work: the earliest session expiry.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.image
+            .brokers
+            .iter()
+            .filter(|(_, b)| !b.fenced)
+            .filter_map(|(id, _)| self.last_heartbeat.get(id))
+            .map(|t| *t + self.config.session_timeout)
+            .min()
+    }
+
+    /// Fences brokers whose session expired; returns the records to propose.
+    pub fn tick(&mut self, now: Instant) -> Vec<MetadataRecord> {
+        let expired: Vec<(NodeId, BrokerEpoch)> = self
+            .image
+            .brokers
+            .iter()
+            .filter(|(id, b)| {
+                !b.fenced
+                    && self
+                        .last_heartbeat
+                        .get(id)
+                        .is_none_or(|t| now.saturating_since(*t) >= self.config.session_timeout)
+            })
+            .map(|(id, b)| (*id, b.epoch))
+            .collect();
+        let mut records = Vec::new();
+        for (broker, broker_epoch) in expired {
+            tracing::debug!(%broker, "session expired: fencing");
+            records.push(MetadataRecord::FenceBroker { broker, broker_epoch });
+            records.extend(self.reelect_without(broker));
+        }
+        records
+    }
+
+    /// Decides on `req`; returns the records to propose (possibly none), or an
+    /// error for the requester.
+    pub fn handle(&mut self, now: Instant, req: ControllerRequest) -> Result<Vec<MetadataRecord>, WireError> {
+        match req {
+            ControllerRequest::RegisterBroker { broker } => {
+                if broker.0 == 0 {
+                    return Err(WireError::new(ErrorCode::InvalidRequest, "broker ids start at 1"));
+                }
+                if !self.image.brokers.contains_key(&broker) && self.image.brokers.len() >= self.config.max_brokers {
+                    return Err(WireError::new(ErrorCode::InvalidConfig, "the cluster has its maximum of brokers"));
+                }
+                self.last_heartbeat.insert(broker, now);
+                // The old incarnation may have lost unpersisted records: out of
+                // every ISR and leadership before the new one registers.
+                let mut records = self.reelect_without(broker);
+                let broker_epoch = BrokerEpoch(self.next_broker_epoch);
+                self.next_broker_epoch += 1;
+                records.push(MetadataRecord::RegisterBroker { broker, broker_epoch });
+                Ok(records)
+            }
+            ControllerRequest::Heartbeat { broker, broker_epoch, metadata_applied } => {
+                let b = self.check_broker(broker, broker_epoch)?.clone();
+                self.last_heartbeat.insert(broker, now);
+                if b.fenced && metadata_applied >= b.registered_at {
+                    let mut records = vec![MetadataRecord::UnfenceBroker { broker, broker_epoch }];
+                    records.extend(self.elect_with(broker));
+                    return Ok(records);
+                }
+                Ok(Vec::new())
+            }
+            ControllerRequest::CreateTopic(config) => self.create_topic(config),
+            ControllerRequest::DeleteTopic { topic } => {
+                if !self.image.topics.contains_key(&topic) {
+                    return Err(WireError::new(ErrorCode::UnknownTopic, format!("unknown topic {topic}")));
+                }
+                Ok(vec![MetadataRecord::DeleteTopic { topic }])
+            }
+            ControllerRequest::AlterPartition { tp, leader, broker_epoch, leader_epoch, partition_epoch, isr } => {
+                self.check_broker(leader, broker_epoch)?;
+                let p = self
+                    .image
+                    .partition(&tp)
+                    .ok_or_else(|| WireError::new(ErrorCode::UnknownPartition, format!("unknown partition {tp}")))?;
+                if leader_epoch < p.leader_epoch {
+                    return Err(WireError::new(
+                        ErrorCode::FencedEpoch,
+                        format!("leader epoch {leader_epoch} of {tp} is stale; current is {}", p.leader_epoch),
+                    ));
+                }
+                if leader_epoch > p.leader_epoch {
+                    return Err(WireError::new(
+                        ErrorCode::UnknownEpoch,
+                        format!("leader epoch {leader_epoch} of {tp} is ahead of the controller's {}", p.leader_epoch),
+                    ));
+                }
+                if p.leader != Some(leader) {
+                    return Err(WireError::new(ErrorCode::NotLeader, format!("broker {leader} does not lead {tp}")));
+                }
+                if partition_epoch != p.partition_epoch {
+                    return Err(WireError::new(
+                        ErrorCode::FencedEpoch,
+                        format!("partition epoch {partition_epoch} of {tp} is stale; current is {}", p.partition_epoch),
+                    ));
+                }
+                if !isr.contains(&leader) || isr.iter().any(|r| !p.replicas.contains(r)) {
+                    return Err(WireError::new(
+                        ErrorCode::InvalidRequest,
+                        format!("ISR {isr:?} of {tp} must contain the leader and only replicas {:?}", p.replicas),
+                    ));
+                }
+                if let Some(dead) = isr.iter().find(|r| !p.isr.contains(r) && !self.image.is_live(**r)) {
+                    return Err(WireError::new(
+                        ErrorCode::InvalidRequest,
+                        format!("broker {dead} is fenced and cannot join the ISR of {tp}"),
+                    ));
+                }
+                let mut isr = isr;
+                isr.sort_by_key(|r| p.replicas.iter().position(|x| x == r));
+                isr.dedup();
+                Ok(vec![MetadataRecord::PartitionChange {
+                    tp,
+                    leader: Some(leader),
+                    leader_epoch,
+                    isr,
+                    partition_epoch: p.partition_epoch + 1,
+                }])
+            }
+            ControllerRequest::AllocateProducerIds { broker, broker_epoch } => {
+                self.check_broker(broker, broker_epoch)?;
+                Ok(vec![MetadataRecord::AllocateProducerIds {
+                    first: self.image.next_producer_id,
+                    count: self.config.producer_id_block,
+                }])
+            }
+        }
+    }
+
+    fn check_broker(&self, broker: NodeId, epoch: BrokerEpoch) -> Result<&super::image::BrokerImage, WireError> {
+        match self.image.brokers.get(&broker) {
+            Some(b) if b.epoch == epoch => Ok(b),
+            Some(b) => Err(WireError::new(
+                ErrorCode::FencedEpoch,
+                format!("broker {broker} epoch {epoch} is not its current epoch {}; register again", b.epoch),
+            )),
+            None => Err(WireError::new(ErrorCode::FencedEpoch, format!("broker {broker} is not registered"))),
+        }
+    }
+
+    fn create_topic(&mut self, config: TopicConfig) -> Result<Vec<MetadataRecord>, WireError> {
+        validate_topic_name(&config.name)?;
+        if self.image.topics.contains_key(&config.name) {
+            return Err(WireError::new(ErrorCode::TopicExists, format!("topic {} already exists", config.name)));
+        }
+        let live: Vec<NodeId> = self.image.brokers.iter().filter(|(_, b)| !b.fenced).map(|(id, _)| *id).collect();
+        let rf = usize::from(config.replication_factor);
+        if config.partitions == 0 {
+            return Err(WireError::new(ErrorCode::InvalidConfig, "a topic needs at least one partition"));
+        }
+        if rf == 0 || rf > live.len() {
+            return Err(WireError::new(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "replication factor {rf} of topic {} needs that many live brokers; {} are live",
+                    config.name,
+                    live.len()
+                ),
+            ));
+        }
+        if config.min_insync_replicas == 0 || config.min_insync_replicas > config.replication_factor {
+            return Err(WireError::new(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "min_insync_replicas {} must be between 1 and the replication factor {rf}",
+                    config.min_insync_replicas
+                ),
+            ));
+        }
+        // Spread leaders and replicas round-robin, starting where the topic count
+        // points so that topics do not all lead on the first broker.
+        let start = self.image.topics.len();
+        let assignment: Vec<Vec<NodeId>> = (0..config.partitions as usize)
+            .map(|p| (0..rf).map(|i| live[(start + p + i) % live.len()]).collect())
+            .collect();
+        let mut records = vec![MetadataRecord::CreateTopic { config: config.clone(), assignment: assignment.clone() }];
+        for (i, replicas) in assignment.into_iter().enumerate() {
+            records.push(MetadataRecord::PartitionChange {
+                tp: TopicPartition::new(config.name.clone(), i as u32),
+                leader: Some(replicas[0]),
+                leader_epoch: LeaderEpoch(1),
+                isr: replicas,
+                partition_epoch: 1,
+            });
+        }
+        Ok(records)
+    }
+
+    /// Partition changes once `gone` may no longer lead or be in sync.
+    fn reelect_without(&self, gone: NodeId) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        for (tp, p) in self.image.partitions() {
+            if !p.isr.contains(&gone) && p.leader != Some(gone) {
+                continue;
+            }
+            let unclean = self.image.topics[&tp.topic].config.unclean_leader_election;
+            // The last ISR member stays in the ISR, leaderless, so that it can lead
+            // again without loss when it returns (Kafka before KIP-966).
+            let isr: Vec<NodeId> =
+                if p.isr.len() > 1 { p.isr.iter().copied().filter(|r| *r != gone).collect() } else { p.isr.clone() };
+            let keep = p.leader.filter(|l| *l != gone && self.image.is_live(*l));
+            let change = self.elect(p, keep, isr, unclean, |b| b != gone && self.image.is_live(b));
+            records.extend(change.map(|c| c.into_record(tp)));
+        }
+        records
+    }
+
+    /// Partition changes once `back` is live again: leaderless partitions it can
+    /// lead get it as leader.
+    fn elect_with(&self, back: NodeId) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        for (tp, p) in self.image.partitions() {
+            if p.leader.is_some() || !p.replicas.contains(&back) {
+                continue;
+            }
+            let unclean = self.image.topics[&tp.topic].config.unclean_leader_election;
+            let live = |b: NodeId| b == back || self.image.is_live(b);
+            let change = self.elect(p, None, p.isr.clone(), unclean, live);
+            records.extend(change.map(|c| c.into_record(tp)));
+        }
+        records
+    }
+
+    /// Keeps `keep` as leader if given; otherwise the first live ISR member in
+    /// replica order; otherwise, only with unclean election, the first live replica
+    /// (which becomes the whole ISR). `None` when nothing changes.
+    fn elect(
+        &self,
+        p: &PartitionImage,
+        keep: Option<NodeId>,
+        isr: Vec<NodeId>,
+        unclean: bool,
+        live: impl Fn(NodeId) -> bool,
+    ) -> Option<Change> {
+        let (leader, isr) = match keep {
+            Some(l) => (Some(l), isr),
+            None => match p.replicas.iter().copied().find(|r| isr.contains(r) && live(*r)) {
+                Some(l) => (Some(l), isr),
+                None if unclean => match p.replicas.iter().copied().find(|r| live(*r)) {
+                    Some(l) => (Some(l), vec![l]),
+                    None => (None, isr),
+                },
+                None => (None, isr),
+            },
+        };
+        if leader == p.leader && isr == p.isr {
+            return None;
+        }
+        let leader_epoch = if leader != p.leader { p.leader_epoch.next() } else { p.leader_epoch };
+        Some(Change { leader, leader_epoch, isr, partition_epoch: p.partition_epoch + 1 })
+    }
+}
+
+struct Change {
+    leader: Option<NodeId>,
+    leader_epoch: LeaderEpoch,
+    isr: Vec<NodeId>,
+    partition_epoch: u32,
+}
+
+impl Change {
+    fn into_record(self, tp: TopicPartition) -> MetadataRecord {
+        MetadataRecord::PartitionChange {
+            tp,
+            leader: self.leader,
+            leader_epoch: self.leader_epoch,
+            isr: self.isr,
+            partition_epoch: self.partition_epoch,
+        }
+    }
+}
