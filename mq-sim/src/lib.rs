@@ -1,1 +1,269 @@
-//! mq-sim
+//! # mq-sim
+//!
+//! mq's deterministic simulator (DESIGN.md section 9, docs/simulator.md): one `u64`
+//! seed expands into swarm options, a cluster of mq-core nodes with per-node disks and
+//! clocks, a faulty network, a workload of producer and consumer state machines and a
+//! fault schedule. The run has a safety phase with faults and a liveness phase that
+//! heals the cluster and requires progress. A checker outside the core reads the
+//! history of client operations and what nodes expose, and reports the first broken
+//! invariant of `docs/invariants.md`.
+//!
+//! The same seed and code give the same run byte for byte: nothing reads a clock or a
+//! global RNG, every map iterates in key order, and [`run_seed`] returns a hash of
+//! the whole trace.
+//!
+//! ```
+//! let report = mq_sim::run_seed(&mq_sim::SimConfig::new(7));
+//! assert!(report.violation.is_none(), "{:?}", report.violation);
+//! assert_eq!(report.trace_hash, mq_sim::run_seed(&mq_sim::SimConfig::new(7)).trace_hash);
+//! ```
+
+pub mod checker;
+pub mod clock;
+pub mod disk;
+pub mod history;
+pub mod network;
+pub mod options;
+pub mod sim;
+pub mod trace;
+
+pub use checker::Violation;
+pub use options::Options;
+
+use std::cell::RefCell;
+use std::fmt;
+use std::str::FromStr;
+
+/// The code version printed at the start of every run: the crate version and, when
+/// built from a git checkout, `git describe`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("MQ_SIM_GIT_DESCRIBE"), ")");
+
+/// A deliberate bug the simulator can inject to prove the checker catches it. Only
+/// tests and a hidden CLI flag select one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mutation {
+    /// The real system.
+    #[default]
+    None,
+    /// The disk answers `Persisted` before the writes are durable, so the broker
+    /// acknowledges records a crash can still lose.
+    LyingDisk,
+}
+
+impl FromStr for Mutation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Mutation::None),
+            "lying-disk" => Ok(Mutation::LyingDisk),
+            other => Err(format!("unknown mutation {other:?}; known: none, lying-disk")),
+        }
+    }
+}
+
+impl fmt::Display for Mutation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mutation::None => "none",
+            Mutation::LyingDisk => "lying-disk",
+        })
+    }
+}
+
+/// How to run one seed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimConfig {
+    /// The seed.
+    pub seed: u64,
+    /// Keep the text of the trace (for `replay --trace`).
+    pub keep_trace: bool,
+    /// A deliberate bug, for tests of the checker.
+    pub mutation: Mutation,
+    /// Call every node's `check_invariants` after each input (DESIGN.md section 2).
+    pub check_node_invariants: bool,
+}
+
+impl SimConfig {
+    /// Seed `seed` with the defaults: no trace text, no mutation, node invariants on.
+    pub fn new(seed: u64) -> Self {
+        SimConfig { seed, keep_trace: false, mutation: Mutation::None, check_node_invariants: true }
+    }
+}
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        /// What a run injected and reached; every report prints them so a green run
+        /// shows it tested something.
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        pub struct Counters {
+            $($(#[$doc])* pub $name: u64,)*
+        }
+
+        impl Counters {
+            /// Adds `other` to these counters.
+            pub fn add(&mut self, other: &Counters) {
+                $(self.$name += other.$name;)*
+            }
+
+            /// Every counter with its name, in a fixed order.
+            pub fn fields(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name),)*]
+            }
+        }
+    };
+}
+
+counters!(
+    /// Node crashes.
+    crashes,
+    /// Node restarts from durable state.
+    restarts,
+    /// Crashes that left a torn write on disk.
+    torn_writes,
+    /// Damaged log tails recovery found and repaired.
+    torn_detected,
+    /// Persists a crash dropped.
+    lost_persists,
+    /// Node pauses.
+    pauses,
+    /// Clock steps.
+    clock_steps,
+    /// Network partitions.
+    partitions,
+    /// Link clogs.
+    clogs,
+    /// Messages sent.
+    messages,
+    /// Messages lost at random.
+    dropped_loss,
+    /// Messages dropped by a partition (at send or in flight).
+    dropped_partition,
+    /// Messages dropped by a full link.
+    dropped_capacity,
+    /// Messages that reached a crashed node.
+    dropped_down,
+    /// Messages duplicated.
+    duplicated,
+    /// Persists issued.
+    persists,
+    /// Slow fsyncs.
+    slow_fsyncs,
+    /// High-watermark events observed.
+    hw_events,
+    /// Produce operations invoked.
+    ops_invoked,
+    /// Produce operations acknowledged.
+    ops_ok,
+    /// Produce operations that failed definitely.
+    ops_failed,
+    /// Produce operations with an unknown outcome.
+    ops_indefinite,
+    /// Records acknowledged with acks=1 or acks=all.
+    records_acked,
+    /// Records read by consumers.
+    records_read,
+    /// Records committed (below the final high watermarks).
+    records_committed,
+);
+
+impl fmt::Display for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.fields().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        f.write_str(&parts.join(" "))
+    }
+}
+
+/// The outcome of one seed.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// The mutation it ran with.
+    pub mutation: Mutation,
+    /// Its options.
+    pub options: Options,
+    /// The first broken invariant, if any.
+    pub violation: Option<Violation>,
+    /// What it injected and reached.
+    pub counters: Counters,
+    /// Events simulated.
+    pub events: u64,
+    /// Simulated time at the end, in nanoseconds.
+    pub sim_nanos: u64,
+    /// The hash of the whole trace.
+    pub trace_hash: u64,
+    /// The trace text, when asked for.
+    pub trace: Option<Vec<String>>,
+}
+
+impl Report {
+    /// True when the seed passed.
+    pub fn passed(&self) -> bool {
+        self.violation.is_none()
+    }
+
+    /// The line a failing seed prints.
+    pub fn fail_line(&self) -> Option<String> {
+        self.violation.as_ref().map(|v| format!("FAIL seed={} invariant={}: {}", self.seed, v.invariant, v.what))
+    }
+
+    /// The command that replays this seed.
+    pub fn replay_command(&self) -> String {
+        let m = if self.mutation == Mutation::None { String::new() } else { format!(" --mutation {}", self.mutation) };
+        format!("cargo run --release -p mq-sim -- replay --seed {}{m}", self.seed)
+    }
+}
+
+thread_local! {
+    static PANIC_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Replaces the panic hook with one that only remembers where the panic happened,
+/// so a campaign reports a core panic as that seed's failure without printing a
+/// backtrace per seed. The binary installs it; tests keep the default hook.
+pub fn install_quiet_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info.location().map(|l| l.to_string());
+        PANIC_AT.with(|p| *p.borrow_mut() = at);
+    }));
+}
+
+/// Runs one seed. A panic inside the core (or the simulator) is caught and reported
+/// as the seed's `core_panic` failure.
+pub fn run_seed(cfg: &SimConfig) -> Report {
+    let options = Options::draw(cfg.seed);
+    let mut sim = None;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let s = sim.insert(sim::Sim::new(cfg.clone()));
+        s.run();
+    }));
+    let mut report = Report {
+        seed: cfg.seed,
+        mutation: cfg.mutation,
+        options,
+        violation: None,
+        counters: Counters::default(),
+        events: 0,
+        sim_nanos: 0,
+        trace_hash: 0,
+        trace: None,
+    };
+    if let Some(s) = sim.as_mut() {
+        report.counters = s.counters.clone();
+        report.events = s.events;
+        report.sim_nanos = s.now().as_nanos();
+        report.trace_hash = s.trace.hash();
+        report.trace = s.trace.take_lines();
+        report.violation = s.checker.violation().cloned();
+    }
+    if let Err(payload) = result {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        let at = PANIC_AT.with(|p| p.borrow_mut().take()).map_or(String::new(), |l| format!(" at {l}"));
+        report.violation = Some(Violation { invariant: "core_panic", what: format!("{msg}{at}"), liveness: false });
+    }
+    report
+}

@@ -1,1 +1,197 @@
-fn main() {}
+//! The `mq-sim` binary: seed campaigns and single-seed replays (docs/simulator.md).
+//! Its command line and output lines are an interface other tools rely on.
+
+use clap::{Parser, Subcommand};
+use mq_sim::{install_quiet_panic_hook, run_seed, Counters, Mutation, Report, SimConfig, VERSION};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+
+#[derive(Parser)]
+#[command(name = "mq-sim", version = VERSION, about = "mq's deterministic simulator")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a campaign of seeds.
+    Run {
+        /// How many seeds.
+        #[arg(long)]
+        seeds: u64,
+        /// The first seed.
+        #[arg(long, default_value_t = 0)]
+        start_seed: u64,
+        /// Worker threads (results do not depend on it).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Run every seed twice and fail on a differing trace hash.
+        #[arg(long)]
+        check_determinism: bool,
+        /// A deliberate bug to prove the checker catches it (for tests and mutants).
+        #[arg(long, hide = true, default_value = "none")]
+        mutation: Mutation,
+    },
+    /// Rerun one seed and print its verdict and trace hash.
+    Replay {
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+        /// Write the whole trace to this file (`-` for stdout).
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// A deliberate bug (see `run`).
+        #[arg(long, hide = true, default_value = "none")]
+        mutation: Mutation,
+    },
+}
+
+/// Exit codes: 0 all seeds passed, 1 a safety violation, 2 only liveness violations.
+fn exit_code(reports: &[&Report]) -> u8 {
+    let mut code = 0;
+    for r in reports {
+        match &r.violation {
+            Some(v) if !v.liveness => return 1,
+            Some(_) => code = 2,
+            None => {}
+        }
+    }
+    code
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    install_quiet_panic_hook();
+    match cli.cmd {
+        Cmd::Run { seeds, start_seed, jobs, check_determinism, mutation } => {
+            ExitCode::from(campaign(start_seed, seeds, jobs.max(1), check_determinism, mutation))
+        }
+        Cmd::Replay { seed, trace, mutation } => ExitCode::from(replay(seed, trace, mutation)),
+    }
+}
+
+fn config(seed: u64, mutation: Mutation, keep_trace: bool) -> SimConfig {
+    SimConfig { keep_trace, mutation, ..SimConfig::new(seed) }
+}
+
+fn replay(seed: u64, trace: Option<PathBuf>, mutation: Mutation) -> u8 {
+    println!("mq-sim {VERSION}");
+    println!("seed={seed} mutation={mutation}");
+    println!("{}", mq_sim::Options::draw(seed));
+    let mut report = run_seed(&config(seed, mutation, trace.is_some()));
+    if let (Some(path), Some(lines)) = (trace, report.trace.take()) {
+        let text = lines.join("\n") + "\n";
+        if path.as_os_str() == "-" {
+            print!("{text}");
+        } else if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("mq-sim: cannot write the trace to {}: {e}", path.display());
+        }
+    }
+    match report.fail_line() {
+        Some(line) => println!("{line}"),
+        None => println!("PASS seed={seed}"),
+    }
+    println!("events={} sim_secs={:.3} {}", report.events, report.sim_nanos as f64 / 1e9, report.counters);
+    println!("trace-hash={:016x}", report.trace_hash);
+    exit_code(&[&report])
+}
+
+fn campaign(start: u64, count: u64, jobs: usize, check_determinism: bool, mutation: Mutation) -> u8 {
+    println!(
+        "mq-sim {VERSION} run seeds={start}..{} jobs={jobs} check_determinism={check_determinism}{}",
+        start.saturating_add(count),
+        if mutation == Mutation::None { String::new() } else { format!(" mutation={mutation}") }
+    );
+    // Wall time measures the simulator's speed for the summary only; it never
+    // influences a run. (The clippy ban on clocks protects determinism, not this.)
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
+    let next = AtomicU64::new(0);
+    let (tx, rx) = mpsc::channel::<(Report, Option<u64>)>();
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(count);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} seeds {msg} [{elapsed_precise}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let mut reports: BTreeMap<u64, Report> = BTreeMap::new();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            let tx = tx.clone();
+            let next = &next;
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    break;
+                }
+                let seed = start.wrapping_add(i);
+                let report = run_seed(&config(seed, mutation, false));
+                let second = check_determinism.then(|| run_seed(&config(seed, mutation, false)).trace_hash);
+                if tx.send((report, second)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut done = 0u64;
+        let mut failed = 0u64;
+        for (mut report, second) in rx {
+            done += 1;
+            if let Some(h) = second {
+                if h != report.trace_hash && report.violation.is_none() {
+                    report.violation = Some(mq_sim::Violation {
+                        invariant: "determinism",
+                        what: format!("trace hash {:016x} then {h:016x}", report.trace_hash),
+                        liveness: false,
+                    });
+                }
+            }
+            if let Some(line) = report.fail_line() {
+                failed += 1;
+                let text = format!("{line}\n  replay: {}", report.replay_command());
+                match &bar {
+                    Some(b) => b.println(text),
+                    None => println!("{text}"),
+                }
+            }
+            match &bar {
+                Some(b) => {
+                    b.set_position(done);
+                    b.set_message(format!("{failed} failed"));
+                }
+                None if count >= 10 && done % (count / 10) == 0 => {
+                    println!("progress: {done}/{count} seeds, {failed} failed");
+                }
+                None => {}
+            }
+            reports.insert(report.seed, report);
+        }
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+    });
+    let wall = started.elapsed().as_secs_f64();
+    let mut total = Counters::default();
+    let (mut events, mut sim_nanos) = (0u64, 0u64);
+    for r in reports.values() {
+        total.add(&r.counters);
+        events += r.events;
+        sim_nanos += r.sim_nanos;
+    }
+    let failed = reports.values().filter(|r| !r.passed()).count();
+    println!(
+        "summary: seeds={} failed={failed} events={events} sim_secs={:.1} wall_secs={wall:.2} events_per_sec={:.0} {total}",
+        reports.len(),
+        sim_nanos as f64 / 1e9,
+        events as f64 / wall.max(1e-9)
+    );
+    let _ = std::io::stdout().flush();
+    exit_code(&reports.values().collect::<Vec<_>>())
+}

@@ -1,0 +1,306 @@
+//! The checker: it lives outside the core and sees only what a user could see (the
+//! history of client operations) plus what nodes expose (high watermark events and
+//! read-only getters). `docs/invariants.md` lists every invariant of DESIGN.md
+//! section 9 and marks which ones this checker enforces today.
+//!
+//! It keeps a model of each partition's *committed prefix*: when a node reports a
+//! new high watermark, the records between the old and the new one are copied from
+//! the node's log. From then on those records must never vanish or change, every
+//! read must match them, and every acknowledged record must be among them at its
+//! acknowledged offset.
+
+use crate::history::{History, Outcome};
+use bytes::Bytes;
+use mq_core::log::PartitionLog;
+use mq_core::wire::Acks;
+use mq_core::{Node, Offset, TopicPartition};
+use std::collections::BTreeMap;
+
+/// A broken invariant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The invariant's name (as in docs/invariants.md).
+    pub invariant: &'static str,
+    /// What was seen.
+    pub what: String,
+    /// A liveness (not safety) violation.
+    pub liveness: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct PartModel {
+    /// Committed values from offset 0; `None` where retention removed a record
+    /// before the checker saw it.
+    committed: Vec<Option<Bytes>>,
+}
+
+impl PartModel {
+    fn hw(&self) -> Offset {
+        Offset(self.committed.len() as u64)
+    }
+}
+
+/// The online checker of one run.
+#[derive(Debug, Default)]
+pub struct Checker {
+    parts: BTreeMap<TopicPartition, PartModel>,
+    violation: Option<Violation>,
+    /// Records read by consumers.
+    pub records_read: u64,
+    /// Records acknowledged to producers (acks=1/all).
+    pub records_acked: u64,
+}
+
+impl Checker {
+    /// The first violation found, if any.
+    pub fn violation(&self) -> Option<&Violation> {
+        self.violation.as_ref()
+    }
+
+    /// Records a violation (the first one wins).
+    pub fn fail(&mut self, invariant: &'static str, what: String) {
+        if self.violation.is_none() {
+            self.violation = Some(Violation { invariant, what, liveness: false });
+        }
+    }
+
+    /// Records a liveness violation.
+    pub fn fail_liveness(&mut self, invariant: &'static str, what: String) {
+        if self.violation.is_none() {
+            self.violation = Some(Violation { invariant, what, liveness: true });
+        }
+    }
+
+    /// Committed records over all partitions.
+    pub fn committed(&self) -> u64 {
+        self.parts.values().map(|p| p.committed.len() as u64).sum()
+    }
+
+    /// The highest high watermark seen for `tp`.
+    pub fn high_watermark(&self, tp: &TopicPartition) -> Offset {
+        self.parts.get(tp).map_or(Offset(0), PartModel::hw)
+    }
+
+    /// A node reported `hw` for `tp`; `log` is its log right now.
+    pub fn on_high_watermark(&mut self, node: u32, tp: &TopicPartition, hw: Offset, log: &PartitionLog, h: &History) {
+        let model = self.parts.entry(tp.clone()).or_default();
+        if hw < model.hw() {
+            let what = format!("n{node} moved the HW of {tp} back from {} to {hw}", model.hw());
+            self.fail("hw_monotonic", what);
+            return;
+        }
+        self.extend(node, tp, hw, log, h);
+    }
+
+    /// Copies `log`'s records in `[model hw, hw)` into the model.
+    fn extend(&mut self, node: u32, tp: &TopicPartition, hw: Offset, log: &PartitionLog, h: &History) {
+        let model = self.parts.entry(tp.clone()).or_default();
+        let from = model.hw();
+        if hw <= from {
+            return;
+        }
+        let mut bad = None;
+        let mut next = from;
+        'batches: for b in log.batches_from(from) {
+            for (o, r) in b.iter_with_offsets() {
+                if o < next {
+                    continue;
+                }
+                if o >= hw {
+                    break 'batches;
+                }
+                while next < o {
+                    model.committed.push(None); // removed by retention before we looked
+                    next = next.next();
+                }
+                if h.origin(&r.value).is_none() {
+                    bad.get_or_insert(format!("{tp}@{o} on n{node} holds {:?}, which no producer sent", r.value));
+                }
+                model.committed.push(Some(r.value.clone()));
+                next = next.next();
+            }
+        }
+        if next < hw {
+            let what = format!("n{node} reports HW {hw} for {tp} but its log ends at {next}");
+            self.fail("committed_stable", what);
+        }
+        if let Some(what) = bad {
+            self.fail("no_unexpected_values", what);
+        }
+    }
+
+    /// A consumer read `value` at `offset` of `tp`.
+    pub fn on_read(&mut self, client: u64, tp: &TopicPartition, offset: Offset, value: &Bytes, h: &History) {
+        self.records_read += 1;
+        let model = self.parts.entry(tp.clone()).or_default();
+        let hw = model.hw();
+        let Some(slot) = model.committed.get(offset.0 as usize) else {
+            self.fail("read_committed", format!("c{client} read {tp}@{offset} = {value:?} above the HW {hw}"));
+            return;
+        };
+        if let Some(v) = slot {
+            if v != value {
+                let what = format!("c{client} read {tp}@{offset} = {value:?} but the committed record is {v:?}");
+                self.fail("one_value_per_offset", what);
+            }
+        }
+        match h.origin(value) {
+            None => self.fail(
+                "no_unexpected_values",
+                format!("c{client} read {value:?} at {tp}@{offset}; no producer sent it"),
+            ),
+            Some((op, _)) if matches!(op.outcome, Outcome::Failed { .. }) => {
+                let what =
+                    format!("c{client} read {value:?} at {tp}@{offset}, from op {} which failed definitely", op.id);
+                self.fail("no_read_of_failed_write", what);
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// A producer's op was acknowledged; checks it against the committed prefix if
+    /// the prefix reaches it already (otherwise `finish` does).
+    pub fn on_ack(&mut self, op: u64, h: &History) {
+        let op = &h.ops[op as usize];
+        if op.acks != Acks::None {
+            self.records_acked += op.values.len() as u64;
+        }
+        self.check_acked(op.id, h, false);
+    }
+
+    fn check_acked(&mut self, op: u64, h: &History, must_be_committed: bool) {
+        let op = &h.ops[op as usize];
+        let Outcome::Ok { base_offset, .. } = op.outcome else { return };
+        let committed = self.parts.get(&op.tp).map_or(&[][..], |m| &m.committed[..]);
+        for (i, v) in op.values.iter().enumerate() {
+            let o = base_offset.plus(i as u64);
+            match committed.get(o.0 as usize) {
+                Some(Some(c)) if c != v => {
+                    let what =
+                        format!("op {} was acked with {v:?} at {}@{o} but the committed record is {c:?}", op.id, op.tp);
+                    return self.fail("acked_at_offset", what);
+                }
+                None if must_be_committed => {
+                    let what = format!(
+                        "op {} (acks={:?}) was acked at {}@{o} but the HW is {}",
+                        op.id,
+                        op.acks,
+                        op.tp,
+                        committed.len()
+                    );
+                    return self.fail("acked_not_lost", what);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A node came back from its durable state: its HW may not be below what was
+    /// committed, and the committed records it still holds must be unchanged.
+    pub fn on_recovered(&mut self, node: &Node, h: &History) {
+        self.compare_node(node, "after recovery");
+        let logs: Vec<(TopicPartition, Offset)> = node.logs().map(|l| (l.tp().clone(), l.high_watermark())).collect();
+        for (tp, hw) in logs {
+            if let Some(log) = node.log(&tp) {
+                self.extend(node.id().0, &tp, hw, log, h);
+            }
+        }
+    }
+
+    fn compare_node(&mut self, node: &Node, when: &str) {
+        let id = node.id();
+        let mut found = None;
+        for (tp, model) in &self.parts {
+            let Some(log) = node.log(tp) else {
+                if !model.committed.is_empty() {
+                    found = Some((
+                        "committed_stable",
+                        format!("n{id} lost {tp} with {} committed records {when}", model.committed.len()),
+                    ));
+                    break;
+                }
+                continue;
+            };
+            if log.high_watermark() < model.hw() {
+                found = Some((
+                    "hw_monotonic",
+                    format!(
+                        "n{id} has HW {} for {tp} {when}, below the committed {}",
+                        log.high_watermark(),
+                        model.hw()
+                    ),
+                ));
+                break;
+            }
+            let start = log.log_start().0 as usize;
+            let mut offset = log.log_start();
+            'cmp: for b in log.batches_from(log.log_start()) {
+                for (o, r) in b.iter_with_offsets() {
+                    if o < offset {
+                        continue;
+                    }
+                    if o.0 as usize >= model.committed.len() {
+                        break 'cmp;
+                    }
+                    if let Some(Some(v)) = model.committed.get(o.0 as usize) {
+                        if *v != r.value {
+                            found = Some((
+                                "committed_stable",
+                                format!("n{id} holds {:?} at {tp}@{o} {when}; the committed record was {v:?}", r.value),
+                            ));
+                            break 'cmp;
+                        }
+                    }
+                    offset = o.next();
+                }
+            }
+            if found.is_none() && (offset.0 as usize) < model.committed.len() && start < model.committed.len() {
+                found = Some((
+                    "committed_stable",
+                    format!(
+                        "n{id} holds {tp} only up to {offset} {when}; {} records were committed",
+                        model.committed.len()
+                    ),
+                ));
+            }
+            if found.is_some() {
+                break;
+            }
+        }
+        if let Some((inv, what)) = found {
+            self.fail(inv, what);
+        }
+    }
+
+    /// End of run: every acknowledged record is committed at its offset and still on
+    /// the node (unless retention removed it), no committed record belongs to a
+    /// definitely failed op, and the run committed something.
+    pub fn finish(&mut self, nodes: &[&Node], h: &History) {
+        for node in nodes {
+            self.compare_node(node, "at the end");
+        }
+        for op in &h.ops {
+            if op.acks != Acks::None && matches!(op.outcome, Outcome::Ok { .. }) {
+                self.check_acked(op.id, h, true);
+            }
+        }
+        let mut failed_committed = None;
+        for (tp, model) in &self.parts {
+            for (o, v) in model.committed.iter().enumerate() {
+                let Some(v) = v else { continue };
+                if let Some((op, _)) = h.origin(v) {
+                    if matches!(op.outcome, Outcome::Failed { .. }) {
+                        failed_committed =
+                            Some(format!("{tp}@{o} holds {v:?} of op {}, which failed definitely", op.id));
+                    }
+                }
+            }
+        }
+        if let Some(what) = failed_committed {
+            self.fail("no_read_of_failed_write", what);
+        }
+        if self.committed() == 0 {
+            self.fail("vacuous", "no record was committed: the run tested nothing".into());
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The history: every client operation with its invocation and its outcome, and
+//! every record a consumer read. The checker reads it; failure reports quote it.
+//!
+//! Every value a producer sends is unique and names its operation (`v<op>.<i>`), so a
+//! value read anywhere leads back to the send that wrote it.
+
+use bytes::Bytes;
+use mq_core::wire::{Acks, ErrorCode};
+use mq_core::{Instant, Offset, TopicPartition};
+
+/// How a produce operation ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// No outcome yet.
+    Pending,
+    /// Acknowledged at `base_offset`.
+    Ok {
+        /// When.
+        at: Instant,
+        /// Offset of the first record.
+        base_offset: Offset,
+    },
+    /// Definitely not written.
+    Failed {
+        /// When.
+        at: Instant,
+        /// The broker's error code.
+        code: ErrorCode,
+    },
+    /// Maybe written (timeout, acks=0, unknown effect).
+    Indefinite {
+        /// When.
+        at: Instant,
+    },
+}
+
+/// One produce operation.
+#[derive(Clone, Debug)]
+pub struct ProduceOp {
+    /// Index in [`History::ops`].
+    pub id: u64,
+    /// The producing client.
+    pub client: u64,
+    /// Where it was sent.
+    pub tp: TopicPartition,
+    /// Its acks level.
+    pub acks: Acks,
+    /// Its record values, in order.
+    pub values: Vec<Bytes>,
+    /// When it was invoked.
+    pub invoked: Instant,
+    /// How it ended.
+    pub outcome: Outcome,
+}
+
+/// One record a consumer read.
+#[derive(Clone, Debug)]
+pub struct ReadOp {
+    /// When.
+    pub at: Instant,
+    /// The consuming client.
+    pub client: u64,
+    /// The partition.
+    pub tp: TopicPartition,
+    /// Its offset.
+    pub offset: Offset,
+    /// Its value.
+    pub value: Bytes,
+}
+
+/// Every client operation of a run.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    /// Produce operations, by id.
+    pub ops: Vec<ProduceOp>,
+    /// Records read, in the order they were read.
+    pub reads: Vec<ReadOp>,
+}
+
+impl History {
+    /// Records an invocation; returns the op id.
+    pub fn invoke(&mut self, client: u64, tp: TopicPartition, acks: Acks, n: u32, at: Instant) -> u64 {
+        let id = self.ops.len() as u64;
+        let values = (0..n).map(|i| Bytes::from(format!("v{id}.{i}"))).collect();
+        self.ops.push(ProduceOp { id, client, tp, acks, values, invoked: at, outcome: Outcome::Pending });
+        id
+    }
+
+    /// The op and record index that sent `value`, if any op did.
+    pub fn origin(&self, value: &[u8]) -> Option<(&ProduceOp, usize)> {
+        let s = std::str::from_utf8(value).ok()?.strip_prefix('v')?;
+        let (op, i) = s.split_once('.')?;
+        let (op, i): (usize, usize) = (op.parse().ok()?, i.parse().ok()?);
+        let found = self.ops.get(op)?;
+        (found.values.get(i)?.as_ref() == value).then_some((found, i))
+    }
+}

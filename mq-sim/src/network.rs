@@ -1,0 +1,218 @@
+//! The network model. Every message between two endpoints (broker to broker and
+//! client to broker) takes one directed *link* and meets, in this order:
+//!
+//! 1. a cut (partition): a message sent across a cut is dropped;
+//! 2. loss with the seed's probability;
+//! 3. capacity: a link holds at most `link_capacity` messages in flight; more are
+//!    dropped (a full socket buffer);
+//! 4. a delay: a minimum, an exponential part and, with a small probability, a long
+//!    tail; without reordering the delivery time is pushed back to keep the link FIFO;
+//! 5. a clog: a clogged link holds its messages until the clog ends;
+//! 6. duplication, which delivers a second copy with its own delay.
+//!
+//! **Partitions and messages in flight**: a cut also applies to messages already on
+//! the wire. Delivery checks the cut again, so a message that was sent before a
+//! partition began and arrives while it lasts is dropped (a cable cut mid-flight).
+//!
+//! **Duplication and client links**: client connections are TCP in production, which
+//! never duplicates a request. A duplicated `Produce` would be a retry the client never
+//! decided (that belongs to the idempotent producer of a later step) and would make a
+//! definite refusal look like a lie. So requests from clients are never duplicated;
+//! broker-to-client responses and broker-to-broker messages are.
+
+use crate::options::Options;
+use mq_core::{Duration, Instant, Peer, Rng, Seed};
+use rand::Rng as _;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A network partition: endpoints in `side` cannot talk to those outside it. When
+/// `one_way`, only messages *from* `side` to the rest are cut.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cut {
+    /// One side of the cut.
+    pub side: BTreeSet<Peer>,
+    /// Asymmetric: only `side -> rest` is cut.
+    pub one_way: bool,
+}
+
+impl Cut {
+    /// True if a message from `from` to `to` cannot pass.
+    pub fn blocks(&self, from: Peer, to: Peer) -> bool {
+        let (a, b) = (self.side.contains(&from), self.side.contains(&to));
+        a != b && (!self.one_way || a)
+    }
+}
+
+/// Why a message did not get through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drop {
+    /// Random loss.
+    Loss,
+    /// The link was cut.
+    Partition,
+    /// The link was full.
+    Capacity,
+}
+
+/// What `send` decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// Dropped at once.
+    Dropped(Drop),
+    /// Delivered at `at`, and a second copy at `dup` if duplicated.
+    Deliver {
+        /// Arrival of the message.
+        at: Instant,
+        /// Arrival of a duplicate.
+        dup: Option<Instant>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Link {
+    in_flight: u32,
+    last_arrival: Instant,
+    clogged_until: Instant,
+}
+
+/// The network between all endpoints.
+pub struct Network {
+    rng: Rng,
+    delay_min: Duration,
+    delay_mean_ns: f64,
+    tail_prob: f64,
+    tail_max_ns: u64,
+    loss_prob: f64,
+    dup_prob: f64,
+    reorder: bool,
+    capacity: u32,
+    links: BTreeMap<(Peer, Peer), Link>,
+    /// The active cut, if any.
+    pub cut: Option<Cut>,
+}
+
+impl Network {
+    /// The network of a run.
+    pub fn new(seed: u64, o: &Options) -> Self {
+        Network {
+            rng: Seed(seed).stream("network"),
+            delay_min: Duration::from_micros(o.delay_min_us),
+            delay_mean_ns: o.delay_mean_us as f64 * 1_000.0,
+            tail_prob: o.delay_tail_prob,
+            tail_max_ns: o.delay_tail_max_ms * 1_000_000,
+            loss_prob: o.loss_prob,
+            dup_prob: o.dup_prob,
+            reorder: o.reorder,
+            capacity: o.link_capacity,
+            links: BTreeMap::new(),
+            cut: None,
+        }
+    }
+
+    /// Decides the fate of a message sent now.
+    pub fn send(&mut self, now: Instant, from: Peer, to: Peer) -> Fate {
+        if self.is_cut(from, to) {
+            return Fate::Dropped(Drop::Partition);
+        }
+        if self.loss_prob > 0.0 && self.rng.random_bool(self.loss_prob) {
+            return Fate::Dropped(Drop::Loss);
+        }
+        let at = self.arrival(now, from, to);
+        let Some(at) = at else { return Fate::Dropped(Drop::Capacity) };
+        let may_dup = !matches!(from, Peer::Client(_));
+        let dup = if may_dup && self.dup_prob > 0.0 && self.rng.random_bool(self.dup_prob) {
+            self.arrival(now, from, to)
+        } else {
+            None
+        };
+        Fate::Deliver { at, dup }
+    }
+
+    fn arrival(&mut self, now: Instant, from: Peer, to: Peer) -> Option<Instant> {
+        let mut delay = self.delay_min.as_nanos() + exp_sample(&mut self.rng, self.delay_mean_ns);
+        if self.tail_prob > 0.0 && self.rng.random_bool(self.tail_prob) {
+            delay += self.rng.random_range(0..=self.tail_max_ns);
+        }
+        let link = self.links.entry((from, to)).or_default();
+        if link.in_flight >= self.capacity {
+            return None;
+        }
+        link.in_flight += 1;
+        let mut at = now + Duration::from_nanos(delay);
+        if !self.reorder {
+            at = at.max(link.last_arrival);
+        }
+        at = at.max(link.clogged_until);
+        link.last_arrival = link.last_arrival.max(at);
+        Some(at)
+    }
+
+    /// A message on `from -> to` arrived (or was found undeliverable); frees its slot.
+    /// Returns false if the link is cut now, so the message must be dropped.
+    pub fn arrive(&mut self, from: Peer, to: Peer) -> bool {
+        if let Some(link) = self.links.get_mut(&(from, to)) {
+            link.in_flight = link.in_flight.saturating_sub(1);
+        }
+        !self.is_cut(from, to)
+    }
+
+    /// True if the active cut blocks `from -> to`.
+    pub fn is_cut(&self, from: Peer, to: Peer) -> bool {
+        self.cut.as_ref().is_some_and(|c| c.blocks(from, to))
+    }
+
+    /// Holds every message sent on `from -> to` until `until`.
+    pub fn clog(&mut self, from: Peer, to: Peer, until: Instant) {
+        let link = self.links.entry((from, to)).or_default();
+        link.clogged_until = link.clogged_until.max(until);
+    }
+
+    /// Lifts every clog (the liveness phase).
+    pub fn unclog_all(&mut self, now: Instant) {
+        for link in self.links.values_mut() {
+            link.clogged_until = link.clogged_until.min(now);
+        }
+    }
+}
+
+/// An exponential sample with the given mean, in whole nanoseconds.
+pub fn exp_sample(rng: &mut Rng, mean: f64) -> u64 {
+    if mean <= 0.0 {
+        return 0;
+    }
+    let u: f64 = rng.random_range(f64::EPSILON..1.0);
+    (-u.ln() * mean) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mq_core::{ClientId, NodeId};
+
+    #[test]
+    fn cuts_block_one_or_both_directions() {
+        let (n, c) = (Peer::Node(NodeId(1)), Peer::Client(ClientId(1)));
+        let side: BTreeSet<Peer> = [n].into_iter().collect();
+        let sym = Cut { side: side.clone(), one_way: false };
+        assert!(sym.blocks(n, c) && sym.blocks(c, n));
+        let asym = Cut { side, one_way: true };
+        assert!(asym.blocks(n, c) && !asym.blocks(c, n));
+    }
+
+    #[test]
+    fn without_reordering_a_link_is_fifo() {
+        let mut o = Options::draw(1);
+        o.reorder = false;
+        o.loss_prob = 0.0;
+        o.link_capacity = 10_000;
+        let mut net = Network::new(1, &o);
+        let (a, b) = (Peer::Node(NodeId(1)), Peer::Client(ClientId(1)));
+        let mut last = Instant::ZERO;
+        for i in 0..1_000 {
+            if let Fate::Deliver { at, .. } = net.send(Instant::from_nanos(i * 10), a, b) {
+                assert!(at >= last);
+                last = at;
+            }
+        }
+    }
+}

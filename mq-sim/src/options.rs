@@ -1,0 +1,253 @@
+//! Swarm options: everything a run varies, drawn from the seed's `options` stream
+//! (TigerBeetle's swarm testing). Each fault is switched off in some seeds and
+//! weighted differently in others, so campaigns explore combinations a fixed mix
+//! would never reach. Heal times are always finite: a partition, clog or pause
+//! always ends.
+
+use mq_core::Seed;
+use rand::Rng as _;
+use std::fmt;
+
+/// The largest cluster size the core supports today. The options stream still draws
+/// 1..=5 so that seeds keep their meaning when replication lands; the drawn size is
+/// clamped here and both numbers are printed.
+pub const MAX_SUPPORTED_CLUSTER_SIZE: u32 = 1;
+
+/// Acks levels, as weights out of their sum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AcksMix {
+    /// Weight of `acks=0`.
+    pub none: u32,
+    /// Weight of `acks=1`.
+    pub leader: u32,
+    /// Weight of `acks=all`.
+    pub all: u32,
+}
+
+/// Every option of one run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Options {
+    /// Cluster size drawn from the seed (1..=5).
+    pub cluster_size_drawn: u32,
+    /// Cluster size run (the drawn size clamped to [`MAX_SUPPORTED_CLUSTER_SIZE`]).
+    pub cluster_size: u32,
+    /// Topics created by the admin client.
+    pub topics: u32,
+    /// Partitions per topic.
+    pub partitions: u32,
+    /// Replication factor (clamped to the cluster size).
+    pub replication_factor: u16,
+    /// Minimum in-sync replicas (clamped to the replication factor).
+    pub min_insync_replicas: u16,
+    /// Retention by bytes per partition, when set.
+    pub retention_bytes: Option<u64>,
+    /// Retention by time (milliseconds), when set.
+    pub retention_ms: Option<u64>,
+    /// Persists a node keeps in flight.
+    pub max_inflight_persists: usize,
+    /// Acks levels of produce requests.
+    pub acks: AcksMix,
+    /// Producer clients.
+    pub producers: u32,
+    /// Mean pause between two sends of one producer (microseconds).
+    pub produce_interval_us: u64,
+    /// Records per batch, 1..=this.
+    pub batch_max_records: u32,
+    /// Requests in flight per producer.
+    pub producer_max_inflight: usize,
+    /// Client request timeout (milliseconds).
+    pub request_timeout_ms: u64,
+    /// One consumer per partition when true (else one for partition 0 only).
+    pub consumer_per_partition: bool,
+    /// Length of the safety phase (milliseconds).
+    pub safety_ms: u64,
+    /// Bound for progress in the liveness phase (milliseconds).
+    pub liveness_ms: u64,
+    // ----- network -----
+    /// Smallest one-way delay (microseconds).
+    pub delay_min_us: u64,
+    /// Mean of the exponential part of the delay (microseconds).
+    pub delay_mean_us: u64,
+    /// Probability that a message takes the long tail.
+    pub delay_tail_prob: f64,
+    /// Longest extra delay of the tail (milliseconds).
+    pub delay_tail_max_ms: u64,
+    /// Probability of losing a message.
+    pub loss_prob: f64,
+    /// Probability of duplicating a message (where duplication applies).
+    pub dup_prob: f64,
+    /// Whether links may reorder messages (else FIFO per link).
+    pub reorder: bool,
+    /// Messages in flight per link before new ones are dropped.
+    pub link_capacity: u32,
+    // ----- disk -----
+    /// Smallest fsync latency (microseconds).
+    pub fsync_min_us: u64,
+    /// Mean of the exponential part of the fsync latency (microseconds).
+    pub fsync_mean_us: u64,
+    /// Probability that an fsync is slow.
+    pub fsync_slow_prob: f64,
+    /// Longest slow fsync (milliseconds).
+    pub fsync_slow_max_ms: u64,
+    /// Probability that a crash tears the write in progress.
+    pub torn_prob: f64,
+    // ----- clocks -----
+    /// Largest clock drift (parts per million, either way).
+    pub drift_max_ppm: u32,
+    /// Largest clock step (milliseconds, either way).
+    pub clock_step_max_ms: u64,
+    // ----- faults: mean time between faults and the weight of each kind -----
+    /// Mean time between two faults (milliseconds).
+    pub fault_interval_ms: u64,
+    /// Weight of crash faults.
+    pub w_crash: u32,
+    /// Weight of pause faults.
+    pub w_pause: u32,
+    /// Weight of network partitions (symmetric, asymmetric, isolation).
+    pub w_partition: u32,
+    /// Weight of link clogs.
+    pub w_clog: u32,
+    /// Weight of clock steps.
+    pub w_clock_step: u32,
+    /// Mean duration of a partition, clog or pause (milliseconds); always finite.
+    pub heal_mean_ms: u64,
+    /// Mean time a crashed node stays down (milliseconds).
+    pub restart_mean_ms: u64,
+}
+
+fn weight(rng: &mut mq_core::Rng, on_prob: f64) -> u32 {
+    if rng.random_bool(on_prob) {
+        rng.random_range(1..=10)
+    } else {
+        0
+    }
+}
+
+impl Options {
+    /// Draws the options of `seed` from its `options` stream.
+    pub fn draw(seed: u64) -> Options {
+        let mut r = Seed(seed).stream("options");
+        let cluster_size_drawn = r.random_range(1..=5u32);
+        let cluster_size = cluster_size_drawn.min(MAX_SUPPORTED_CLUSTER_SIZE);
+        let rf_drawn = r.random_range(1..=cluster_size_drawn.min(3)) as u16;
+        let replication_factor = rf_drawn.min(cluster_size as u16);
+        let min_isr_drawn = r.random_range(1..=rf_drawn);
+        let min_insync_replicas = min_isr_drawn.min(replication_factor);
+        let mut acks =
+            AcksMix { none: r.random_range(0..=2), leader: r.random_range(0..=5), all: r.random_range(1..=6) };
+        if r.random_bool(0.2) {
+            acks = AcksMix { none: 0, leader: 0, all: 1 };
+        }
+        Options {
+            cluster_size_drawn,
+            cluster_size,
+            topics: r.random_range(1..=3),
+            partitions: r.random_range(1..=4),
+            replication_factor,
+            min_insync_replicas,
+            retention_bytes: r.random_bool(0.15).then(|| r.random_range(4_096..=65_536)),
+            retention_ms: r.random_bool(0.1).then(|| r.random_range(500..=5_000)),
+            max_inflight_persists: r.random_range(1..=4),
+            acks,
+            producers: r.random_range(1..=4),
+            produce_interval_us: r.random_range(200..=5_000),
+            batch_max_records: r.random_range(1..=8),
+            producer_max_inflight: r.random_range(1..=8),
+            request_timeout_ms: r.random_range(50..=1_000),
+            consumer_per_partition: r.random_bool(0.7),
+            safety_ms: r.random_range(2_000..=8_000),
+            liveness_ms: 5_000,
+            delay_min_us: r.random_range(10..=500),
+            delay_mean_us: r.random_range(10..=2_000),
+            delay_tail_prob: if r.random_bool(0.5) { r.random_range(0.0..0.05) } else { 0.0 },
+            delay_tail_max_ms: r.random_range(5..=500),
+            loss_prob: if r.random_bool(0.5) { r.random_range(0.0..0.1) } else { 0.0 },
+            dup_prob: if r.random_bool(0.5) { r.random_range(0.0..0.1) } else { 0.0 },
+            reorder: r.random_bool(0.5),
+            link_capacity: r.random_range(8..=512),
+            fsync_min_us: r.random_range(20..=500),
+            fsync_mean_us: r.random_range(20..=3_000),
+            fsync_slow_prob: if r.random_bool(0.5) { r.random_range(0.0..0.05) } else { 0.0 },
+            fsync_slow_max_ms: r.random_range(5..=500),
+            torn_prob: r.random_range(0.3..=1.0),
+            drift_max_ppm: r.random_range(0..=1_000),
+            clock_step_max_ms: r.random_range(1..=2_000),
+            fault_interval_ms: r.random_range(50..=1_000),
+            w_crash: weight(&mut r, 0.85),
+            w_pause: weight(&mut r, 0.5),
+            w_partition: weight(&mut r, 0.6),
+            w_clog: weight(&mut r, 0.5),
+            w_clock_step: weight(&mut r, 0.5),
+            heal_mean_ms: r.random_range(10..=1_000),
+            restart_mean_ms: r.random_range(1..=500),
+        }
+    }
+}
+
+impl fmt::Display for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let opt = |o: Option<u64>| o.map_or("none".to_owned(), |v| v.to_string());
+        writeln!(
+            f,
+            "cluster: size={} (drawn {}, clamped to {} until replication lands) rf={} min_isr={} max_inflight_persists={}",
+            self.cluster_size,
+            self.cluster_size_drawn,
+            MAX_SUPPORTED_CLUSTER_SIZE,
+            self.replication_factor,
+            self.min_insync_replicas,
+            self.max_inflight_persists
+        )?;
+        writeln!(
+            f,
+            "topics: count={} partitions={} retention_bytes={} retention_ms={}",
+            self.topics,
+            self.partitions,
+            opt(self.retention_bytes),
+            opt(self.retention_ms)
+        )?;
+        writeln!(
+            f,
+            "workload: producers={} produce_interval_us={} batch_max_records={} producer_max_inflight={} acks(0/1/all)={}/{}/{} request_timeout_ms={} consumer_per_partition={}",
+            self.producers,
+            self.produce_interval_us,
+            self.batch_max_records,
+            self.producer_max_inflight,
+            self.acks.none,
+            self.acks.leader,
+            self.acks.all,
+            self.request_timeout_ms,
+            self.consumer_per_partition
+        )?;
+        writeln!(f, "phases: safety_ms={} liveness_ms={}", self.safety_ms, self.liveness_ms)?;
+        writeln!(
+            f,
+            "network: delay_min_us={} delay_mean_us={} tail_prob={:.4} tail_max_ms={} loss={:.4} dup={:.4} reorder={} capacity={}",
+            self.delay_min_us,
+            self.delay_mean_us,
+            self.delay_tail_prob,
+            self.delay_tail_max_ms,
+            self.loss_prob,
+            self.dup_prob,
+            self.reorder,
+            self.link_capacity
+        )?;
+        writeln!(
+            f,
+            "disk: fsync_min_us={} fsync_mean_us={} slow_prob={:.4} slow_max_ms={} torn_prob={:.3}",
+            self.fsync_min_us, self.fsync_mean_us, self.fsync_slow_prob, self.fsync_slow_max_ms, self.torn_prob
+        )?;
+        writeln!(f, "clocks: drift_max_ppm={} step_max_ms={}", self.drift_max_ppm, self.clock_step_max_ms)?;
+        write!(
+            f,
+            "faults: interval_ms={} weights(crash/pause/partition/clog/clock_step)={}/{}/{}/{}/{} heal_mean_ms={} restart_mean_ms={}",
+            self.fault_interval_ms,
+            self.w_crash,
+            self.w_pause,
+            self.w_partition,
+            self.w_clog,
+            self.w_clock_step,
+            self.heal_mean_ms,
+            self.restart_mean_ms
+        )
+    }
+}

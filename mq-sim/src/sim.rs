@@ -1,0 +1,958 @@
+//! The simulation loop: one seed, one cluster, one workload, one trace.
+//!
+//! Everything that happens is an [`Ev`] in a priority queue ordered by simulated
+//! time and then by insertion order, so two events at the same time always run in
+//! the same order. Each popped event is one trace line and counts as one simulated
+//! event. Nodes, clients, the disk and the network are driven exactly as a
+//! production driver would: feed one input, drain every output.
+
+use crate::checker::Checker;
+use crate::clock::Clock;
+use crate::disk::Disk;
+use crate::history::{History, Outcome};
+use crate::network::{exp_sample, Cut, Drop, Fate, Network};
+use crate::options::Options;
+use crate::trace::{Actor, Trace};
+use crate::{Counters, Mutation, SimConfig};
+use mq_core::client::{
+    Consumer, ConsumerConfig, ConsumerOutput, ProduceOutcome, Producer, ProducerConfig, ProducerOutput, SendId,
+};
+use mq_core::storage::RepairReport;
+use mq_core::wire::{Acks, Message, Record, Request, RequestBody, Response, ResponseBody, TopicConfig};
+use mq_core::{
+    ClientId, CorrelationId, Duration, Event, Input, Instant, Node, NodeConfig, NodeId, Output, PartitionId, Peer,
+    PersistToken, Rng, Seed, TopicPartition,
+};
+use rand::Rng as _;
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+/// Something scheduled to happen.
+enum Ev {
+    Deliver { from: Peer, to: Peer, msg: Message },
+    NodeInput { node: usize, incarnation: u64, input: Input },
+    PersistDone { node: usize, incarnation: u64, token: PersistToken, apply: bool, notify: bool },
+    NodeTimer { node: usize, generation: u64 },
+    ClientTimer { client: usize, generation: u64 },
+    ProduceTick { client: usize },
+    Fault,
+    Restart { node: usize, incarnation: u64 },
+    HealCut { id: u64 },
+    Liveness,
+    End,
+}
+
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    // Reversed: BinaryHeap is a max-heap and we want the earliest first.
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+struct NodeSlot {
+    id: NodeId,
+    config: NodeConfig,
+    seed: u64,
+    node: Option<Node>,
+    incarnation: u64,
+    disk: Disk,
+    clock: Clock,
+    paused_until: Instant,
+    timer: Option<Instant>,
+    timer_generation: u64,
+}
+
+/// The admin client: creates the run's topics, retrying until each is confirmed.
+struct Admin {
+    unconfirmed: BTreeMap<String, TopicConfig>,
+    inflight: BTreeMap<CorrelationId, String>,
+    next_correlation: u64,
+    next_attempt: Instant,
+}
+
+enum Role {
+    Admin(Admin),
+    Producer { p: Producer, ops: BTreeMap<SendId, u64> },
+    Consumer(Consumer),
+}
+
+struct ClientSlot {
+    id: ClientId,
+    role: Role,
+    timer: Option<Instant>,
+    timer_generation: u64,
+}
+
+/// One run of one seed.
+pub struct Sim {
+    cfg: SimConfig,
+    opts: Options,
+    now: Instant,
+    seq: u64,
+    queue: BinaryHeap<Scheduled>,
+    nodes: Vec<NodeSlot>,
+    clients: Vec<ClientSlot>,
+    net: Network,
+    rng_disk: Rng,
+    rng_workload: Rng,
+    rng_faults: Rng,
+    topics: Vec<TopicPartition>,
+    cut_id: u64,
+    liveness_start: Option<Instant>,
+    produce_until: Instant,
+    acked_since_heal: u64,
+    done: bool,
+    scratch: Vec<Output>,
+    /// Counters of what was injected and reached.
+    pub counters: Counters,
+    /// Every client operation.
+    pub history: History,
+    /// The checker.
+    pub checker: Checker,
+    /// The trace.
+    pub trace: Trace,
+    /// Events processed.
+    pub events: u64,
+}
+
+/// Most events one seed may take before it counts as stuck.
+pub const EVENT_BUDGET: u64 = 50_000_000;
+
+impl Sim {
+    /// Builds the cluster, the clients and the first events of `cfg.seed`.
+    pub fn new(cfg: SimConfig) -> Sim {
+        let seed = cfg.seed;
+        let opts = Options::draw(seed);
+        let mut rng_clock = Seed(seed).stream("clock");
+        let nodes = (1..=opts.cluster_size)
+            .map(|id| {
+                let config = NodeConfig::builder()
+                    .node_id(id)
+                    .cluster_size(opts.cluster_size)
+                    .max_inflight_persists(opts.max_inflight_persists)
+                    .retention_check_interval(Duration::from_millis(200))
+                    .build()
+                    .expect("the simulator builds valid node settings");
+                let max = i64::from(opts.drift_max_ppm);
+                NodeSlot {
+                    id: NodeId(id),
+                    config,
+                    seed: Seed(seed).child("node", u64::from(id)).0,
+                    node: None,
+                    incarnation: 0,
+                    disk: Disk::new(&opts),
+                    clock: Clock::new(rng_clock.random_range(-max..=max)),
+                    paused_until: Instant::ZERO,
+                    timer: None,
+                    timer_generation: 0,
+                }
+            })
+            .collect();
+        let mut topics = Vec::new();
+        let mut configs = BTreeMap::new();
+        for t in 0..opts.topics {
+            let name = format!("t{t}");
+            let mut tc = TopicConfig::new(name.clone(), opts.partitions);
+            tc.replication_factor = opts.replication_factor;
+            tc.min_insync_replicas = opts.min_insync_replicas;
+            tc.retention_bytes = opts.retention_bytes;
+            tc.retention_time = opts.retention_ms.map(Duration::from_millis);
+            for p in 0..opts.partitions {
+                topics.push(TopicPartition::new(name.clone(), p));
+            }
+            configs.insert(name, tc);
+        }
+        let timeout = Duration::from_millis(opts.request_timeout_ms);
+        let mut clients = vec![Role::Admin(Admin {
+            unconfirmed: configs,
+            inflight: BTreeMap::new(),
+            next_correlation: 1,
+            next_attempt: Instant::ZERO,
+        })];
+        for _ in 0..opts.producers {
+            let config = ProducerConfig {
+                broker: NodeId(1),
+                request_timeout: timeout,
+                max_inflight: opts.producer_max_inflight,
+            };
+            clients.push(Role::Producer { p: Producer::new(config), ops: BTreeMap::new() });
+        }
+        for tp in &topics {
+            if opts.consumer_per_partition || tp.partition == PartitionId(0) {
+                let mut config = ConsumerConfig::new(tp.clone());
+                config.request_timeout = timeout;
+                clients.push(Role::Consumer(Consumer::new(config)));
+            }
+        }
+        let clients = clients
+            .into_iter()
+            .enumerate()
+            .map(|(i, role)| ClientSlot { id: ClientId(i as u64 + 1), role, timer: None, timer_generation: 0 })
+            .collect();
+        let safety_end = Instant::ZERO + Duration::from_millis(opts.safety_ms);
+        let end = safety_end + Duration::from_millis(opts.liveness_ms);
+        let mut sim = Sim {
+            net: Network::new(seed, &opts),
+            rng_disk: Seed(seed).stream("disk"),
+            rng_workload: Seed(seed).stream("workload"),
+            rng_faults: Seed(seed).stream("faults"),
+            produce_until: safety_end + Duration::from_millis(opts.liveness_ms / 2),
+            trace: Trace::new(cfg.keep_trace),
+            cfg,
+            opts,
+            now: Instant::ZERO,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes,
+            clients,
+            topics,
+            cut_id: 0,
+            liveness_start: None,
+            acked_since_heal: 0,
+            done: false,
+            scratch: Vec::new(),
+            counters: Counters::default(),
+            history: History::default(),
+            checker: Checker::default(),
+            events: 0,
+        };
+        for n in 0..sim.nodes.len() {
+            let slot = &mut sim.nodes[n];
+            slot.node = Some(Node::new(slot.config.clone(), slot.seed));
+            sim.schedule_node_timer(n);
+        }
+        for c in 0..sim.clients.len() {
+            if let Role::Producer { .. } = sim.clients[c].role {
+                let first = sim.produce_gap();
+                sim.push(first, Ev::ProduceTick { client: c });
+            }
+            sim.schedule_client_timer(c);
+        }
+        if sim.fault_weight_total() > 0 {
+            let first = sim.fault_gap();
+            sim.push(first, Ev::Fault);
+        }
+        sim.push(safety_end, Ev::Liveness);
+        sim.push(end, Ev::End);
+        sim
+    }
+
+    /// The drawn options.
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// Simulated time now.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Runs until the end of the liveness phase or the first violation.
+    pub fn run(&mut self) {
+        while !self.done {
+            let Some(s) = self.queue.pop() else { break };
+            self.now = self.now.max(s.at);
+            self.events += 1;
+            self.step(s.ev);
+            if self.checker.violation().is_some() {
+                break;
+            }
+            if self.events >= EVENT_BUDGET {
+                self.checker.fail_liveness("event_budget", format!("{EVENT_BUDGET} events without reaching the end"));
+                break;
+            }
+        }
+        self.counters.records_acked = self.checker.records_acked;
+        self.counters.records_read = self.checker.records_read;
+        self.counters.records_committed = self.checker.committed();
+    }
+
+    fn push(&mut self, at: Instant, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Scheduled { at, seq: self.seq, ev });
+    }
+
+    fn step(&mut self, ev: Ev) {
+        let now = self.now;
+        match ev {
+            Ev::Deliver { from, to, msg } => {
+                if !self.net.arrive(from, to) {
+                    self.counters.dropped_partition += 1;
+                    self.trace.event(now, actor(to), "drop-cut", peer_code(from), corr_of(&msg), || {
+                        format!("from {from} {} (cut while in flight)", summary(&msg))
+                    });
+                    return;
+                }
+                self.trace.event(now, actor(to), "recv", peer_code(from), corr_of(&msg), || {
+                    format!("from {from} {}", summary(&msg))
+                });
+                match to {
+                    Peer::Node(id) => self.node_input(id.0 as usize - 1, Input::Message { from, msg }),
+                    Peer::Client(c) => self.client_input(c.0 as usize - 1, Some(Input::Message { from, msg })),
+                }
+            }
+            Ev::NodeInput { node, incarnation, input } => {
+                if self.nodes[node].incarnation == incarnation {
+                    self.trace.event(now, Actor::Node(node as u32 + 1), "resume-input", 0, 0, String::new);
+                    self.node_input(node, input);
+                }
+            }
+            Ev::PersistDone { node, incarnation, token, apply, notify } => {
+                let slot = &mut self.nodes[node];
+                if slot.incarnation != incarnation {
+                    return; // the node crashed meanwhile; the disk dropped these writes
+                }
+                if apply {
+                    slot.disk.complete(token);
+                }
+                self.trace.event(now, Actor::Node(slot.id.0), "fsync-done", token.0, u64::from(apply), String::new);
+                if notify {
+                    self.node_input(node, Input::Persisted { token });
+                }
+            }
+            Ev::NodeTimer { node, generation } => {
+                let slot = &mut self.nodes[node];
+                if slot.timer_generation != generation || slot.node.is_none() {
+                    return;
+                }
+                let Some(deadline) = slot.timer else { return };
+                slot.timer = None;
+                if slot.clock.local(now) >= deadline {
+                    self.trace.event(now, Actor::Node(slot.id.0), "timeout", 0, 0, String::new);
+                    self.node_input(node, Input::Timeout);
+                } else {
+                    self.trace.event(now, Actor::Node(slot.id.0), "timer-early", 0, 0, String::new);
+                    self.schedule_node_timer(node);
+                }
+            }
+            Ev::ClientTimer { client, generation } => {
+                let slot = &mut self.clients[client];
+                if slot.timer_generation != generation {
+                    return;
+                }
+                slot.timer = None;
+                self.trace.event(now, Actor::Client(slot.id.0), "timeout", 0, 0, String::new);
+                self.client_input(client, Some(Input::Timeout));
+            }
+            Ev::ProduceTick { client } => self.produce_tick(client),
+            Ev::Fault => self.fault(),
+            Ev::Restart { node, incarnation } => {
+                if self.nodes[node].incarnation == incarnation && self.nodes[node].node.is_none() {
+                    self.restart(node);
+                }
+            }
+            Ev::HealCut { id } => {
+                if id == self.cut_id && self.net.cut.is_some() {
+                    self.net.cut = None;
+                    self.trace.event(now, Actor::Sim, "heal-cut", id, 0, String::new);
+                }
+            }
+            Ev::Liveness => self.start_liveness(),
+            Ev::End => self.finish(),
+        }
+    }
+
+    // ----- nodes -----
+
+    fn node_input(&mut self, n: usize, input: Input) {
+        let now = self.now;
+        let slot = &mut self.nodes[n];
+        if slot.node.is_none() {
+            self.counters.dropped_down += 1;
+            return;
+        }
+        if slot.paused_until > now {
+            let (at, incarnation) = (slot.paused_until, slot.incarnation);
+            self.push(at, Ev::NodeInput { node: n, incarnation, input });
+            return;
+        }
+        let local = slot.clock.local(now);
+        let Some(node) = slot.node.as_mut() else { return };
+        node.handle(local, input);
+        if self.cfg.check_node_invariants {
+            node.check_invariants();
+        }
+        let mut outs = std::mem::take(&mut self.scratch);
+        while let Some(o) = node.poll_output() {
+            outs.push(o);
+        }
+        for o in outs.drain(..) {
+            self.node_output(n, o);
+        }
+        self.scratch = outs;
+        self.schedule_node_timer(n);
+    }
+
+    fn node_output(&mut self, n: usize, out: Output) {
+        let now = self.now;
+        let id = self.nodes[n].id;
+        match out {
+            Output::Send { to, msg } => self.send(Peer::Node(id), to, msg),
+            Output::Persist { token, writes } => {
+                self.counters.persists += 1;
+                let slot = &mut self.nodes[n];
+                let incarnation = slot.incarnation;
+                let (done, slow) = slot.disk.submit(now, token, writes, &mut self.rng_disk);
+                self.counters.slow_fsyncs += u64::from(slow);
+                match self.cfg.mutation {
+                    Mutation::None => {
+                        self.push(done, Ev::PersistDone { node: n, incarnation, token, apply: true, notify: true })
+                    }
+                    Mutation::LyingDisk => {
+                        // The bug under test: "durable" before the fsync finished.
+                        self.push(now, Ev::PersistDone { node: n, incarnation, token, apply: false, notify: true });
+                        self.push(done, Ev::PersistDone { node: n, incarnation, token, apply: true, notify: false });
+                    }
+                }
+            }
+            Output::Close { peer, reason } => {
+                self.trace.event(now, Actor::Node(id.0), "close", peer_code(peer), 0, || format!("{peer}: {reason}"));
+            }
+            Output::Event(e) => {
+                if let Event::HighWatermark { tp, high_watermark } = &e {
+                    self.counters.hw_events += 1;
+                    let node = self.nodes[n].node.as_ref().expect("outputs come from a live node");
+                    match node.log(tp) {
+                        Some(log) => self.checker.on_high_watermark(id.0, tp, *high_watermark, log, &self.history),
+                        None => self
+                            .checker
+                            .fail("committed_stable", format!("n{id} reported a HW for {tp} it does not hold")),
+                    }
+                }
+                let (a, b) = match &e {
+                    Event::HighWatermark { high_watermark, .. } => (1, high_watermark.0),
+                    Event::LogStartAdvanced { log_start, .. } => (2, log_start.0),
+                    Event::RecoveredTail { log_end, .. } => (3, log_end.0),
+                    _ => (4, 0),
+                };
+                self.trace.event(now, Actor::Node(id.0), "event", a, b, || format!("{e:?}"));
+            }
+        }
+    }
+
+    fn schedule_node_timer(&mut self, n: usize) {
+        let now = self.now;
+        let slot = &mut self.nodes[n];
+        let Some(node) = slot.node.as_ref() else { return };
+        let Some(deadline) = node.poll_timeout() else {
+            slot.timer = None;
+            return;
+        };
+        if slot.timer == Some(deadline) {
+            return;
+        }
+        slot.timer = Some(deadline);
+        slot.timer_generation += 1;
+        let (at, generation) = (slot.clock.global_for(now, deadline), slot.timer_generation);
+        self.push(at, Ev::NodeTimer { node: n, generation });
+    }
+
+    fn crash(&mut self, n: usize) {
+        let now = self.now;
+        let slot = &mut self.nodes[n];
+        slot.node = None;
+        slot.incarnation += 1;
+        slot.timer = None;
+        slot.paused_until = Instant::ZERO;
+        let damage = slot.disk.crash(&mut self.rng_disk);
+        self.counters.crashes += 1;
+        self.counters.torn_writes += u64::from(damage.torn_bytes > 0);
+        self.counters.lost_persists += damage.dropped_persists as u64;
+        let id = slot.id.0;
+        self.trace.event(
+            now,
+            Actor::Node(id),
+            "crash",
+            damage.dropped_persists as u64,
+            damage.torn_bytes as u64,
+            || {
+                format!(
+                    "dropped {} unsynced persists; {} whole writes reached the disk; torn tail of {} bytes",
+                    damage.dropped_persists, damage.partial_writes, damage.torn_bytes
+                )
+            },
+        );
+        let incarnation = slot.incarnation;
+        let mean = self.opts.restart_mean_ms as f64 * 1e6;
+        let down = exp_sample(&mut self.rng_faults, mean).min(2_000_000_000) + 1_000_000;
+        self.push(now + Duration::from_nanos(down), Ev::Restart { node: n, incarnation });
+    }
+
+    fn restart(&mut self, n: usize) {
+        let now = self.now;
+        let slot = &mut self.nodes[n];
+        let reports: Vec<RepairReport> = slot.disk.durable.repair();
+        let node = Node::recover(slot.config.clone(), slot.seed, &slot.disk.durable);
+        slot.node = Some(node);
+        self.counters.restarts += 1;
+        self.counters.torn_detected += reports.len() as u64;
+        let id = slot.id.0;
+        self.trace.event(now, Actor::Node(id), "restart", reports.len() as u64, slot.incarnation, || {
+            format!("recovered from durable state; repaired tails: {reports:?}")
+        });
+        if self.cfg.check_node_invariants {
+            self.nodes[n].node.as_ref().map(Node::check_invariants);
+        }
+        let node = self.nodes[n].node.as_ref().expect("just restarted");
+        self.checker.on_recovered(node, &self.history);
+        self.schedule_node_timer(n);
+    }
+
+    // ----- network -----
+
+    fn send(&mut self, from: Peer, to: Peer, msg: Message) {
+        let now = self.now;
+        self.counters.messages += 1;
+        match self.net.send(now, from, to) {
+            Fate::Dropped(why) => {
+                match why {
+                    Drop::Loss => self.counters.dropped_loss += 1,
+                    Drop::Partition => self.counters.dropped_partition += 1,
+                    Drop::Capacity => self.counters.dropped_capacity += 1,
+                }
+                self.trace.event(now, actor(from), "drop", peer_code(to), corr_of(&msg), || {
+                    format!("to {to} {} ({why:?})", summary(&msg))
+                });
+            }
+            Fate::Deliver { at, dup } => {
+                if let Some(dup_at) = dup {
+                    self.counters.duplicated += 1;
+                    self.push(dup_at, Ev::Deliver { from, to, msg: msg.clone() });
+                }
+                self.push(at, Ev::Deliver { from, to, msg });
+            }
+        }
+    }
+
+    // ----- clients -----
+
+    fn client_input(&mut self, c: usize, input: Option<Input>) {
+        let now = self.now;
+        let cid = self.clients[c].id;
+        let mut sends: Vec<(Peer, Message)> = Vec::new();
+        match &mut self.clients[c].role {
+            Role::Admin(a) => {
+                if let Some(Input::Message { msg: Message::Response(Response { correlation, body }), .. }) = input {
+                    if let Some(name) = a.inflight.remove(&correlation) {
+                        let done = match &body {
+                            Ok(ResponseBody::TopicCreated) => true,
+                            Err(e) => e.code == mq_core::wire::ErrorCode::TopicExists,
+                            _ => false,
+                        };
+                        if done {
+                            a.unconfirmed.remove(&name);
+                        }
+                    }
+                }
+                if now >= a.next_attempt && !a.unconfirmed.is_empty() {
+                    a.inflight.clear();
+                    for (name, tc) in &a.unconfirmed {
+                        let correlation = CorrelationId(a.next_correlation);
+                        a.next_correlation += 1;
+                        a.inflight.insert(correlation, name.clone());
+                        let body = RequestBody::CreateTopic(tc.clone());
+                        sends.push((Peer::Node(NodeId(1)), Message::Request(Request { correlation, body })));
+                    }
+                    a.next_attempt = now + Duration::from_millis(200);
+                }
+            }
+            Role::Producer { p, ops } => {
+                if let Some(input) = input {
+                    p.handle(now, input);
+                }
+                while let Some(out) = p.poll_output() {
+                    match out {
+                        ProducerOutput::Send { to, msg } => sends.push((to, msg)),
+                        ProducerOutput::Done { id, outcome } => {
+                            let op = ops.remove(&id).expect("every outcome answers a send");
+                            record_outcome(
+                                &mut self.history,
+                                &mut self.checker,
+                                &mut self.counters,
+                                &mut self.trace,
+                                now,
+                                cid,
+                                op,
+                                outcome,
+                                self.liveness_start,
+                                &mut self.acked_since_heal,
+                            );
+                        }
+                    }
+                }
+            }
+            Role::Consumer(consumer) => {
+                if let Some(input) = input {
+                    consumer.handle(now, input);
+                }
+                while let Some(out) = consumer.poll_output() {
+                    match out {
+                        ConsumerOutput::Send { to, msg } => sends.push((to, msg)),
+                        ConsumerOutput::Records { records, .. } => {
+                            let tp = consumer.config().tp.clone();
+                            for (offset, r) in records {
+                                self.checker.on_read(cid.0, &tp, offset, &r.value, &self.history);
+                                self.history.reads.push(crate::history::ReadOp {
+                                    at: now,
+                                    client: cid.0,
+                                    tp: tp.clone(),
+                                    offset,
+                                    value: r.value,
+                                });
+                            }
+                        }
+                        ConsumerOutput::Skipped { from, to } => {
+                            self.trace.event(now, Actor::Client(cid.0), "skip", from.0, to.0, String::new);
+                        }
+                        ConsumerOutput::Error(e) => {
+                            self.trace.event(now, Actor::Client(cid.0), "error", 0, 0, || e.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        for (to, msg) in sends {
+            self.send(Peer::Client(cid), to, msg);
+        }
+        self.schedule_client_timer(c);
+    }
+
+    fn schedule_client_timer(&mut self, c: usize) {
+        let slot = &mut self.clients[c];
+        let deadline = match &slot.role {
+            Role::Admin(a) => (!a.unconfirmed.is_empty()).then_some(a.next_attempt),
+            Role::Producer { p, .. } => p.poll_timeout(),
+            Role::Consumer(consumer) => consumer.poll_timeout(),
+        };
+        if deadline == slot.timer {
+            return;
+        }
+        slot.timer = deadline;
+        slot.timer_generation += 1;
+        if let Some(at) = deadline {
+            let (generation, at) = (slot.timer_generation, at.max(self.now));
+            self.push(at, Ev::ClientTimer { client: c, generation });
+        }
+    }
+
+    fn produce_gap(&mut self) -> Instant {
+        let mean = self.opts.produce_interval_us as f64 * 1_000.0;
+        self.now + Duration::from_nanos(exp_sample(&mut self.rng_workload, mean) + 1)
+    }
+
+    fn produce_tick(&mut self, c: usize) {
+        let now = self.now;
+        if now >= self.produce_until {
+            return;
+        }
+        let next = self.produce_gap();
+        self.push(next, Ev::ProduceTick { client: c });
+        let cid = self.clients[c].id;
+        let Role::Producer { p, ops } = &mut self.clients[c].role else { return };
+        if p.inflight() >= p.config().max_inflight {
+            return;
+        }
+        let r = &mut self.rng_workload;
+        let tp = self.topics[r.random_range(0..self.topics.len())].clone();
+        let mix = self.opts.acks;
+        let pick = r.random_range(0..mix.none + mix.leader + mix.all);
+        let acks = if pick < mix.none {
+            Acks::None
+        } else if pick < mix.none + mix.leader {
+            Acks::Leader
+        } else {
+            Acks::All
+        };
+        let n = r.random_range(1..=self.opts.batch_max_records);
+        let op = self.history.invoke(cid.0, tp.clone(), acks, n, now);
+        let records = self.history.ops[op as usize].values.iter().cloned().map(Record::from_value).collect();
+        self.counters.ops_invoked += 1;
+        let id = p.send(now, &tp.topic, tp.partition, acks, records).expect("in-flight room was checked");
+        ops.insert(id, op);
+        self.trace.event(now, Actor::Client(cid.0), "invoke", op, u64::from(n), || {
+            format!("op {op} produce {n} records to {tp} acks={acks:?}")
+        });
+        // Drain the request (and, for acks=0, the outcome) through the usual path.
+        self.client_input(c, None);
+    }
+
+    // ----- faults -----
+
+    fn fault_weight_total(&self) -> u32 {
+        let o = &self.opts;
+        o.w_crash + o.w_pause + o.w_partition + o.w_clog + o.w_clock_step
+    }
+
+    fn fault_gap(&mut self) -> Instant {
+        let mean = self.opts.fault_interval_ms as f64 * 1e6;
+        self.now + Duration::from_nanos(exp_sample(&mut self.rng_faults, mean) + 1)
+    }
+
+    fn heal_time(&mut self) -> Instant {
+        let mean = self.opts.heal_mean_ms as f64 * 1e6;
+        // Always finite and bounded, so the liveness phase can count on it.
+        self.now + Duration::from_nanos(exp_sample(&mut self.rng_faults, mean).min(2_000_000_000) + 1_000)
+    }
+
+    fn endpoints(&self) -> Vec<Peer> {
+        let nodes = self.nodes.iter().map(|s| Peer::Node(s.id));
+        nodes.chain(self.clients.iter().map(|c| Peer::Client(c.id))).collect()
+    }
+
+    fn fault(&mut self) {
+        if self.liveness_start.is_some() {
+            return;
+        }
+        let next = self.fault_gap();
+        self.push(next, Ev::Fault);
+        let now = self.now;
+        let o = &self.opts;
+        let weights = [o.w_crash, o.w_pause, o.w_partition, o.w_clog, o.w_clock_step];
+        let mut pick = self.rng_faults.random_range(0..self.fault_weight_total());
+        let kind = weights.iter().position(|w| {
+            if pick < *w {
+                true
+            } else {
+                pick -= w;
+                false
+            }
+        });
+        let n = self.rng_faults.random_range(0..self.nodes.len());
+        let id = self.nodes[n].id.0;
+        match kind {
+            Some(0) => {
+                if self.nodes[n].node.is_some() {
+                    self.crash(n);
+                }
+            }
+            Some(1) => {
+                if self.nodes[n].node.is_some() && self.nodes[n].paused_until <= now {
+                    let until = self.heal_time();
+                    self.nodes[n].paused_until = until;
+                    self.counters.pauses += 1;
+                    self.trace.event(now, Actor::Node(id), "pause", until.as_nanos(), 0, || format!("until {until}"));
+                }
+            }
+            Some(2) => {
+                if self.net.cut.is_none() {
+                    let cut = self.draw_cut(n);
+                    self.cut_id += 1;
+                    self.counters.partitions += 1;
+                    let text = format!("{cut:?}");
+                    self.trace.event(now, Actor::Sim, "partition", self.cut_id, u64::from(cut.one_way), || text);
+                    self.net.cut = Some(cut);
+                    let heal = self.heal_time();
+                    self.push(heal, Ev::HealCut { id: self.cut_id });
+                }
+            }
+            Some(3) => {
+                let ends = self.endpoints();
+                let other = ends[self.rng_faults.random_range(0..ends.len())];
+                let me = Peer::Node(NodeId(id));
+                if other != me {
+                    let until = self.heal_time();
+                    self.net.clog(me, other, until);
+                    if self.rng_faults.random_bool(0.5) {
+                        self.net.clog(other, me, until);
+                    }
+                    self.counters.clogs += 1;
+                    self.trace.event(now, Actor::Node(id), "clog", peer_code(other), until.as_nanos(), || {
+                        format!("link with {other} until {until}")
+                    });
+                }
+            }
+            Some(4) => {
+                let max = self.opts.clock_step_max_ms as i64 * 1_000_000;
+                let step = self.rng_faults.random_range(-max..=max);
+                self.nodes[n].clock.step(step);
+                self.counters.clock_steps += 1;
+                self.trace.event(now, Actor::Node(id), "clock-step", step as u64, 0, || format!("{step}ns"));
+            }
+            _ => {}
+        }
+    }
+
+    fn draw_cut(&mut self, n: usize) -> Cut {
+        let r = &mut self.rng_faults;
+        let isolate = r.random_bool(0.4);
+        let one_way = r.random_bool(0.3);
+        let node = Peer::Node(self.nodes[n].id);
+        let mut side: BTreeSet<Peer> = BTreeSet::new();
+        if isolate {
+            side.insert(node);
+        } else {
+            let ends: Vec<Peer> = self
+                .nodes
+                .iter()
+                .map(|s| Peer::Node(s.id))
+                .chain(self.clients.iter().map(|c| Peer::Client(c.id)))
+                .collect();
+            for e in ends {
+                if r.random_bool(0.5) {
+                    side.insert(e);
+                }
+            }
+            if side.is_empty() || side.len() == self.nodes.len() + self.clients.len() {
+                side = [node].into_iter().collect();
+            }
+        }
+        Cut { side, one_way }
+    }
+
+    // ----- phases -----
+
+    fn start_liveness(&mut self) {
+        let now = self.now;
+        self.liveness_start = Some(now);
+        self.trace.event(now, Actor::Sim, "liveness", 0, 0, || "faults stop; the core is healed".into());
+        // The core is every node today: heal all of it.
+        self.net.cut = None;
+        self.net.unclog_all(now);
+        for n in 0..self.nodes.len() {
+            if self.nodes[n].node.is_none() {
+                self.restart(n);
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        self.done = true;
+        let now = self.now;
+        self.trace.event(now, Actor::Sim, "end", 0, 0, String::new);
+        let nodes: Vec<&Node> = self.nodes.iter().filter_map(|s| s.node.as_ref()).collect();
+        self.checker.finish(&nodes, &self.history);
+        if self.checker.violation().is_some() {
+            return;
+        }
+        if self.acked_since_heal == 0 {
+            let what = format!(
+                "no produce with acks>=1 succeeded in the {} ms after the core was healed",
+                self.opts.liveness_ms
+            );
+            self.checker.fail_liveness("liveness_progress", what);
+            return;
+        }
+        for c in &self.clients {
+            if let Role::Consumer(consumer) = &c.role {
+                let tp = &consumer.config().tp;
+                let hw = self.checker.high_watermark(tp);
+                if consumer.position() < hw {
+                    let what =
+                        format!("c{} read {tp} only up to {} by the end; the HW is {hw}", c.id, consumer.position());
+                    self.checker.fail_liveness("liveness_consumers_caught_up", what);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // the disjoint fields of `Sim` a completion touches
+fn record_outcome(
+    history: &mut History,
+    checker: &mut Checker,
+    counters: &mut Counters,
+    trace: &mut Trace,
+    now: Instant,
+    cid: ClientId,
+    op: u64,
+    outcome: ProduceOutcome,
+    liveness_start: Option<Instant>,
+    acked_since_heal: &mut u64,
+) {
+    let entry = &mut history.ops[op as usize];
+    let (kind, a) = match &outcome {
+        ProduceOutcome::Ok { base_offset, .. } => {
+            entry.outcome = Outcome::Ok { at: now, base_offset: *base_offset };
+            counters.ops_ok += 1;
+            if liveness_start.is_some_and(|t| entry.invoked >= t) {
+                *acked_since_heal += 1;
+            }
+            ("ok", base_offset.0)
+        }
+        ProduceOutcome::Failed { error } => {
+            entry.outcome = Outcome::Failed { at: now, code: error.code };
+            counters.ops_failed += 1;
+            ("fail", 0)
+        }
+        ProduceOutcome::Indefinite { .. } => {
+            entry.outcome = Outcome::Indefinite { at: now };
+            counters.ops_indefinite += 1;
+            ("indefinite", 0)
+        }
+    };
+    trace.event(now, Actor::Client(cid.0), kind, op, a, || format!("op {op} {outcome:?}"));
+    if kind == "ok" {
+        checker.on_ack(op, history);
+    }
+}
+
+fn actor(p: Peer) -> Actor {
+    match p {
+        Peer::Node(n) => Actor::Node(n.0),
+        Peer::Client(c) => Actor::Client(c.0),
+    }
+}
+
+fn peer_code(p: Peer) -> u64 {
+    match p {
+        Peer::Node(n) => 1 << 32 | u64::from(n.0),
+        Peer::Client(c) => 2 << 32 | c.0,
+    }
+}
+
+fn corr_of(msg: &Message) -> u64 {
+    match msg {
+        Message::Request(r) => r.correlation.0,
+        Message::Response(r) => r.correlation.0 | 1 << 63,
+    }
+}
+
+/// One line for a message in the trace.
+fn summary(msg: &Message) -> String {
+    match msg {
+        Message::Request(r) => {
+            let what = match &r.body {
+                RequestBody::CreateTopic(tc) => format!("create-topic {}", tc.name),
+                RequestBody::DeleteTopic { topic } => format!("delete-topic {topic}"),
+                RequestBody::ListTopics => "list-topics".into(),
+                RequestBody::Produce { topic, partition, acks, batch } => {
+                    format!("produce {topic}/{partition} acks={acks:?} records={}", batch.len())
+                }
+                RequestBody::Fetch { topic, partition, offset, .. } => format!("fetch {topic}/{partition}@{offset}"),
+                RequestBody::ListOffsets { topic, partition, spec } => {
+                    format!("list-offsets {topic}/{partition} {spec:?}")
+                }
+            };
+            format!("req#{} {what}", r.correlation)
+        }
+        Message::Response(r) => {
+            let what = match &r.body {
+                Ok(ResponseBody::Produced { base_offset, .. }) => format!("produced @{base_offset}"),
+                Ok(ResponseBody::Fetched { high_watermark, batches, .. }) => {
+                    format!("fetched {} records hw={high_watermark}", batches.iter().map(|b| b.len()).sum::<u64>())
+                }
+                Ok(other) => format!("{other:?}"),
+                Err(e) => format!("error {e}"),
+            };
+            format!("resp#{} {what}", r.correlation)
+        }
+    }
+}
