@@ -130,6 +130,7 @@ pub struct Sim {
     pub trace: Trace,
     /// Events processed.
     pub events: u64,
+    node_inputs: u64,
 }
 
 /// Most events one seed may take before it counts as stuck.
@@ -232,6 +233,7 @@ impl Sim {
             history: History::default(),
             checker: Checker::default(),
             events: 0,
+            node_inputs: 0,
         };
         for n in 0..sim.nodes.len() {
             let slot = &mut sim.nodes[n];
@@ -386,7 +388,9 @@ impl Sim {
         let local = slot.clock.local(now);
         let Some(node) = slot.node.as_mut() else { return };
         node.handle(local, input);
-        if self.cfg.check_node_invariants {
+        self.node_inputs += 1;
+        let every = self.cfg.node_invariants_every;
+        if every > 0 && self.node_inputs % every == 0 {
             node.check_invariants();
         }
         let mut outs = std::mem::take(&mut self.scratch);
@@ -507,10 +511,10 @@ impl Sim {
         self.trace.event(now, Actor::Node(id), "restart", reports.len() as u64, slot.incarnation, || {
             format!("recovered from durable state; repaired tails: {reports:?}")
         });
-        if self.cfg.check_node_invariants {
-            self.nodes[n].node.as_ref().map(Node::check_invariants);
-        }
         let node = self.nodes[n].node.as_ref().expect("just restarted");
+        if self.cfg.node_invariants_every > 0 {
+            node.check_invariants();
+        }
         self.checker.on_recovered(node, &self.history);
         self.schedule_node_timer(n);
     }
@@ -837,6 +841,9 @@ impl Sim {
         let now = self.now;
         self.trace.event(now, Actor::Sim, "end", 0, 0, String::new);
         let nodes: Vec<&Node> = self.nodes.iter().filter_map(|s| s.node.as_ref()).collect();
+        if self.cfg.node_invariants_every > 0 {
+            nodes.iter().for_each(|n| n.check_invariants());
+        }
         self.checker.finish(&nodes, &self.history);
         if self.checker.violation().is_some() {
             return;
