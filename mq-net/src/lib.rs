@@ -1,1 +1,30 @@
-//! mq-net
+//! # mq-net
+//!
+//! mq's production adapter (DESIGN.md section 10): the same sans-IO
+//! [`mq_core::Node`] the simulator runs, driven by tokio with real sockets, files and
+//! fsync, plus the `mq` binary and an async client library.
+//!
+//! - [`Broker`]: one node task feeding the core one input at a time
+//!   ([`broker`]), TCP connections framed by the core's codec ([`transport`]), and a
+//!   storage thread writing segment files ([`storage`]).
+//! - [`Client`]: the async request layer for applications and the CLI.
+//! - [`BrokerConfig`]: the TOML file and flags of `mq broker`.
+//!
+//! No protocol decision lives here: every `if` about the protocol is in mq-core.
+
+// This crate owns the broker's clock (clock.rs); the workspace bans clock reads
+// elsewhere so the core and the simulator stay deterministic.
+#![allow(clippy::disallowed_methods)]
+
+pub mod broker;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod storage;
+mod transport;
+
+pub use broker::{Broker, BrokerError};
+pub use client::{partition_for_key, Client, ClientBuilder, ClientError, Delivery, Fetched, NewTopic};
+pub use config::{BrokerConfig, ConfigError};
+pub use mq_core::wire::{Acks, ErrorCode, OffsetSpec, Record};
+pub use mq_core::Offset;

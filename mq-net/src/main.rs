@@ -1,1 +1,632 @@
-fn main() {}
+//! The `mq` binary: `mq broker` runs a broker; the other commands are clients
+//! (docs/operations.md describes every command and what it prints).
+
+// The CLI and the broker it starts own the process clock (see mq-net's lib.rs).
+#![allow(clippy::disallowed_methods)]
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mq_net::{
+    partition_for_key, Acks, Broker, BrokerConfig, Client, ClientError, ErrorCode, NewTopic, Offset, OffsetSpec, Record,
+};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::io::AsyncBufReadExt;
+
+#[derive(Parser, Debug)]
+#[command(name = "mq", version, about = "mq: a message queue with a deterministic simulation harness")]
+struct Cli {
+    /// Log filter (error, warn, info, debug, trace, or a tracing filter such as
+    /// `mq_net=debug`). Default: info for the broker, warn for client commands.
+    #[arg(long, global = true, env = "MQ_LOG")]
+    log_level: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a broker (no arguments: a single-node cluster on 127.0.0.1:9092 with data in ./mq-data).
+    Broker(BrokerArgs),
+    /// Create, list, describe and delete topics.
+    Topic {
+        #[command(subcommand)]
+        command: TopicCommand,
+    },
+    /// Produce one record per line of standard input.
+    Produce(ProduceArgs),
+    /// Print the records of a topic.
+    Consume(ConsumeArgs),
+}
+
+#[derive(Args, Debug)]
+struct BrokerArgs {
+    /// TOML config file; flags override its settings.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Broker id.
+    #[arg(long)]
+    id: Option<u32>,
+    /// Listen address, HOST:PORT (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Brokers of the cluster: 1=host:port,2=host:port,...
+    #[arg(long)]
+    peers: Option<String>,
+    /// Data directory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct ConnArgs {
+    /// Brokers to contact, HOST:PORT[,HOST:PORT..].
+    #[arg(long, env = "MQ_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Seconds to wait for a broker to answer when connecting.
+    #[arg(long, default_value_t = 5)]
+    connect_timeout: u64,
+    /// Application key (accepted, not used yet: authentication is not implemented).
+    #[arg(long, env = "MQ_APP_KEY")]
+    app_key: Option<String>,
+    /// Application secret (accepted, not used yet).
+    #[arg(long, env = "MQ_APP_SECRET", hide_env_values = true)]
+    app_secret: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+        #[arg(long, default_value_t = 1)]
+        replication_factor: u16,
+        #[arg(long)]
+        min_insync_replicas: Option<u16>,
+        /// Delete records older than this many seconds.
+        #[arg(long)]
+        retention_secs: Option<u64>,
+        /// Delete the oldest records while a partition is larger than this.
+        #[arg(long)]
+        retention_bytes: Option<u64>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// List topic names, one per line.
+    List {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Show a topic's settings and per-partition state.
+    Describe {
+        name: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Delete a topic and all its records.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum AcksArg {
+    #[value(name = "0")]
+    Zero,
+    #[value(name = "1")]
+    One,
+    #[value(name = "all")]
+    All,
+}
+
+#[derive(Args, Debug)]
+struct ProduceArgs {
+    topic: String,
+    /// Key of every record; picks the partition by key hash unless --partition is given.
+    #[arg(long)]
+    key: Option<String>,
+    #[arg(long, value_enum, default_value = "all")]
+    acks: AcksArg,
+    /// Send every record to this partition.
+    #[arg(long)]
+    partition: Option<u32>,
+    /// Print one JSON object per acknowledged record.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum From {
+    Earliest,
+    Latest,
+}
+
+#[derive(Args, Debug)]
+struct ConsumeArgs {
+    topic: String,
+    /// Consumer group (accepted; group offsets are not kept yet).
+    #[arg(long)]
+    group: Option<String>,
+    #[arg(long, value_enum, default_value = "earliest")]
+    from: From,
+    /// Stop after this many records.
+    #[arg(long)]
+    max: Option<u64>,
+    /// Stop after this many seconds without a new record.
+    #[arg(long)]
+    idle_timeout: Option<f64>,
+    /// Print one JSON object per record.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Broker(_)) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_new(cli.log_level.as_deref().unwrap_or(default_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mq: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Broker(args) => run_broker(args).await,
+            Command::Topic { command } => run_topic(command).await,
+            Command::Produce(args) => run_produce(args).await,
+            Command::Consume(args) => run_consume(args).await,
+        }
+    })
+}
+
+async fn run_broker(args: BrokerArgs) -> ExitCode {
+    let mut config = match &args.config {
+        Some(path) => match BrokerConfig::from_file(path) {
+            Ok(c) => c,
+            Err(e) => return usage_error(&e.to_string()),
+        },
+        None => BrokerConfig::default(),
+    };
+    if let Some(id) = args.id {
+        config.id = id;
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(peers) = &args.peers {
+        match BrokerConfig::parse_peers(peers) {
+            Ok(p) => config.peers = p,
+            Err(e) => return usage_error(&e.to_string()),
+        }
+    }
+    if let Err(e) = config.validate() {
+        return usage_error(&e.to_string());
+    }
+    if config.peers.len() > 1 {
+        eprintln!(
+            "mq broker: note: --peers lists {} brokers, but this build runs single-node clusters only; \
+             broker {} runs alone and the other brokers are not contacted",
+            config.peers.len(),
+            config.id
+        );
+    }
+    let mut broker = match Broker::start(config).await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("mq broker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("mq broker {} ready on {}", broker.id(), broker.local_addr());
+    let _ = std::io::stdout().flush();
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let early = tokio::select! {
+        r = broker.wait() => Some(r),
+        _ = &mut signal => None,
+    };
+    let result = match early {
+        Some(r) => r,
+        None => {
+            broker.shutdown();
+            broker.wait().await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mq broker: stopped: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("mq: {msg}");
+    ExitCode::from(2)
+}
+
+async fn connect(conn: &ConnArgs) -> Result<Client, ExitCode> {
+    if conn.app_key.is_some() || conn.app_secret.is_some() {
+        eprintln!("mq: note: credentials are accepted but not used yet (authentication is not implemented)");
+    }
+    Client::builder()
+        .bootstrap(conn.bootstrap.clone())
+        .connect_timeout(Duration::from_secs(conn.connect_timeout.max(1)))
+        .connect()
+        .await
+        .map_err(|e| {
+            eprintln!("mq: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+fn client_error(e: &ClientError) -> ExitCode {
+    eprintln!("mq: {e}");
+    ExitCode::FAILURE
+}
+
+async fn run_topic(command: TopicCommand) -> ExitCode {
+    match command {
+        TopicCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            min_insync_replicas,
+            retention_secs,
+            retention_bytes,
+            conn,
+        } => {
+            let client = match connect(&conn).await {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let min_isr = min_insync_replicas.unwrap_or(1);
+            let mut topic = NewTopic::new(name.clone(), partitions)
+                .replication_factor(replication_factor)
+                .min_insync_replicas(min_isr);
+            if let Some(s) = retention_secs {
+                topic = topic.retention_time(Duration::from_secs(s));
+            }
+            if let Some(b) = retention_bytes {
+                topic = topic.retention_bytes(b);
+            }
+            match client.create_topic(topic).await {
+                Ok(()) => {
+                    println!(
+                        "created topic {name}: {partitions} partition(s), replication factor {replication_factor}, \
+                         min in-sync replicas {min_isr}"
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => client_error(&e),
+            }
+        }
+        TopicCommand::List { conn } => {
+            let client = match connect(&conn).await {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match client.list_topics().await {
+                Ok(topics) => {
+                    for t in topics {
+                        println!("{}", t.config.name);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => client_error(&e),
+            }
+        }
+        TopicCommand::Describe { name, conn } => {
+            let client = match connect(&conn).await {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match client.describe_topic(&name).await {
+                Ok(t) => {
+                    let c = &t.config;
+                    let retention_time =
+                        c.retention_time.map_or("none".to_string(), |d| format!("{}s", d.as_millis() / 1000));
+                    let retention_bytes = c.retention_bytes.map_or("none".to_string(), |b| b.to_string());
+                    println!(
+                        "topic {}  partitions {}  replication-factor {}  min-insync-replicas {}  retention-time {}  retention-bytes {}",
+                        c.name, c.partitions, c.replication_factor, c.min_insync_replicas, retention_time, retention_bytes
+                    );
+                    println!("partition  leader  epoch  replicas   isr        log-start  high-watermark");
+                    let ids = |v: &[mq_core::NodeId]| v.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+                    for p in &t.partitions {
+                        let leader = p.leader.map_or("none".to_string(), |l| l.to_string());
+                        println!(
+                            "{:<10} {:<7} {:<6} {:<10} {:<10} {:<10} {}",
+                            p.partition,
+                            leader,
+                            p.leader_epoch,
+                            ids(&p.replicas),
+                            ids(&p.isr),
+                            p.log_start,
+                            p.high_watermark
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => client_error(&e),
+            }
+        }
+        TopicCommand::Delete { name, conn } => {
+            let client = match connect(&conn).await {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match client.delete_topic(&name).await {
+                Ok(()) => {
+                    println!("deleted topic {name}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => client_error(&e),
+            }
+        }
+    }
+}
+
+/// Lines read ahead and sent in one request per partition, at most.
+const PRODUCE_BATCH_RECORDS: usize = 500;
+const PRODUCE_BATCH_BYTES: usize = 256 * 1024;
+
+async fn run_produce(args: ProduceArgs) -> ExitCode {
+    let client = match connect(&args.conn).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let partitions = match client.describe_topic(&args.topic).await {
+        Ok(t) => t.config.partitions,
+        Err(e) => return client_error(&e),
+    };
+    if let Some(p) = args.partition.filter(|p| *p >= partitions) {
+        eprintln!("mq: topic {} has partitions 0..{partitions}; partition {p} does not exist", args.topic);
+        return ExitCode::from(2);
+    }
+    let acks = match args.acks {
+        AcksArg::Zero => Acks::None,
+        AcksArg::One => Acks::Leader,
+        AcksArg::All => Acks::All,
+    };
+    // Stdin is read by its own task so that lines already available are batched.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(PRODUCE_BATCH_RECORDS * 4);
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut next_round_robin = 0u32;
+    let (mut sent, mut failed) = (0u64, 0u64);
+    let stdout = std::io::stdout();
+    while let Some(first) = rx.recv().await {
+        let mut lines = vec![first];
+        let mut bytes = lines[0].len();
+        while lines.len() < PRODUCE_BATCH_RECORDS && bytes < PRODUCE_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(l) => {
+                    bytes += l.len();
+                    lines.push(l);
+                }
+                Err(_) => break,
+            }
+        }
+        // Group by partition, keeping each partition's lines in input order.
+        let mut groups: Vec<(u32, Vec<String>)> = Vec::new();
+        for line in lines {
+            let p = match (args.partition, &args.key) {
+                (Some(p), _) => p,
+                (None, Some(k)) => partition_for_key(k.as_bytes(), partitions),
+                (None, None) => {
+                    let p = next_round_robin;
+                    next_round_robin = (next_round_robin + 1) % partitions;
+                    p
+                }
+            };
+            match groups.iter_mut().find(|(gp, _)| *gp == p) {
+                Some((_, g)) => g.push(line),
+                None => groups.push((p, vec![line])),
+            }
+        }
+        for (p, group) in groups {
+            let records: Vec<Record> = group
+                .iter()
+                .map(|l| match &args.key {
+                    Some(k) => Record::keyed(k.clone(), l.clone()),
+                    None => Record::from_value(l.clone()),
+                })
+                .collect();
+            let n = records.len() as u64;
+            if acks == Acks::None {
+                match client.send_one_way(&args.topic, p, records).await {
+                    Ok(()) => sent += n,
+                    Err(e) => {
+                        failed += n;
+                        for l in &group {
+                            eprintln!("mq: not sent: {e}: {l}");
+                        }
+                    }
+                }
+                continue;
+            }
+            match client.produce(&args.topic, p, acks, records).await {
+                Ok(d) => {
+                    sent += n;
+                    if args.json {
+                        let mut out = stdout.lock();
+                        for (i, l) in group.iter().enumerate() {
+                            let _ = writeln!(
+                                out,
+                                "{{\"partition\":{},\"offset\":{},\"value\":{}}}",
+                                d.partition,
+                                d.offset.0 + i as u64,
+                                json_string(l)
+                            );
+                        }
+                        let _ = out.flush();
+                    }
+                }
+                Err(e) => {
+                    failed += n;
+                    for l in &group {
+                        eprintln!("mq: not acknowledged: {e}: {l}");
+                    }
+                }
+            }
+        }
+    }
+    if acks == Acks::None {
+        // One round trip: the broker handles a connection's requests in order, so
+        // when it answers, it has taken every record sent before.
+        if let Err(e) = client.list_topics().await {
+            eprintln!("mq: could not confirm the broker received the acks=0 records: {e}");
+            return ExitCode::FAILURE;
+        }
+        eprintln!("mq: sent {sent} record(s) with acks=0 (not acknowledged)");
+    }
+    if failed > 0 {
+        eprintln!("mq: {failed} record(s) failed, {sent} succeeded");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// Poll interval while no new record is committed (fetch has no long poll yet).
+const CONSUME_POLL: Duration = Duration::from_millis(100);
+
+async fn run_consume(args: ConsumeArgs) -> ExitCode {
+    if let Some(g) = &args.group {
+        eprintln!(
+            "mq: note: consumer groups are not implemented yet: group {g} keeps no offsets; reading every partition"
+        );
+    }
+    let client = match connect(&args.conn).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let partitions = match client.describe_topic(&args.topic).await {
+        Ok(t) => t.config.partitions,
+        Err(e) => return client_error(&e),
+    };
+    let spec = match args.from {
+        From::Earliest => OffsetSpec::Earliest,
+        From::Latest => OffsetSpec::Latest,
+    };
+    let mut positions = Vec::with_capacity(partitions as usize);
+    for p in 0..partitions {
+        match client.list_offsets(&args.topic, p, spec).await {
+            Ok(o) => positions.push(o),
+            Err(e) => return client_error(&e),
+        }
+    }
+    let idle = args.idle_timeout.map(|s| Duration::from_secs_f64(s.max(0.0)));
+    let mut last_record = tokio::time::Instant::now();
+    let mut count = 0u64;
+    let stdout = std::io::stdout();
+    loop {
+        let mut progressed = false;
+        for p in 0..partitions {
+            let pos = positions[p as usize];
+            let fetched = match client.fetch(&args.topic, p, pos, 1024 * 1024).await {
+                Ok(f) => f,
+                Err(e) if e.code() == Some(ErrorCode::OffsetOutOfRange) => {
+                    // Retention removed records before we read them: skip to the start.
+                    match client.list_offsets(&args.topic, p, OffsetSpec::Earliest).await {
+                        Ok(start) => {
+                            eprintln!("mq: partition {p}: offset {pos} is gone (retention); continuing from {start}");
+                            positions[p as usize] = start;
+                            continue;
+                        }
+                        Err(e) => return client_error(&e),
+                    }
+                }
+                Err(e) => return client_error(&e),
+            };
+            let mut out = stdout.lock();
+            for (offset, record) in fetched.records_from(pos) {
+                if args.json {
+                    let key =
+                        record.key.as_ref().map_or("null".to_string(), |k| json_string(&String::from_utf8_lossy(k)));
+                    let _ = writeln!(
+                        out,
+                        "{{\"partition\":{p},\"offset\":{offset},\"key\":{key},\"value\":{}}}",
+                        json_string(&String::from_utf8_lossy(&record.value))
+                    );
+                } else {
+                    let _ = writeln!(out, "{}", String::from_utf8_lossy(&record.value));
+                }
+                positions[p as usize] = Offset(offset.0 + 1);
+                progressed = true;
+                count += 1;
+                if args.max.is_some_and(|m| count >= m) {
+                    let _ = out.flush();
+                    return ExitCode::SUCCESS;
+                }
+            }
+            let _ = out.flush();
+        }
+        if progressed {
+            last_record = tokio::time::Instant::now();
+        } else {
+            if idle.is_some_and(|i| last_record.elapsed() >= i) {
+                return ExitCode::SUCCESS;
+            }
+            tokio::time::sleep(CONSUME_POLL).await;
+        }
+    }
+}
+
+/// A JSON string literal for `s`.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}

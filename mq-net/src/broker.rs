@@ -1,0 +1,326 @@
+//! The broker: one node task that owns the sans-IO [`mq_core::Node`], an accept loop
+//! with one task per connection, and a storage thread that owns the files.
+//!
+//! The node task is the loop of DESIGN.md section 10: it waits on fsync completions,
+//! connection events and the node's next deadline, feeds exactly one `Input`, and
+//! drains every `Output` before waiting again. It never touches a socket or a file
+//! itself: replies go to per-connection queues and Persists to the storage thread,
+//! which applies each one, fsyncs once, and reports the token back. Tokens complete
+//! in order because one thread handles them in order.
+//!
+//! Shutdown: stop accepting and reading, feed the requests already read, wait until
+//! every Persist completed (so every reply the node owes is sent), let connections
+//! write what is queued, stop the storage thread, return.
+
+use crate::clock::Clock;
+use crate::config::{BrokerConfig, ConfigError};
+use crate::storage::{DiskStore, RecoveryNote, StorageError, StorageOptions};
+use crate::transport::{accept_loop, Limits, NodeEvent, Outbound};
+use mq_core::storage::Write;
+use mq_core::{Event, Input, Node, Output, Peer, PersistToken};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Connection events queued for the node task; a full queue slows socket reads.
+const EVENT_QUEUE: usize = 4096;
+/// How long connections get to write their last replies at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the broker could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    /// The settings cannot run.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory could not be read or written.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The storage thread stopped unexpectedly.
+    #[error("the storage thread stopped unexpectedly")]
+    StorageThread,
+}
+
+type Completion = Result<PersistToken, StorageError>;
+
+/// A running broker.
+#[derive(Debug)]
+pub struct Broker {
+    id: u32,
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: Option<JoinHandle<Result<(), BrokerError>>>,
+}
+
+impl Broker {
+    /// Recovers the data directory, binds the listen address and starts serving.
+    /// Returns once the broker accepts connections.
+    pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        let node_config = config.validate()?;
+        let peers = config.peer_map()?;
+        if peers.len() > 1 {
+            tracing::warn!(
+                peers = peers.len(),
+                "--peers lists {} brokers, but this build runs single-node clusters only \
+                 (replication is not implemented yet); broker {} runs alone",
+                peers.len(),
+                config.id
+            );
+        }
+        let clock = Clock::start();
+        let seed = config.seed.unwrap_or_else(|| clock.now().as_nanos() ^ u64::from(config.id));
+        let options = StorageOptions { segment_bytes: config.segment_bytes };
+        let data_dir = config.data_dir.clone();
+        let (store, recovered) = tokio::task::spawn_blocking(move || DiskStore::open(data_dir, options))
+            .await
+            .map_err(|_| BrokerError::StorageThread)??;
+        for note in &recovered.notes {
+            log_recovery(note);
+        }
+        let node = Node::recover(node_config, seed, &recovered.state);
+        tracing::info!(
+            id = config.id,
+            seed,
+            data_dir = %config.data_dir.display(),
+            topics = recovered.state.topics.len(),
+            partitions = recovered.state.logs.len(),
+            "recovered"
+        );
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| BrokerError::Bind { addr: config.listen.clone(), source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| BrokerError::Bind { addr: config.listen.clone(), source })?;
+
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let (alive_tx, alive_rx) = mpsc::channel::<()>(1);
+        let limits = Limits {
+            max_connections: config.max_connections,
+            max_frame_bytes: config.max_frame_bytes,
+            read_timeout: Duration::from_millis(config.read_timeout_ms),
+            write_timeout: Duration::from_millis(config.write_timeout_ms),
+            idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+            outbound_queue: config.outbound_queue,
+        };
+        let (persist_tx, persist_rx) = std::sync::mpsc::channel::<(PersistToken, Vec<Write>)>();
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<Completion>();
+        let storage_thread = std::thread::Builder::new()
+            .name("mq-storage".into())
+            .spawn(move || storage_loop(store, persist_rx, done_tx))
+            .map_err(|source| {
+                BrokerError::Storage(StorageError::Io {
+                    op: "spawn storage thread",
+                    path: config.data_dir.clone(),
+                    source,
+                })
+            })?;
+        tokio::spawn(accept_loop(listener, limits, events_tx, shutdown_rx.clone(), alive_tx));
+        let driver = Driver { node, clock, conns: HashMap::new(), persist: persist_tx };
+        let task = tokio::spawn(async move {
+            let result = driver.run(events_rx, done_rx, shutdown_rx, alive_rx).await;
+            // The storage thread ends once the driver dropped its sender; every
+            // Persist it took was fsynced before it reported back.
+            let joined = tokio::task::spawn_blocking(move || storage_thread.join()).await;
+            match (result, joined) {
+                (Err(e), _) => Err(e),
+                (Ok(()), Ok(Ok(()))) => Ok(()),
+                _ => Err(BrokerError::StorageThread),
+            }
+        });
+        Ok(Broker { id: config.id, local_addr, shutdown: shutdown_tx, task: Some(task) })
+    }
+
+    /// This broker's id.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The address it listens on (with the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Starts the controlled shutdown; [`Broker::wait`] returns when it is done.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Waits until the broker stopped (after [`Broker::shutdown`] or a fatal error).
+    /// Cancel-safe; returns `Ok(())` if called again after it returned.
+    pub async fn wait(&mut self) -> Result<(), BrokerError> {
+        let Some(task) = self.task.as_mut() else { return Ok(()) };
+        let result = task.await;
+        self.task = None;
+        result.map_err(|_| BrokerError::StorageThread)?
+    }
+
+    /// Shuts down and waits.
+    pub async fn stop(mut self) -> Result<(), BrokerError> {
+        self.shutdown();
+        self.wait().await
+    }
+}
+
+fn log_recovery(note: &RecoveryNote) {
+    match note {
+        RecoveryNote::TruncatedTornTail { tp, path, dropped_bytes, log_end } => tracing::warn!(
+            %tp, path = %path.display(), dropped_bytes, %log_end,
+            "truncated a torn write at the end of the log (it was never acknowledged)"
+        ),
+        RecoveryNote::RebuiltIndex { path } => tracing::info!(path = %path.display(), "rebuilt offset index"),
+        RecoveryNote::RemovedOrphan { path } => {
+            tracing::info!(path = %path.display(), "removed leftover of an interrupted operation")
+        }
+    }
+}
+
+/// The storage thread: apply and fsync each Persist in order, report its token.
+fn storage_loop(
+    mut store: DiskStore,
+    persists: std::sync::mpsc::Receiver<(PersistToken, Vec<Write>)>,
+    done: mpsc::UnboundedSender<Completion>,
+) {
+    while let Ok((token, writes)) = persists.recv() {
+        let result = store.persist(&writes).map(|()| token);
+        let failed = result.is_err();
+        if done.send(result).is_err() || failed {
+            // After a failed write the files are in an unknown state: stop, and let
+            // the next start recover them.
+            break;
+        }
+    }
+}
+
+struct Driver {
+    node: Node,
+    clock: Clock,
+    conns: HashMap<Peer, mpsc::Sender<Outbound>>,
+    persist: std::sync::mpsc::Sender<(PersistToken, Vec<Write>)>,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut events: mpsc::Receiver<NodeEvent>,
+        mut done: mpsc::UnboundedReceiver<Completion>,
+        mut shutdown: watch::Receiver<bool>,
+        mut alive: mpsc::Receiver<()>,
+    ) -> Result<(), BrokerError> {
+        let mut stopping = false;
+        let mut events_done = false;
+        loop {
+            if stopping && events_done && self.node.inflight_persists() == 0 {
+                break;
+            }
+            let deadline = self.node.poll_timeout().map(|d| self.clock.to_tokio(d));
+            tokio::select! {
+                biased;
+                c = done.recv() => match c {
+                    Some(Ok(token)) => self.feed(Input::Persisted { token })?,
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err(BrokerError::StorageThread),
+                },
+                _ = shutdown.changed(), if !stopping => {
+                    tracing::info!("shutting down: no new connections or requests; finishing in-flight writes");
+                    stopping = true;
+                    // Requests already queued are still fed; nothing new arrives.
+                    events.close();
+                }
+                ev = events.recv(), if !events_done => match ev {
+                    Some(ev) => self.handle_event(ev)?,
+                    None => events_done = true,
+                },
+                _ = sleep_until_opt(deadline), if deadline.is_some() && !stopping => self.feed(Input::Timeout)?,
+            }
+        }
+        // Let connections write their queued replies, then close.
+        self.conns.clear();
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, alive.recv()).await;
+        tracing::info!("stopped; every acknowledged write is on disk");
+        Ok(())
+    }
+
+    fn handle_event(&mut self, ev: NodeEvent) -> Result<(), BrokerError> {
+        match ev {
+            NodeEvent::Connected { peer, outbound } => {
+                self.conns.insert(peer, outbound);
+                self.feed(Input::Connected { peer })
+            }
+            NodeEvent::Message { peer, msg } => self.feed(Input::Message { from: peer, msg }),
+            NodeEvent::Disconnected { peer } => {
+                self.conns.remove(&peer);
+                self.feed(Input::Disconnected { peer })
+            }
+        }
+    }
+
+    /// Feeds one input and drains every output.
+    fn feed(&mut self, input: Input) -> Result<(), BrokerError> {
+        let now = self.clock.now();
+        self.node.handle(now, input);
+        while let Some(output) = self.node.poll_output() {
+            match output {
+                Output::Send { to, msg } => self.send(to, msg),
+                Output::Persist { token, writes } => {
+                    self.persist.send((token, writes)).map_err(|_| BrokerError::StorageThread)?;
+                }
+                Output::Close { peer, reason } => {
+                    tracing::info!(%peer, %reason, "closing connection at the node's request");
+                    if let Some(tx) = self.conns.remove(&peer) {
+                        let _ = tx.try_send(Outbound::Close(reason));
+                    }
+                }
+                Output::Event(event) => log_event(&event),
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, to: Peer, msg: mq_core::wire::Message) {
+        let Some(tx) = self.conns.get(&to) else {
+            tracing::debug!(%to, "reply to a closed connection dropped");
+            return;
+        };
+        match tx.try_send(Outbound::Message(msg)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                // Dropping the sender closes the connection once its queue drains.
+                tracing::warn!(%to, "closing connection: client does not read its replies");
+                self.conns.remove(&to);
+            }
+            Err(TrySendError::Closed(_)) => {
+                self.conns.remove(&to);
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn log_event(event: &Event) {
+    match event {
+        Event::TopicCreated { topic } => tracing::info!(%topic, "topic created"),
+        Event::TopicDeleted { topic } => tracing::info!(%topic, "topic deleted"),
+        Event::LogStartAdvanced { tp, log_start } => tracing::info!(%tp, %log_start, "retention advanced log start"),
+        other => tracing::trace!(?other, "event"),
+    }
+}

@@ -1,0 +1,223 @@
+//! Broker settings: an embedded default, a TOML file, and command-line flags on top
+//! (flags win). `mq broker` with no arguments runs a single-node cluster on
+//! 127.0.0.1:9092 with data in `./mq-data` (DESIGN.md section 10).
+
+use mq_core::{Duration, NodeConfig, NodeId};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Everything `mq broker` can be told, in TOML or by flags. See docs/operations.md.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// This broker's id (1..=N).
+    pub id: u32,
+    /// Address to listen on for clients (`host:port`; port 0 picks a free one).
+    pub listen: String,
+    /// Directory for topic metadata and partition logs.
+    pub data_dir: PathBuf,
+    /// Every broker of the cluster by id, `"1" = "host:port"`. Empty: this broker
+    /// alone. Only single-node clusters run today.
+    pub peers: BTreeMap<String, String>,
+    /// Seed of the core's random streams; unset: drawn from the clock at start and
+    /// logged so a run can be reproduced.
+    pub seed: Option<u64>,
+    /// Most client connections at once; further ones are closed on accept.
+    pub max_connections: usize,
+    /// Largest frame accepted or sent (bytes after the length prefix).
+    pub max_frame_bytes: usize,
+    /// A frame that has started arriving must complete within this many ms.
+    pub read_timeout_ms: u64,
+    /// Writing one reply must complete within this many ms.
+    pub write_timeout_ms: u64,
+    /// A connection with no complete request for this many ms is closed.
+    pub idle_timeout_ms: u64,
+    /// Replies queued per connection; a client that lets more pile up is closed.
+    pub outbound_queue: usize,
+    /// Segment files roll over at this size.
+    pub segment_bytes: u64,
+    /// Largest batch a producer may send.
+    pub max_batch_bytes: usize,
+    /// Cap on one fetch reply.
+    pub max_fetch_bytes: usize,
+    /// Bytes of appended records waiting for fsync before producers get Backpressure.
+    pub max_pending_write_bytes: usize,
+    /// How often retention runs, in ms.
+    pub retention_check_interval_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        let node = NodeConfig::default();
+        BrokerConfig {
+            id: 1,
+            listen: "127.0.0.1:9092".into(),
+            data_dir: PathBuf::from("./mq-data"),
+            peers: BTreeMap::new(),
+            seed: None,
+            max_connections: 1024,
+            max_frame_bytes: mq_core::wire::DEFAULT_MAX_FRAME_BYTES,
+            read_timeout_ms: 30_000,
+            write_timeout_ms: 30_000,
+            idle_timeout_ms: 600_000,
+            outbound_queue: 1024,
+            segment_bytes: 64 * 1024 * 1024,
+            max_batch_bytes: node.max_batch_bytes,
+            max_fetch_bytes: node.max_fetch_bytes,
+            max_pending_write_bytes: node.max_pending_write_bytes,
+            retention_check_interval_ms: node.retention_check_interval.as_millis(),
+        }
+    }
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for these settings.
+    #[error("config file {}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// A setting is out of range or inconsistent.
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+impl BrokerConfig {
+    /// Reads a TOML file on top of the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
+    }
+
+    /// Parses TOML on top of the defaults.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Parses `--peers 1=host:port,2=host:port` into the peers table.
+    pub fn parse_peers(list: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+        let mut peers = BTreeMap::new();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (id, addr) = item
+                .split_once('=')
+                .ok_or_else(|| ConfigError::Invalid(format!("peer {item:?} must look like ID=HOST:PORT")))?;
+            if peers.insert(id.trim().to_owned(), addr.trim().to_owned()).is_some() {
+                return Err(ConfigError::Invalid(format!("peer id {id} is listed twice")));
+            }
+        }
+        Ok(peers)
+    }
+
+    /// The peers by id, validated: ids are positive integers, addresses `host:port`,
+    /// and this broker's id is among them when any are given.
+    pub fn peer_map(&self) -> Result<BTreeMap<NodeId, String>, ConfigError> {
+        let mut out = BTreeMap::new();
+        for (id, addr) in &self.peers {
+            let n: u32 = id
+                .parse()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| ConfigError::Invalid(format!("peer id {id:?} must be a positive integer")))?;
+            check_host_port(addr).map_err(|e| ConfigError::Invalid(format!("peer {id}: {e}")))?;
+            out.insert(NodeId(n), addr.clone());
+        }
+        if !out.is_empty() && !out.contains_key(&NodeId(self.id)) {
+            return Err(ConfigError::Invalid(format!("peers do not list this broker's id {}", self.id)));
+        }
+        Ok(out)
+    }
+
+    /// Checks every setting and builds the core's node settings.
+    pub fn validate(&self) -> Result<NodeConfig, ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        check_host_port(&self.listen).map_err(|e| ConfigError::Invalid(format!("listen: {e}")))?;
+        self.peer_map()?;
+        if self.id != 1 {
+            return invalid(format!(
+                "broker id {} needs a multi-node cluster, which this build cannot run yet \
+                 (single-node only until replication lands); run broker 1",
+                self.id
+            ));
+        }
+        if self.max_connections == 0 || self.outbound_queue == 0 {
+            return invalid("max_connections and outbound_queue must be positive".into());
+        }
+        if self.max_frame_bytes < 1024 {
+            return invalid(format!("max_frame_bytes {} is below the minimum of 1024", self.max_frame_bytes));
+        }
+        if self.read_timeout_ms == 0 || self.write_timeout_ms == 0 || self.idle_timeout_ms == 0 {
+            return invalid("read, write and idle timeouts must be positive".into());
+        }
+        if self.segment_bytes < 1024 {
+            return invalid(format!("segment_bytes {} is below the minimum of 1024", self.segment_bytes));
+        }
+        if self.max_fetch_bytes + 64 * 1024 > self.max_frame_bytes {
+            return invalid(format!(
+                "max_fetch_bytes {} must leave 64 KiB of room below max_frame_bytes {}",
+                self.max_fetch_bytes, self.max_frame_bytes
+            ));
+        }
+        NodeConfig::builder()
+            .node_id(self.id)
+            .cluster_size(1)
+            .max_batch_bytes(self.max_batch_bytes)
+            .max_fetch_bytes(self.max_fetch_bytes)
+            .max_pending_write_bytes(self.max_pending_write_bytes)
+            .retention_check_interval(Duration::from_millis(self.retention_check_interval_ms))
+            .build()
+            .map_err(ConfigError::Invalid)
+    }
+}
+
+fn check_host_port(addr: &str) -> Result<(), String> {
+    let (host, port) = addr.rsplit_once(':').ok_or_else(|| format!("{addr:?} must look like HOST:PORT"))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("{addr:?} must look like HOST:PORT with a port from 0 to 65535"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_is_a_single_node_on_loopback() {
+        let c = BrokerConfig::default();
+        assert_eq!((c.id, c.listen.as_str(), c.data_dir.as_path()), (1, "127.0.0.1:9092", Path::new("./mq-data")));
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn toml_overrides_defaults_and_rejects_unknown_keys() {
+        let c = BrokerConfig::from_toml("listen = \"0.0.0.0:9000\"\n[peers]\n1 = \"a:1\"\n2 = \"b:2\"\n").unwrap();
+        assert_eq!(c.listen, "0.0.0.0:9000");
+        assert_eq!(c.peer_map().unwrap().len(), 2);
+        assert!(BrokerConfig::from_toml("lisen = \"x:1\"").unwrap_err().contains("lisen"));
+    }
+
+    #[test]
+    fn peers_flag_is_validated() {
+        assert_eq!(BrokerConfig::parse_peers("1=a:1, 2=b:2").unwrap().len(), 2);
+        assert!(BrokerConfig::parse_peers("1=a:1,1=b:2").is_err());
+        assert!(BrokerConfig::parse_peers("a:1").is_err());
+        let c = BrokerConfig { peers: BrokerConfig::parse_peers("2=b:2").unwrap(), ..BrokerConfig::default() };
+        assert!(c.validate().is_err(), "own id missing from peers");
+        let c = BrokerConfig { peers: BrokerConfig::parse_peers("1=a:x").unwrap(), ..BrokerConfig::default() };
+        assert!(c.validate().is_err(), "bad port");
+    }
+}

@@ -1,0 +1,367 @@
+//! Disk storage: the durable half of the sans-IO contract (DESIGN.md sections 2 and
+//! 10). The node emits `Output::Persist { token, writes }`; [`DiskStore::persist`]
+//! applies every [`Write`] in order and then fsyncs once for all of them (group
+//! commit) before the driver answers `Input::Persisted`. At start,
+//! [`DiskStore::open`] reads everything back, truncates a torn tail, refuses corrupt
+//! data with an error that says which file and byte, and returns the
+//! [`DurableState`] that `Node::recover` needs.
+//!
+//! Layout of a data directory (docs/operations.md):
+//!
+//! ```text
+//! <data-dir>/topics.meta                         topic configs (atomic replace)
+//! <data-dir>/logs/<topic>/<partition>/log-start  first offset kept (atomic replace)
+//! <data-dir>/logs/<topic>/<partition>/<base>.log    stored batches: len | crc32c | payload
+//! <data-dir>/logs/<topic>/<partition>/<base>.index  per batch: base offset u64 | file position u64
+//! ```
+//!
+//! `<base>` is the segment's first offset, zero-padded to 20 digits so names sort.
+
+mod files;
+mod partition;
+
+use files::{sync_dir, write_atomically, TMP_SUFFIX};
+use mq_core::storage::{DurableState, Write};
+use mq_core::wire::TopicConfig;
+use mq_core::{Offset, TopicPartition};
+use partition::PartitionFiles;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Why the store could not read or write.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// A filesystem call failed.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was attempted.
+        op: &'static str,
+        /// On which file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A segment holds a bad batch followed by good data: not a torn write but
+    /// corruption of data that may have been acknowledged. The broker refuses to start
+    /// rather than silently drop it.
+    #[error(
+        "corrupt segment {} at byte {pos}: {reason}; valid batches follow it, so this is not a torn write. \
+         Restore the file from a replica or backup, or truncate it to {pos} bytes to drop everything from there",
+        path.display()
+    )]
+    CorruptSegment {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte position of the first bad batch.
+        pos: u64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A metadata file failed its checksum or did not decode.
+    #[error("corrupt metadata file {}: {reason}; restore it from a backup", path.display())]
+    CorruptMetadata {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The core sent a kind of write this build cannot store.
+    #[error("unsupported write {0}; mq-net is older than mq-core")]
+    UnsupportedWrite(String),
+}
+
+/// Attaches the operation and path to an `io::Result`.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, op: &'static str, path: &Path) -> Result<T, StorageError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, op: &'static str, path: &Path) -> Result<T, StorageError> {
+        self.map_err(|source| StorageError::Io { op, path: path.to_owned(), source })
+    }
+}
+
+/// Storage settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageOptions {
+    /// A segment rolls over once appending would take it past this size.
+    pub segment_bytes: u64,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions { segment_bytes: 64 * 1024 * 1024 }
+    }
+}
+
+/// Something recovery found and fixed (or cleaned up) at start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecoveryNote {
+    /// A torn write at the end of a partition log was cut off.
+    TruncatedTornTail {
+        /// The partition.
+        tp: TopicPartition,
+        /// The segment file.
+        path: PathBuf,
+        /// Bytes dropped.
+        dropped_bytes: u64,
+        /// The log end after recovery.
+        log_end: Offset,
+    },
+    /// An offset index did not match its segment and was rebuilt.
+    RebuiltIndex {
+        /// The index file.
+        path: PathBuf,
+    },
+    /// A directory or file no topic owns (a deletion interrupted by a crash) was
+    /// removed.
+    RemovedOrphan {
+        /// What was removed.
+        path: PathBuf,
+    },
+}
+
+/// What [`DiskStore::open`] read back.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The state for `Node::recover`.
+    pub state: DurableState,
+    /// What recovery fixed, for the log.
+    pub notes: Vec<RecoveryNote>,
+}
+
+const TOPICS_FILE: &str = "topics.meta";
+const TOPICS_MAGIC: &[u8; 8] = b"MQTOPIC1";
+
+/// The file store of one broker.
+#[derive(Debug)]
+pub struct DiskStore {
+    root: PathBuf,
+    logs_root: PathBuf,
+    options: StorageOptions,
+    topics: BTreeMap<String, TopicConfig>,
+    partitions: BTreeMap<TopicPartition, PartitionFiles>,
+    /// Partitions written since the last sync.
+    dirty: BTreeSet<TopicPartition>,
+    /// Directories whose entries changed since the last sync.
+    dirs_to_sync: BTreeSet<PathBuf>,
+    scratch: Vec<u8>,
+}
+
+impl DiskStore {
+    /// Opens (creating if needed) the store at `root` and recovers its contents.
+    pub fn open(root: impl Into<PathBuf>, options: StorageOptions) -> Result<(DiskStore, Recovered), StorageError> {
+        let root = root.into();
+        let logs_root = root.join("logs");
+        fs::create_dir_all(&logs_root).ctx("create data directory", &logs_root)?;
+        let mut notes = Vec::new();
+        remove_tmp_files(&root, &mut notes)?;
+        let topics = read_topics(&root.join(TOPICS_FILE))?;
+        let mut store = DiskStore {
+            root,
+            logs_root,
+            options,
+            topics,
+            partitions: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            dirs_to_sync: BTreeSet::new(),
+            scratch: Vec::new(),
+        };
+        let mut state = DurableState::default();
+        for entry in fs::read_dir(&store.logs_root).ctx("list", &store.logs_root)? {
+            let entry = entry.ctx("list", &store.logs_root)?;
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(config) = store.topics.get(&name).cloned() else {
+                // A deletion wrote the metadata and crashed before removing the logs.
+                remove_path(&path)?;
+                notes.push(RecoveryNote::RemovedOrphan { path });
+                continue;
+            };
+            for pentry in fs::read_dir(&path).ctx("list", &path)? {
+                let pentry = pentry.ctx("list", &path)?;
+                let ppath = pentry.path();
+                let partition = pentry.file_name().to_str().and_then(|s| s.parse::<u32>().ok());
+                let Some(partition) = partition.filter(|p| *p < config.partitions) else {
+                    remove_path(&ppath)?;
+                    notes.push(RecoveryNote::RemovedOrphan { path: ppath });
+                    continue;
+                };
+                let tp = TopicPartition::new(name.clone(), partition);
+                let (files, batches, log_start) = PartitionFiles::recover(&ppath, &tp, &mut notes)?;
+                if !batches.is_empty() {
+                    state.apply(&Write::Append { tp: tp.clone(), batches });
+                }
+                if log_start > Offset(0) {
+                    state.apply(&Write::AdvanceLogStart { tp: tp.clone(), log_start });
+                }
+                store.partitions.insert(tp, files);
+            }
+        }
+        state.topics = store.topics.clone();
+        // Recovery already cut torn tails; this is a cheap consistency check.
+        let reports = state.repair();
+        debug_assert!(reports.is_empty(), "recovered logs must be clean: {reports:?}");
+        store.sync_dirs()?;
+        Ok((store, Recovered { state, notes }))
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Applies `writes` in order, then makes all of them durable with one round of
+    /// fsyncs. On error the store is in an unknown state: the broker must stop and
+    /// recover from disk.
+    pub fn persist(&mut self, writes: &[Write]) -> Result<(), StorageError> {
+        for w in writes {
+            self.apply(w)?;
+        }
+        self.sync()
+    }
+
+    fn apply(&mut self, write: &Write) -> Result<(), StorageError> {
+        match write {
+            Write::PutTopic(config) => {
+                self.topics.insert(config.name.clone(), config.clone());
+                self.write_topics()
+            }
+            Write::DeleteTopic { topic } => {
+                self.topics.remove(topic);
+                // Metadata first: a crash before the logs are gone leaves orphans
+                // that recovery removes, never a topic with missing logs.
+                self.write_topics()?;
+                self.partitions.retain(|tp, _| &tp.topic != topic);
+                self.dirty.retain(|tp| &tp.topic != topic);
+                let dir = self.logs_root.join(topic);
+                self.dirs_to_sync.retain(|d| !d.starts_with(&dir));
+                if dir.exists() {
+                    fs::remove_dir_all(&dir).ctx("remove", &dir)?;
+                    self.dirs_to_sync.insert(self.logs_root.clone());
+                }
+                Ok(())
+            }
+            Write::Append { tp, batches } => {
+                let segment_bytes = self.options.segment_bytes;
+                let mut scratch = std::mem::take(&mut self.scratch);
+                let files = self.partition(tp)?;
+                let mut new_dirs = Vec::new();
+                let result =
+                    batches.iter().try_for_each(|b| files.append(b, segment_bytes, &mut scratch, &mut new_dirs));
+                self.scratch = scratch;
+                self.dirs_to_sync.extend(new_dirs);
+                self.dirty.insert(tp.clone());
+                result
+            }
+            Write::Truncate { tp, end } => {
+                let mut new_dirs = Vec::new();
+                let Some(files) = self.partitions.get_mut(tp) else { return Ok(()) };
+                files.truncate(*end, &mut new_dirs)?;
+                self.dirs_to_sync.extend(new_dirs);
+                self.dirty.insert(tp.clone());
+                Ok(())
+            }
+            Write::AdvanceLogStart { tp, log_start } => {
+                let mut new_dirs = Vec::new();
+                let files = self.partition(tp)?;
+                files.advance_log_start(*log_start, &mut new_dirs)?;
+                self.dirs_to_sync.extend(new_dirs);
+                Ok(())
+            }
+            other => Err(StorageError::UnsupportedWrite(format!("{other:?}"))),
+        }
+    }
+
+    fn partition(&mut self, tp: &TopicPartition) -> Result<&mut PartitionFiles, StorageError> {
+        if !self.partitions.contains_key(tp) {
+            let topic_dir = self.logs_root.join(&tp.topic);
+            let dir = topic_dir.join(tp.partition.0.to_string());
+            fs::create_dir_all(&dir).ctx("create", &dir)?;
+            self.dirs_to_sync.insert(self.logs_root.clone());
+            self.dirs_to_sync.insert(topic_dir);
+            self.partitions.insert(tp.clone(), PartitionFiles::create(dir));
+        }
+        Ok(self.partitions.get_mut(tp).expect("inserted above"))
+    }
+
+    fn write_topics(&mut self) -> Result<(), StorageError> {
+        let configs: Vec<&TopicConfig> = self.topics.values().collect();
+        let payload = postcard::to_allocvec(&configs)
+            .map_err(|e| StorageError::UnsupportedWrite(format!("topic configs do not serialize: {e}")))?;
+        let mut bytes = Vec::with_capacity(payload.len() + 16);
+        bytes.extend_from_slice(TOPICS_MAGIC);
+        bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
+        bytes.extend_from_slice(&payload);
+        write_atomically(&self.root.join(TOPICS_FILE), &bytes)
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        for tp in std::mem::take(&mut self.dirty) {
+            if let Some(files) = self.partitions.get_mut(&tp) {
+                files.sync()?;
+            }
+        }
+        self.sync_dirs()
+    }
+
+    fn sync_dirs(&mut self) -> Result<(), StorageError> {
+        for dir in std::mem::take(&mut self.dirs_to_sync) {
+            if dir.exists() {
+                sync_dir(&dir)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_topics(path: &Path) -> Result<BTreeMap<String, TopicConfig>, StorageError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e).ctx("read", path),
+    };
+    let corrupt = |reason: String| StorageError::CorruptMetadata { path: path.to_owned(), reason };
+    if bytes.len() < 16 || &bytes[..8] != TOPICS_MAGIC {
+        return Err(corrupt("missing header (not an mq topics file)".into()));
+    }
+    let len = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+    let crc = u32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
+    let payload = &bytes[16..];
+    if payload.len() != len {
+        return Err(corrupt(format!("header says {len} bytes, file holds {}", payload.len())));
+    }
+    if crc32c::crc32c(payload) != crc {
+        return Err(corrupt("checksum mismatch".into()));
+    }
+    let configs: Vec<TopicConfig> = postcard::from_bytes(payload).map_err(|e| corrupt(e.to_string()))?;
+    Ok(configs.into_iter().map(|c| (c.name.clone(), c)).collect())
+}
+
+fn remove_path(path: &Path) -> Result<(), StorageError> {
+    if path.is_dir() {
+        fs::remove_dir_all(path).ctx("remove", path)
+    } else {
+        fs::remove_file(path).ctx("remove", path)
+    }
+}
+
+/// Deletes leftover temporary files of interrupted atomic replacements.
+fn remove_tmp_files(root: &Path, notes: &mut Vec<RecoveryNote>) -> Result<(), StorageError> {
+    for entry in fs::read_dir(root).ctx("list", root)? {
+        let path = entry.ctx("list", root)?.path();
+        if path.to_string_lossy().ends_with(TMP_SUFFIX) {
+            remove_path(&path)?;
+            notes.push(RecoveryNote::RemovedOrphan { path });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
