@@ -48,6 +48,9 @@ pub enum Mutation {
     /// The disk answers `Persisted` before the writes are durable, so the broker
     /// acknowledges records a crash can still lose.
     LyingDisk,
+    /// The simulator panics when the liveness phase starts: proves a panic is
+    /// reported as the seed's `core_panic` failure, not a crash of the campaign.
+    Panic,
 }
 
 impl FromStr for Mutation {
@@ -56,7 +59,8 @@ impl FromStr for Mutation {
         match s {
             "none" => Ok(Mutation::None),
             "lying-disk" => Ok(Mutation::LyingDisk),
-            other => Err(format!("unknown mutation {other:?}; known: none, lying-disk")),
+            "panic" => Ok(Mutation::Panic),
+            other => Err(format!("unknown mutation {other:?}; known: none, lying-disk, panic")),
         }
     }
 }
@@ -66,6 +70,7 @@ impl fmt::Display for Mutation {
         f.write_str(match self {
             Mutation::None => "none",
             Mutation::LyingDisk => "lying-disk",
+            Mutation::Panic => "panic",
         })
     }
 }

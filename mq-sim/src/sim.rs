@@ -42,6 +42,24 @@ enum Ev {
     End,
 }
 
+impl Ev {
+    fn name(&self) -> &'static str {
+        match self {
+            Ev::Deliver { .. } => "deliver",
+            Ev::NodeInput { .. } => "node-input",
+            Ev::PersistDone { .. } => "fsync-done",
+            Ev::NodeTimer { .. } => "node-timer",
+            Ev::ClientTimer { .. } => "client-timer",
+            Ev::ProduceTick { .. } => "produce-tick",
+            Ev::Fault => "fault",
+            Ev::Restart { .. } => "restart",
+            Ev::HealCut { .. } => "heal-cut",
+            Ev::Liveness => "liveness",
+            Ev::End => "end",
+        }
+    }
+}
+
 struct Scheduled {
     at: Instant,
     seq: u64,
@@ -272,7 +290,13 @@ impl Sim {
             let Some(s) = self.queue.pop() else { break };
             self.now = self.now.max(s.at);
             self.events += 1;
+            let (kind, lines) = (s.ev.name(), self.trace.count());
             self.step(s.ev);
+            if self.trace.count() == lines {
+                // Stale timers, completions of a crashed incarnation and the like
+                // change nothing, but still get their line: one per event.
+                self.trace.event(self.now, Actor::Sim, kind, 0, 0, || "no effect".into());
+            }
             if self.checker.violation().is_some() {
                 break;
             }
@@ -324,7 +348,9 @@ impl Sim {
                 if apply {
                     slot.disk.complete(token);
                 }
-                self.trace.event(now, Actor::Node(slot.id.0), "fsync-done", token.0, u64::from(apply), String::new);
+                self.trace.event(now, Actor::Node(slot.id.0), "fsync-done", token.0, u64::from(apply), || {
+                    format!("token {} durable={apply} notify={notify}", token.0)
+                });
                 if notify {
                     self.node_input(node, Input::Persisted { token });
                 }
@@ -416,7 +442,7 @@ impl Sim {
                 let (done, slow) = slot.disk.submit(now, token, writes, &mut self.rng_disk);
                 self.counters.slow_fsyncs += u64::from(slow);
                 match self.cfg.mutation {
-                    Mutation::None => {
+                    Mutation::None | Mutation::Panic => {
                         self.push(done, Ev::PersistDone { node: n, incarnation, token, apply: true, notify: true })
                     }
                     Mutation::LyingDisk => {
@@ -446,7 +472,11 @@ impl Sim {
                     Event::RecoveredTail { log_end, .. } => (3, log_end.0),
                     _ => (4, 0),
                 };
-                self.trace.event(now, Actor::Node(id.0), "event", a, b, || format!("{e:?}"));
+                self.trace.event(now, Actor::Node(id.0), "event", a, b, || match &e {
+                    Event::HighWatermark { tp, high_watermark } => format!("hw {tp} -> {high_watermark}"),
+                    Event::LogStartAdvanced { tp, log_start } => format!("log-start {tp} -> {log_start}"),
+                    other => format!("{other:?}"),
+                });
             }
         }
     }
@@ -494,6 +524,13 @@ impl Sim {
             },
         );
         let incarnation = slot.incarnation;
+        // Half the time clients see their connections reset at once; otherwise they
+        // find out through their request deadlines.
+        if self.rng_faults.random_bool(0.5) {
+            for c in 0..self.clients.len() {
+                self.client_input(c, Some(Input::Disconnected { peer: Peer::Node(NodeId(id)) }));
+            }
+        }
         let mean = self.opts.restart_mean_ms as f64 * 1e6;
         let down = exp_sample(&mut self.rng_faults, mean).min(2_000_000_000) + 1_000_000;
         self.push(now + Duration::from_nanos(down), Ev::Restart { node: n, incarnation });
@@ -741,30 +778,22 @@ impl Sim {
         let n = self.rng_faults.random_range(0..self.nodes.len());
         let id = self.nodes[n].id.0;
         match kind {
-            Some(0) => {
-                if self.nodes[n].node.is_some() {
-                    self.crash(n);
-                }
+            Some(0) if self.nodes[n].node.is_some() => self.crash(n),
+            Some(1) if self.nodes[n].node.is_some() && self.nodes[n].paused_until <= now => {
+                let until = self.heal_time();
+                self.nodes[n].paused_until = until;
+                self.counters.pauses += 1;
+                self.trace.event(now, Actor::Node(id), "pause", until.as_nanos(), 0, || format!("until {until}"));
             }
-            Some(1) => {
-                if self.nodes[n].node.is_some() && self.nodes[n].paused_until <= now {
-                    let until = self.heal_time();
-                    self.nodes[n].paused_until = until;
-                    self.counters.pauses += 1;
-                    self.trace.event(now, Actor::Node(id), "pause", until.as_nanos(), 0, || format!("until {until}"));
-                }
-            }
-            Some(2) => {
-                if self.net.cut.is_none() {
-                    let cut = self.draw_cut(n);
-                    self.cut_id += 1;
-                    self.counters.partitions += 1;
-                    let text = format!("{cut:?}");
-                    self.trace.event(now, Actor::Sim, "partition", self.cut_id, u64::from(cut.one_way), || text);
-                    self.net.cut = Some(cut);
-                    let heal = self.heal_time();
-                    self.push(heal, Ev::HealCut { id: self.cut_id });
-                }
+            Some(2) if self.net.cut.is_none() => {
+                let cut = self.draw_cut(n);
+                self.cut_id += 1;
+                self.counters.partitions += 1;
+                self.trace
+                    .event(now, Actor::Sim, "partition", self.cut_id, u64::from(cut.one_way), || format!("{cut:?}"));
+                self.net.cut = Some(cut);
+                let heal = self.heal_time();
+                self.push(heal, Ev::HealCut { id: self.cut_id });
             }
             Some(3) => {
                 let ends = self.endpoints();
@@ -824,6 +853,7 @@ impl Sim {
 
     fn start_liveness(&mut self) {
         let now = self.now;
+        assert!(self.cfg.mutation != Mutation::Panic, "injected panic (mutation `panic`)");
         self.liveness_start = Some(now);
         self.trace.event(now, Actor::Sim, "liveness", 0, 0, || "faults stop; the core is healed".into());
         // The core is every node today: heal all of it.

@@ -137,10 +137,8 @@ impl Consumer {
                 }
             }
             Input::Disconnected { peer } if peer == Peer::Node(self.config.broker) => self.inflight = None,
-            Input::Timeout => {
-                if self.inflight.is_some_and(|(_, _, deadline)| deadline <= self.now) {
-                    self.inflight = None;
-                }
+            Input::Timeout if self.inflight.is_some_and(|(_, _, deadline)| deadline <= self.now) => {
+                self.inflight = None;
             }
             _ => {}
         }
