@@ -1,0 +1,98 @@
+//! Helpers shared by the integration tests: in-process brokers on loopback port 0
+//! and `mq broker` child processes that are always killed, even when a test fails.
+
+#![allow(dead_code)]
+
+use mq_net::{Broker, BrokerConfig, Client};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Upper bound for anything a test waits on.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn config(dir: &Path) -> BrokerConfig {
+    BrokerConfig { listen: "127.0.0.1:0".into(), data_dir: dir.to_owned(), ..BrokerConfig::default() }
+}
+
+pub async fn start(dir: &Path) -> Broker {
+    Broker::start(config(dir)).await.expect("broker starts")
+}
+
+pub async fn client(addr: impl ToString) -> Client {
+    Client::builder()
+        .bootstrap(addr.to_string())
+        .connect_timeout(Duration::from_secs(5))
+        .request_timeout(WAIT)
+        .connect()
+        .await
+        .expect("client connects")
+}
+
+/// An `mq broker` child process; killed on drop.
+pub struct BrokerProcess {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl BrokerProcess {
+    /// Starts `mq broker` on a free loopback port and waits for its readiness line.
+    pub fn start(dir: &Path) -> BrokerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mq"))
+            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("MQ_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn mq broker");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let mut process = BrokerProcess { child, addr: String::new() };
+        let line = rx.recv_timeout(WAIT).expect("mq broker prints a readiness line");
+        let addr = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
+        assert!(line.starts_with("mq broker 1 ready on "), "unexpected readiness line {line:?}");
+        process.addr = addr;
+        process
+    }
+
+    /// SIGKILL: no shutdown at all.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill");
+        assert!(status.success());
+        wait_with_timeout(&mut self.child, WAIT).expect("broker exits after SIGTERM")
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_with_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let step = Duration::from_millis(20);
+    let mut waited = Duration::ZERO;
+    while waited < limit {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(step);
+        waited += step;
+    }
+    None
+}
