@@ -20,6 +20,7 @@ use mq_core::storage::Write;
 use mq_core::{Event, Input, Node, Output, Peer, PersistToken};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::{self, error::TrySendError};
@@ -61,7 +62,7 @@ type Completion = Result<PersistToken, StorageError>;
 pub struct Broker {
     id: u32,
     local_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
+    shutdown: Arc<watch::Sender<bool>>,
     task: Option<JoinHandle<Result<(), BrokerError>>>,
 }
 
@@ -106,6 +107,8 @@ impl Broker {
             listener.local_addr().map_err(|source| BrokerError::Bind { addr: config.listen.clone(), source })?;
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shutdown_tx = Arc::new(shutdown_tx);
+        let stop_accepting = shutdown_tx.clone();
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
         let (alive_tx, alive_rx) = mpsc::channel::<()>(1);
         let limits = Limits {
@@ -132,6 +135,8 @@ impl Broker {
         let driver = Driver { node, clock, conns: HashMap::new(), persist: persist_tx };
         let task = tokio::spawn(async move {
             let result = driver.run(events_rx, done_rx, shutdown_rx, alive_rx).await;
+            // After a fatal error the accept loop must stop too.
+            let _ = stop_accepting.send(true);
             // The storage thread ends once the driver dropped its sender; every
             // Persist it took was fsynced before it reported back.
             let joined = tokio::task::spawn_blocking(move || storage_thread.join()).await;

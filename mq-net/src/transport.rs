@@ -182,10 +182,12 @@ impl Connection {
                                 Err(e) => return format!("malformed frame: {e}"),
                             }
                         }
+                        // The read timeout runs from the first byte of the frame still
+                        // incomplete, so a slow trickle cannot hold a connection open.
                         frame_started = match (buf.is_empty(), frame_started) {
                             (true, _) => None,
-                            (false, Some(t)) => Some(t),
-                            (false, None) => Some(Instant::now()),
+                            (false, Some(t)) if last_request < t => Some(t),
+                            (false, _) => Some(Instant::now()),
                         };
                     }
                     Err(e) => return format!("read failed: {e}"),
