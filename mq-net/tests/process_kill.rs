@@ -216,3 +216,27 @@ fn broker_refuses_invalid_settings_with_exit_code_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("do not list this broker"));
 }
+
+#[test]
+fn config_file_settings_are_used_and_flags_override_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let from_file = dir.path().join("from-file");
+    let from_flag = dir.path().join("from-flag");
+    let config = dir.path().join("mq.toml");
+    std::fs::write(
+        &config,
+        format!("listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nsegment_bytes = 4096\n", from_file.to_str().unwrap()),
+    )
+    .unwrap();
+    let broker = BrokerProcess::start_with(&[
+        "broker",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        from_flag.to_str().unwrap(),
+    ]);
+    let (ok, _, err) = mq(&["topic", "create", "x", "--bootstrap", &broker.addr], None);
+    assert!(ok, "{err}");
+    assert!(from_flag.join("topics.meta").exists(), "--data-dir wins over the file");
+    assert!(!from_file.exists());
+}

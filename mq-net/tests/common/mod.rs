@@ -40,9 +40,14 @@ pub struct BrokerProcess {
 impl BrokerProcess {
     /// Starts `mq broker` on a free loopback port and waits for its readiness line.
     pub fn start(dir: &Path) -> BrokerProcess {
+        let dir = dir.to_str().expect("utf-8 temp path");
+        BrokerProcess::start_with(&["broker", "--listen", "127.0.0.1:0", "--data-dir", dir])
+    }
+
+    /// Starts `mq` with `args` and waits for the readiness line.
+    pub fn start_with(args: &[&str]) -> BrokerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mq"))
-            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
+            .args(args)
             .env("MQ_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
