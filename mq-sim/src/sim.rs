@@ -326,7 +326,9 @@ impl Sim {
                     });
                     return;
                 }
-                self.trace.event(now, actor(to), "recv", peer_code(from), corr_of(&msg), || {
+                let down = matches!(to, Peer::Node(id) if self.nodes[id.0 as usize - 1].node.is_none());
+                let kind = if down { "drop-down" } else { "recv" };
+                self.trace.event(now, actor(to), kind, peer_code(from), corr_of(&msg), || {
                     format!("from {from} {}", summary(&msg))
                 });
                 match to {
