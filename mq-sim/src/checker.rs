@@ -304,3 +304,61 @@ impl Checker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mq_core::wire::{Record, RecordBatch};
+    use mq_core::{Instant, LeaderEpoch};
+
+    fn setup() -> (Checker, History, PartitionLog, TopicPartition) {
+        let tp = TopicPartition::new("t", 0);
+        let mut h = History::default();
+        let op = h.invoke(1, tp.clone(), Acks::All, 2, Instant::ZERO);
+        let mut log = PartitionLog::new(tp.clone());
+        let records = h.ops[op as usize].values.iter().cloned().map(Record::from_value).collect();
+        log.append(RecordBatch::new(records), LeaderEpoch(0), 0);
+        log.mark_persisted(Offset(2));
+        (Checker::default(), h, log, tp)
+    }
+
+    #[test]
+    fn a_run_that_commits_nothing_is_vacuous() {
+        let mut c = Checker::default();
+        c.finish(&[], &History::default());
+        assert_eq!(c.violation().map(|v| v.invariant), Some("vacuous"));
+    }
+
+    #[test]
+    fn a_read_above_the_high_watermark_is_caught() {
+        let (mut c, h, mut log, tp) = setup();
+        log.advance_high_watermark(Offset(1));
+        c.on_high_watermark(1, &tp, Offset(1), &log, &h);
+        c.on_read(9, &tp, Offset(0), &h.ops[0].values[0], &h);
+        assert!(c.violation().is_none());
+        c.on_read(9, &tp, Offset(1), &h.ops[0].values[1], &h);
+        assert_eq!(c.violation().map(|v| v.invariant), Some("read_committed"));
+    }
+
+    #[test]
+    fn an_acked_record_missing_at_the_end_is_lost() {
+        let (mut c, mut h, _log, _tp) = setup();
+        h.ops[0].outcome = Outcome::Ok { at: Instant::ZERO, base_offset: Offset(0) };
+        c.on_ack(0, &h);
+        c.finish(&[], &h);
+        assert_eq!(c.violation().map(|v| v.invariant), Some("acked_not_lost"));
+    }
+
+    #[test]
+    fn values_no_producer_sent_and_backward_high_watermarks_are_caught() {
+        let (mut c, h, mut log, tp) = setup();
+        log.advance_high_watermark(Offset(2));
+        c.on_high_watermark(1, &tp, Offset(2), &log, &h);
+        c.on_read(9, &tp, Offset(0), &bytes::Bytes::from("forged"), &h);
+        assert_eq!(c.violation().map(|v| v.invariant), Some("one_value_per_offset"));
+        let mut c2 = Checker::default();
+        c2.on_high_watermark(1, &tp, Offset(2), &log, &h);
+        c2.on_high_watermark(1, &tp, Offset(1), &log, &h);
+        assert_eq!(c2.violation().map(|v| v.invariant), Some("hw_monotonic"));
+    }
+}

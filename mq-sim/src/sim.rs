@@ -29,8 +29,9 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 /// Something scheduled to happen.
 enum Ev {
-    Deliver { from: Peer, to: Peer, msg: Message },
-    NodeInput { node: usize, incarnation: u64, input: Input },
+    // Boxed so queue entries stay small: the heap moves them on every push and pop.
+    Deliver { from: Peer, to: Peer, msg: Box<Message> },
+    NodeInput { node: usize, incarnation: u64, input: Box<Input> },
     PersistDone { node: usize, incarnation: u64, token: PersistToken, apply: bool, notify: bool },
     NodeTimer { node: usize, generation: u64 },
     ClientTimer { client: usize, generation: u64 },
@@ -332,14 +333,14 @@ impl Sim {
                     format!("from {from} {}", summary(&msg))
                 });
                 match to {
-                    Peer::Node(id) => self.node_input(id.0 as usize - 1, Input::Message { from, msg }),
-                    Peer::Client(c) => self.client_input(c.0 as usize - 1, Some(Input::Message { from, msg })),
+                    Peer::Node(id) => self.node_input(id.0 as usize - 1, Input::Message { from, msg: *msg }),
+                    Peer::Client(c) => self.client_input(c.0 as usize - 1, Some(Input::Message { from, msg: *msg })),
                 }
             }
             Ev::NodeInput { node, incarnation, input } => {
                 if self.nodes[node].incarnation == incarnation {
                     self.trace.event(now, Actor::Node(node as u32 + 1), "resume-input", 0, 0, String::new);
-                    self.node_input(node, input);
+                    self.node_input(node, *input);
                 }
             }
             Ev::PersistDone { node, incarnation, token, apply, notify } => {
@@ -410,7 +411,7 @@ impl Sim {
         }
         if slot.paused_until > now {
             let (at, incarnation) = (slot.paused_until, slot.incarnation);
-            self.push(at, Ev::NodeInput { node: n, incarnation, input });
+            self.push(at, Ev::NodeInput { node: n, incarnation, input: Box::new(input) });
             return;
         }
         let local = slot.clock.local(now);
@@ -577,9 +578,9 @@ impl Sim {
             Fate::Deliver { at, dup } => {
                 if let Some(dup_at) = dup {
                     self.counters.duplicated += 1;
-                    self.push(dup_at, Ev::Deliver { from, to, msg: msg.clone() });
+                    self.push(dup_at, Ev::Deliver { from, to, msg: Box::new(msg.clone()) });
                 }
-                self.push(at, Ev::Deliver { from, to, msg });
+                self.push(at, Ev::Deliver { from, to, msg: Box::new(msg) });
             }
         }
     }
