@@ -53,6 +53,9 @@ pub enum BrokerError {
     /// The storage thread stopped unexpectedly.
     #[error("the storage thread stopped unexpectedly")]
     StorageThread,
+    /// A broker task panicked (a bug: an internal invariant broke).
+    #[error("broker task failed: {0}")]
+    Task(String),
 }
 
 type Completion = Result<PersistToken, StorageError>;
@@ -73,7 +76,7 @@ impl Broker {
         let node_config = config.validate()?;
         let peers = config.peer_map()?;
         if peers.len() > 1 {
-            tracing::warn!(
+            tracing::info!(
                 peers = peers.len(),
                 "--peers lists {} brokers, but this build runs single-node clusters only \
                  (replication is not implemented yet); broker {} runs alone",
@@ -87,7 +90,7 @@ impl Broker {
         let data_dir = config.data_dir.clone();
         let (store, recovered) = tokio::task::spawn_blocking(move || DiskStore::open(data_dir, options))
             .await
-            .map_err(|_| BrokerError::StorageThread)??;
+            .map_err(|e| BrokerError::Task(e.to_string()))??;
         for note in &recovered.notes {
             log_recovery(note);
         }
@@ -170,13 +173,21 @@ impl Broker {
         let Some(task) = self.task.as_mut() else { return Ok(()) };
         let result = task.await;
         self.task = None;
-        result.map_err(|_| BrokerError::StorageThread)?
+        result.map_err(|e| BrokerError::Task(e.to_string()))?
     }
 
     /// Shuts down and waits.
     pub async fn stop(mut self) -> Result<(), BrokerError> {
         self.shutdown();
         self.wait().await
+    }
+}
+
+impl Drop for Broker {
+    /// Dropping a broker starts its controlled shutdown (it finishes in the
+    /// background); use [`Broker::stop`] to wait for it.
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
     }
 }
 
