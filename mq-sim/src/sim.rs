@@ -228,6 +228,7 @@ impl Sim {
             .collect();
         let safety_end = Instant::ZERO + Duration::from_millis(opts.safety_ms);
         let end = safety_end + Duration::from_millis(opts.liveness_ms);
+        let opts_cluster_size = opts.cluster_size;
         let mut sim = Sim {
             net: Network::new(seed, &opts),
             rng_disk: Seed(seed).stream("disk"),
@@ -250,7 +251,7 @@ impl Sim {
             scratch: Vec::new(),
             counters: Counters::default(),
             history: History::default(),
-            checker: Checker::default(),
+            checker: Checker::new(opts_cluster_size),
             events: 0,
             node_inputs: 0,
         };
