@@ -70,9 +70,9 @@ impl Ctl {
 
     /// Advances time past a session timeout, with everyone but `silent` heartbeating.
     fn expire(&mut self, silent: &[u32]) {
-        self.now = self.now + Duration::from_secs(5);
+        self.now += Duration::from_secs(5);
         self.heartbeat_all_but(silent);
-        self.now = self.now + Duration::from_secs(5);
+        self.now += Duration::from_secs(5);
         self.heartbeat_all_but(silent);
         let records = self.c.tick(self.now);
         self.commit(&records);
