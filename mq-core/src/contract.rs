@@ -10,7 +10,7 @@
 //! every token up to `t` is durable. Nothing that promises durability leaves a
 //! machine before the writes it depends on were reported persisted.
 
-use crate::ids::{ClientId, NodeId, Offset, TopicPartition};
+use crate::ids::{BrokerEpoch, ClientId, LeaderEpoch, NodeId, Offset, Term, TopicPartition};
 use crate::storage::Write;
 use crate::wire::Message;
 use serde::{Deserialize, Serialize};
@@ -99,13 +99,54 @@ pub enum Output {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// A partition's high watermark moved to `high_watermark`; records below it are
-    /// committed and visible to consumers.
+    /// A partition leader's high watermark moved to `high_watermark`; records below
+    /// it are committed and visible to consumers.
     HighWatermark {
         /// The partition.
         tp: TopicPartition,
         /// The new high watermark.
         high_watermark: Offset,
+        /// The leader epoch of the leader that moved it.
+        leader_epoch: LeaderEpoch,
+    },
+    /// This broker became the leader of a partition.
+    BecameLeader {
+        /// The partition.
+        tp: TopicPartition,
+        /// Its leader epoch.
+        leader_epoch: LeaderEpoch,
+        /// The ISR it leads with.
+        isr: Vec<NodeId>,
+        /// Whether the election was unclean (the leader was not in the ISR).
+        unclean: bool,
+    },
+    /// A leader saw the ISR it leads change.
+    IsrChanged {
+        /// The partition.
+        tp: TopicPartition,
+        /// The new ISR.
+        isr: Vec<NodeId>,
+        /// True for a shrink, false for an expansion.
+        shrink: bool,
+    },
+    /// A follower truncated a diverging tail of its log.
+    Truncated {
+        /// The partition.
+        tp: TopicPartition,
+        /// The new log end.
+        end: Offset,
+        /// Records removed.
+        removed: u64,
+    },
+    /// This node became the Raft leader of the metadata quorum.
+    ControllerLeader {
+        /// Its term.
+        term: Term,
+    },
+    /// This broker registered with a new incarnation.
+    Registered {
+        /// The incarnation.
+        broker_epoch: BrokerEpoch,
     },
     /// Retention removed the records below `log_start`.
     LogStartAdvanced {

@@ -13,7 +13,7 @@ use crate::node::{Node, NodeConfig};
 use crate::storage::{DurableState, RepairReport, Write};
 use crate::time::{Duration, Instant};
 use crate::wire::{Message, Request, RequestBody, Response};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 struct Slot {
     config: NodeConfig,
@@ -51,6 +51,8 @@ pub struct Harness {
     events: Vec<(Instant, NodeId, Event)>,
     closed: Vec<(NodeId, Peer, String)>,
     next_correlation: u64,
+    /// Directed links that drop every message: (from, to).
+    cut: BTreeSet<(NodeId, NodeId)>,
     /// One-way delay of every message between nodes.
     pub network_delay: Duration,
     /// Time from a Persist to its completion.
@@ -58,12 +60,15 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// A cluster of `n` nodes with ids `1..=n`, each configured by `configure` from
-    /// the defaults, and seeded from `seed`.
+    /// A cluster of `n` nodes with ids `1..=n` (the first three are controller
+    /// voters), each configured by `configure` from the defaults, seeded from `seed`.
     pub fn new(n: u32, seed: u64, configure: impl Fn(NodeConfig) -> NodeConfig) -> Self {
         let mut slots = BTreeMap::new();
+        let voters: Vec<NodeId> = (1..=n.min(3)).map(NodeId).collect();
         for id in 1..=n {
-            let config = configure(NodeConfig { node_id: NodeId(id), cluster_size: n, ..NodeConfig::default() });
+            let base =
+                NodeConfig { node_id: NodeId(id), cluster_size: n, voters: voters.clone(), ..NodeConfig::default() };
+            let config = configure(base);
             let node = Node::new(config.clone(), seed);
             slots.insert(
                 NodeId(id),
@@ -86,14 +91,61 @@ impl Harness {
             events: Vec::new(),
             closed: Vec::new(),
             next_correlation: 1,
+            cut: BTreeSet::new(),
             network_delay: Duration::from_micros(100),
             persist_delay: Duration::from_millis(1),
         }
     }
 
-    /// A single-node cluster with default settings.
+    /// A single-node cluster with default settings, started until ready.
     pub fn single() -> Self {
-        Harness::new(1, 0, |c| c)
+        let mut h = Harness::new(1, 0, |c| c);
+        h.wait_ready();
+        h
+    }
+
+    /// Runs until every running node is ready (registered and unfenced) and a
+    /// controller is active. Panics after a minute of virtual time.
+    pub fn wait_ready(&mut self) {
+        let deadline = self.now + Duration::from_secs(60);
+        while !self.all_ready() {
+            assert!(self.now < deadline, "cluster not ready after 60 s of virtual time");
+            self.advance(Duration::from_millis(10));
+        }
+    }
+
+    fn all_ready(&self) -> bool {
+        let running = || self.slots.values().filter_map(|s| s.node.as_ref());
+        running().all(Node::is_ready) && running().any(Node::is_active_controller)
+    }
+
+    /// Ids of the running nodes.
+    pub fn running(&self) -> Vec<u32> {
+        self.slots.iter().filter(|(_, s)| s.node.is_some()).map(|(id, _)| id.0).collect()
+    }
+
+    /// Whether node `id` is running.
+    pub fn is_running(&self, id: u32) -> bool {
+        self.slots[&NodeId(id)].node.is_some()
+    }
+
+    /// Drops every message between `a` and `b`, both ways.
+    pub fn cut(&mut self, a: u32, b: u32) {
+        self.cut.insert((NodeId(a), NodeId(b)));
+        self.cut.insert((NodeId(b), NodeId(a)));
+    }
+
+    /// Cuts node `id` off from every other node.
+    pub fn isolate(&mut self, id: u32) {
+        let ids: Vec<u32> = self.slots.keys().map(|n| n.0).filter(|n| *n != id).collect();
+        for other in ids {
+            self.cut(id, other);
+        }
+    }
+
+    /// Restores every link.
+    pub fn heal(&mut self) {
+        self.cut.clear();
     }
 
     /// Virtual time now.
@@ -252,7 +304,9 @@ impl Harness {
         match wake {
             Wake::Message(i) => {
                 let m = self.network.swap_remove(i);
-                self.deliver(m.to, Input::Message { from: Peer::Node(m.from), msg: m.msg });
+                if !self.cut.contains(&(m.from, m.to)) {
+                    self.deliver(m.to, Input::Message { from: Peer::Node(m.from), msg: m.msg });
+                }
             }
             Wake::Persist(id) => {
                 let slot = self.slots.get_mut(&id).expect("slot exists");

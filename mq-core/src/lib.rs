@@ -16,42 +16,52 @@
 //! use mq_core::storage::DurableState;
 //! use mq_core::wire::{Message, Request, RequestBody, TopicConfig, Response, ResponseBody};
 //!
+//! // A single-node cluster: the node is its own controller quorum.
 //! let mut node = Node::new(NodeConfig::default(), 42);
 //! let mut disk = DurableState::default();
 //! let mut now = Instant::ZERO;
-//! let client = Peer::Client(ClientId(1));
-//! let mut inputs = vec![Input::Message {
-//!     from: client,
-//!     msg: Message::Request(Request {
-//!         correlation: CorrelationId(1),
-//!         body: RequestBody::CreateTopic(TopicConfig::new("orders", 3)),
-//!     }),
-//! }];
 //! let mut replies = Vec::new();
-//! while let Some(input) = inputs.pop() {
+//! let mut pending = std::collections::VecDeque::new();
+//! let mut asked = false;
+//! for _ in 0..10_000 {
+//!     let input = match pending.pop_front() {
+//!         Some(input) => input,
+//!         None if node.is_ready() && !asked => {
+//!             asked = true;
+//!             let body = RequestBody::CreateTopic(TopicConfig::new("orders", 3));
+//!             let msg = Message::Request(Request { correlation: CorrelationId(1), body });
+//!             Input::Message { from: Peer::Client(ClientId(1)), msg }
+//!         }
+//!         None => {
+//!             // Nothing to do: sleep until the node's next deadline.
+//!             now = node.poll_timeout().map_or(now, |t| t.max(now));
+//!             Input::Timeout
+//!         }
+//!     };
 //!     node.handle(now, input);
 //!     // Drain every output after every input.
 //!     while let Some(output) = node.poll_output() {
 //!         match output {
-//!             Output::Send { to, msg } => replies.push((to, msg)),
+//!             Output::Send { to: Peer::Client(_), msg } => replies.push(msg),
 //!             Output::Persist { token, writes } => {
 //!                 disk.apply_all(&writes); // a real driver fsyncs here
-//!                 inputs.push(Input::Persisted { token });
+//!                 pending.push_back(Input::Persisted { token });
 //!             }
-//!             Output::Close { .. } | Output::Event(_) => {}
+//!             Output::Send { .. } | Output::Close { .. } | Output::Event(_) => {}
 //!         }
 //!     }
-//!     if inputs.is_empty() && node.poll_timeout().is_some_and(|t| t <= now) {
-//!         inputs.push(Input::Timeout);
+//!     if !replies.is_empty() {
+//!         break;
 //!     }
 //!     now = now + Duration::from_millis(1);
 //! }
-//! // The topic was acknowledged only after its creation was durable.
-//! assert!(disk.topics.contains_key("orders"));
+//! // The topic was acknowledged once its creation was committed and durable.
 //! assert!(matches!(
-//!     &replies[0].1,
+//!     &replies[0],
 //!     Message::Response(Response { body: Ok(ResponseBody::TopicCreated), .. })
 //! ));
+//! assert!(node.topic_names().any(|t| t == "orders"));
+//! assert!(!disk.raft.entries.is_empty());
 //! ```
 //!
 //! Bad input from a peer or client gets an error reply or a closed connection, never
@@ -64,6 +74,7 @@ pub mod controller;
 pub mod ids;
 pub mod log;
 pub mod node;
+pub mod replication;
 pub mod rng;
 pub mod storage;
 pub mod time;

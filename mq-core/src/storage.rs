@@ -8,18 +8,19 @@
 //! batch; see [`crate::wire::codec`]) so that a torn write is real bytes that
 //! recovery must detect, exactly as on a disk.
 
+use crate::controller::raft::{RaftDurable, RaftWrite};
 use crate::ids::{Offset, TopicPartition};
 use crate::wire::codec::{decode_stored_batches, encode_stored_batch, StoredTail};
-use crate::wire::{RecordBatch, TopicConfig};
+use crate::wire::RecordBatch;
 use std::collections::BTreeMap;
 
 /// One durable change, applied in order.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Write {
-    /// Record a topic's existence and settings.
-    PutTopic(TopicConfig),
-    /// Forget a topic and drop all its partition logs.
+    /// A change to the metadata quorum's Raft state (term, vote, log).
+    Raft(RaftWrite),
+    /// Drop all partition logs of a deleted topic.
     DeleteTopic {
         /// Topic name.
         topic: String,
@@ -37,6 +38,13 @@ pub enum Write {
         tp: TopicPartition,
         /// The new log end.
         end: Offset,
+    },
+    /// Empty a partition log and restart it at `start` (a follower far behind).
+    ResetLog {
+        /// The log.
+        tp: TopicPartition,
+        /// The new first offset.
+        start: Offset,
     },
     /// Drop whole batches that end at or below `log_start` (retention).
     AdvanceLogStart {
@@ -159,8 +167,8 @@ impl StoredLog {
 /// Everything a node keeps across crashes.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DurableState {
-    /// Topics by name.
-    pub topics: BTreeMap<String, TopicConfig>,
+    /// The metadata quorum's term, vote and log (voters only).
+    pub raft: RaftDurable,
     /// Partition logs.
     pub logs: BTreeMap<TopicPartition, StoredLog>,
 }
@@ -178,11 +186,8 @@ impl DurableState {
     /// Applies one write.
     pub fn apply(&mut self, write: &Write) {
         match write {
-            Write::PutTopic(config) => {
-                self.topics.insert(config.name.clone(), config.clone());
-            }
+            Write::Raft(w) => self.raft.apply(w),
             Write::DeleteTopic { topic } => {
-                self.topics.remove(topic);
                 self.logs.retain(|tp, _| &tp.topic != topic);
             }
             Write::Append { tp, batches } => {
@@ -195,6 +200,11 @@ impl DurableState {
                 if let Some(log) = self.logs.get_mut(tp) {
                     log.truncate(*end);
                 }
+            }
+            Write::ResetLog { tp, start } => {
+                let log = self.logs.entry(tp.clone()).or_default();
+                *log = StoredLog::default();
+                log.advance_log_start(*start);
             }
             Write::AdvanceLogStart { tp, log_start } => {
                 self.logs.entry(tp.clone()).or_default().advance_log_start(*log_start);

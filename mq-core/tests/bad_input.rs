@@ -11,6 +11,7 @@ use support::*;
 #[test]
 fn oversized_batches_are_refused_with_the_limit_named() {
     let mut h = Harness::new(1, 0, |c| NodeConfig { max_batch_bytes: 1000, ..c });
+    h.wait_ready();
     create_ok(&mut h, "t", 1);
     let big = "x".repeat(2000);
     let c = produce(&mut h, "t", 0, Acks::All, &[&big]);
@@ -42,6 +43,7 @@ fn empty_and_control_batches_from_clients_are_refused() {
 #[test]
 fn a_full_write_buffer_answers_backpressure_instead_of_growing() {
     let mut h = Harness::new(1, 0, |c| NodeConfig { max_pending_write_bytes: 1000, ..c });
+    h.wait_ready();
     create_ok(&mut h, "t", 1);
     h.hold_persists(1, true);
     let first = produce(&mut h, "t", 0, Acks::All, &[&"a".repeat(600)]);

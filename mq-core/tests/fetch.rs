@@ -56,6 +56,7 @@ fn max_bytes_bounds_the_reply_but_at_least_one_batch_comes_back() {
 #[test]
 fn the_broker_caps_fetch_replies_whatever_the_client_asks() {
     let mut h = Harness::new(1, 0, |c| mq_core::NodeConfig { max_fetch_bytes: 300, ..c });
+    h.wait_ready();
     create_ok(&mut h, "t", 1);
     for _ in 0..5 {
         produce_ok(&mut h, "t", 0, &[&"x".repeat(100)]);

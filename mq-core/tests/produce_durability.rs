@@ -5,10 +5,9 @@
 mod support;
 
 use mq_core::harness::Harness;
-use mq_core::storage::Write;
 use mq_core::wire::codec::StoredTail;
 use mq_core::wire::{Acks, ResponseBody};
-use mq_core::{Offset, Output, TopicPartition};
+use mq_core::{Offset, TopicPartition};
 use support::*;
 
 #[test]
@@ -51,6 +50,7 @@ fn records_whose_persist_never_completed_are_gone_after_recover() {
     h.advance(mq_core::Duration::from_millis(50));
     h.crash(1);
     h.restart(1);
+    h.wait_ready();
     assert!(h.take_response(CLIENT, lost).is_none(), "the lost batch was never acknowledged");
     let log = h.node(1).log(&TopicPartition::new("orders", 0)).unwrap();
     assert_eq!(log.log_end(), Offset(1));
@@ -68,6 +68,7 @@ fn acknowledged_records_survive_a_crash() {
     }
     h.crash(1);
     h.restart(1);
+    h.wait_ready();
     let p0: Vec<String> = fetch_values(&mut h, "t", 0, 0).into_iter().map(|(_, v)| v).collect();
     let p1: Vec<String> = fetch_values(&mut h, "t", 1, 0).into_iter().map(|(_, v)| v).collect();
     assert_eq!(p0, (0..20).step_by(2).map(|i| format!("v{i}")).collect::<Vec<_>>());
@@ -94,46 +95,20 @@ fn one_persist_covers_every_request_that_arrived_during_the_previous_one() {
 }
 
 #[test]
-fn group_commit_emits_one_persist_with_every_staged_write() {
-    let mut node = mq_core::Node::new(mq_core::NodeConfig::default(), 0);
-    let client = mq_core::Peer::Client(mq_core::ClientId(1));
-    let req = |c: u64, body| mq_core::Input::Message {
-        from: client,
-        msg: mq_core::wire::Message::Request(mq_core::wire::Request { correlation: mq_core::CorrelationId(c), body }),
-    };
-    let now = mq_core::Instant::ZERO;
-    node.handle(now, req(1, mq_core::wire::RequestBody::CreateTopic(mq_core::wire::TopicConfig::new("t", 1))));
-    let token = match node.poll_output() {
-        Some(Output::Persist { token, writes }) => {
-            assert!(matches!(writes.as_slice(), [Write::PutTopic(_)]));
-            token
-        }
-        other => panic!("expected a Persist, got {other:?}"),
-    };
-    assert_eq!(node.poll_output(), None, "no reply before the topic is durable");
-    node.handle(now, mq_core::Input::Persisted { token });
-    let mut outs = Vec::new();
-    while let Some(o) = node.poll_output() {
-        outs.push(o);
-    }
-    assert!(outs.iter().any(|o| matches!(o, Output::Send { .. })), "created topic is acknowledged: {outs:?}");
-    let produce = |c| {
-        req(
-            c,
-            mq_core::wire::RequestBody::Produce {
-                topic: "t".into(),
-                partition: mq_core::PartitionId(0),
-                acks: Acks::All,
-                batch: values(&["v"]),
-            },
-        )
-    };
-    node.handle(now, produce(2));
-    assert!(matches!(node.poll_output(), Some(Output::Persist { .. })));
-    node.handle(now, produce(3));
-    node.handle(now, produce(4));
-    assert_eq!(node.poll_output(), None, "staged while a Persist is in flight");
-    assert_eq!(node.inflight_persists(), 1);
+fn while_a_persist_is_in_flight_new_writes_wait_for_the_next_one() {
+    let mut h = Harness::single();
+    create_ok(&mut h, "t", 1);
+    h.drive();
+    h.hold_persists(1, true);
+    produce(&mut h, "t", 0, Acks::All, &["1"]);
+    assert_eq!(h.pending_persists(1), 1);
+    assert_eq!(h.node(1).inflight_persists(), 1);
+    produce(&mut h, "t", 0, Acks::All, &["2"]);
+    produce(&mut h, "t", 0, Acks::All, &["3"]);
+    assert_eq!(h.pending_persists(1), 1, "staged while a Persist is in flight");
+    h.hold_persists(1, false);
+    h.drive();
+    assert_eq!(fetch_values(&mut h, "t", 0, 0).len(), 3);
 }
 
 #[test]
@@ -157,12 +132,14 @@ fn a_torn_tail_is_dropped_on_restart_and_the_log_continues() {
     // Half a batch at the end, as a crash in the middle of a write leaves it.
     h.store_mut(1).logs.get_mut(&tp).unwrap().append_torn_bytes(&whole[..whole.len() / 2]);
     let reports = h.restart(1);
+    h.wait_ready();
     assert_eq!(reports.len(), 1);
     assert!(matches!(reports[0].tail, StoredTail::Torn { .. }));
     assert_eq!(fetch_values(&mut h, "t", 0, 0), vec![(0, "a".into()), (1, "b".into())]);
     assert_eq!(produce_ok(&mut h, "t", 0, &["c"]), Offset(2));
     h.crash(1);
     assert!(h.restart(1).is_empty(), "the repaired log has a clean tail");
+    h.wait_ready();
     assert_eq!(fetch_values(&mut h, "t", 0, 2), vec![(2, "c".into())]);
 }
 
@@ -177,6 +154,7 @@ fn a_corrupt_batch_and_everything_after_it_are_dropped_on_restart() {
     let len = h.store(1).logs[&tp].bytes().len();
     h.store_mut(1).logs.get_mut(&tp).unwrap().corrupt_byte(len - 1);
     let reports = h.restart(1);
+    h.wait_ready();
     assert!(matches!(reports[0].tail, StoredTail::Corrupt { .. }));
     assert_eq!(fetch_values(&mut h, "t", 0, 0), vec![(0, "a".into())]);
 }

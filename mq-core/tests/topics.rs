@@ -31,7 +31,7 @@ fn created_topics_are_listed_with_their_partitions() {
 }
 
 #[test]
-fn a_topic_becomes_visible_only_once_its_creation_is_durable() {
+fn a_topic_becomes_visible_only_once_its_creation_is_committed() {
     let mut h = Harness::single();
     h.hold_persists(1, true);
     let c = create(&mut h, "t", 1);
@@ -44,7 +44,12 @@ fn a_topic_becomes_visible_only_once_its_creation_is_durable() {
     h.hold_persists(1, false);
     h.drive();
     assert_eq!(ok(&mut h, c), ResponseBody::TopicCreated);
-    assert!(h.store(1).topics.contains_key("t"));
+    assert!(h.node(1).topic_names().any(|n| n == "t"));
+    // Durable: the metadata log holds it across a restart.
+    h.crash(1);
+    h.restart(1);
+    h.wait_ready();
+    assert!(h.node(1).topic_names().any(|n| n == "t"));
 }
 
 #[test]
@@ -83,12 +88,13 @@ fn invalid_topic_settings_are_refused_with_a_reason() {
         assert_eq!(got, code, "{config:?}");
         assert!(msg.contains(needle), "message {msg:?} should mention {needle:?}");
     }
-    assert!(h.store(1).topics.is_empty(), "nothing was created");
+    assert_eq!(h.node(1).topic_names().count(), 0, "nothing was created");
 }
 
 #[test]
 fn topic_and_partition_limits_are_enforced() {
     let mut h = Harness::new(1, 0, |c| mq_core::NodeConfig { max_topics: 2, max_partitions_per_topic: 4, ..c });
+    h.wait_ready();
     create_ok(&mut h, "a", 4);
     let c = create(&mut h, "big", 5);
     assert_eq!(err(&mut h, c).0, ErrorCode::InvalidConfig);
@@ -105,14 +111,15 @@ fn deleting_a_topic_removes_its_records_durably() {
     create_ok(&mut h, "t", 2);
     produce_ok(&mut h, "t", 1, &["a"]);
     let c = h.request(CLIENT, 1, RequestBody::DeleteTopic { topic: "t".into() });
-    // Refused for new requests as soon as the deletion is under way.
-    let p = produce(&mut h, "t", 0, Acks::All, &["late"]);
-    assert_eq!(err(&mut h, p).0, ErrorCode::UnknownTopic);
     h.drive();
     assert_eq!(ok(&mut h, c), ResponseBody::TopicDeleted);
-    assert!(h.store(1).topics.is_empty() && h.store(1).logs.is_empty());
+    // Refused once the deletion is applied.
+    let p = produce(&mut h, "t", 0, Acks::All, &["late"]);
+    assert_eq!(err(&mut h, p).0, ErrorCode::UnknownTopic);
+    assert!(h.store(1).logs.is_empty(), "the partition logs are gone from the store");
     h.crash(1);
     h.restart(1);
+    h.wait_ready();
     assert_eq!(h.node(1).topic_names().count(), 0);
     // The name can be used again, starting from offset 0.
     create_ok(&mut h, "t", 1);

@@ -326,6 +326,11 @@ impl Raft {
             &self.log[from..to]
         }
     }
+    /// Whether an entry of the current term has committed: a new leader's image is
+    /// complete only from then on.
+    pub fn current_term_committed(&self) -> bool {
+        self.commit > 0 && self.log.get(self.commit as usize - 1).is_some_and(|e| e.term == self.term)
+    }
     /// Whether this replica is a voter.
     pub fn is_voter(&self) -> bool {
         self.config.voters.contains(&self.config.id)

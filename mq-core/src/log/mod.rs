@@ -53,6 +53,9 @@ impl PartitionLog {
             log.log_start = log.log_start.max(first.base_offset);
         }
         log.persisted_end = log.log_end;
+        // The HW is not stored: a restarted replica knows only that nothing below its
+        // log start is uncommitted; its leader (or its own leadership) moves it on.
+        log.high_watermark = log.log_start;
         log
     }
 
@@ -105,6 +108,92 @@ impl PartitionLog {
         self.size_bytes += batch.size_bytes() as u64;
         self.batches.push_back(batch.clone());
         batch
+    }
+
+    /// Appends a batch a follower fetched, keeping the leader's offsets and epoch.
+    /// A batch overlapping the log end is trimmed; one past it (a gap) is refused.
+    pub fn append_replicated(&mut self, batch: &RecordBatch) -> Option<RecordBatch> {
+        if batch.end_offset() <= self.log_end || batch.is_empty() {
+            return None;
+        }
+        if batch.base_offset > self.log_end {
+            if !self.batches.is_empty() || batch.base_offset < self.log_start {
+                return None;
+            }
+            // An empty follower starts where the leader's log starts.
+            self.log_start = batch.base_offset;
+            self.persisted_end = batch.base_offset;
+            self.high_watermark = self.high_watermark.max(batch.base_offset);
+        }
+        let batch = if batch.base_offset < self.log_end { batch.slice_from(self.log_end) } else { batch.clone() };
+        self.log_end = batch.end_offset();
+        self.size_bytes += batch.size_bytes() as u64;
+        self.batches.push_back(batch.clone());
+        Some(batch)
+    }
+
+    /// Removes every record at or above `end` (divergence truncation). The HW follows
+    /// down only if it was above `end`, which happens only after an unclean
+    /// election. Returns true if anything was removed.
+    pub fn truncate_to(&mut self, end: Offset) -> bool {
+        let end = end.max(self.log_start);
+        if end >= self.log_end {
+            return false;
+        }
+        while let Some(b) = self.batches.back() {
+            if b.base_offset >= end {
+                self.size_bytes -= b.size_bytes() as u64;
+                self.batches.pop_back();
+            } else if b.end_offset() > end {
+                let head = b.slice_until(end);
+                self.size_bytes -= b.size_bytes() as u64;
+                self.size_bytes += head.size_bytes() as u64;
+                self.batches.pop_back();
+                self.batches.push_back(head);
+                break;
+            } else {
+                break;
+            }
+        }
+        self.log_end = end;
+        self.persisted_end = self.persisted_end.min(end);
+        self.high_watermark = self.high_watermark.min(end);
+        true
+    }
+
+    /// Empties the log and restarts it at `start` (a follower far behind a leader
+    /// whose retention removed what it needs).
+    pub fn reset_to(&mut self, start: Offset) {
+        self.batches.clear();
+        self.size_bytes = 0;
+        self.log_start = start;
+        self.log_end = start;
+        self.persisted_end = start;
+        self.high_watermark = start;
+    }
+
+    /// Sets a follower's HW from its leader's: `min(leader_hw, LEO)`, never backwards.
+    pub fn follow_high_watermark(&mut self, leader_hw: Offset) -> bool {
+        self.advance_high_watermark(leader_hw)
+    }
+
+    /// The leader epoch of the last record, if any.
+    pub fn last_epoch(&self) -> Option<LeaderEpoch> {
+        self.batches.back().map(|b| b.leader_epoch)
+    }
+
+    /// KIP-279's lookup: the largest epoch `<= epoch` that has records here, and the
+    /// offset where it ends (the start of the next epoch, or the log end). `None`
+    /// when every record is from a later epoch (or the log is empty).
+    pub fn end_offset_for_epoch(&self, epoch: LeaderEpoch) -> Option<(LeaderEpoch, Offset)> {
+        // Epochs never decrease along a log, so binary search by epoch.
+        let i = self.batches.partition_point(|b| b.leader_epoch <= epoch);
+        if i == 0 {
+            return None;
+        }
+        let found = self.batches[i - 1].leader_epoch;
+        let end = self.batches.get(i).map_or(self.log_end, |b| b.base_offset);
+        Some((found, end))
     }
 
     /// Records that everything below `end` is durable.
@@ -212,6 +301,9 @@ impl PartitionLog {
         }
         if let Some(end) = expect {
             assert_eq!(end, self.log_end, "{}: last batch does not end at the log end", self.tp);
+        }
+        for w in self.batches.iter().collect::<Vec<_>>().windows(2) {
+            assert!(w[0].leader_epoch <= w[1].leader_epoch, "{}: leader epochs decrease along the log", self.tp);
         }
         assert_eq!(size, self.size_bytes, "{}: size accounting drifted", self.tp);
     }

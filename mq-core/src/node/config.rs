@@ -8,7 +8,7 @@ use crate::time::Duration;
 pub struct NodeConfig {
     /// This broker's id.
     pub node_id: NodeId,
-    /// Brokers in the cluster (this foundation runs single-node clusters).
+    /// Brokers in the cluster, with ids `1..=cluster_size`.
     pub cluster_size: u32,
     /// Largest batch a producer may send.
     pub max_batch_bytes: usize,
@@ -26,6 +26,28 @@ pub struct NodeConfig {
     pub max_inflight_persists: usize,
     /// How often retention runs.
     pub retention_check_interval: Duration,
+    /// The controller voters (a subset of `1..=cluster_size`).
+    pub voters: Vec<NodeId>,
+    /// Raft's minimum election timeout.
+    pub election_timeout: Duration,
+    /// Raft's heartbeat interval.
+    pub raft_heartbeat_interval: Duration,
+    /// How often a broker heartbeats to the controller.
+    pub broker_heartbeat_interval: Duration,
+    /// A broker silent this long is fenced by the controller.
+    pub session_timeout: Duration,
+    /// A follower not caught up within this long leaves the ISR.
+    pub replica_lag_time: Duration,
+    /// How long a leader holds a follower's fetch that has nothing new.
+    pub replica_fetch_max_wait: Duration,
+    /// How long a broker waits for the controller before retrying.
+    pub controller_request_timeout: Duration,
+    /// How long an `acks=all` produce may wait for the HW before a `Timeout` reply.
+    pub produce_timeout: Duration,
+    /// How often a non-voter fetches committed metadata.
+    pub metadata_fetch_interval: Duration,
+    /// Most acks=all replies waiting per partition.
+    pub max_waiters_per_partition: usize,
 }
 
 impl Default for NodeConfig {
@@ -40,6 +62,17 @@ impl Default for NodeConfig {
             max_pending_write_bytes: 64 * 1024 * 1024,
             max_inflight_persists: 1,
             retention_check_interval: Duration::from_secs(5),
+            voters: vec![NodeId(1)],
+            election_timeout: Duration::from_millis(1000),
+            raft_heartbeat_interval: Duration::from_millis(100),
+            broker_heartbeat_interval: Duration::from_millis(500),
+            session_timeout: Duration::from_secs(3),
+            replica_lag_time: Duration::from_secs(3),
+            replica_fetch_max_wait: Duration::from_millis(500),
+            controller_request_timeout: Duration::from_secs(2),
+            produce_timeout: Duration::from_secs(10),
+            metadata_fetch_interval: Duration::from_millis(200),
+            max_waiters_per_partition: 10_000,
         }
     }
 }
@@ -66,6 +99,32 @@ impl NodeConfig {
         }
         if self.retention_check_interval == Duration::ZERO {
             return Err("retention_check_interval must be positive".into());
+        }
+        if self.voters.is_empty() || self.voters.iter().any(|v| v.0 == 0 || v.0 > self.cluster_size) {
+            return Err(format!(
+                "voters {:?} must be a non-empty subset of brokers 1..={}",
+                self.voters, self.cluster_size
+            ));
+        }
+        let timings = [
+            ("election_timeout", self.election_timeout),
+            ("raft_heartbeat_interval", self.raft_heartbeat_interval),
+            ("broker_heartbeat_interval", self.broker_heartbeat_interval),
+            ("session_timeout", self.session_timeout),
+            ("replica_lag_time", self.replica_lag_time),
+            ("replica_fetch_max_wait", self.replica_fetch_max_wait),
+            ("controller_request_timeout", self.controller_request_timeout),
+            ("produce_timeout", self.produce_timeout),
+            ("metadata_fetch_interval", self.metadata_fetch_interval),
+        ];
+        if let Some((name, _)) = timings.iter().find(|(_, d)| *d == Duration::ZERO) {
+            return Err(format!("{name} must be positive"));
+        }
+        if self.raft_heartbeat_interval >= self.election_timeout {
+            return Err("raft_heartbeat_interval must be shorter than election_timeout".into());
+        }
+        if self.broker_heartbeat_interval >= self.session_timeout {
+            return Err("broker_heartbeat_interval must be shorter than session_timeout".into());
         }
         Ok(())
     }
@@ -119,6 +178,26 @@ impl NodeConfigBuilder {
     /// Sets the retention period check.
     pub fn retention_check_interval(mut self, d: Duration) -> Self {
         self.0.retention_check_interval = d;
+        self
+    }
+    /// Sets the controller voters.
+    pub fn voters(mut self, voters: &[u32]) -> Self {
+        self.0.voters = voters.iter().map(|v| NodeId(*v)).collect();
+        self
+    }
+    /// Sets the broker session timeout.
+    pub fn session_timeout(mut self, d: Duration) -> Self {
+        self.0.session_timeout = d;
+        self
+    }
+    /// Sets the replica lag time.
+    pub fn replica_lag_time(mut self, d: Duration) -> Self {
+        self.0.replica_lag_time = d;
+        self
+    }
+    /// Sets the acks=all produce timeout.
+    pub fn produce_timeout(mut self, d: Duration) -> Self {
+        self.0.produce_timeout = d;
         self
     }
     /// Validates and returns the settings.

@@ -1,53 +1,66 @@
-//! The broker node: the state machine a driver runs for one broker.
+//! The broker node: the state machine a driver runs for one broker (DESIGN.md
+//! sections 2 to 5). One node is, at once:
 //!
-//! This foundation serves a single-node cluster: topics, partition logs, produce
-//! with acks, fetch below the high watermark, offset lookups and retention. Later
-//! steps add the controller quorum and replication inside the same machine.
+//! - a replica of the metadata quorum if it is a voter (Raft, [`crate::controller`]),
+//!   and the active controller while it leads that quorum;
+//! - a broker that registers with the controller, heartbeats, follows the
+//!   committed metadata log, and serves the partitions it holds a replica of, as
+//!   leader or follower ([`crate::replication`]).
 //!
-//! The write path (docs/architecture.md): a produce request is validated, its batch
-//! is stamped with offsets and appended to the in-memory log, and an
-//! [`Write::Append`] is *staged*. Staged writes leave as one [`Output::Persist`]
-//! whenever fewer than `max_inflight_persists` are in flight, so one fsync covers
-//! every request that arrived while the previous one ran (group commit). When
-//! `Persisted` arrives the log's LEO moves, the HW follows, and only then are
-//! producers answered.
+//! The write path (docs/architecture.md): every durable change, whether a Raft
+//! term, a metadata entry, a produced batch or a replicated one, is *staged* as a
+//! [`Write`] together with the *effects* that may happen only once it is durable
+//! (a reply, a vote, an acknowledgement to the leader). Staged writes leave as one
+//! [`Output::Persist`] whenever fewer than `max_inflight_persists` are in flight,
+//! so one fsync covers everything that arrived meanwhile (group commit).
+//! Completions run the effects in order.
+//!
+//! The handle order: one input is dispatched, then the node *pumps* until quiet
+//! (Raft outputs, newly committed metadata, messages to itself), then flushes
+//! staged writes. `poll_output` drains what resulted.
 
+mod admin;
+mod broker;
 mod config;
+mod partitions;
+mod quorum_host;
 
 pub use config::{NodeConfig, NodeConfigBuilder};
+pub use partitions::Slot;
 
 use crate::contract::{Event, Input, Output, Peer, PersistToken};
-use crate::ids::{CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
+use crate::controller::raft::{DurabilityMarker, Raft, RaftConfig};
+use crate::controller::{MetadataImage, QuorumController};
+use crate::ids::{CorrelationId, LeaderEpoch, NodeId, Offset, TopicPartition};
 use crate::log::PartitionLog;
 use crate::rng::{Rng, Seed};
 use crate::storage::{DurableState, Write};
 use crate::time::Instant;
-use crate::wire::{
-    Acks, BatchKind, ErrorCode, Message, OffsetSpec, PartitionInfo, RecordBatch, Request, RequestBody, Response,
-    ResponseBody, TopicConfig, TopicInfo, WireError,
-};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use crate::wire::{Acks, ErrorCode, Message, PeerMessage, Response, ResponseBody, WireError};
+use std::collections::{BTreeMap, VecDeque};
 
 /// Longest topic name, as in Kafka.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 
 /// A reply to send once a condition holds.
 #[derive(Clone, Debug)]
-struct PendingReply {
-    to: Peer,
-    correlation: CorrelationId,
-    body: ResponseBody,
+pub(crate) struct PendingReply {
+    pub(crate) to: Peer,
+    pub(crate) correlation: CorrelationId,
+    pub(crate) body: ResponseBody,
 }
 
 /// What to do once a Persist completes.
 #[derive(Clone, Debug)]
 enum Effect {
-    /// Records below `end` of `tp` are durable; answer per `acks`.
-    Appended { tp: TopicPartition, end: Offset, acks: Acks, reply: Option<PendingReply> },
-    /// The topic is durable: make it visible and answer.
-    TopicCreated { config: TopicConfig, reply: PendingReply },
-    /// The deletion is durable: forget the topic and answer.
-    TopicDeleted { topic: String, reply: PendingReply },
+    /// A leader's own append of `tp` below `end` is durable; answer per `acks`.
+    Appended { tp: TopicPartition, end: Offset, epoch: LeaderEpoch, acks: Acks, reply: Option<PendingReply> },
+    /// A follower's append or truncation of `tp` is durable: it may fetch again.
+    Replicated { tp: TopicPartition, end: Offset },
+    /// Raft writes up to this marker are durable.
+    RaftDurable(DurabilityMarker),
+    /// A message that may leave only now (a vote, an append acknowledgement).
+    Send { to: NodeId, msg: PeerMessage },
 }
 
 /// Writes and their effects that share one Persist.
@@ -58,80 +71,86 @@ struct PersistBatch {
     append_bytes: usize,
 }
 
-/// One partition as this broker holds it.
-#[derive(Clone, Debug)]
-struct Partition {
-    log: PartitionLog,
-    /// `acks=all` replies waiting for the HW to pass their batch's end.
-    hw_waiters: VecDeque<(Offset, PendingReply)>,
-}
-
-#[derive(Clone, Debug)]
-struct Topic {
-    config: TopicConfig,
-    /// A deletion is being persisted: refuse new requests.
-    deleting: bool,
-    partitions: Vec<Partition>,
-}
-
 /// A broker node (see the module docs).
 #[derive(Debug)]
 pub struct Node {
     config: NodeConfig,
-    #[allow(dead_code)] // drawn from by the replication step (election jitter)
+    #[allow(dead_code)] // kept for per-session jitter in later steps
     rng: Rng,
     now: Instant,
-    topics: BTreeMap<String, Topic>,
-    /// Topics whose creation is being persisted.
-    creating: BTreeSet<String>,
+    raft: Raft,
+    controller: Option<QuorumController>,
+    controller_waiters: Vec<quorum_host::ControllerWaiter>,
+    /// The committed metadata this broker has applied.
+    image: MetadataImage,
+    session: broker::Session,
+    calls: BTreeMap<CorrelationId, broker::Call>,
+    next_call: u64,
+    admin_waiters: Vec<(u64, Instant, PendingReply)>,
+    slots: BTreeMap<TopicPartition, Slot>,
+    /// Recovered logs of partitions the metadata has not assigned yet.
+    orphans: BTreeMap<TopicPartition, PartitionLog>,
     outputs: VecDeque<Output>,
     next_token: u64,
     staged: PersistBatch,
     inflight: VecDeque<(PersistToken, PersistBatch)>,
     pending_write_bytes: usize,
+    /// Messages this node sends itself (it may be its own controller).
+    local: VecDeque<PeerMessage>,
     next_retention_check: Instant,
+    next_isr_check: Instant,
 }
 
 impl Node {
     /// A new node with empty durable state.
     pub fn new(config: NodeConfig, seed: u64) -> Self {
-        let next_retention_check = Instant::ZERO + config.retention_check_interval;
+        Node::recover(config, seed, &DurableState::default())
+    }
+
+    /// Rebuilds a node from what its store kept. The driver must have repaired the
+    /// store first ([`DurableState::repair`]); anything never persisted is gone.
+    /// The node then re-learns the metadata, registers with a new broker epoch and
+    /// catches up before it is ready.
+    pub fn recover(config: NodeConfig, seed: u64, durable: &DurableState) -> Self {
+        let seed = Seed(seed);
+        let id = config.node_id;
+        let raft_config = RaftConfig {
+            election_timeout: config.election_timeout,
+            heartbeat_interval: config.raft_heartbeat_interval,
+            ..RaftConfig::new(id, config.voters.clone())
+        };
+        let raft =
+            Raft::new(raft_config, seed.indexed_stream("raft", u64::from(id.0)), durable.raft.clone(), Instant::ZERO);
+        let orphans = durable
+            .logs
+            .iter()
+            .map(|(tp, stored)| {
+                (tp.clone(), PartitionLog::recovered(tp.clone(), stored.log_start(), stored.read_batches()))
+            })
+            .collect();
         Node {
-            rng: Seed(seed).indexed_stream("node", u64::from(config.node_id.0)),
-            config,
+            rng: seed.indexed_stream("node", u64::from(id.0)),
             now: Instant::ZERO,
-            topics: BTreeMap::new(),
-            creating: BTreeSet::new(),
+            raft,
+            controller: None,
+            controller_waiters: Vec::new(),
+            image: MetadataImage::default(),
+            session: broker::Session::default(),
+            calls: BTreeMap::new(),
+            next_call: 1,
+            admin_waiters: Vec::new(),
+            slots: BTreeMap::new(),
+            orphans,
             outputs: VecDeque::new(),
             next_token: 1,
             staged: PersistBatch::default(),
             inflight: VecDeque::new(),
             pending_write_bytes: 0,
-            next_retention_check,
+            local: VecDeque::new(),
+            next_retention_check: Instant::ZERO + config.retention_check_interval,
+            next_isr_check: Instant::ZERO,
+            config,
         }
-    }
-
-    /// Rebuilds a node from what its store kept. The driver must have repaired the
-    /// store first ([`DurableState::repair`]); anything never persisted is gone.
-    pub fn recover(config: NodeConfig, seed: u64, durable: &DurableState) -> Self {
-        let mut node = Node::new(config, seed);
-        for (name, tc) in &durable.topics {
-            let partitions = (0..tc.partitions)
-                .map(|p| {
-                    let tp = TopicPartition::new(name.clone(), p);
-                    let mut log = match durable.logs.get(&tp) {
-                        Some(stored) => PartitionLog::recovered(tp, stored.log_start(), stored.read_batches()),
-                        None => PartitionLog::new(tp),
-                    };
-                    // Single-node: every persisted record is in the only in-sync
-                    // replica, so it is committed.
-                    log.advance_high_watermark(log.persisted_end());
-                    Partition { log, hw_waiters: VecDeque::new() }
-                })
-                .collect();
-            node.topics.insert(name.clone(), Topic { config: tc.clone(), deleting: false, partitions });
-        }
-        node
     }
 
     // ----- getters -----
@@ -146,19 +165,44 @@ impl Node {
         &self.config
     }
 
-    /// The log of `tp`, if this node holds it.
+    /// Ready to serve clients: registered with the controller and unfenced.
+    pub fn is_ready(&self) -> bool {
+        self.session.epoch.is_some() && !self.session.fenced
+    }
+
+    /// The committed metadata this node has applied.
+    pub fn metadata(&self) -> &MetadataImage {
+        &self.image
+    }
+
+    /// The metadata quorum replica.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Whether this node is the active controller.
+    pub fn is_active_controller(&self) -> bool {
+        self.controller.is_some()
+    }
+
+    /// The replica of `tp` on this node, if any.
+    pub fn replica(&self, tp: &TopicPartition) -> Option<&crate::replication::Replica> {
+        self.slots.get(tp).map(|s| &s.replica)
+    }
+
+    /// The log of `tp`, if this node holds a replica.
     pub fn log(&self, tp: &TopicPartition) -> Option<&PartitionLog> {
-        self.topics.get(&tp.topic)?.partitions.get(tp.partition.0 as usize).map(|p| &p.log)
+        self.slots.get(tp).map(|s| &s.replica.log)
     }
 
     /// Every partition log this node holds.
     pub fn logs(&self) -> impl Iterator<Item = &PartitionLog> {
-        self.topics.values().flat_map(|t| t.partitions.iter().map(|p| &p.log))
+        self.slots.values().map(|s| &s.replica.log)
     }
 
-    /// Names of the visible topics.
+    /// Names of the topics in the applied metadata.
     pub fn topic_names(&self) -> impl Iterator<Item = &str> {
-        self.topics.iter().filter(|(_, t)| !t.deleting).map(|(n, _)| n.as_str())
+        self.image.topics.keys().map(String::as_str)
     }
 
     /// Persists issued and not yet completed.
@@ -178,6 +222,7 @@ impl Node {
             Input::Timeout => self.handle_timeout(),
             Input::Persisted { token } => self.handle_persisted(token),
         }
+        self.pump();
         self.flush();
         if cfg!(debug_assertions) {
             self.check_invariants();
@@ -189,23 +234,39 @@ impl Node {
         self.outputs.pop_front()
     }
 
-    /// When the node next needs `Input::Timeout`: the retention check, when any topic
-    /// has retention; `None` otherwise.
+    /// When the node next needs `Input::Timeout`.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.raft.poll_timeout();
+        let mut consider = |x: Option<Instant>| {
+            if let Some(x) = x {
+                t = t.min(x);
+            }
+        };
+        consider(self.controller.as_ref().and_then(QuorumController::poll_timeout));
+        consider(self.session_timeout());
+        consider(self.calls.values().map(|c| c.deadline).min());
+        consider(self.admin_waiters.iter().map(|w| w.1).min());
+        consider(self.partitions_timeout());
         let any_retention =
-            self.topics.values().any(|t| t.config.retention_bytes.is_some() || t.config.retention_time.is_some());
-        any_retention.then_some(self.next_retention_check)
+            self.image.topics.values().any(|t| t.config.retention_bytes.is_some() || t.config.retention_time.is_some());
+        if any_retention {
+            consider(Some(self.next_retention_check));
+        }
+        (t != Instant::MAX).then_some(t)
     }
 
     /// Panics if an internal invariant is broken.
     pub fn check_invariants(&self) {
-        for t in self.topics.values() {
-            assert_eq!(t.partitions.len(), t.config.partitions as usize);
-            for p in &t.partitions {
-                p.log.check_invariants();
-                for (end, _) in &p.hw_waiters {
-                    assert!(*end > p.log.high_watermark(), "a satisfied acks=all waiter was kept");
-                }
+        self.raft.check_invariants();
+        for (tp, s) in &self.slots {
+            assert_eq!(s.replica.log.tp(), tp);
+            s.replica.log.check_invariants();
+            for (end, _, _) in &s.hw_waiters {
+                assert!(*end > s.replica.log.high_watermark(), "a satisfied acks=all waiter was kept");
+            }
+            if !s.replica.is_leader() {
+                assert!(s.hw_waiters.is_empty(), "{tp}: a non-leader holds acks=all waiters");
+                assert!(s.parked.is_empty(), "{tp}: a non-leader holds parked fetches");
             }
         }
         let mut last = 0;
@@ -216,49 +277,62 @@ impl Node {
         assert!(self.inflight.len() <= self.config.max_inflight_persists);
         let queued: usize = self.inflight.iter().map(|(_, b)| b.append_bytes).sum::<usize>() + self.staged.append_bytes;
         assert_eq!(queued, self.pending_write_bytes, "pending write accounting drifted");
+        assert!(self.image.applied <= self.raft.commit_index() || !self.raft.is_voter());
+        if self.controller.is_some() {
+            assert!(self.raft.leader() == Some(self.id()), "an active controller that does not lead Raft");
+        }
     }
 
     // ----- inputs -----
 
     fn handle_message(&mut self, from: Peer, msg: Message) {
-        match msg {
-            Message::Request(req) => self.handle_request(from, req),
-            Message::Response(_) => {
-                tracing::debug!(%from, "dropping a response sent to a broker");
-                self.outputs.push_back(Output::Close {
-                    peer: from,
-                    reason: "protocol error: brokers accept requests, not responses".into(),
-                });
-            }
+        match (from, msg) {
+            (_, Message::Request(req)) => self.handle_request(from, req),
+            (Peer::Node(n), Message::Peer(pm)) => self.handle_peer(n, pm),
+            (Peer::Client(_), Message::Peer(_)) => self.outputs.push_back(Output::Close {
+                peer: from,
+                reason: "protocol error: broker-to-broker messages from a client connection".into(),
+            }),
+            (_, Message::Response(_)) => self.outputs.push_back(Output::Close {
+                peer: from,
+                reason: "protocol error: brokers accept requests, not responses".into(),
+            }),
         }
     }
 
-    fn handle_request(&mut self, from: Peer, req: Request) {
-        let corr = req.correlation;
-        let result = match req.body {
-            RequestBody::CreateTopic(config) => self.create_topic(from, corr, config),
-            RequestBody::DeleteTopic { topic } => self.delete_topic(from, corr, topic),
-            RequestBody::ListTopics => Ok(Some(ResponseBody::Topics(self.list_topics()))),
-            RequestBody::Produce { topic, partition, acks, batch } => {
-                self.produce(from, corr, topic, partition, acks, batch)
+    fn handle_peer(&mut self, from: NodeId, msg: PeerMessage) {
+        match msg {
+            PeerMessage::Raft(m) => {
+                if self.raft.is_voter() && self.config.voters.contains(&from) {
+                    self.raft.handle_message(self.now, from, m);
+                }
             }
-            RequestBody::Fetch { topic, partition, offset, max_bytes } => {
-                self.fetch(&topic, partition, offset, max_bytes as usize).map(Some)
+            PeerMessage::MetadataFetch { after } => self.serve_metadata(from, after),
+            PeerMessage::MetadataEntries { entries, commit, leader } => {
+                self.apply_fetched_metadata(entries, commit, leader)
             }
-            RequestBody::ListOffsets { topic, partition, spec } => {
-                self.list_offsets(&topic, partition, spec).map(|offset| Some(ResponseBody::Offset { offset }))
+            PeerMessage::Controller { correlation, request } => {
+                self.handle_controller_request(from, correlation, request)
             }
-        };
-        match result {
-            Ok(Some(body)) => self.reply(from, corr, Ok(body)),
-            Ok(None) => {} // answered later (after a Persist) or never (acks=0)
-            Err(e) => self.reply(from, corr, Err(e)),
+            PeerMessage::ControllerReply { correlation, result } => self.handle_controller_reply(correlation, result),
+            PeerMessage::ReplicaFetch(f) => self.handle_replica_fetch(from, f),
+            PeerMessage::ReplicaFetchReply { tp, leader_epoch, result } => {
+                self.handle_replica_fetch_reply(from, tp, leader_epoch, result)
+            }
         }
     }
 
     fn handle_timeout(&mut self) {
-        if self.now >= self.next_retention_check {
-            self.next_retention_check = self.now + self.config.retention_check_interval;
+        let now = self.now;
+        if now >= self.raft.poll_timeout() {
+            self.raft.handle_timeout(now);
+        }
+        self.controller_tick();
+        self.session_tick();
+        self.admin_tick();
+        self.partitions_tick();
+        if now >= self.next_retention_check {
+            self.next_retention_check = now + self.config.retention_check_interval;
             self.run_retention();
         }
     }
@@ -268,274 +342,58 @@ impl Node {
             let Some((_, batch)) = self.inflight.pop_front() else { break };
             self.pending_write_bytes -= batch.append_bytes;
             for effect in batch.effects {
-                self.apply_effect(effect);
-            }
-        }
-    }
-
-    fn apply_effect(&mut self, effect: Effect) {
-        match effect {
-            Effect::Appended { tp, end, acks, reply } => {
-                let Some(part) = self.partition_mut(&tp) else { return };
-                part.log.mark_persisted(end);
-                match (acks, reply) {
-                    (Acks::All, Some(r)) => part.hw_waiters.push_back((end, r)),
-                    (_, Some(r)) => self.send_reply(r),
-                    (_, None) => {}
-                }
-                self.update_high_watermark(&tp);
-            }
-            Effect::TopicCreated { config, reply } => {
-                self.creating.remove(&config.name);
-                let partitions = (0..config.partitions)
-                    .map(|p| Partition {
-                        log: PartitionLog::new(TopicPartition::new(config.name.clone(), p)),
-                        hw_waiters: VecDeque::new(),
-                    })
-                    .collect();
-                let name = config.name.clone();
-                self.topics.insert(name.clone(), Topic { config, deleting: false, partitions });
-                self.outputs.push_back(Output::Event(Event::TopicCreated { topic: name }));
-                self.send_reply(reply);
-            }
-            Effect::TopicDeleted { topic, reply } => {
-                if let Some(t) = self.topics.remove(&topic) {
-                    for p in t.partitions {
-                        for (_, w) in p.hw_waiters {
-                            let msg = format!("topic {topic} was deleted before the batch was committed");
-                            self.reply(w.to, w.correlation, Err(WireError::new(ErrorCode::TopicDeleted, msg)));
-                        }
-                    }
-                }
-                self.outputs.push_back(Output::Event(Event::TopicDeleted { topic }));
-                self.send_reply(reply);
-            }
-        }
-    }
-
-    /// Single-node rule: the ISR is this broker alone, so the HW is its LEO.
-    fn update_high_watermark(&mut self, tp: &TopicPartition) {
-        let Some(part) = self.partition_mut(tp) else { return };
-        let leo = part.log.persisted_end();
-        if !part.log.advance_high_watermark(leo) {
-            return;
-        }
-        let hw = part.log.high_watermark();
-        let mut ready = Vec::new();
-        while part.hw_waiters.front().is_some_and(|(end, _)| *end <= hw) {
-            if let Some((_, r)) = part.hw_waiters.pop_front() {
-                ready.push(r);
-            }
-        }
-        self.outputs.push_back(Output::Event(Event::HighWatermark { tp: tp.clone(), high_watermark: hw }));
-        for r in ready {
-            self.send_reply(r);
-        }
-    }
-
-    // ----- requests -----
-
-    fn create_topic(
-        &mut self,
-        from: Peer,
-        corr: CorrelationId,
-        config: TopicConfig,
-    ) -> Result<Option<ResponseBody>, WireError> {
-        validate_topic_name(&config.name)?;
-        if self.topics.contains_key(&config.name) || self.creating.contains(&config.name) {
-            return Err(WireError::new(ErrorCode::TopicExists, format!("topic {} already exists", config.name)));
-        }
-        if self.topics.len() + self.creating.len() >= self.config.max_topics {
-            return Err(WireError::new(
-                ErrorCode::InvalidConfig,
-                format!(
-                    "broker {} holds its maximum of {} topics; delete one first",
-                    self.id(),
-                    self.config.max_topics
-                ),
-            ));
-        }
-        let invalid = |m: String| Err(WireError::new(ErrorCode::InvalidConfig, m));
-        if config.partitions == 0 || config.partitions > self.config.max_partitions_per_topic {
-            return invalid(format!(
-                "topic {} asks for {} partitions; allowed are 1 to {}",
-                config.name, config.partitions, self.config.max_partitions_per_topic
-            ));
-        }
-        if config.replication_factor == 0 || u32::from(config.replication_factor) > self.config.cluster_size {
-            return invalid(format!(
-                "replication factor {} of topic {} must be between 1 and the {} broker(s) in the cluster",
-                config.replication_factor, config.name, self.config.cluster_size
-            ));
-        }
-        if config.min_insync_replicas == 0 || config.min_insync_replicas > config.replication_factor {
-            return invalid(format!(
-                "min_insync_replicas {} of topic {} must be between 1 and its replication factor {}",
-                config.min_insync_replicas, config.name, config.replication_factor
-            ));
-        }
-        if config.retention_time == Some(crate::time::Duration::ZERO) || config.retention_bytes == Some(0) {
-            return invalid(format!("retention of topic {} must be positive (or unset for none)", config.name));
-        }
-        self.creating.insert(config.name.clone());
-        let reply = PendingReply { to: from, correlation: corr, body: ResponseBody::TopicCreated };
-        self.stage(Write::PutTopic(config.clone()), Effect::TopicCreated { config, reply }, 0);
-        Ok(None)
-    }
-
-    fn delete_topic(
-        &mut self,
-        from: Peer,
-        corr: CorrelationId,
-        topic: String,
-    ) -> Result<Option<ResponseBody>, WireError> {
-        let t = self.topic_mut(&topic)?;
-        t.deleting = true;
-        let reply = PendingReply { to: from, correlation: corr, body: ResponseBody::TopicDeleted };
-        self.stage(Write::DeleteTopic { topic: topic.clone() }, Effect::TopicDeleted { topic, reply }, 0);
-        Ok(None)
-    }
-
-    fn list_topics(&self) -> Vec<TopicInfo> {
-        self.topics
-            .values()
-            .filter(|t| !t.deleting)
-            .map(|t| TopicInfo {
-                config: t.config.clone(),
-                partitions: t
-                    .partitions
-                    .iter()
-                    .enumerate()
-                    .map(|(i, p)| PartitionInfo {
-                        partition: PartitionId(i as u32),
-                        leader: Some(self.id()),
-                        leader_epoch: LeaderEpoch(0),
-                        replicas: vec![self.id()],
-                        isr: vec![self.id()],
-                        log_start: p.log.log_start(),
-                        high_watermark: p.log.high_watermark(),
-                    })
-                    .collect(),
-            })
-            .collect()
-    }
-
-    fn produce(
-        &mut self,
-        from: Peer,
-        corr: CorrelationId,
-        topic: String,
-        partition: PartitionId,
-        acks: Acks,
-        batch: RecordBatch,
-    ) -> Result<Option<ResponseBody>, WireError> {
-        let max_batch = self.config.max_batch_bytes;
-        let max_pending = self.config.max_pending_write_bytes;
-        let size = batch.size_bytes();
-        if batch.is_empty() {
-            return Err(WireError::new(ErrorCode::InvalidRequest, "empty batch: send at least one record"));
-        }
-        if batch.kind != BatchKind::Data {
-            return Err(WireError::new(ErrorCode::InvalidRequest, "clients may not write control batches"));
-        }
-        if size > max_batch {
-            return Err(WireError::new(
-                ErrorCode::RecordTooLarge,
-                format!("batch of {size} bytes exceeds max_batch_bytes {max_batch}; split it or raise the limit"),
-            ));
-        }
-        if self.pending_write_bytes + size > max_pending {
-            return Err(WireError::new(
-                ErrorCode::Backpressure,
-                format!("broker {} has {} bytes waiting for disk; retry later", self.id(), self.pending_write_bytes),
-            ));
-        }
-        let now_ms = self.now.as_millis();
-        let part = self.partition_for_request(&topic, partition)?;
-        let stamped = part.log.append(batch, LeaderEpoch(0), now_ms);
-        let tp = TopicPartition { topic, partition };
-        let reply = (acks != Acks::None).then(|| PendingReply {
-            to: from,
-            correlation: corr,
-            body: ResponseBody::Produced {
-                partition,
-                base_offset: stamped.base_offset,
-                append_time_ms: stamped.append_time_ms,
-            },
-        });
-        let end = stamped.end_offset();
-        let write = Write::Append { tp: tp.clone(), batches: vec![stamped] };
-        self.stage(write, Effect::Appended { tp, end, acks, reply }, size);
-        Ok(None)
-    }
-
-    fn fetch(
-        &mut self,
-        topic: &str,
-        partition: PartitionId,
-        offset: Offset,
-        max_bytes: usize,
-    ) -> Result<ResponseBody, WireError> {
-        let cap = self.config.max_fetch_bytes;
-        let part = self.partition_for_request(topic, partition)?;
-        let log = &part.log;
-        if offset < log.log_start() || offset > log.log_end() {
-            return Err(WireError::new(
-                ErrorCode::OffsetOutOfRange,
-                format!(
-                    "offset {offset} is outside {topic}/{partition}, which holds {}..{}; seek to the earliest or latest offset",
-                    log.log_start(),
-                    log.high_watermark()
-                ),
-            ));
-        }
-        Ok(ResponseBody::Fetched {
-            partition,
-            high_watermark: log.high_watermark(),
-            log_start: log.log_start(),
-            batches: log.read_committed(offset, max_bytes.min(cap)),
-        })
-    }
-
-    fn list_offsets(&mut self, topic: &str, partition: PartitionId, spec: OffsetSpec) -> Result<Offset, WireError> {
-        let log = &self.partition_for_request(topic, partition)?.log;
-        Ok(match spec {
-            OffsetSpec::Earliest => log.log_start(),
-            OffsetSpec::Latest => log.high_watermark(),
-            OffsetSpec::Timestamp(t) => log.offset_for_time(t),
-        })
-    }
-
-    fn run_retention(&mut self) {
-        let now_ms = self.now.as_millis();
-        let mut writes = Vec::new();
-        for t in self.topics.values_mut().filter(|t| !t.deleting) {
-            let min_time = t.config.retention_time.map(|d| now_ms.saturating_sub(d.as_millis()));
-            for p in &mut t.partitions {
-                if let Some(start) = p.log.retention_point(min_time, t.config.retention_bytes) {
-                    p.log.advance_log_start(start);
-                    let tp = p.log.tp().clone();
-                    self.outputs.push_back(Output::Event(Event::LogStartAdvanced { tp: tp.clone(), log_start: start }));
-                    writes.push(Write::AdvanceLogStart { tp, log_start: start });
+                match effect {
+                    Effect::Appended { tp, end, epoch, acks, reply } => self.on_appended(tp, end, epoch, acks, reply),
+                    Effect::Replicated { tp, end } => self.on_replicated(tp, end),
+                    Effect::RaftDurable(marker) => self.raft.on_persisted(self.now, marker),
+                    Effect::Send { to, msg } => self.send_peer(to, msg),
                 }
             }
         }
-        // Deleting is not a promise to anyone, so it needs no effect on completion.
-        self.staged.writes.extend(writes);
     }
 
-    // ----- helpers -----
+    /// Runs Raft outputs, newly committed metadata and messages to self until quiet.
+    fn pump(&mut self) {
+        loop {
+            let mut progressed = self.drain_raft();
+            progressed |= self.apply_committed();
+            progressed |= self.update_controller_role();
+            while let Some(m) = self.local.pop_front() {
+                progressed = true;
+                let me = self.id();
+                self.handle_peer(me, m);
+                progressed |= self.drain_raft();
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
 
-    fn stage(&mut self, write: Write, effect: Effect, append_bytes: usize) {
+    // ----- the persist pipeline -----
+
+    fn stage(&mut self, write: Write, effect: Option<Effect>, append_bytes: usize) {
         self.staged.writes.push(write);
-        self.staged.effects.push(effect);
+        if let Some(e) = effect {
+            self.staged.effects.push(e);
+        }
         self.staged.append_bytes += append_bytes;
         self.pending_write_bytes += append_bytes;
     }
 
+    /// Sends `msg` once every write staged or in flight so far is durable.
+    fn send_after_persist(&mut self, to: NodeId, msg: PeerMessage) {
+        if self.staged.writes.is_empty() && self.staged.effects.is_empty() && self.inflight.is_empty() {
+            self.send_peer(to, msg);
+        } else {
+            self.staged.effects.push(Effect::Send { to, msg });
+        }
+    }
+
     /// Sends staged writes as one Persist if the pipeline has room.
     fn flush(&mut self) {
-        if self.staged.writes.is_empty() || self.inflight.len() >= self.config.max_inflight_persists {
+        let nothing = self.staged.writes.is_empty() && self.staged.effects.is_empty();
+        if nothing || self.inflight.len() >= self.config.max_inflight_persists {
             return;
         }
         let token = PersistToken(self.next_token);
@@ -546,6 +404,16 @@ impl Node {
         self.inflight.push_back((token, batch));
     }
 
+    // ----- sending -----
+
+    fn send_peer(&mut self, to: NodeId, msg: PeerMessage) {
+        if to == self.id() {
+            self.local.push_back(msg);
+        } else {
+            self.outputs.push_back(Output::Send { to: Peer::Node(to), msg: Message::Peer(msg) });
+        }
+    }
+
     fn reply(&mut self, to: Peer, correlation: CorrelationId, body: Result<ResponseBody, WireError>) {
         self.outputs.push_back(Output::Send { to, msg: Message::Response(Response { correlation, body }) });
     }
@@ -554,27 +422,16 @@ impl Node {
         self.reply(r.to, r.correlation, Ok(r.body));
     }
 
-    fn topic_mut(&mut self, topic: &str) -> Result<&mut Topic, WireError> {
-        match self.topics.get_mut(topic) {
-            Some(t) if !t.deleting => Ok(t),
-            _ => Err(unknown_topic(topic)),
-        }
+    fn event(&mut self, e: Event) {
+        self.outputs.push_back(Output::Event(e));
     }
+}
 
-    fn partition_for_request(&mut self, topic: &str, partition: PartitionId) -> Result<&mut Partition, WireError> {
-        let t = self.topic_mut(topic)?;
-        let count = t.partitions.len();
-        t.partitions.get_mut(partition.0 as usize).ok_or_else(|| {
-            WireError::new(
-                ErrorCode::UnknownPartition,
-                format!("topic {topic} has partitions 0..{count}; partition {partition} does not exist"),
-            )
-        })
-    }
-
-    fn partition_mut(&mut self, tp: &TopicPartition) -> Option<&mut Partition> {
-        self.topics.get_mut(&tp.topic)?.partitions.get_mut(tp.partition.0 as usize)
-    }
+fn not_ready(id: NodeId) -> WireError {
+    WireError::new(
+        ErrorCode::NotReady,
+        format!("broker {id} is starting: it has not registered and caught up yet; retry"),
+    )
 }
 
 fn unknown_topic(topic: &str) -> WireError {

@@ -48,9 +48,18 @@ pub enum ErrorCode {
     TopicDeleted,
     /// The broker failed internally; the request's effect is unknown.
     Internal,
+    /// The batch was appended but leadership moved before it committed: it may or
+    /// may not be committed (retry; an idempotent producer's retry is deduplicated).
+    LeadershipLost,
 }
 
 impl ErrorCode {
+    /// True when the request's effect is unknown: it may still take effect. A client
+    /// must report such an outcome as indefinite, never as a failure.
+    pub fn is_indefinite(self) -> bool {
+        matches!(self, ErrorCode::Timeout | ErrorCode::Internal | ErrorCode::LeadershipLost)
+    }
+
     /// True when retrying the same request later (maybe after a metadata refresh)
     /// can succeed.
     pub fn is_retriable(self) -> bool {
@@ -63,6 +72,7 @@ impl ErrorCode {
                 | ErrorCode::UnknownEpoch
                 | ErrorCode::Timeout
                 | ErrorCode::NotReady
+                | ErrorCode::LeadershipLost
         )
     }
 }

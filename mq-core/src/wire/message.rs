@@ -4,7 +4,9 @@
 
 use super::error::WireError;
 use super::record::RecordBatch;
-use crate::ids::{CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId};
+use crate::controller::raft::{Entry, LogIndex, RaftMessage};
+use crate::controller::ControllerRequest;
+use crate::ids::{BrokerEpoch, CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, ProducerId, TopicPartition};
 use crate::time::Duration;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +17,8 @@ pub enum Message {
     Request(Request),
     /// A broker's reply to a request.
     Response(Response),
+    /// Traffic among brokers (Raft, the controller, replication).
+    Peer(PeerMessage),
 }
 
 /// A client request.
@@ -128,6 +132,11 @@ pub enum RequestBody {
         /// Which offset.
         spec: OffsetSpec,
     },
+    /// Which brokers lead which partitions (all topics when `topics` is empty).
+    Metadata {
+        /// Topics of interest.
+        topics: Vec<String>,
+    },
 }
 
 /// One partition's state as reported to clients.
@@ -201,4 +210,121 @@ pub enum ResponseBody {
         /// The offset.
         offset: Offset,
     },
+    /// The cluster as this broker's metadata describes it.
+    Metadata {
+        /// Live (unfenced) brokers.
+        brokers: Vec<NodeId>,
+        /// The controller leader, if known.
+        controller: Option<NodeId>,
+        /// Topics asked for, with per-partition leaders.
+        topics: Vec<TopicInfo>,
+    },
+}
+
+/// Messages among brokers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum PeerMessage {
+    /// Raft among the controller voters.
+    Raft(RaftMessage),
+    /// A broker asks a voter for committed metadata entries after `after`.
+    MetadataFetch {
+        /// The last index the broker has applied.
+        after: LogIndex,
+    },
+    /// Committed metadata entries.
+    MetadataEntries {
+        /// Entries after the asked index, up to the voter's commit index.
+        entries: Vec<Entry>,
+        /// The voter's commit index.
+        commit: LogIndex,
+        /// The controller leader as the voter knows it.
+        leader: Option<NodeId>,
+    },
+    /// A request to the active controller.
+    Controller {
+        /// Echoed in the reply.
+        correlation: CorrelationId,
+        /// What is asked.
+        request: ControllerRequest,
+    },
+    /// The active controller's answer, sent once its records committed.
+    ControllerReply {
+        /// The request's correlation id.
+        correlation: CorrelationId,
+        /// The outcome.
+        result: Result<ControllerReply, WireError>,
+    },
+    /// A follower fetches from a partition leader.
+    ReplicaFetch(ReplicaFetch),
+    /// The leader's answer.
+    ReplicaFetchReply {
+        /// The partition.
+        tp: TopicPartition,
+        /// The leader epoch the follower asked in.
+        leader_epoch: LeaderEpoch,
+        /// Records, or why not.
+        result: Result<ReplicaData, WireError>,
+    },
+}
+
+/// What the controller answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControllerReply {
+    /// The request's records committed at `index` (zero: nothing needed).
+    Done {
+        /// Index of the last record the request produced.
+        index: LogIndex,
+    },
+    /// The broker registered with this incarnation.
+    Registered {
+        /// The new broker epoch.
+        broker_epoch: BrokerEpoch,
+        /// Index of the registration record.
+        index: LogIndex,
+    },
+    /// Heartbeat acknowledged.
+    Heartbeat {
+        /// Whether the broker is still fenced.
+        fenced: bool,
+    },
+    /// A block of producer ids.
+    ProducerIds {
+        /// First id.
+        first: ProducerId,
+        /// Count.
+        count: u64,
+    },
+}
+
+/// A follower's fetch (KIP-320 fields).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaFetch {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// The fetching replica.
+    pub replica: NodeId,
+    /// Its incarnation.
+    pub broker_epoch: BrokerEpoch,
+    /// Its persisted log end: the offset it wants next.
+    pub fetch_offset: Offset,
+    /// The leader epoch of its last record (`None` for an empty log).
+    pub last_fetched_epoch: Option<LeaderEpoch>,
+    /// The leader epoch it believes current.
+    pub current_leader_epoch: LeaderEpoch,
+    /// Soft limit on the reply size.
+    pub max_bytes: u32,
+}
+
+/// The leader's answer to a follower.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaData {
+    /// The leader's high watermark.
+    pub high_watermark: Offset,
+    /// The leader's log start.
+    pub log_start: Offset,
+    /// Set when the follower's log diverges: truncate to the lesser of this end
+    /// offset and the follower's own end of that epoch, then fetch again.
+    pub diverging: Option<(LeaderEpoch, Offset)>,
+    /// Records from the fetch offset (persisted on the leader).
+    pub batches: Vec<RecordBatch>,
 }

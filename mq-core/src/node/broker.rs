@@ -1,0 +1,263 @@
+//! The node as a broker of the cluster (DESIGN.md section 4): it registers with
+//! the active controller for a new incarnation (broker epoch), heartbeats so that
+//! it is not fenced, follows the committed metadata log, and sends the
+//! controller its ISR changes and forwarded admin requests.
+
+use super::{Node, PendingReply};
+use crate::contract::{Event, Peer};
+use crate::controller::ControllerRequest;
+use crate::ids::{BrokerEpoch, CorrelationId, NodeId, TopicPartition};
+use crate::replication::Role;
+use crate::time::Instant;
+use crate::wire::{ControllerReply, ErrorCode, PeerMessage, ResponseBody, WireError};
+
+/// The broker's standing with the controller.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Session {
+    /// The current incarnation, once registered.
+    pub(super) epoch: Option<BrokerEpoch>,
+    /// Whether the controller still fences this incarnation.
+    pub(super) fenced: bool,
+    /// When the next heartbeat is due.
+    pub(super) next_heartbeat: Instant,
+    /// The controller leader as last heard of.
+    pub(super) known_controller: Option<NodeId>,
+    /// Which voter to try next when no controller is known.
+    pub(super) rotate: usize,
+    /// When the next metadata fetch is due (non-voters).
+    pub(super) next_metadata_fetch: Instant,
+    /// Whether a metadata fetch awaits its answer.
+    pub(super) metadata_fetch_inflight: bool,
+    /// No registration attempt before this time (backoff after a failure).
+    pub(super) register_not_before: Instant,
+}
+
+/// Pause before retrying a failed registration.
+const REGISTER_BACKOFF: crate::time::Duration = crate::time::Duration::from_millis(100);
+
+/// Why a request to the controller was made.
+#[derive(Clone, Debug)]
+pub(super) enum Purpose {
+    Register,
+    Heartbeat,
+    AlterPartition(TopicPartition),
+    /// An admin request forwarded for a client; `body` answers it on success.
+    Forward(PendingReply),
+}
+
+/// A request to the controller awaiting its answer.
+#[derive(Clone, Debug)]
+pub(super) struct Call {
+    pub(super) deadline: Instant,
+    pub(super) purpose: Purpose,
+}
+
+impl Node {
+    /// Where controller requests go: the Raft leader if this node knows it, else the
+    /// last announced controller, else the voters in turn.
+    fn controller_target(&self) -> NodeId {
+        if let Some(l) = self.raft.leader() {
+            return l;
+        }
+        if let Some(c) = self.session.known_controller {
+            return c;
+        }
+        let voters = &self.config.voters;
+        voters[self.session.rotate % voters.len()]
+    }
+
+    pub(super) fn call_controller(&mut self, request: ControllerRequest, purpose: Purpose) {
+        let correlation = CorrelationId(self.next_call);
+        self.next_call += 1;
+        self.calls.insert(correlation, Call { deadline: self.now + self.config.controller_request_timeout, purpose });
+        let to = self.controller_target();
+        self.send_peer(to, PeerMessage::Controller { correlation, request });
+    }
+
+    fn has_call(&self, f: impl Fn(&Purpose) -> bool) -> bool {
+        self.calls.values().any(|c| f(&c.purpose))
+    }
+
+    /// Forget the controller we talked to and try the next voter.
+    fn rotate_controller(&mut self) {
+        self.session.known_controller = None;
+        self.session.rotate += 1;
+    }
+
+    /// Registration, heartbeats and metadata fetches.
+    pub(super) fn session_tick(&mut self) {
+        let now = self.now;
+        // Expired calls.
+        let expired: Vec<CorrelationId> =
+            self.calls.iter().filter(|(_, c)| c.deadline <= now).map(|(k, _)| *k).collect();
+        for k in expired {
+            if let Some(call) = self.calls.remove(&k) {
+                self.call_failed(
+                    call.purpose,
+                    WireError::new(ErrorCode::Timeout, "the controller did not answer in time"),
+                );
+            }
+        }
+        match self.session.epoch {
+            None => {
+                if now >= self.session.register_not_before && !self.has_call(|p| matches!(p, Purpose::Register)) {
+                    let broker = self.id();
+                    self.call_controller(ControllerRequest::RegisterBroker { broker }, Purpose::Register);
+                }
+            }
+            Some(broker_epoch) => {
+                if now >= self.session.next_heartbeat && !self.has_call(|p| matches!(p, Purpose::Heartbeat)) {
+                    self.session.next_heartbeat = now + self.config.broker_heartbeat_interval;
+                    let request = ControllerRequest::Heartbeat {
+                        broker: self.id(),
+                        broker_epoch,
+                        metadata_applied: self.image.applied,
+                    };
+                    self.call_controller(request, Purpose::Heartbeat);
+                }
+            }
+        }
+        if !self.raft.is_voter() && now >= self.session.next_metadata_fetch {
+            self.session.next_metadata_fetch = now + self.config.metadata_fetch_interval;
+            // One outstanding fetch at a time; a lost one is simply re-sent.
+            self.session.metadata_fetch_inflight = true;
+            let to = self.controller_target();
+            let after = self.image.applied;
+            self.send_peer(to, PeerMessage::MetadataFetch { after });
+        }
+    }
+
+    /// When the session next needs a tick.
+    pub(super) fn session_timeout(&self) -> Option<Instant> {
+        let mut t = if self.session.epoch.is_none() && !self.has_call(|p| matches!(p, Purpose::Register)) {
+            self.session.register_not_before.max(self.now)
+        } else if self.session.epoch.is_some() && !self.has_call(|p| matches!(p, Purpose::Heartbeat)) {
+            self.session.next_heartbeat
+        } else {
+            Instant::MAX
+        };
+        if !self.raft.is_voter() {
+            t = t.min(self.session.next_metadata_fetch);
+        }
+        Some(t)
+    }
+
+    pub(super) fn handle_controller_reply(
+        &mut self,
+        correlation: CorrelationId,
+        result: Result<ControllerReply, WireError>,
+    ) {
+        let Some(call) = self.calls.remove(&correlation) else { return };
+        let reply = match result {
+            Ok(r) => r,
+            Err(e) => return self.call_failed(call.purpose, e),
+        };
+        match (call.purpose, reply) {
+            (Purpose::Register, ControllerReply::Registered { broker_epoch, .. }) => {
+                self.session.epoch = Some(broker_epoch);
+                self.session.fenced = true;
+                self.session.next_heartbeat = self.now;
+                self.event(Event::Registered { broker_epoch });
+            }
+            (Purpose::Heartbeat, ControllerReply::Heartbeat { fenced }) => {
+                let was_fenced = self.session.fenced;
+                self.session.fenced = fenced;
+                if was_fenced && !fenced {
+                    // Unfenced: follow the partitions we hold.
+                    let tps: Vec<TopicPartition> = self.slots.keys().cloned().collect();
+                    for tp in tps {
+                        self.maybe_fetch(&tp);
+                    }
+                }
+            }
+            (Purpose::AlterPartition(_), ControllerReply::Done { .. }) => {
+                // The change shows up when its record is applied.
+            }
+            (Purpose::Forward(pending), ControllerReply::Done { index }) => {
+                let deadline = self.now + self.config.controller_request_timeout;
+                self.admin_waiters.push((index, deadline, pending));
+                self.complete_admin_waiters();
+            }
+            (purpose, reply) => {
+                tracing::debug!(?purpose, ?reply, "unexpected controller reply");
+            }
+        }
+    }
+
+    fn call_failed(&mut self, purpose: Purpose, e: WireError) {
+        match purpose {
+            Purpose::Register => {
+                self.rotate_controller();
+                self.session.register_not_before = self.now + REGISTER_BACKOFF;
+            }
+            Purpose::Heartbeat => {
+                if e.code == ErrorCode::FencedEpoch {
+                    // The controller knows a newer incarnation or none: register again.
+                    self.session.epoch = None;
+                    self.session.fenced = true;
+                } else {
+                    self.rotate_controller();
+                }
+                // Try again after a pause rather than at once.
+                self.session.next_heartbeat = self.now + REGISTER_BACKOFF;
+            }
+            Purpose::AlterPartition(tp) => {
+                if let Some(Role::Leader(l)) = self.slots.get_mut(&tp).map(|s| &mut s.replica.role) {
+                    l.pending_isr = None;
+                }
+                if e.code == ErrorCode::NotLeader || e.code == ErrorCode::Timeout {
+                    self.rotate_controller();
+                }
+            }
+            Purpose::Forward(pending) => {
+                if e.code == ErrorCode::NotLeader {
+                    self.rotate_controller();
+                }
+                let e = if e.code == ErrorCode::NotLeader {
+                    WireError::new(
+                        ErrorCode::NotReady,
+                        format!("no active controller right now ({}); retry", e.message),
+                    )
+                } else {
+                    e
+                };
+                self.reply(pending.to, pending.correlation, Err(e));
+            }
+        }
+    }
+
+    /// Answers forwarded admin requests whose records this broker has applied.
+    pub(super) fn complete_admin_waiters(&mut self) {
+        let applied = self.image.applied;
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.admin_waiters).into_iter().partition(|w| w.0 <= applied);
+        self.admin_waiters = waiting;
+        for (_, _, r) in ready {
+            self.send_reply(r);
+        }
+    }
+
+    pub(super) fn admin_tick(&mut self) {
+        let now = self.now;
+        let (late, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.admin_waiters).into_iter().partition(|w| w.1 <= now);
+        self.admin_waiters = waiting;
+        for (_, _, r) in late {
+            let e = WireError::new(ErrorCode::Timeout, "committed, but this broker has not applied the change yet");
+            self.reply(r.to, r.correlation, Err(e));
+        }
+    }
+
+    /// A client admin request goes to the controller; the client is answered once
+    /// this broker has applied the resulting records.
+    pub(super) fn forward(
+        &mut self,
+        client: Peer,
+        correlation: CorrelationId,
+        request: ControllerRequest,
+        ok: ResponseBody,
+    ) {
+        let pending = PendingReply { to: client, correlation, body: ok };
+        self.call_controller(request, Purpose::Forward(pending));
+    }
+}

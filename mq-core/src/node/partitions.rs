@@ -1,0 +1,619 @@
+//! The node's partitions: produce, consumer fetches and offset lookups on leaders;
+//! the replication protocol on both sides (follower fetches, parked fetches, HW,
+//! ISR requests, divergence truncation); reacting to committed partition state.
+//! The rules themselves live in [`crate::replication`].
+
+use super::broker::Purpose;
+use super::{Effect, Node, PendingReply};
+use crate::contract::{Event, Peer};
+use crate::controller::ControllerRequest;
+use crate::ids::{CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
+use crate::log::PartitionLog;
+use crate::replication::{FetchAnswer, Replica, Role, Transition};
+use crate::storage::Write;
+use crate::time::{Duration, Instant};
+use crate::wire::{
+    Acks, BatchKind, ErrorCode, OffsetSpec, PeerMessage, RecordBatch, ReplicaData, ReplicaFetch, ResponseBody,
+    WireError,
+};
+use std::collections::VecDeque;
+
+/// Pause after a failed follower fetch.
+const FETCH_BACKOFF: Duration = Duration::from_millis(100);
+/// Most bytes one replica fetch asks for.
+const REPLICA_FETCH_BYTES: u32 = 1024 * 1024;
+
+/// Where a follower's fetching stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FetchState {
+    /// May fetch from this time on.
+    Idle(Instant),
+    /// A fetch is out; give up on it at the deadline.
+    InFlight(Instant),
+    /// Fetched data is being persisted; the next fetch reports it.
+    AwaitingPersist,
+}
+
+/// One partition replica with the node's bookkeeping around it.
+#[derive(Clone, Debug)]
+pub struct Slot {
+    /// The replica.
+    pub replica: Replica,
+    /// `acks=all` replies waiting for the HW: (batch end, deadline, reply).
+    pub(super) hw_waiters: VecDeque<(Offset, Instant, PendingReply)>,
+    /// Follower fetches with nothing new yet: (follower, request, deadline).
+    pub(super) parked: Vec<(NodeId, ReplicaFetch, Instant)>,
+    pub(super) fetch: FetchState,
+    /// The leader's HW as last seen by this follower.
+    pub(super) leader_hw: Offset,
+}
+
+impl Node {
+    // ----- produce, fetch, list offsets (leaders) -----
+
+    pub(super) fn produce(
+        &mut self,
+        from: Peer,
+        corr: CorrelationId,
+        topic: String,
+        partition: PartitionId,
+        acks: Acks,
+        batch: RecordBatch,
+    ) -> Result<Option<ResponseBody>, WireError> {
+        let size = batch.size_bytes();
+        let max_batch = self.config.max_batch_bytes;
+        if batch.is_empty() {
+            return Err(WireError::new(ErrorCode::InvalidRequest, "empty batch: send at least one record"));
+        }
+        if batch.kind != BatchKind::Data {
+            return Err(WireError::new(ErrorCode::InvalidRequest, "clients may not write control batches"));
+        }
+        if size > max_batch {
+            return Err(WireError::new(
+                ErrorCode::RecordTooLarge,
+                format!("batch of {size} bytes exceeds max_batch_bytes {max_batch}; split it or raise the limit"),
+            ));
+        }
+        if self.pending_write_bytes + size > self.config.max_pending_write_bytes {
+            return Err(WireError::new(
+                ErrorCode::Backpressure,
+                format!("broker {} has {} bytes waiting for disk; retry later", self.id(), self.pending_write_bytes),
+            ));
+        }
+        let tp = TopicPartition { topic, partition };
+        let now_ms = self.now.as_millis();
+        let max_waiters = self.config.max_waiters_per_partition;
+        let ready = self.is_ready();
+        let Some(slot) = self.slots.get_mut(&tp).filter(|s| ready && s.replica.is_leader()) else {
+            return Err(self.missing_partition(&tp.topic, tp.partition));
+        };
+        let r = &slot.replica;
+        if acks == Acks::All && r.isr.len() < r.min_insync {
+            return Err(WireError::new(
+                ErrorCode::NotEnoughReplicas,
+                format!(
+                    "{tp} has {} in-sync replica(s) {:?}, fewer than min_insync_replicas {}; nothing was written",
+                    r.isr.len(),
+                    r.isr,
+                    r.min_insync
+                ),
+            ));
+        }
+        if acks == Acks::All && slot.hw_waiters.len() >= max_waiters {
+            return Err(WireError::new(ErrorCode::Backpressure, format!("{tp} has too many writes waiting to commit")));
+        }
+        let epoch = slot.replica.leader_epoch;
+        let stamped = slot.replica.log.append(batch, epoch, now_ms);
+        let reply = (acks != Acks::None).then(|| PendingReply {
+            to: from,
+            correlation: corr,
+            body: ResponseBody::Produced {
+                partition,
+                base_offset: stamped.base_offset,
+                append_time_ms: stamped.append_time_ms,
+            },
+        });
+        let end = stamped.end_offset();
+        let write = Write::Append { tp: tp.clone(), batches: vec![stamped] };
+        self.stage(write, Some(Effect::Appended { tp, end, epoch, acks, reply }), size);
+        Ok(None)
+    }
+
+    fn leader_slot(&mut self, topic: &str, partition: PartitionId) -> Result<&mut Slot, WireError> {
+        let tp = TopicPartition { topic: topic.to_string(), partition };
+        let ready = self.is_ready();
+        match self.slots.get(&tp) {
+            Some(s) if ready && s.replica.is_leader() => Ok(self.slots.get_mut(&tp).expect("just found")),
+            _ => Err(self.missing_partition(topic, partition)),
+        }
+    }
+
+    pub(super) fn fetch(
+        &mut self,
+        topic: &str,
+        partition: PartitionId,
+        offset: Offset,
+        max_bytes: usize,
+    ) -> Result<ResponseBody, WireError> {
+        let cap = self.config.max_fetch_bytes;
+        let log = &self.leader_slot(topic, partition)?.replica.log;
+        if offset < log.log_start() || offset > log.log_end() {
+            return Err(WireError::new(
+                ErrorCode::OffsetOutOfRange,
+                format!(
+                    "offset {offset} is outside {topic}/{partition}, which holds {}..{}; seek to the earliest or latest offset",
+                    log.log_start(),
+                    log.high_watermark()
+                ),
+            ));
+        }
+        Ok(ResponseBody::Fetched {
+            partition,
+            high_watermark: log.high_watermark(),
+            log_start: log.log_start(),
+            batches: log.read_committed(offset, max_bytes.min(cap)),
+        })
+    }
+
+    pub(super) fn list_offsets(
+        &mut self,
+        topic: &str,
+        partition: PartitionId,
+        spec: OffsetSpec,
+    ) -> Result<Offset, WireError> {
+        let log = &self.leader_slot(topic, partition)?.replica.log;
+        Ok(match spec {
+            OffsetSpec::Earliest => log.log_start(),
+            OffsetSpec::Latest => log.high_watermark(),
+            OffsetSpec::Timestamp(t) => log.offset_for_time(t),
+        })
+    }
+
+    /// A leader's append is durable.
+    pub(super) fn on_appended(
+        &mut self,
+        tp: TopicPartition,
+        end: Offset,
+        epoch: LeaderEpoch,
+        acks: Acks,
+        reply: Option<PendingReply>,
+    ) {
+        let deadline = self.now + self.config.produce_timeout;
+        let Some(slot) = self.slots.get_mut(&tp) else {
+            if let Some(r) = reply {
+                let e = WireError::new(ErrorCode::TopicDeleted, format!("{tp} was deleted before the batch committed"));
+                self.reply(r.to, r.correlation, Err(e));
+            }
+            return;
+        };
+        slot.replica.log.mark_persisted(end);
+        let same_tenure = slot.replica.is_leader() && slot.replica.leader_epoch == epoch;
+        match (reply, same_tenure, acks) {
+            (None, _, _) => {}
+            (Some(r), false, _) => {
+                let e = WireError::new(
+                    ErrorCode::LeadershipLost,
+                    format!("leadership of {tp} moved before the batch committed; it may or may not be committed"),
+                );
+                self.reply(r.to, r.correlation, Err(e));
+            }
+            (Some(r), true, Acks::All) => slot.hw_waiters.push_back((end, deadline, r)),
+            (Some(r), true, _) => self.send_reply(r),
+        }
+        self.after_leader_progress(&tp);
+        // A former leader that now follows waited for this to report a durable LEO.
+        self.maybe_fetch(&tp);
+    }
+
+    /// A follower's append or truncation is durable: fetch again.
+    pub(super) fn on_replicated(&mut self, tp: TopicPartition, end: Offset) {
+        let Some(slot) = self.slots.get_mut(&tp) else { return };
+        if end <= slot.replica.log.log_end() {
+            slot.replica.log.mark_persisted(end);
+        }
+        if slot.fetch == FetchState::AwaitingPersist {
+            slot.fetch = FetchState::Idle(self.now);
+        }
+        if slot.replica.is_leader() {
+            self.after_leader_progress(&tp);
+        } else {
+            let hw = slot.leader_hw;
+            slot.replica.log.follow_high_watermark(hw);
+            self.maybe_fetch(&tp);
+        }
+    }
+
+    /// The leader's LEO or a follower's LEO moved: recompute the HW, answer
+    /// waiters, wake parked fetches.
+    fn after_leader_progress(&mut self, tp: &TopicPartition) {
+        let me = self.id();
+        let Some(slot) = self.slots.get_mut(tp) else { return };
+        if !slot.replica.is_leader() {
+            return;
+        }
+        if slot.replica.update_high_watermark(me) {
+            self.on_high_watermark(tp);
+        }
+        self.wake_parked(tp, false);
+    }
+
+    fn on_high_watermark(&mut self, tp: &TopicPartition) {
+        let Some(slot) = self.slots.get_mut(tp) else { return };
+        let hw = slot.replica.log.high_watermark();
+        let leader_epoch = slot.replica.leader_epoch;
+        let mut ready = Vec::new();
+        while slot.hw_waiters.front().is_some_and(|(end, _, _)| *end <= hw) {
+            if let Some((_, _, r)) = slot.hw_waiters.pop_front() {
+                ready.push(r);
+            }
+        }
+        self.event(Event::HighWatermark { tp: tp.clone(), high_watermark: hw, leader_epoch });
+        for r in ready {
+            self.send_reply(r);
+        }
+    }
+
+    // ----- replication: leader side -----
+
+    pub(super) fn handle_replica_fetch(&mut self, from: NodeId, f: ReplicaFetch) {
+        let tp = f.tp.clone();
+        let leader_epoch = f.current_leader_epoch;
+        if f.replica != from {
+            let e = WireError::new(ErrorCode::InvalidRequest, "a broker may fetch only for itself");
+            self.send_peer(from, PeerMessage::ReplicaFetchReply { tp, leader_epoch, result: Err(e) });
+            return;
+        }
+        if self.image.brokers.get(&from).is_none_or(|b| b.epoch != f.broker_epoch) {
+            let e = WireError::new(
+                ErrorCode::FencedEpoch,
+                format!("broker {from} epoch {} is not current", f.broker_epoch),
+            );
+            self.send_peer(from, PeerMessage::ReplicaFetchReply { tp, leader_epoch, result: Err(e) });
+            return;
+        }
+        let deadline = self.now + self.config.replica_fetch_max_wait;
+        self.answer_fetch(from, f, deadline);
+        self.maybe_alter_isr(&tp);
+    }
+
+    /// Answers or parks a follower fetch.
+    fn answer_fetch(&mut self, from: NodeId, f: ReplicaFetch, deadline: Instant) {
+        let me = self.id();
+        let now = self.now;
+        let tp = f.tp.clone();
+        let leader_epoch = f.current_leader_epoch;
+        let max_bytes = f.max_bytes.min(REPLICA_FETCH_BYTES) as usize;
+        let Some(slot) = self.slots.get_mut(&tp) else {
+            let e = self.missing_partition(&tp.topic, tp.partition);
+            self.send_peer(from, PeerMessage::ReplicaFetchReply { tp, leader_epoch, result: Err(e) });
+            return;
+        };
+        let hw_before = slot.replica.log.high_watermark();
+        let answer = slot.replica.handle_fetch(me, now, &f, max_bytes);
+        let hw_moved = slot.replica.log.high_watermark() > hw_before;
+        match answer {
+            Ok(FetchAnswer::Park) if deadline > now => slot.parked.push((from, f, deadline)),
+            Ok(FetchAnswer::Park) => {
+                let log = &slot.replica.log;
+                let data = ReplicaData {
+                    high_watermark: log.high_watermark(),
+                    log_start: log.log_start(),
+                    diverging: None,
+                    batches: Vec::new(),
+                };
+                self.send_peer(from, PeerMessage::ReplicaFetchReply { tp: tp.clone(), leader_epoch, result: Ok(data) });
+            }
+            Ok(FetchAnswer::Reply(data)) => {
+                self.send_peer(from, PeerMessage::ReplicaFetchReply { tp: tp.clone(), leader_epoch, result: Ok(data) })
+            }
+            Err(e) => {
+                self.send_peer(from, PeerMessage::ReplicaFetchReply { tp: tp.clone(), leader_epoch, result: Err(e) })
+            }
+        }
+        if hw_moved {
+            self.on_high_watermark(&tp);
+        }
+    }
+
+    /// Re-answers parked fetches of `tp` (new data, or `all` to flush them).
+    fn wake_parked(&mut self, tp: &TopicPartition, expire_only: bool) {
+        let now = self.now;
+        let Some(slot) = self.slots.get_mut(tp) else { return };
+        if slot.parked.is_empty() {
+            return;
+        }
+        let parked = std::mem::take(&mut slot.parked);
+        for (from, f, deadline) in parked {
+            if expire_only && deadline > now {
+                if let Some(s) = self.slots.get_mut(tp) {
+                    s.parked.push((from, f, deadline));
+                }
+                continue;
+            }
+            let d = if deadline <= now { now } else { deadline };
+            self.answer_fetch(from, f, d);
+        }
+    }
+
+    /// Asks the controller for an ISR change if one is due and none is pending.
+    fn maybe_alter_isr(&mut self, tp: &TopicPartition) {
+        let now = self.now;
+        let lag = self.config.replica_lag_time;
+        let Some(broker_epoch) = self.session.epoch else { return };
+        let Some(slot) = self.slots.get_mut(tp) else { return };
+        let Some(isr) = slot.replica.wanted_isr(now, lag) else { return };
+        let (leader_epoch, partition_epoch) = (slot.replica.leader_epoch, slot.replica.partition_epoch);
+        if let Role::Leader(l) = &mut slot.replica.role {
+            l.pending_isr = Some(isr.clone());
+        }
+        let request = ControllerRequest::AlterPartition {
+            tp: tp.clone(),
+            leader: self.id(),
+            broker_epoch,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        };
+        self.call_controller(request, Purpose::AlterPartition(tp.clone()));
+    }
+
+    // ----- replication: follower side -----
+
+    /// Sends a fetch to the leader if this replica follows and may fetch now.
+    pub(super) fn maybe_fetch(&mut self, tp: &TopicPartition) {
+        let now = self.now;
+        let Some(broker_epoch) = self.session.epoch else { return };
+        let me = self.id();
+        let timeout = self.config.replica_fetch_max_wait + self.config.controller_request_timeout;
+        let Some(slot) = self.slots.get_mut(tp) else { return };
+        let Some(leader) = slot.replica.leader_to_follow() else { return };
+        if !matches!(slot.fetch, FetchState::Idle(t) if t <= now) {
+            return;
+        }
+        let log = &slot.replica.log;
+        if log.persisted_end() != log.log_end() {
+            return; // report only what is durable; the Persist completion calls back
+        }
+        let f = ReplicaFetch {
+            tp: tp.clone(),
+            replica: me,
+            broker_epoch,
+            fetch_offset: log.log_end(),
+            last_fetched_epoch: log.last_epoch(),
+            current_leader_epoch: slot.replica.leader_epoch,
+            max_bytes: REPLICA_FETCH_BYTES,
+        };
+        slot.fetch = FetchState::InFlight(now + timeout);
+        self.send_peer(leader, PeerMessage::ReplicaFetch(f));
+    }
+
+    pub(super) fn handle_replica_fetch_reply(
+        &mut self,
+        from: NodeId,
+        tp: TopicPartition,
+        leader_epoch: LeaderEpoch,
+        result: Result<ReplicaData, WireError>,
+    ) {
+        let now = self.now;
+        let Some(slot) = self.slots.get_mut(&tp) else { return };
+        let current = slot.replica.leader_to_follow() == Some(from) && slot.replica.leader_epoch == leader_epoch;
+        if !current || !matches!(slot.fetch, FetchState::InFlight(_)) {
+            return; // a late answer from an old leader or an abandoned fetch
+        }
+        let data = match result {
+            Ok(d) => d,
+            Err(_) => {
+                slot.fetch = FetchState::Idle(now + FETCH_BACKOFF);
+                return;
+            }
+        };
+        slot.leader_hw = data.high_watermark;
+        if let Some((epoch, end)) = data.diverging {
+            let before = slot.replica.log.log_end();
+            match slot.replica.truncate_diverging(epoch, end) {
+                Some(new_end) => {
+                    let removed = before.distance_from(new_end);
+                    slot.fetch = FetchState::AwaitingPersist;
+                    self.stage(
+                        Write::Truncate { tp: tp.clone(), end: new_end },
+                        Some(Effect::Replicated { tp: tp.clone(), end: new_end }),
+                        0,
+                    );
+                    self.event(Event::Truncated { tp, end: new_end, removed });
+                }
+                None => {
+                    slot.fetch = FetchState::Idle(now + FETCH_BACKOFF);
+                }
+            }
+            return;
+        }
+        if data.log_start > slot.replica.log.log_end() {
+            let start = data.log_start;
+            slot.replica.log.reset_to(start);
+            slot.fetch = FetchState::AwaitingPersist;
+            self.stage(Write::ResetLog { tp: tp.clone(), start }, Some(Effect::Replicated { tp, end: start }), 0);
+            return;
+        }
+        let appended: Vec<RecordBatch> =
+            data.batches.iter().filter_map(|b| slot.replica.log.append_replicated(b)).collect();
+        if appended.is_empty() {
+            slot.replica.log.follow_high_watermark(data.high_watermark);
+            slot.fetch = FetchState::Idle(now);
+            self.maybe_fetch(&tp);
+            return;
+        }
+        let end = slot.replica.log.log_end();
+        let bytes = appended.iter().map(RecordBatch::size_bytes).sum();
+        slot.fetch = FetchState::AwaitingPersist;
+        self.stage(Write::Append { tp: tp.clone(), batches: appended }, Some(Effect::Replicated { tp, end }), bytes);
+    }
+
+    // ----- reacting to metadata -----
+
+    /// Brings the local replica of `tp` in line with committed metadata.
+    pub(super) fn sync_partition(&mut self, tp: &TopicPartition) {
+        let me = self.id();
+        let now = self.now;
+        let Some(state) = self.image.partition(tp).cloned() else { return };
+        if !state.replicas.contains(&me) {
+            if let Some(slot) = self.slots.remove(tp) {
+                self.fail_leader_work(tp.clone(), slot);
+            }
+            return;
+        }
+        let min_insync = self.image.topics.get(&tp.topic).map_or(1, |t| usize::from(t.config.min_insync_replicas));
+        if !self.slots.contains_key(tp) {
+            let log = self.orphans.remove(tp).unwrap_or_else(|| PartitionLog::new(tp.clone()));
+            let slot = Slot {
+                replica: Replica::new(log, min_insync),
+                hw_waiters: VecDeque::new(),
+                parked: Vec::new(),
+                fetch: FetchState::Idle(now),
+                leader_hw: Offset(0),
+            };
+            self.slots.insert(tp.clone(), slot);
+        }
+        let slot = self.slots.get_mut(tp).expect("inserted above");
+        let isr_before = slot.replica.isr.clone();
+        let transition = slot.replica.apply_state(me, now, &state);
+        match transition {
+            Transition::BecameLeader => {
+                let unclean = !isr_before.is_empty() && !isr_before.contains(&me);
+                let (leader_epoch, isr) = (state.leader_epoch, state.isr.clone());
+                self.event(Event::BecameLeader { tp: tp.clone(), leader_epoch, isr, unclean });
+            }
+            Transition::BecameFollower | Transition::LostLeadership | Transition::WentOffline => {
+                let slot = self.slots.get_mut(tp).expect("present");
+                slot.fetch = FetchState::Idle(now);
+                let waiters = std::mem::take(&mut slot.hw_waiters);
+                let parked = std::mem::take(&mut slot.parked);
+                self.fail_waiters(tp, waiters, parked);
+            }
+            Transition::Unchanged => {
+                if slot.replica.is_leader() && slot.replica.isr != isr_before {
+                    let shrink = slot.replica.isr.len() < isr_before.len();
+                    let isr = slot.replica.isr.clone();
+                    self.event(Event::IsrChanged { tp: tp.clone(), isr, shrink });
+                }
+            }
+        }
+        self.after_leader_progress(tp);
+        self.maybe_fetch(tp);
+    }
+
+    fn fail_waiters(
+        &mut self,
+        tp: &TopicPartition,
+        waiters: VecDeque<(Offset, Instant, PendingReply)>,
+        parked: Vec<(NodeId, ReplicaFetch, Instant)>,
+    ) {
+        for (_, _, r) in waiters {
+            let e = WireError::new(
+                ErrorCode::LeadershipLost,
+                format!("leadership of {tp} moved before the batch committed; it may or may not be committed"),
+            );
+            self.reply(r.to, r.correlation, Err(e));
+        }
+        for (from, f, _) in parked {
+            let e = self.not_leader(tp);
+            let msg =
+                PeerMessage::ReplicaFetchReply { tp: tp.clone(), leader_epoch: f.current_leader_epoch, result: Err(e) };
+            self.send_peer(from, msg);
+        }
+    }
+
+    fn fail_leader_work(&mut self, tp: TopicPartition, slot: Slot) {
+        self.fail_waiters(&tp, slot.hw_waiters, slot.parked);
+    }
+
+    /// A topic was deleted: drop its replicas and their logs.
+    pub(super) fn drop_topic(&mut self, topic: &str) {
+        let tps: Vec<TopicPartition> = self.slots.keys().filter(|tp| tp.topic == topic).cloned().collect();
+        for tp in tps {
+            if let Some(slot) = self.slots.remove(&tp) {
+                for (_, _, r) in slot.hw_waiters {
+                    let e = WireError::new(
+                        ErrorCode::TopicDeleted,
+                        format!("topic {topic} was deleted before the batch committed"),
+                    );
+                    self.reply(r.to, r.correlation, Err(e));
+                }
+            }
+        }
+        self.orphans.retain(|tp, _| tp.topic != topic);
+        self.stage(Write::DeleteTopic { topic: topic.to_string() }, None, 0);
+        self.event(Event::TopicDeleted { topic: topic.to_string() });
+    }
+
+    // ----- timers -----
+
+    pub(super) fn partitions_tick(&mut self) {
+        let now = self.now;
+        let tps: Vec<TopicPartition> = self.slots.keys().cloned().collect();
+        for tp in &tps {
+            let Some(slot) = self.slots.get_mut(tp) else { continue };
+            // Produce waiters past their deadline: the outcome is unknown.
+            let mut late = Vec::new();
+            slot.hw_waiters.retain(|(_, d, r)| {
+                let keep = *d > now;
+                if !keep {
+                    late.push(r.clone());
+                }
+                keep
+            });
+            if let FetchState::InFlight(d) = slot.fetch {
+                if d <= now {
+                    slot.fetch = FetchState::Idle(now);
+                }
+            }
+            for r in late {
+                let e = WireError::new(
+                    ErrorCode::Timeout,
+                    format!("{tp} did not commit the batch in time; it may still commit"),
+                );
+                self.reply(r.to, r.correlation, Err(e));
+            }
+            self.wake_parked(tp, true);
+            self.maybe_fetch(tp);
+        }
+        if now >= self.next_isr_check {
+            self.next_isr_check = now + self.isr_check_interval();
+            for tp in &tps {
+                self.maybe_alter_isr(tp);
+            }
+        }
+    }
+
+    fn isr_check_interval(&self) -> Duration {
+        Duration::from_nanos((self.config.replica_lag_time.as_nanos() / 4).max(1))
+    }
+
+    pub(super) fn partitions_timeout(&self) -> Option<Instant> {
+        let mut t = Instant::MAX;
+        let mut any_leader = false;
+        for s in self.slots.values() {
+            any_leader |= s.replica.is_leader();
+            if let Some((_, d, _)) = s.hw_waiters.front() {
+                t = t.min(*d);
+            }
+            for (_, _, d) in &s.parked {
+                t = t.min(*d);
+            }
+            match s.fetch {
+                FetchState::InFlight(d) => t = t.min(d),
+                FetchState::Idle(d)
+                    if s.replica.leader_to_follow().is_some()
+                        && self.session.epoch.is_some()
+                        && s.replica.log.persisted_end() == s.replica.log.log_end() =>
+                {
+                    t = t.min(d)
+                }
+                _ => {}
+            }
+        }
+        if any_leader {
+            t = t.min(self.next_isr_check);
+        }
+        (t != Instant::MAX).then_some(t)
+    }
+}

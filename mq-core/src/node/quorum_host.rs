@@ -1,0 +1,228 @@
+//! The node as a host of the metadata quorum: running Raft's outputs through the
+//! persist pipeline, applying committed metadata, acting as the active controller,
+//! and serving committed metadata to brokers that are not voters.
+
+use super::{Effect, Node};
+use crate::contract::Event;
+use crate::controller::metadata::MetadataRecord;
+use crate::controller::raft::{Entry, LogIndex, RaftOutput, RaftRole};
+use crate::controller::{ControllerConfig, ControllerRequest, QuorumController};
+use crate::ids::{CorrelationId, NodeId};
+use crate::storage::Write;
+use crate::wire::{ControllerReply, ErrorCode, PeerMessage, WireError};
+
+/// Most metadata entries in one `MetadataEntries` reply.
+const MAX_METADATA_ENTRIES: usize = 512;
+
+/// A controller reply to send once `index` commits.
+#[derive(Clone, Debug)]
+pub(super) struct ControllerWaiter {
+    index: LogIndex,
+    to: NodeId,
+    correlation: CorrelationId,
+    reply: ControllerReply,
+}
+
+impl Node {
+    /// Moves Raft's outputs into the pipeline. Returns true if there were any.
+    pub(super) fn drain_raft(&mut self) -> bool {
+        let outs: Vec<RaftOutput> = self.raft.drain_outputs().collect();
+        if outs.is_empty() {
+            return false;
+        }
+        let mut wrote = false;
+        for o in outs {
+            match o {
+                RaftOutput::Write(w) => {
+                    wrote = true;
+                    self.stage(Write::Raft(w), None, 0);
+                }
+                RaftOutput::Send { to, msg, after_persist: false } => self.send_peer(to, PeerMessage::Raft(msg)),
+                RaftOutput::Send { to, msg, after_persist: true } => {
+                    self.send_after_persist(to, PeerMessage::Raft(msg))
+                }
+            }
+        }
+        if wrote {
+            let marker = self.raft.durability_marker();
+            self.staged.effects.push(Effect::RaftDurable(marker));
+        }
+        true
+    }
+
+    /// Applies metadata the local Raft log has committed (voters). Returns true if
+    /// anything was applied.
+    pub(super) fn apply_committed(&mut self) -> bool {
+        if !self.raft.is_voter() {
+            return false;
+        }
+        let entries: Vec<Entry> = self.raft.committed_after(self.image.applied).to_vec();
+        for e in &entries {
+            self.apply_record(e.index, &e.record);
+        }
+        let commit = self.raft.commit_index();
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.controller_waiters).into_iter().partition(|w| w.index <= commit);
+        self.controller_waiters = waiting;
+        for w in ready {
+            self.send_peer(w.to, PeerMessage::ControllerReply { correlation: w.correlation, result: Ok(w.reply) });
+        }
+        !entries.is_empty()
+    }
+
+    /// Applies one committed record to the image and to this broker.
+    pub(super) fn apply_record(&mut self, index: LogIndex, record: &MetadataRecord) {
+        self.image.apply(index, record);
+        let me = self.id();
+        match record {
+            MetadataRecord::LeaderChange { leader } => self.session.known_controller = Some(*leader),
+            MetadataRecord::PartitionChange { tp, .. } => self.sync_partition(tp),
+            MetadataRecord::DeleteTopic { topic } => self.drop_topic(topic),
+            MetadataRecord::FenceBroker { broker, broker_epoch }
+                if *broker == me && self.session.epoch == Some(*broker_epoch) =>
+            {
+                self.session.fenced = true;
+            }
+            MetadataRecord::UnfenceBroker { broker, broker_epoch }
+                if *broker == me && self.session.epoch == Some(*broker_epoch) =>
+            {
+                self.session.fenced = false;
+            }
+            _ => {}
+        }
+        self.complete_admin_waiters();
+    }
+
+    /// Starts or stops acting as the controller. Active = Raft leader with an
+    /// entry of its own term committed (so the image holds every earlier term).
+    pub(super) fn update_controller_role(&mut self) -> bool {
+        let should = self.raft.role() == RaftRole::Leader && self.raft.current_term_committed();
+        match (&self.controller, should) {
+            (None, true) => {
+                let cc =
+                    ControllerConfig { session_timeout: self.config.session_timeout, ..ControllerConfig::default() };
+                self.controller = Some(QuorumController::activate(cc, &self.image, self.now));
+                let term = self.raft.term();
+                self.event(Event::ControllerLeader { term });
+                true
+            }
+            (Some(_), false) if self.raft.role() != RaftRole::Leader => {
+                self.controller = None;
+                for w in std::mem::take(&mut self.controller_waiters) {
+                    let err = WireError::new(ErrorCode::NotLeader, "the controller lost its leadership; retry");
+                    self.send_peer(w.to, PeerMessage::ControllerReply { correlation: w.correlation, result: Err(err) });
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(super) fn handle_controller_request(
+        &mut self,
+        from: NodeId,
+        correlation: CorrelationId,
+        request: ControllerRequest,
+    ) {
+        let now = self.now;
+        let Some(ctl) = self.controller.as_mut() else {
+            let hint = self.raft.leader().map_or("unknown".to_string(), |l| format!("broker {l}"));
+            let err = WireError::new(
+                ErrorCode::NotLeader,
+                format!("broker {} is not the active controller; it is {hint}", self.id()),
+            );
+            self.send_peer(from, PeerMessage::ControllerReply { correlation, result: Err(err) });
+            return;
+        };
+        let records = match ctl.handle(now, request.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                self.send_peer(from, PeerMessage::ControllerReply { correlation, result: Err(e) });
+                return;
+            }
+        };
+        let mut last = self.raft.commit_index();
+        let mut reply = ControllerReply::Done { index: 0 };
+        for r in records {
+            match self.raft.propose(now, r.clone()) {
+                Ok(index) => {
+                    last = index;
+                    if let Some(ctl) = self.controller.as_mut() {
+                        ctl.proposed(index, &r);
+                    }
+                    match r {
+                        MetadataRecord::RegisterBroker { broker_epoch, .. } => {
+                            reply = ControllerReply::Registered { broker_epoch, index }
+                        }
+                        MetadataRecord::AllocateProducerIds { first, count } => {
+                            reply = ControllerReply::ProducerIds { first, count }
+                        }
+                        _ => {}
+                    }
+                }
+                Err(_) => {
+                    let err = WireError::new(ErrorCode::NotLeader, "the controller lost its leadership; retry");
+                    self.send_peer(from, PeerMessage::ControllerReply { correlation, result: Err(err) });
+                    return;
+                }
+            }
+        }
+        let reply = match (reply, request) {
+            (ControllerReply::Done { .. }, ControllerRequest::Heartbeat { broker, .. }) => {
+                let fenced = self.controller.as_ref().is_none_or(|c| !c.image().is_live(broker));
+                ControllerReply::Heartbeat { fenced }
+            }
+            (ControllerReply::Done { .. }, _) => ControllerReply::Done { index: last },
+            (other, _) => other,
+        };
+        if last <= self.raft.commit_index() {
+            self.send_peer(from, PeerMessage::ControllerReply { correlation, result: Ok(reply) });
+        } else {
+            self.controller_waiters.push(ControllerWaiter { index: last, to: from, correlation, reply });
+        }
+    }
+
+    /// Fences brokers whose sessions expired.
+    pub(super) fn controller_tick(&mut self) {
+        let now = self.now;
+        let Some(ctl) = self.controller.as_mut() else { return };
+        if ctl.poll_timeout().is_none_or(|t| t > now) {
+            return;
+        }
+        let records = ctl.tick(now);
+        for r in records {
+            match self.raft.propose(now, r.clone()) {
+                Ok(index) => {
+                    if let Some(ctl) = self.controller.as_mut() {
+                        ctl.proposed(index, &r);
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// A broker asks this voter for committed metadata.
+    pub(super) fn serve_metadata(&mut self, from: NodeId, after: LogIndex) {
+        let entries: Vec<Entry> = self.raft.committed_after(after).iter().take(MAX_METADATA_ENTRIES).cloned().collect();
+        let msg =
+            PeerMessage::MetadataEntries { entries, commit: self.raft.commit_index(), leader: self.raft.leader() };
+        self.send_peer(from, msg);
+    }
+
+    /// Applies committed metadata fetched from a voter (non-voters).
+    pub(super) fn apply_fetched_metadata(&mut self, entries: Vec<Entry>, commit: LogIndex, leader: Option<NodeId>) {
+        self.session.metadata_fetch_inflight = false;
+        if self.raft.is_voter() {
+            return;
+        }
+        if leader.is_some() {
+            self.session.known_controller = leader;
+        }
+        for e in entries {
+            if e.index == self.image.applied + 1 && e.index <= commit {
+                self.apply_record(e.index, &e.record);
+            }
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! Partition replication (DESIGN.md section 5; docs/replication.md): the state of one
+//! partition replica on one broker, as leader or follower, and the rules of
+//! Kafka's KRaft-era protocol that decide its high watermark, its ISR requests and
+//! its divergence truncation. This module decides; the node sends and persists.
+//!
+//! - The leader's LEO is its persisted end; a follower's LEO is the `fetch_offset`
+//!   of its latest fetch, which it only sends once everything before it is
+//!   persisted.
+//! - HW (leader) = min LEO over the *maximal* ISR (the ISR plus members being added
+//!   or not yet removed), never decreasing, and frozen while |ISR| < min ISR.
+//! - A follower is caught up if its LEO reached the leader's LEO within
+//!   `replica_lag_time` (Kafka's `lastCaughtUpTime` rule); it joins the ISR once its
+//!   LEO is at least the HW and the start of the leader's epoch.
+//! - Divergence (KIP-279/KIP-320): a fetch whose last fetched epoch ends earlier on
+//!   the leader (or does not exist there) gets the leader's `(epoch, end offset)`;
+//!   the follower truncates to the lesser of that and its own end of that epoch.
+//!   Nothing ever truncates to the HW (the KIP-101 bug).
+
+use crate::controller::PartitionImage;
+use crate::ids::{LeaderEpoch, NodeId, Offset};
+use crate::log::PartitionLog;
+use crate::time::{Duration, Instant};
+use crate::wire::{ErrorCode, ReplicaData, ReplicaFetch, WireError};
+use std::collections::BTreeMap;
+
+/// What the leader knows of one follower.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FollowerProgress {
+    /// The follower's LEO as its last fetch reported it.
+    pub leo: Offset,
+    /// When its LEO last reached the leader's LEO (Kafka's `lastCaughtUpTime`).
+    pub last_caught_up: Instant,
+    /// When it last fetched.
+    pub last_fetch: Instant,
+    /// The leader's LEO at that fetch.
+    pub leader_leo_at_last_fetch: Offset,
+}
+
+/// Leader-only state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderState {
+    /// The leader's LEO when it became leader: the start of its epoch.
+    pub epoch_start: Offset,
+    /// Every other replica.
+    pub followers: BTreeMap<NodeId, FollowerProgress>,
+    /// An ISR change asked of the controller and not yet answered or applied.
+    pub pending_isr: Option<Vec<NodeId>>,
+}
+
+/// The replica's role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Leads the partition.
+    Leader(LeaderState),
+    /// Follows `leader`.
+    Follower {
+        /// The leader.
+        leader: NodeId,
+    },
+    /// No leader, or this broker is not a replica.
+    Offline,
+}
+
+/// What a change of partition state did to this replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// Nothing that matters locally.
+    Unchanged,
+    /// This broker now leads.
+    BecameLeader,
+    /// This broker now follows a (new) leader.
+    BecameFollower,
+    /// This broker led and no longer does.
+    LostLeadership,
+    /// No leader (or no longer a replica).
+    WentOffline,
+}
+
+/// The leader's answer to a fetch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FetchAnswer {
+    /// Send this now.
+    Reply(ReplicaData),
+    /// Nothing new: hold the fetch until data, an HW change, or its deadline.
+    Park,
+}
+
+/// One partition replica on this broker.
+#[derive(Clone, Debug)]
+pub struct Replica {
+    /// The log.
+    pub log: PartitionLog,
+    /// All replicas, preferred leader first.
+    pub replicas: Vec<NodeId>,
+    /// The ISR as committed in metadata.
+    pub isr: Vec<NodeId>,
+    /// The leader epoch as committed in metadata.
+    pub leader_epoch: LeaderEpoch,
+    /// The partition epoch as committed in metadata.
+    pub partition_epoch: u32,
+    /// Leader, follower or offline.
+    pub role: Role,
+    /// `min_insync_replicas` of the topic.
+    pub min_insync: usize,
+}
+
+impl Replica {
+    /// An offline replica around `log`.
+    pub fn new(log: PartitionLog, min_insync: usize) -> Self {
+        Replica {
+            log,
+            replicas: Vec::new(),
+            isr: Vec::new(),
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: 0,
+            role: Role::Offline,
+            min_insync,
+        }
+    }
+
+    /// Whether this replica leads.
+    pub fn is_leader(&self) -> bool {
+        matches!(self.role, Role::Leader(_))
+    }
+
+    /// The leader this replica follows, if it follows.
+    pub fn leader_to_follow(&self) -> Option<NodeId> {
+        match self.role {
+            Role::Follower { leader } => Some(leader),
+            _ => None,
+        }
+    }
+
+    /// Applies committed partition state. A leader epoch older than the one held is
+    /// ignored (metadata never goes back; this guards replays).
+    pub fn apply_state(&mut self, me: NodeId, now: Instant, state: &PartitionImage) -> Transition {
+        if state.leader_epoch < self.leader_epoch
+            || (state.leader_epoch == self.leader_epoch && state.partition_epoch < self.partition_epoch)
+        {
+            return Transition::Unchanged;
+        }
+        let epoch_changed = state.leader_epoch != self.leader_epoch;
+        let was_leader = self.is_leader();
+        self.replicas = state.replicas.clone();
+        self.isr = state.isr.clone();
+        self.partition_epoch = state.partition_epoch;
+        self.leader_epoch = state.leader_epoch;
+        if let Role::Leader(l) = &mut self.role {
+            if !epoch_changed {
+                // An ISR change committed: whatever was pending is settled.
+                l.pending_isr = None;
+                return Transition::Unchanged;
+            }
+        }
+        if !epoch_changed && !matches!(self.role, Role::Offline) {
+            return Transition::Unchanged;
+        }
+        match state.leader {
+            Some(l) if l == me && self.replicas.contains(&me) => {
+                let leo = self.log.persisted_end();
+                let followers = self
+                    .replicas
+                    .iter()
+                    .filter(|r| **r != me)
+                    .map(|r| {
+                        let p = FollowerProgress {
+                            leo: Offset(0),
+                            last_caught_up: now,
+                            last_fetch: now,
+                            leader_leo_at_last_fetch: leo,
+                        };
+                        (*r, p)
+                    })
+                    .collect();
+                // The new epoch's records start after everything already appended.
+                let epoch_start = self.log.log_end();
+                self.role = Role::Leader(LeaderState { epoch_start, followers, pending_isr: None });
+                Transition::BecameLeader
+            }
+            Some(l) if self.replicas.contains(&me) => {
+                self.role = Role::Follower { leader: l };
+                if was_leader {
+                    Transition::LostLeadership
+                } else {
+                    Transition::BecameFollower
+                }
+            }
+            _ => {
+                self.role = Role::Offline;
+                if was_leader {
+                    Transition::LostLeadership
+                } else {
+                    Transition::WentOffline
+                }
+            }
+        }
+    }
+
+    /// The ISR for HW purposes: the committed ISR plus members a pending change
+    /// adds (removals count only once committed).
+    pub fn maximal_isr(&self) -> Vec<NodeId> {
+        let mut isr = self.isr.clone();
+        if let Role::Leader(LeaderState { pending_isr: Some(p), .. }) = &self.role {
+            for r in p {
+                if !isr.contains(r) {
+                    isr.push(*r);
+                }
+            }
+        }
+        isr
+    }
+
+    /// Leader: moves the HW to the least LEO over the maximal ISR when the ISR is
+    /// at least `min_insync`. Returns true if it moved.
+    pub fn update_high_watermark(&mut self, me: NodeId) -> bool {
+        let Role::Leader(l) = &self.role else { return false };
+        if self.isr.len() < self.min_insync {
+            return false;
+        }
+        let mut hw = self.log.persisted_end();
+        for r in self.maximal_isr() {
+            if r == me {
+                continue;
+            }
+            match l.followers.get(&r) {
+                Some(p) => hw = hw.min(p.leo),
+                None => return false,
+            }
+        }
+        self.log.advance_high_watermark(hw)
+    }
+
+    /// Leader: answers a follower's fetch, updating what it knows of it.
+    pub fn handle_fetch(
+        &mut self,
+        me: NodeId,
+        now: Instant,
+        req: &ReplicaFetch,
+        max_bytes: usize,
+    ) -> Result<FetchAnswer, WireError> {
+        let tp = self.log.tp().clone();
+        let Role::Leader(l) = &mut self.role else {
+            return Err(WireError::new(ErrorCode::NotLeader, format!("this broker does not lead {tp}")));
+        };
+        if req.current_leader_epoch < self.leader_epoch {
+            return Err(WireError::new(
+                ErrorCode::FencedEpoch,
+                format!("leader epoch {} of {tp} is stale; current is {}", req.current_leader_epoch, self.leader_epoch),
+            ));
+        }
+        if req.current_leader_epoch > self.leader_epoch {
+            return Err(WireError::new(
+                ErrorCode::UnknownEpoch,
+                format!(
+                    "leader epoch {} of {tp} is newer than this leader's {}",
+                    req.current_leader_epoch, self.leader_epoch
+                ),
+            ));
+        }
+        let Some(progress) = l.followers.get_mut(&req.replica) else {
+            return Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                format!("broker {} is not a replica of {tp}", req.replica),
+            ));
+        };
+        let log = &self.log;
+        // Divergence first: the follower's last epoch must end at or after its
+        // fetch offset here, in the same epoch.
+        if let Some(epoch) = req.last_fetched_epoch {
+            let ours = log.end_offset_for_epoch(epoch);
+            let diverging = match ours {
+                Some((e, end)) => (e != epoch || end < req.fetch_offset).then_some((e, end)),
+                None => Some((epoch, log.log_start())),
+            };
+            if let Some(d) = diverging {
+                return Ok(FetchAnswer::Reply(ReplicaData {
+                    high_watermark: log.high_watermark(),
+                    log_start: log.log_start(),
+                    diverging: Some(d),
+                    batches: Vec::new(),
+                }));
+            }
+        }
+        if req.fetch_offset < log.log_start() {
+            // Retention removed what the follower needs: it restarts at our start.
+            return Ok(FetchAnswer::Reply(ReplicaData {
+                high_watermark: log.high_watermark(),
+                log_start: log.log_start(),
+                diverging: None,
+                batches: Vec::new(),
+            }));
+        }
+        if req.fetch_offset > log.persisted_end() {
+            return Err(WireError::new(
+                ErrorCode::OffsetOutOfRange,
+                format!(
+                    "fetch offset {} is outside {tp}, which holds {}..{}",
+                    req.fetch_offset,
+                    log.log_start(),
+                    log.persisted_end()
+                ),
+            ));
+        }
+        // Kafka's lastCaughtUpTime rule.
+        let leader_leo = log.persisted_end();
+        if req.fetch_offset >= leader_leo {
+            progress.last_caught_up = now;
+        } else if req.fetch_offset >= progress.leader_leo_at_last_fetch {
+            progress.last_caught_up = progress.last_caught_up.max(progress.last_fetch);
+        }
+        progress.last_fetch = now;
+        progress.leader_leo_at_last_fetch = leader_leo;
+        progress.leo = req.fetch_offset;
+        self.update_high_watermark(me);
+        let log = &self.log;
+        let batches = log.read_range(req.fetch_offset, log.persisted_end(), max_bytes);
+        if batches.is_empty() && req.fetch_offset >= log.persisted_end() {
+            return Ok(FetchAnswer::Park);
+        }
+        Ok(FetchAnswer::Reply(ReplicaData {
+            high_watermark: log.high_watermark(),
+            log_start: log.log_start(),
+            diverging: None,
+            batches,
+        }))
+    }
+
+    /// Leader: the ISR to ask the controller for, if it should change and no change
+    /// is pending: shrink out followers not caught up within `lag`, expand with
+    /// followers whose LEO reached the HW and the epoch start.
+    pub fn wanted_isr(&self, now: Instant, lag: Duration) -> Option<Vec<NodeId>> {
+        let Role::Leader(l) = &self.role else { return None };
+        if l.pending_isr.is_some() {
+            return None;
+        }
+        let hw = self.log.high_watermark();
+        let mut isr: Vec<NodeId> = Vec::new();
+        for r in &self.replicas {
+            let keep = match l.followers.get(r) {
+                None => true, // the leader itself
+                Some(p) if self.isr.contains(r) => now.saturating_since(p.last_caught_up) < lag,
+                Some(p) => p.leo >= hw && p.leo >= l.epoch_start && now.saturating_since(p.last_caught_up) < lag,
+            };
+            if keep {
+                isr.push(*r);
+            }
+        }
+        let mut current = self.isr.clone();
+        current.sort_by_key(|r| self.replicas.iter().position(|x| x == r));
+        (isr != current).then_some(isr)
+    }
+
+    /// Follower: truncates per a divergence answer. Returns the new end if the log
+    /// was cut.
+    pub fn truncate_diverging(&mut self, epoch: LeaderEpoch, leader_end: Offset) -> Option<Offset> {
+        let own_end = match self.log.end_offset_for_epoch(epoch) {
+            Some((e, end)) if e == epoch => end,
+            // We have no records of that epoch: our largest earlier epoch ends where
+            // our records of later epochs begin.
+            Some((_, end)) => end,
+            None => self.log.log_start(),
+        };
+        let to = leader_end.min(own_end);
+        self.log.truncate_to(to).then_some(self.log.log_end())
+    }
+}
+
+impl PartitionLog {
+    /// Batches from `from` up to `upper`, trimmed to both, about `max_bytes` (at least
+    /// one batch when any is available).
+    pub fn read_range(&self, from: Offset, upper: Offset, max_bytes: usize) -> Vec<crate::wire::RecordBatch> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for b in self.batches_from(from) {
+            if b.base_offset >= upper {
+                break;
+            }
+            let mut view = if b.base_offset < from { b.slice_from(from) } else { b.clone() };
+            if view.end_offset() > upper {
+                view = view.slice_until(upper);
+            }
+            let size = view.size_bytes();
+            if !out.is_empty() && bytes + size > max_bytes {
+                break;
+            }
+            bytes += size;
+            out.push(view);
+        }
+        out
+    }
+}

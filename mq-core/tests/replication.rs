@@ -1,0 +1,247 @@
+//! Replicated partitions on a three-broker cluster (DESIGN.md sections 4 and 5):
+//! the controller quorum elects leaders, followers pull, `acks=all` waits for the
+//! ISR, consumers read below the HW, failover keeps what was acknowledged, and a
+//! returning replica truncates only what diverged (KIP-101, KIP-279).
+
+mod support;
+
+use bytes::Bytes;
+use mq_core::harness::Harness;
+use mq_core::wire::{Acks, ErrorCode, Record, RecordBatch, RequestBody, ResponseBody, TopicConfig};
+use mq_core::{CorrelationId, Duration, Event, LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
+use support::{err, ok, response, CLIENT};
+
+fn cluster(seed: u64) -> Harness {
+    let mut h = Harness::new(3, seed, |c| c);
+    h.wait_ready();
+    h
+}
+
+fn tp() -> TopicPartition {
+    TopicPartition::new("t", 0)
+}
+
+/// The running node that leads `t/0` with the highest epoch.
+fn leader(h: &Harness) -> u32 {
+    h.running()
+        .into_iter()
+        .filter(|id| h.node(*id).replica(&tp()).is_some_and(|r| r.is_leader()))
+        .max_by_key(|id| h.node(*id).replica(&tp()).map(|r| r.leader_epoch))
+        .expect("a leader for t/0")
+}
+
+fn create(h: &mut Harness, rf: u16, min_isr: u16) {
+    let config = TopicConfig { replication_factor: rf, min_insync_replicas: min_isr, ..TopicConfig::new("t", 1) };
+    let c = h.request(CLIENT, 1, RequestBody::CreateTopic(config));
+    // Broker 1 answers once it has applied the records, which may take a Raft
+    // heartbeat when another broker is the controller.
+    h.advance(Duration::from_millis(500));
+    assert_eq!(ok(h, c), ResponseBody::TopicCreated);
+}
+
+fn send(h: &mut Harness, to: u32, acks: Acks, vals: &[&str]) -> CorrelationId {
+    let batch =
+        RecordBatch::new(vals.iter().map(|v| Record::from_value(Bytes::copy_from_slice(v.as_bytes()))).collect());
+    h.request(CLIENT, to, RequestBody::Produce { topic: "t".into(), partition: PartitionId(0), acks, batch })
+}
+
+/// Produces with acks=all to the current leader and returns the base offset.
+fn produce_all(h: &mut Harness, vals: &[&str]) -> Offset {
+    let l = leader(h);
+    let c = send(h, l, Acks::All, vals);
+    h.advance(Duration::from_millis(200));
+    match ok(h, c) {
+        ResponseBody::Produced { base_offset, .. } => base_offset,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn read_all(h: &mut Harness, node: u32) -> Vec<String> {
+    let c = h.request(
+        CLIENT,
+        node,
+        RequestBody::Fetch { topic: "t".into(), partition: PartitionId(0), offset: Offset(0), max_bytes: u32::MAX },
+    );
+    match ok(h, c) {
+        ResponseBody::Fetched { batches, .. } => batches
+            .iter()
+            .flat_map(|b| b.records.iter().map(|r| String::from_utf8_lossy(&r.value).into_owned()).collect::<Vec<_>>())
+            .collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn log_values(h: &Harness, node: u32) -> Vec<String> {
+    h.node(node)
+        .log(&tp())
+        .map(|l| {
+            l.batches().flat_map(|b| b.records.iter().map(|r| String::from_utf8_lossy(&r.value).into_owned())).collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn three_brokers_elect_one_controller_and_all_register() {
+    let h = cluster(1);
+    let active: Vec<u32> = h.running().into_iter().filter(|id| h.node(*id).is_active_controller()).collect();
+    assert_eq!(active.len(), 1);
+    for id in 1..=3 {
+        assert!(h.node(id).is_ready());
+        assert_eq!(h.node(id).metadata().brokers.len(), 3);
+    }
+}
+
+#[test]
+fn acks_all_is_answered_once_every_in_sync_replica_has_the_batch() {
+    let mut h = cluster(2);
+    create(&mut h, 3, 2);
+    let off = produce_all(&mut h, &["a", "b"]);
+    assert_eq!(off, Offset(0));
+    for id in 1..=3 {
+        assert_eq!(log_values(&h, id), vec!["a", "b"], "node {id}");
+        assert!(h.node(id).log(&tp()).unwrap().persisted_end() >= Offset(2));
+    }
+}
+
+#[test]
+fn followers_serve_no_client_reads_and_the_leader_names_itself() {
+    let mut h = cluster(3);
+    create(&mut h, 3, 1);
+    produce_all(&mut h, &["x"]);
+    let l = leader(&h);
+    let follower = (1..=3).find(|id| *id != l).unwrap();
+    let c = h.request(
+        CLIENT,
+        follower,
+        RequestBody::Fetch { topic: "t".into(), partition: PartitionId(0), offset: Offset(0), max_bytes: 1024 },
+    );
+    let (code, msg) = err(&mut h, c);
+    assert_eq!(code, ErrorCode::NotLeader);
+    assert!(msg.contains(&format!("leader is broker {l}")), "{msg}");
+}
+
+#[test]
+fn failover_keeps_acked_records() {
+    let mut h = cluster(4);
+    create(&mut h, 3, 2);
+    for i in 0..10 {
+        produce_all(&mut h, &[&format!("v{i}")]);
+    }
+    let old = leader(&h);
+    h.crash(old);
+    h.advance(Duration::from_secs(10));
+    let new = leader(&h);
+    assert_ne!(new, old);
+    let expected: Vec<String> = (0..10).map(|i| format!("v{i}")).collect();
+    assert_eq!(read_all(&mut h, new), expected);
+    let e = h.node(new).replica(&tp()).unwrap().leader_epoch;
+    assert!(e > LeaderEpoch(1), "the leader epoch moved on: {e}");
+    // The cluster keeps taking writes with one broker down (min ISR 2 of 3).
+    assert_eq!(produce_all(&mut h, &["after"]), Offset(10));
+}
+
+#[test]
+fn a_stopped_follower_leaves_the_isr_and_rejoins_once_caught_up() {
+    let mut h = cluster(5);
+    create(&mut h, 3, 1);
+    produce_all(&mut h, &["a"]);
+    let l = leader(&h);
+    let f = (1..=3).find(|id| *id != l).unwrap();
+    h.crash(f);
+    h.advance(Duration::from_secs(10));
+    let isr = h.node(l).replica(&tp()).unwrap().isr.clone();
+    assert!(!isr.contains(&NodeId(f)), "{isr:?}");
+    assert!(h.events().iter().any(|(_, _, e)| matches!(e, Event::IsrChanged { shrink: true, .. })));
+    produce_all(&mut h, &["while-away"]);
+    h.restart(f);
+    h.advance(Duration::from_secs(10));
+    let l = leader(&h);
+    let isr = h.node(l).replica(&tp()).unwrap().isr.clone();
+    assert!(isr.contains(&NodeId(f)), "rejoined: {isr:?}");
+    assert_eq!(log_values(&h, f), vec!["a", "while-away"]);
+}
+
+#[test]
+fn acks_all_is_refused_before_appending_when_the_isr_is_below_min_isr() {
+    let mut h = cluster(6);
+    create(&mut h, 3, 3);
+    produce_all(&mut h, &["a"]);
+    let l = leader(&h);
+    let f = (1..=3).find(|id| *id != l).unwrap();
+    h.crash(f);
+    h.advance(Duration::from_secs(10));
+    let l = leader(&h);
+    let end_before = h.node(l).log(&tp()).unwrap().log_end();
+    let c = send(&mut h, l, Acks::All, &["refused"]);
+    let (code, msg) = err(&mut h, c);
+    assert_eq!(code, ErrorCode::NotEnoughReplicas);
+    assert!(msg.contains("min_insync_replicas"), "{msg}");
+    assert_eq!(h.node(l).log(&tp()).unwrap().log_end(), end_before, "nothing was appended");
+    // acks=1 still works, but its record is not exposed while the ISR is short.
+    let c = send(&mut h, l, Acks::Leader, &["one"]);
+    h.advance(Duration::from_millis(100));
+    assert!(matches!(ok(&mut h, c), ResponseBody::Produced { .. }));
+    assert_eq!(read_all(&mut h, l), vec!["a"], "HW frozen below min ISR");
+}
+
+#[test]
+fn consumers_never_read_above_the_high_watermark() {
+    let mut h = cluster(7);
+    create(&mut h, 3, 2);
+    produce_all(&mut h, &["committed"]);
+    let l = leader(&h);
+    // Followers stop fetching: the leader appends, but the HW cannot pass it.
+    for f in (1..=3).filter(|id| *id != l) {
+        h.cut(l, f);
+    }
+    let c = send(&mut h, l, Acks::All, &["pending"]);
+    h.advance(Duration::from_millis(300));
+    assert!(h.take_response(CLIENT, c).is_none());
+    assert_eq!(h.node(l).log(&tp()).unwrap().log_end(), Offset(2));
+    assert_eq!(read_all(&mut h, l), vec!["committed"]);
+}
+
+/// KIP-101 / KIP-279: a leader's tail that no follower got is truncated when that
+/// broker returns as a follower of a newer epoch, to the point where its epoch
+/// diverges, not to its (stale) high watermark.
+#[test]
+fn a_returning_leader_truncates_its_diverging_tail_not_to_its_hw() {
+    let mut h = cluster(8);
+    create(&mut h, 3, 1);
+    produce_all(&mut h, &["a", "b"]);
+    let old = leader(&h);
+    let others: Vec<u32> = (1..=3).filter(|id| *id != old).collect();
+    // The old leader takes an acks=1 write that nobody replicates...
+    for f in &others {
+        h.cut(old, *f);
+    }
+    let c = send(&mut h, old, Acks::Leader, &["lost"]);
+    h.advance(Duration::from_millis(50));
+    assert!(matches!(ok(&mut h, c), ResponseBody::Produced { base_offset: Offset(2), .. }));
+    // ...then dies; the others elect a new leader that writes in the new epoch.
+    h.crash(old);
+    h.heal();
+    h.advance(Duration::from_secs(10));
+    let new = leader(&h);
+    produce_all(&mut h, &["c", "d"]);
+    h.restart(old);
+    h.advance(Duration::from_secs(10));
+    assert_eq!(log_values(&h, old), vec!["a", "b", "c", "d"], "diverging record truncated, new ones fetched");
+    assert!(h
+        .events()
+        .iter()
+        .any(|(_, n, e)| *n == NodeId(old) && matches!(e, Event::Truncated { end: Offset(2), removed: 1, .. })));
+    assert_eq!(log_values(&h, new), vec!["a", "b", "c", "d"]);
+}
+
+#[test]
+fn a_restarted_broker_registers_with_a_new_epoch() {
+    let mut h = cluster(9);
+    let before = h.node(2).metadata().brokers[&NodeId(3)].epoch;
+    h.crash(3);
+    h.restart(3);
+    h.wait_ready();
+    let after = h.node(2).metadata().brokers[&NodeId(3)].epoch;
+    assert!(after > before);
+    let _ = response; // used by other test files through `support`
+}
