@@ -450,3 +450,77 @@ fn route_replies(buf: &mut Vec<u8>, pending: &mut Pending, max_frame_bytes: usiz
         }
     }
 }
+
+/// Builds a [`Producer`]: `client.producer("orders").acks(Acks::All).build().await?`.
+#[derive(Clone, Debug)]
+pub struct ProducerBuilder {
+    client: Client,
+    topic: String,
+    acks: Acks,
+}
+
+impl ProducerBuilder {
+    /// When a send counts as done (default `Acks::All`; `Acks::None` is refused, use
+    /// [`Client::send_one_way`]).
+    pub fn acks(mut self, acks: Acks) -> Self {
+        self.acks = acks;
+        self
+    }
+
+    /// Looks the topic up (its partition count drives partitioning) and returns the
+    /// producer.
+    pub async fn build(self) -> Result<Producer, ClientError> {
+        if self.acks == Acks::None {
+            return Err(ClientError::InvalidArgument("a Producer waits for acks; use Client::send_one_way".into()));
+        }
+        let partitions = self.client.describe_topic(&self.topic).await?.config.partitions;
+        Ok(Producer { client: self.client, topic: self.topic, acks: self.acks, partitions, next: 0 })
+    }
+}
+
+/// Sends records to one topic and returns where each landed. Partitioning: a keyed
+/// record goes to [`partition_for_key`]; an unkeyed one round robin.
+///
+/// Each `send` is one request; batching (linger, batch size), retries and idempotence
+/// come with mq-core's producer state machine.
+#[derive(Clone, Debug)]
+pub struct Producer {
+    client: Client,
+    topic: String,
+    acks: Acks,
+    partitions: u32,
+    next: u32,
+}
+
+impl Client {
+    /// A producer for `topic`.
+    pub fn producer(&self, topic: impl Into<String>) -> ProducerBuilder {
+        ProducerBuilder { client: self.clone(), topic: topic.into(), acks: Acks::All }
+    }
+}
+
+impl Producer {
+    /// The partition `record` goes to.
+    pub fn partition_for(&mut self, record: &Record) -> u32 {
+        match &record.key {
+            Some(k) => partition_for_key(k, self.partitions),
+            None => {
+                let p = self.next;
+                self.next = (self.next + 1) % self.partitions.max(1);
+                p
+            }
+        }
+    }
+
+    /// Sends one record and waits for its acknowledgement.
+    pub async fn send(&mut self, record: Record) -> Result<Delivery, ClientError> {
+        let p = self.partition_for(&record);
+        self.client.produce(&self.topic, p, self.acks, vec![record]).await
+    }
+
+    /// Sends records to one partition as one batch; record `i` lands at
+    /// `delivery.offset + i`.
+    pub async fn send_batch(&mut self, partition: u32, records: Vec<Record>) -> Result<Delivery, ClientError> {
+        self.client.produce(&self.topic, partition, self.acks, records).await
+    }
+}

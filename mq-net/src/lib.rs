@@ -24,7 +24,9 @@ pub mod storage;
 mod transport;
 
 pub use broker::{Broker, BrokerError};
-pub use client::{partition_for_key, Client, ClientBuilder, ClientError, Delivery, Fetched, NewTopic};
+pub use client::{
+    partition_for_key, Client, ClientBuilder, ClientError, Delivery, Fetched, NewTopic, Producer, ProducerBuilder,
+};
 pub use config::{BrokerConfig, ConfigError};
 pub use mq_core::wire::{Acks, ErrorCode, OffsetSpec, Record};
 pub use mq_core::Offset;

@@ -160,7 +160,17 @@ impl DiskStore {
         fs::create_dir_all(&logs_root).ctx("create data directory", &logs_root)?;
         let mut notes = Vec::new();
         remove_tmp_files(&root, &mut notes)?;
-        let topics = read_topics(&root.join(TOPICS_FILE))?;
+        let topics_path = root.join(TOPICS_FILE);
+        let topics = read_topics(&topics_path)?;
+        if !topics_path.exists() && fs::read_dir(&logs_root).ctx("list", &logs_root)?.next().is_some() {
+            // Every topic is recorded before its first append, so logs without the
+            // file mean the file was lost; removing the logs as orphans would
+            // destroy data.
+            return Err(StorageError::CorruptMetadata {
+                path: topics_path,
+                reason: format!("missing, but {} holds partition logs; restore it from a backup", logs_root.display()),
+            });
+        }
         let mut store = DiskStore {
             root,
             logs_root,
@@ -226,6 +236,23 @@ impl DiskStore {
     }
 
     fn apply(&mut self, write: &Write) -> Result<(), StorageError> {
+        let topic = match write {
+            Write::PutTopic(c) => Some(c.name.as_str()),
+            Write::DeleteTopic { topic } => Some(topic.as_str()),
+            Write::Append { tp, .. } | Write::Truncate { tp, .. } | Write::AdvanceLogStart { tp, .. } => {
+                Some(tp.topic.as_str())
+            }
+            _ => None,
+        };
+        if let Some(name) = topic {
+            // The core validates names; this keeps a bug there from writing outside
+            // the data directory.
+            if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+                return Err(StorageError::UnsupportedWrite(format!(
+                    "topic name {name:?} is not a safe directory name"
+                )));
+            }
+        }
         match write {
             Write::PutTopic(config) => {
                 self.topics.insert(config.name.clone(), config.clone());

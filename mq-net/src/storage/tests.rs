@@ -202,3 +202,22 @@ fn corrupt_topic_metadata_is_refused_with_the_file_name() {
     let err = DiskStore::open(dir.path(), StorageOptions::default()).unwrap_err();
     assert!(err.to_string().contains("topics.meta"), "{err}");
 }
+
+#[test]
+fn logs_without_topic_metadata_are_refused_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    persist_all(dir.path(), StorageOptions::default(), &workload());
+    fs::remove_file(dir.path().join("topics.meta")).unwrap();
+    let err = DiskStore::open(dir.path(), StorageOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("holds partition logs"), "{err}");
+    assert!(dir.path().join("logs/orders/0").exists(), "nothing was deleted");
+}
+
+#[test]
+fn unsafe_topic_names_never_reach_the_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut store, _) = DiskStore::open(dir.path(), StorageOptions::default()).unwrap();
+    let write = Write::Append { tp: TopicPartition::new("../escape", 0), batches: vec![batch(0, 1)] };
+    assert!(store.persist(&[write]).is_err());
+    assert!(!dir.path().join("escape").exists());
+}
