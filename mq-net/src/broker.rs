@@ -31,6 +31,8 @@ use tokio::task::JoinHandle;
 const EVENT_QUEUE: usize = 4096;
 /// How long connections get to write their last replies at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `Broker::start` waits for the node to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why the broker could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,15 @@ pub enum BrokerError {
     /// A broker task panicked (a bug: an internal invariant broke).
     #[error("broker task failed: {0}")]
     Task(String),
+    /// The node did not become ready (elected a controller, registered, caught up)
+    /// in time.
+    #[error("broker {id} was not ready after {secs} s: no controller quorum answered; check --peers and that a majority of the voters runs")]
+    NotReady {
+        /// The broker.
+        id: u32,
+        /// How long it waited.
+        secs: u64,
+    },
 }
 
 type Completion = Result<PersistToken, StorageError>;
@@ -71,7 +82,9 @@ pub struct Broker {
 
 impl Broker {
     /// Recovers the data directory, binds the listen address and starts serving.
-    /// Returns once the broker accepts connections.
+    /// Returns once the node is ready: a controller is elected, this broker has
+    /// registered and caught up on metadata (DESIGN.md section 8). Requests that
+    /// arrive earlier get a retriable `NotReady` error.
     pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
         let node_config = config.validate()?;
         let peers = config.peer_map()?;
@@ -99,7 +112,7 @@ impl Broker {
             id = config.id,
             seed,
             data_dir = %config.data_dir.display(),
-            topics = recovered.state.topics.len(),
+            raft_entries = recovered.state.raft.entries.len(),
             partitions = recovered.state.logs.len(),
             "recovered"
         );
@@ -135,7 +148,8 @@ impl Broker {
                 })
             })?;
         tokio::spawn(accept_loop(listener, limits, events_tx, shutdown_rx.clone(), alive_tx));
-        let driver = Driver { node, clock, conns: HashMap::new(), persist: persist_tx };
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let driver = Driver { node, clock, conns: HashMap::new(), persist: persist_tx, ready: Some(ready_tx) };
         let task = tokio::spawn(async move {
             let result = driver.run(events_rx, done_rx, shutdown_rx, alive_rx).await;
             // After a fatal error the accept loop must stop too.
@@ -149,7 +163,19 @@ impl Broker {
                 _ => Err(BrokerError::StorageThread),
             }
         });
-        Ok(Broker { id: config.id, local_addr, shutdown: shutdown_tx, task: Some(task) })
+        let mut broker = Broker { id: config.id, local_addr, shutdown: shutdown_tx, task: Some(task) };
+        match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
+            Ok(Ok(())) => Ok(broker),
+            // The driver stopped before it was ready: report why.
+            Ok(Err(_)) => match broker.wait().await {
+                Err(e) => Err(e),
+                Ok(()) => Err(BrokerError::NotReady { id: config.id, secs: 0 }),
+            },
+            Err(_) => {
+                let _ = broker.stop().await;
+                Err(BrokerError::NotReady { id: config.id, secs: READY_TIMEOUT.as_secs() })
+            }
+        }
     }
 
     /// This broker's id.
@@ -198,6 +224,9 @@ fn log_recovery(note: &RecoveryNote) {
             "truncated a torn write at the end of the log (it was never acknowledged)"
         ),
         RecoveryNote::RebuiltIndex { path } => tracing::info!(path = %path.display(), "rebuilt offset index"),
+        RecoveryNote::TruncatedRaftLog { dropped_bytes } => {
+            tracing::warn!(dropped_bytes, "truncated a torn write at the end of the Raft log")
+        }
         RecoveryNote::RemovedOrphan { path } => {
             tracing::info!(path = %path.display(), "removed leftover of an interrupted operation")
         }
@@ -226,6 +255,8 @@ struct Driver {
     clock: Clock,
     conns: HashMap<Peer, mpsc::Sender<Outbound>>,
     persist: std::sync::mpsc::Sender<(PersistToken, Vec<Write>)>,
+    /// Told once, when the node first reports ready.
+    ready: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Driver {
@@ -301,6 +332,11 @@ impl Driver {
                     }
                 }
                 Output::Event(event) => log_event(&event),
+            }
+        }
+        if self.ready.is_some() && self.node.is_ready() {
+            if let Some(tx) = self.ready.take() {
+                let _ = tx.send(());
             }
         }
         Ok(())

@@ -442,7 +442,9 @@ fn route_replies(buf: &mut Vec<u8>, pending: &mut Pending, max_frame_bytes: usiz
                             let _ = tx.send(r.body.map_err(ClientError::from));
                         }
                     }
-                    Message::Request(_) => return Err("the broker sent a request".into()),
+                    Message::Request(_) | Message::Peer(_) => {
+                        return Err("the broker sent a request or broker-to-broker traffic to a client".into())
+                    }
                 }
             }
             Ok(None) => return Ok(()),

@@ -237,6 +237,6 @@ fn config_file_settings_are_used_and_flags_override_them() {
     ]);
     let (ok, _, err) = mq(&["topic", "create", "x", "--bootstrap", &broker.addr], None);
     assert!(ok, "{err}");
-    assert!(from_flag.join("topics.meta").exists(), "--data-dir wins over the file");
+    assert!(from_flag.join("raft.wal").exists(), "--data-dir wins over the file");
     assert!(!from_file.exists());
 }

@@ -13,7 +13,7 @@ use crate::history::{History, Outcome};
 use bytes::Bytes;
 use mq_core::log::PartitionLog;
 use mq_core::wire::Acks;
-use mq_core::{Node, Offset, TopicPartition};
+use mq_core::{LeaderEpoch, Node, Offset, TopicPartition};
 use std::collections::BTreeMap;
 
 /// A broken invariant.
@@ -44,6 +44,9 @@ impl PartModel {
 #[derive(Debug, Default)]
 pub struct Checker {
     parts: BTreeMap<TopicPartition, PartModel>,
+    /// Per leader tenure: the last HW it reported, and how far its log has been
+    /// compared with the committed prefix.
+    tenures: BTreeMap<(TopicPartition, LeaderEpoch), (Offset, Offset)>,
     violation: Option<Violation>,
     /// Records read by consumers.
     pub records_read: u64,
@@ -90,15 +93,59 @@ impl Checker {
         self.parts.get(tp).map_or(Offset(0), PartModel::hw)
     }
 
-    /// A node reported `hw` for `tp`; `log` is its log right now.
-    pub fn on_high_watermark(&mut self, node: u32, tp: &TopicPartition, hw: Offset, log: &PartitionLog, h: &History) {
-        let model = self.parts.entry(tp.clone()).or_default();
-        if hw < model.hw() {
-            let what = format!("n{node} moved the HW of {tp} back from {} to {hw}", model.hw());
+    /// The leader of `tp` in `epoch` (on `node`) reported `hw`; `log` is its log
+    /// right now. Within one leader tenure the HW never goes back; below the HW
+    /// the leader's records must be the committed ones (log matching), and records
+    /// past the committed prefix extend it.
+    pub fn on_high_watermark(
+        &mut self,
+        node: u32,
+        tp: &TopicPartition,
+        epoch: LeaderEpoch,
+        hw: Offset,
+        log: &PartitionLog,
+        h: &History,
+    ) {
+        let (last, checked) = self.tenures.get(&(tp.clone(), epoch)).copied().unwrap_or((Offset(0), Offset(0)));
+        if hw < last {
+            let what = format!("n{node} moved the HW of {tp} in leader epoch {epoch} back from {last} to {hw}");
             self.fail("hw_monotonic", what);
             return;
         }
+        let model_hw = self.parts.entry(tp.clone()).or_default().hw();
+        let upto = hw.min(model_hw);
+        if let Some(what) = self.mismatch(node, tp, log, checked.max(log.log_start()), upto) {
+            self.fail("log_matching", what);
+            return;
+        }
+        self.tenures.insert((tp.clone(), epoch), (hw, upto.max(checked)));
         self.extend(node, tp, hw, log, h);
+    }
+
+    /// The first record of `log` in `[from, to)` that differs from the committed
+    /// prefix, described; `None` if they agree (records removed by retention on
+    /// either side are skipped).
+    fn mismatch(&self, node: u32, tp: &TopicPartition, log: &PartitionLog, from: Offset, to: Offset) -> Option<String> {
+        if from >= to {
+            return None;
+        }
+        let model = self.parts.get(tp)?;
+        for b in log.batches_from(from) {
+            for (o, r) in b.iter_with_offsets() {
+                if o < from {
+                    continue;
+                }
+                if o >= to {
+                    return None;
+                }
+                if let Some(Some(v)) = model.committed.get(o.0 as usize) {
+                    if *v != r.value {
+                        return Some(format!("n{node} holds {:?} at {tp}@{o}; the committed record is {v:?}", r.value));
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// Copies `log`'s records in `[model hw, hw)` into the model.
@@ -204,80 +251,29 @@ impl Checker {
         }
     }
 
-    /// A node came back from its durable state: its HW may not be below what was
-    /// committed, and the committed records it still holds must be unchanged.
-    pub fn on_recovered(&mut self, node: &Node, h: &History) {
+    /// A node came back from its durable state: the committed records it holds
+    /// below its HW must be unchanged.
+    pub fn on_recovered(&mut self, node: &Node, _h: &History) {
         self.compare_node(node, "after recovery");
-        let logs: Vec<(TopicPartition, Offset)> = node.logs().map(|l| (l.tp().clone(), l.high_watermark())).collect();
-        for (tp, hw) in logs {
-            if let Some(log) = node.log(&tp) {
-                self.extend(node.id().0, &tp, hw, log, h);
-            }
-        }
     }
 
+    /// Log matching on a node: whatever it holds below its own HW must be the
+    /// committed records. A node may hold no log (not assigned yet after a
+    /// restart) or lag behind; neither is a loss, which `acked_not_lost` and the
+    /// leaders' checks catch.
     fn compare_node(&mut self, node: &Node, when: &str) {
-        let id = node.id();
+        let id = node.id().0;
         let mut found = None;
-        for (tp, model) in &self.parts {
-            let Some(log) = node.log(tp) else {
-                if !model.committed.is_empty() {
-                    found = Some((
-                        "committed_stable",
-                        format!("n{id} lost {tp} with {} committed records {when}", model.committed.len()),
-                    ));
-                    break;
-                }
-                continue;
-            };
-            if log.high_watermark() < model.hw() {
-                found = Some((
-                    "hw_monotonic",
-                    format!(
-                        "n{id} has HW {} for {tp} {when}, below the committed {}",
-                        log.high_watermark(),
-                        model.hw()
-                    ),
-                ));
-                break;
-            }
-            let start = log.log_start().0 as usize;
-            let mut offset = log.log_start();
-            'cmp: for b in log.batches_from(log.log_start()) {
-                for (o, r) in b.iter_with_offsets() {
-                    if o < offset {
-                        continue;
-                    }
-                    if o.0 as usize >= model.committed.len() {
-                        break 'cmp;
-                    }
-                    if let Some(Some(v)) = model.committed.get(o.0 as usize) {
-                        if *v != r.value {
-                            found = Some((
-                                "committed_stable",
-                                format!("n{id} holds {:?} at {tp}@{o} {when}; the committed record was {v:?}", r.value),
-                            ));
-                            break 'cmp;
-                        }
-                    }
-                    offset = o.next();
-                }
-            }
-            if found.is_none() && (offset.0 as usize) < model.committed.len() && start < model.committed.len() {
-                found = Some((
-                    "committed_stable",
-                    format!(
-                        "n{id} holds {tp} only up to {offset} {when}; {} records were committed",
-                        model.committed.len()
-                    ),
-                ));
-            }
-            if found.is_some() {
+        for tp in self.parts.keys() {
+            let Some(log) = node.log(tp) else { continue };
+            let to = log.high_watermark().min(self.parts[tp].hw());
+            if let Some(what) = self.mismatch(id, tp, log, log.log_start(), to) {
+                found = Some(format!("{what} ({when})"));
                 break;
             }
         }
-        if let Some((inv, what)) = found {
-            self.fail(inv, what);
+        if let Some(what) = found {
+            self.fail("log_matching", what);
         }
     }
 
@@ -344,7 +340,7 @@ mod tests {
     fn a_read_above_the_high_watermark_is_caught() {
         let (mut c, h, mut log, tp) = setup();
         log.advance_high_watermark(Offset(1));
-        c.on_high_watermark(1, &tp, Offset(1), &log, &h);
+        c.on_high_watermark(1, &tp, LeaderEpoch(1), Offset(1), &log, &h);
         c.on_read(9, &tp, Offset(0), &h.ops[0].values[0], &h);
         assert!(c.violation().is_none());
         c.on_read(9, &tp, Offset(1), &h.ops[0].values[1], &h);
@@ -364,12 +360,23 @@ mod tests {
     fn values_no_producer_sent_and_backward_high_watermarks_are_caught() {
         let (mut c, h, mut log, tp) = setup();
         log.advance_high_watermark(Offset(2));
-        c.on_high_watermark(1, &tp, Offset(2), &log, &h);
+        c.on_high_watermark(1, &tp, LeaderEpoch(1), Offset(2), &log, &h);
         c.on_read(9, &tp, Offset(0), &bytes::Bytes::from("forged"), &h);
         assert_eq!(c.violation().map(|v| v.invariant), Some("one_value_per_offset"));
         let mut c2 = Checker::default();
-        c2.on_high_watermark(1, &tp, Offset(2), &log, &h);
-        c2.on_high_watermark(1, &tp, Offset(1), &log, &h);
+        c2.on_high_watermark(1, &tp, LeaderEpoch(1), Offset(2), &log, &h);
+        c2.on_high_watermark(1, &tp, LeaderEpoch(1), Offset(1), &log, &h);
         assert_eq!(c2.violation().map(|v| v.invariant), Some("hw_monotonic"));
+        // A new leader may start lower, but must hold the committed records.
+        let mut c3 = Checker::default();
+        c3.on_high_watermark(1, &tp, LeaderEpoch(1), Offset(2), &log, &h);
+        c3.on_high_watermark(2, &tp, LeaderEpoch(2), Offset(1), &log, &h);
+        assert!(c3.violation().is_none());
+        let mut other = PartitionLog::new(tp.clone());
+        other.append(RecordBatch::new(vec![Record::from_value(h.ops[0].values[1].clone())]), LeaderEpoch(2), 0);
+        other.mark_persisted(Offset(1));
+        other.advance_high_watermark(Offset(1));
+        c3.on_high_watermark(3, &tp, LeaderEpoch(3), Offset(1), &other, &h);
+        assert_eq!(c3.violation().map(|v| v.invariant), Some("log_matching"));
     }
 }

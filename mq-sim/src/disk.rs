@@ -92,14 +92,12 @@ impl Disk {
                 }
                 damage.partial_writes = whole;
                 if let Some(Write::Append { tp, batches }) = writes.get(whole) {
-                    if self.durable.topics.contains_key(&tp.topic) {
-                        if let Some(first) = batches.first() {
-                            let mut bytes = Vec::new();
-                            encode_stored_batch(first, &mut bytes);
-                            let keep = rng.random_range(1..bytes.len());
-                            self.durable.logs.entry(tp.clone()).or_default().append_torn_bytes(&bytes[..keep]);
-                            damage.torn_bytes = keep;
-                        }
+                    if let Some(first) = batches.first() {
+                        let mut bytes = Vec::new();
+                        encode_stored_batch(first, &mut bytes);
+                        let keep = rng.random_range(1..bytes.len());
+                        self.durable.logs.entry(tp.clone()).or_default().append_torn_bytes(&bytes[..keep]);
+                        damage.torn_bytes = keep;
                     }
                 }
             }

@@ -156,7 +156,7 @@ impl Options {
             request_timeout_ms: r.random_range(50..=1_000),
             consumer_per_partition: r.random_bool(0.7),
             safety_ms: r.random_range(2_000..=8_000),
-            liveness_ms: 5_000,
+            liveness_ms: 10_000,
             delay_min_us: r.random_range(10..=500),
             delay_mean_us: r.random_range(10..=2_000),
             delay_tail_prob: if r.random_bool(0.5) { r.random_range(0.0..0.05) } else { 0.0 },

@@ -18,7 +18,7 @@ use mq_core::client::{
     Consumer, ConsumerConfig, ConsumerOutput, ProduceOutcome, Producer, ProducerConfig, ProducerOutput, SendId,
 };
 use mq_core::storage::RepairReport;
-use mq_core::wire::{Acks, Message, Record, Request, RequestBody, Response, ResponseBody, TopicConfig};
+use mq_core::wire::{Acks, Message, PeerMessage, Record, Request, RequestBody, Response, ResponseBody, TopicConfig};
 use mq_core::{
     ClientId, CorrelationId, Duration, Event, Input, Instant, Node, NodeConfig, NodeId, Output, PartitionId, Peer,
     PersistToken, Rng, Seed, TopicPartition,
@@ -234,7 +234,9 @@ impl Sim {
             rng_disk: Seed(seed).stream("disk"),
             rng_workload: Seed(seed).stream("workload"),
             rng_faults: Seed(seed).stream("faults"),
-            produce_until: safety_end + Duration::from_millis(opts.liveness_ms / 2),
+            // Producers stop well before the end so consumers can catch up, and late
+            // enough that a healed cluster (elections, registration) has time to commit.
+            produce_until: safety_end + Duration::from_millis(opts.liveness_ms * 7 / 10),
             trace: Trace::new(cfg.keep_trace),
             cfg,
             opts,
@@ -460,11 +462,13 @@ impl Sim {
                 self.trace.event(now, Actor::Node(id.0), "close", peer_code(peer), 0, || format!("{peer}: {reason}"));
             }
             Output::Event(e) => {
-                if let Event::HighWatermark { tp, high_watermark } = &e {
+                if let Event::HighWatermark { tp, high_watermark, leader_epoch } = &e {
                     self.counters.hw_events += 1;
                     let node = self.nodes[n].node.as_ref().expect("outputs come from a live node");
                     match node.log(tp) {
-                        Some(log) => self.checker.on_high_watermark(id.0, tp, *high_watermark, log, &self.history),
+                        Some(log) => {
+                            self.checker.on_high_watermark(id.0, tp, *leader_epoch, *high_watermark, log, &self.history)
+                        }
                         None => self
                             .checker
                             .fail("committed_stable", format!("n{id} reported a HW for {tp} it does not hold")),
@@ -477,7 +481,7 @@ impl Sim {
                     _ => (4, 0),
                 };
                 self.trace.event(now, Actor::Node(id.0), "event", a, b, || match &e {
-                    Event::HighWatermark { tp, high_watermark } => format!("hw {tp} -> {high_watermark}"),
+                    Event::HighWatermark { tp, high_watermark, .. } => format!("hw {tp} -> {high_watermark}"),
                     Event::LogStartAdvanced { tp, log_start } => format!("log-start {tp} -> {log_start}"),
                     other => format!("{other:?}"),
                 });
@@ -963,6 +967,7 @@ fn corr_of(msg: &Message) -> u64 {
     match msg {
         Message::Request(r) => r.correlation.0,
         Message::Response(r) => r.correlation.0 | 1 << 63,
+        Message::Peer(_) => 0,
     }
 }
 
@@ -981,6 +986,7 @@ fn summary(msg: &Message) -> String {
                 RequestBody::ListOffsets { topic, partition, spec } => {
                     format!("list-offsets {topic}/{partition} {spec:?}")
                 }
+                RequestBody::Metadata { topics } => format!("metadata {topics:?}"),
             };
             format!("req#{} {what}", r.correlation)
         }
@@ -995,5 +1001,36 @@ fn summary(msg: &Message) -> String {
             };
             format!("resp#{} {what}", r.correlation)
         }
+        Message::Peer(p) => peer_summary(p),
+    }
+}
+
+/// One line for a broker-to-broker message.
+fn peer_summary(p: &PeerMessage) -> String {
+    match p {
+        PeerMessage::Raft(m) => format!("raft {m:?}").chars().take(160).collect(),
+        PeerMessage::MetadataFetch { after } => format!("metadata-fetch after={after}"),
+        PeerMessage::MetadataEntries { entries, commit, leader } => {
+            format!("metadata-entries n={} commit={commit} leader={leader:?}", entries.len())
+        }
+        PeerMessage::Controller { correlation, request } => {
+            format!("controller#{correlation} {request:?}").chars().take(160).collect()
+        }
+        PeerMessage::ControllerReply { correlation, result } => {
+            format!("controller-reply#{correlation} {result:?}").chars().take(160).collect()
+        }
+        PeerMessage::ReplicaFetch(f) => format!(
+            "replica-fetch {} from={} @{} last_epoch={:?} epoch={}",
+            f.tp, f.replica, f.fetch_offset, f.last_fetched_epoch, f.current_leader_epoch
+        ),
+        PeerMessage::ReplicaFetchReply { tp, leader_epoch, result } => match result {
+            Ok(d) => format!(
+                "replica-data {tp} epoch={leader_epoch} hw={} diverging={:?} records={}",
+                d.high_watermark,
+                d.diverging,
+                d.batches.iter().map(|b| b.len()).sum::<u64>()
+            ),
+            Err(e) => format!("replica-data {tp} epoch={leader_epoch} error {e}"),
+        },
     }
 }

@@ -9,7 +9,7 @@
 //! Layout of a data directory (docs/operations.md):
 //!
 //! ```text
-//! <data-dir>/topics.meta                         topic configs (atomic replace)
+//! <data-dir>/raft.wal                           metadata quorum: term, vote, log (append-only)
 //! <data-dir>/logs/<topic>/<partition>/log-start  first offset kept (atomic replace)
 //! <data-dir>/logs/<topic>/<partition>/<base>.log    stored batches: len | crc32c | payload
 //! <data-dir>/logs/<topic>/<partition>/<base>.index  per batch: base offset u64 | file position u64
@@ -19,12 +19,13 @@
 
 mod files;
 mod partition;
+mod raft_wal;
 
-use files::{sync_dir, write_atomically, TMP_SUFFIX};
+use files::{sync_dir, TMP_SUFFIX};
 use mq_core::storage::{DurableState, Write};
-use mq_core::wire::TopicConfig;
 use mq_core::{Offset, TopicPartition};
 use partition::PartitionFiles;
+use raft_wal::RaftWal;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
@@ -117,8 +118,13 @@ pub enum RecoveryNote {
         /// The index file.
         path: PathBuf,
     },
-    /// A directory or file no topic owns (a deletion interrupted by a crash) was
-    /// removed.
+    /// A torn write at the end of the Raft log was cut off.
+    TruncatedRaftLog {
+        /// Bytes dropped.
+        dropped_bytes: u64,
+    },
+    /// A leftover temporary file (an interrupted replacement) or a directory that is
+    /// not a partition was removed.
     RemovedOrphan {
         /// What was removed.
         path: PathBuf,
@@ -134,16 +140,13 @@ pub struct Recovered {
     pub notes: Vec<RecoveryNote>,
 }
 
-const TOPICS_FILE: &str = "topics.meta";
-const TOPICS_MAGIC: &[u8; 8] = b"MQTOPIC1";
-
 /// The file store of one broker.
 #[derive(Debug)]
 pub struct DiskStore {
     root: PathBuf,
     logs_root: PathBuf,
     options: StorageOptions,
-    topics: BTreeMap<String, TopicConfig>,
+    raft: RaftWal,
     partitions: BTreeMap<TopicPartition, PartitionFiles>,
     /// Partitions written since the last sync.
     dirty: BTreeSet<TopicPartition>,
@@ -160,43 +163,37 @@ impl DiskStore {
         fs::create_dir_all(&logs_root).ctx("create data directory", &logs_root)?;
         let mut notes = Vec::new();
         remove_tmp_files(&root, &mut notes)?;
-        let topics_path = root.join(TOPICS_FILE);
-        let topics = read_topics(&topics_path)?;
-        if !topics_path.exists() && fs::read_dir(&logs_root).ctx("list", &logs_root)?.next().is_some() {
-            // Every topic is recorded before its first append, so logs without the
-            // file mean the file was lost; removing the logs as orphans would
-            // destroy data.
-            return Err(StorageError::CorruptMetadata {
-                path: topics_path,
-                reason: format!("missing, but {} holds partition logs; restore it from a backup", logs_root.display()),
-            });
+        let (raft, raft_state, torn) = RaftWal::open(&root)?;
+        if torn > 0 {
+            notes.push(RecoveryNote::TruncatedRaftLog { dropped_bytes: torn });
         }
         let mut store = DiskStore {
             root,
             logs_root,
             options,
-            topics,
+            raft,
             partitions: BTreeMap::new(),
             dirty: BTreeSet::new(),
             dirs_to_sync: BTreeSet::new(),
             scratch: Vec::new(),
         };
-        let mut state = DurableState::default();
+        let mut state = DurableState { raft: raft_state, ..DurableState::default() };
         for entry in fs::read_dir(&store.logs_root).ctx("list", &store.logs_root)? {
             let entry = entry.ctx("list", &store.logs_root)?;
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(config) = store.topics.get(&name).cloned() else {
-                // A deletion wrote the metadata and crashed before removing the logs.
+            if !path.is_dir() {
                 remove_path(&path)?;
                 notes.push(RecoveryNote::RemovedOrphan { path });
                 continue;
-            };
+            }
+            // Which topics exist is metadata (the Raft log); the node drops logs of
+            // deleted topics when it applies their deletion.
             for pentry in fs::read_dir(&path).ctx("list", &path)? {
                 let pentry = pentry.ctx("list", &path)?;
                 let ppath = pentry.path();
                 let partition = pentry.file_name().to_str().and_then(|s| s.parse::<u32>().ok());
-                let Some(partition) = partition.filter(|p| *p < config.partitions) else {
+                let Some(partition) = partition else {
                     remove_path(&ppath)?;
                     notes.push(RecoveryNote::RemovedOrphan { path: ppath });
                     continue;
@@ -212,7 +209,6 @@ impl DiskStore {
                 store.partitions.insert(tp, files);
             }
         }
-        state.topics = store.topics.clone();
         // Recovery already cut torn tails; this is a cheap consistency check.
         let reports = state.repair();
         debug_assert!(reports.is_empty(), "recovered logs must be clean: {reports:?}");
@@ -237,11 +233,11 @@ impl DiskStore {
 
     fn apply(&mut self, write: &Write) -> Result<(), StorageError> {
         let topic = match write {
-            Write::PutTopic(c) => Some(c.name.as_str()),
             Write::DeleteTopic { topic } => Some(topic.as_str()),
-            Write::Append { tp, .. } | Write::Truncate { tp, .. } | Write::AdvanceLogStart { tp, .. } => {
-                Some(tp.topic.as_str())
-            }
+            Write::Append { tp, .. }
+            | Write::Truncate { tp, .. }
+            | Write::AdvanceLogStart { tp, .. }
+            | Write::ResetLog { tp, .. } => Some(tp.topic.as_str()),
             _ => None,
         };
         if let Some(name) = topic {
@@ -254,15 +250,10 @@ impl DiskStore {
             }
         }
         match write {
-            Write::PutTopic(config) => {
-                self.topics.insert(config.name.clone(), config.clone());
-                self.write_topics()
-            }
+            Write::Raft(w) => self.raft.append(w),
             Write::DeleteTopic { topic } => {
-                self.topics.remove(topic);
-                // Metadata first: a crash before the logs are gone leaves orphans
-                // that recovery removes, never a topic with missing logs.
-                self.write_topics()?;
+                // The deletion is committed metadata: a crash before the logs are
+                // gone replays it on restart.
                 self.partitions.retain(|tp, _| &tp.topic != topic);
                 self.dirty.retain(|tp| &tp.topic != topic);
                 let dir = self.logs_root.join(topic);
@@ -293,6 +284,20 @@ impl DiskStore {
                 self.dirty.insert(tp.clone());
                 Ok(())
             }
+            Write::ResetLog { tp, start } => {
+                // Drop every segment and restart the log at `start`.
+                self.partitions.remove(tp);
+                self.dirty.remove(tp);
+                let dir = self.logs_root.join(&tp.topic).join(tp.partition.0.to_string());
+                if dir.exists() {
+                    fs::remove_dir_all(&dir).ctx("remove", &dir)?;
+                }
+                let mut new_dirs = Vec::new();
+                let files = self.partition(tp)?;
+                files.advance_log_start(*start, &mut new_dirs)?;
+                self.dirs_to_sync.extend(new_dirs);
+                Ok(())
+            }
             Write::AdvanceLogStart { tp, log_start } => {
                 let mut new_dirs = Vec::new();
                 let files = self.partition(tp)?;
@@ -316,19 +321,8 @@ impl DiskStore {
         Ok(self.partitions.get_mut(tp).expect("inserted above"))
     }
 
-    fn write_topics(&mut self) -> Result<(), StorageError> {
-        let configs: Vec<&TopicConfig> = self.topics.values().collect();
-        let payload = postcard::to_allocvec(&configs)
-            .map_err(|e| StorageError::UnsupportedWrite(format!("topic configs do not serialize: {e}")))?;
-        let mut bytes = Vec::with_capacity(payload.len() + 16);
-        bytes.extend_from_slice(TOPICS_MAGIC);
-        bytes.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        bytes.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
-        bytes.extend_from_slice(&payload);
-        write_atomically(&self.root.join(TOPICS_FILE), &bytes)
-    }
-
     fn sync(&mut self) -> Result<(), StorageError> {
+        self.raft.sync()?;
         for tp in std::mem::take(&mut self.dirty) {
             if let Some(files) = self.partitions.get_mut(&tp) {
                 files.sync()?;
@@ -345,29 +339,6 @@ impl DiskStore {
         }
         Ok(())
     }
-}
-
-fn read_topics(path: &Path) -> Result<BTreeMap<String, TopicConfig>, StorageError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(e).ctx("read", path),
-    };
-    let corrupt = |reason: String| StorageError::CorruptMetadata { path: path.to_owned(), reason };
-    if bytes.len() < 16 || &bytes[..8] != TOPICS_MAGIC {
-        return Err(corrupt("missing header (not an mq topics file)".into()));
-    }
-    let len = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
-    let crc = u32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
-    let payload = &bytes[16..];
-    if payload.len() != len {
-        return Err(corrupt(format!("header says {len} bytes, file holds {}", payload.len())));
-    }
-    if crc32c::crc32c(payload) != crc {
-        return Err(corrupt("checksum mismatch".into()));
-    }
-    let configs: Vec<TopicConfig> = postcard::from_bytes(payload).map_err(|e| corrupt(e.to_string()))?;
-    Ok(configs.into_iter().map(|c| (c.name.clone(), c)).collect())
 }
 
 fn remove_path(path: &Path) -> Result<(), StorageError> {

@@ -3,7 +3,10 @@
 //! is refused.
 
 use super::*;
+use mq_core::controller::raft::{Entry, RaftWrite};
+use mq_core::controller::MetadataRecord;
 use mq_core::wire::{Record, RecordBatch};
+use mq_core::{NodeId, Term};
 use std::io::Write as _;
 
 fn tp(p: u32) -> TopicPartition {
@@ -49,7 +52,11 @@ fn segment_files(dir: &Path, p: u32) -> Vec<PathBuf> {
 }
 
 fn workload() -> Vec<Vec<Write>> {
-    let mut persists = vec![vec![Write::PutTopic(TopicConfig::new("orders", 2))]];
+    let entry = Entry { term: Term(1), index: 1, record: MetadataRecord::LeaderChange { leader: NodeId(1) } };
+    let mut persists = vec![vec![
+        Write::Raft(RaftWrite::HardState { term: Term(1), vote: Some(NodeId(1)) }),
+        Write::Raft(RaftWrite::Append(vec![entry])),
+    ]];
     let mut next = [0u64; 2];
     for i in 0..40u64 {
         let p = (i % 2) as u32;
@@ -168,11 +175,12 @@ fn delete_topic_removes_its_files_and_orphans_are_cleaned_at_start() {
     persists.push(vec![Write::DeleteTopic { topic: "orders".into() }]);
     persist_all(dir.path(), StorageOptions::default(), &persists);
     assert!(!dir.path().join("logs/orders").exists());
-    // A deletion that crashed after the metadata write leaves a directory behind.
-    fs::create_dir_all(dir.path().join("logs/ghost/0")).unwrap();
+    // A stray file where a topic directory belongs is removed at start.
+    fs::write(dir.path().join("logs/stray"), b"x").unwrap();
     let (_, recovered) = DiskStore::open(dir.path(), StorageOptions::default()).unwrap();
-    assert!(recovered.state.topics.is_empty() && recovered.state.logs.is_empty());
-    assert!(!dir.path().join("logs/ghost").exists());
+    assert!(recovered.state.logs.is_empty());
+    assert_eq!(recovered.state.raft.entries.len(), 1, "the metadata log is kept");
+    assert!(!dir.path().join("logs/stray").exists());
     assert!(matches!(&recovered.notes[..], [RecoveryNote::RemovedOrphan { .. }]));
 }
 
@@ -191,26 +199,29 @@ fn a_missing_or_stale_index_is_rebuilt() {
 }
 
 #[test]
-fn corrupt_topic_metadata_is_refused_with_the_file_name() {
+fn a_torn_raft_log_tail_is_cut_off_and_earlier_writes_kept() {
     let dir = tempfile::tempdir().unwrap();
     persist_all(dir.path(), StorageOptions::default(), &workload());
-    let meta = dir.path().join("topics.meta");
-    let mut bytes = fs::read(&meta).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    fs::write(&meta, bytes).unwrap();
-    let err = DiskStore::open(dir.path(), StorageOptions::default()).unwrap_err();
-    assert!(err.to_string().contains("topics.meta"), "{err}");
+    let wal = dir.path().join("raft.wal");
+    let mut bytes = fs::read(&wal).unwrap();
+    bytes.extend_from_slice(&[0, 0, 0, 40, 1, 2]); // half a frame header and payload
+    fs::write(&wal, &bytes).unwrap();
+    let (_, recovered) = DiskStore::open(dir.path(), StorageOptions::default()).unwrap();
+    assert_eq!(recovered.state, model(&workload().concat()));
+    assert!(recovered.notes.iter().any(|n| matches!(n, RecoveryNote::TruncatedRaftLog { dropped_bytes: 6 })));
+    assert_eq!(fs::read(&wal).unwrap().len(), bytes.len() - 6);
 }
 
 #[test]
-fn logs_without_topic_metadata_are_refused_not_deleted() {
+fn a_corrupt_raft_frame_followed_by_good_ones_is_refused_with_the_file_name() {
     let dir = tempfile::tempdir().unwrap();
     persist_all(dir.path(), StorageOptions::default(), &workload());
-    fs::remove_file(dir.path().join("topics.meta")).unwrap();
+    let wal = dir.path().join("raft.wal");
+    let mut bytes = fs::read(&wal).unwrap();
+    bytes[9] ^= 1; // inside the first frame's payload
+    fs::write(&wal, bytes).unwrap();
     let err = DiskStore::open(dir.path(), StorageOptions::default()).unwrap_err();
-    assert!(err.to_string().contains("holds partition logs"), "{err}");
-    assert!(dir.path().join("logs/orders/0").exists(), "nothing was deleted");
+    assert!(err.to_string().contains("raft.wal"), "{err}");
 }
 
 #[test]
