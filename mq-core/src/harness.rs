@@ -53,6 +53,8 @@ pub struct Harness {
     next_correlation: u64,
     /// Directed links that drop every message: (from, to).
     cut: BTreeSet<(NodeId, NodeId)>,
+    /// Directed links that drop replica fetches only: (follower, leader).
+    fetch_cut: BTreeSet<(NodeId, NodeId)>,
     /// One-way delay of every message between nodes.
     pub network_delay: Duration,
     /// Time from a Persist to its completion.
@@ -92,6 +94,7 @@ impl Harness {
             closed: Vec::new(),
             next_correlation: 1,
             cut: BTreeSet::new(),
+            fetch_cut: BTreeSet::new(),
             network_delay: Duration::from_micros(100),
             persist_delay: Duration::from_millis(1),
         }
@@ -143,9 +146,17 @@ impl Harness {
         }
     }
 
+    /// Drops the replica fetches `follower` sends `leader` (and nothing else): the
+    /// follower falls out of sync while both stay alive and in touch with the
+    /// controller.
+    pub fn block_fetches(&mut self, follower: u32, leader: u32) {
+        self.fetch_cut.insert((NodeId(follower), NodeId(leader)));
+    }
+
     /// Restores every link.
     pub fn heal(&mut self) {
         self.cut.clear();
+        self.fetch_cut.clear();
     }
 
     /// Virtual time now.
@@ -304,7 +315,8 @@ impl Harness {
         match wake {
             Wake::Message(i) => {
                 let m = self.network.swap_remove(i);
-                if !self.cut.contains(&(m.from, m.to)) {
+                let fetch = matches!(m.msg, Message::Peer(crate::wire::PeerMessage::ReplicaFetch(_)));
+                if !self.cut.contains(&(m.from, m.to)) && !(fetch && self.fetch_cut.contains(&(m.from, m.to))) {
                     self.deliver(m.to, Input::Message { from: Peer::Node(m.from), msg: m.msg });
                 }
             }
