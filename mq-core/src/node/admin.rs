@@ -16,6 +16,14 @@ impl Node {
             RequestBody::DeleteTopic { topic } => self.delete_topic(from, corr, topic),
             RequestBody::ListTopics => Ok(Some(ResponseBody::Topics(self.topic_infos(&[])))),
             RequestBody::Metadata { topics } => Ok(Some(self.cluster_metadata(&topics))),
+            RequestBody::InitProducer => {
+                if self.is_ready() {
+                    self.init_producer(from, corr);
+                    Ok(None)
+                } else {
+                    Err(not_ready(self.id()))
+                }
+            }
             RequestBody::Produce { topic, partition, acks, batch } => {
                 self.produce(from, corr, topic, partition, acks, batch)
             }

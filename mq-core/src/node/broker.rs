@@ -41,6 +41,8 @@ pub(super) enum Purpose {
     Register,
     Heartbeat,
     AlterPartition(TopicPartition),
+    /// A block of producer ids for `InitProducer` requests.
+    ProducerIds,
     /// An admin request forwarded for a client; `body` answers it on success.
     Forward(PendingReply),
 }
@@ -170,6 +172,10 @@ impl Node {
                     }
                 }
             }
+            (Purpose::ProducerIds, ControllerReply::ProducerIds { first, count }) => {
+                self.producer_ids = (first.0, first.0.saturating_add(count));
+                self.serve_producer_ids();
+            }
             (Purpose::AlterPartition(_), ControllerReply::Done { .. }) => {
                 // The change shows up when its record is applied.
             }
@@ -209,6 +215,18 @@ impl Node {
                     self.rotate_controller();
                 }
             }
+            Purpose::ProducerIds => {
+                if e.code == ErrorCode::NotLeader || e.code == ErrorCode::Timeout {
+                    self.rotate_controller();
+                }
+                for (to, correlation) in std::mem::take(&mut self.producer_id_waiters) {
+                    let e = WireError::new(
+                        ErrorCode::NotReady,
+                        format!("no producer id available right now ({}); retry", e.message),
+                    );
+                    self.reply(to, correlation, Err(e));
+                }
+            }
             Purpose::Forward(pending) => {
                 if e.code == ErrorCode::NotLeader {
                     self.rotate_controller();
@@ -245,6 +263,30 @@ impl Node {
         for (_, _, r) in late {
             let e = WireError::new(ErrorCode::Timeout, "committed, but this broker has not applied the change yet");
             self.reply(r.to, r.correlation, Err(e));
+        }
+    }
+
+    /// An idempotent producer asks for its id: from the broker's block, or once the
+    /// controller allocated a new block (blocks never overlap, so ids are unique in
+    /// the cluster; a restarted broker abandons the rest of its block).
+    pub(super) fn init_producer(&mut self, client: Peer, correlation: CorrelationId) {
+        self.producer_id_waiters.push((client, correlation));
+        self.serve_producer_ids();
+        if !self.producer_id_waiters.is_empty() && !self.has_call(|p| matches!(p, Purpose::ProducerIds)) {
+            if let Some(broker_epoch) = self.session.epoch {
+                let request = ControllerRequest::AllocateProducerIds { broker: self.id(), broker_epoch };
+                self.call_controller(request, Purpose::ProducerIds);
+            }
+        }
+    }
+
+    fn serve_producer_ids(&mut self) {
+        while self.producer_ids.0 < self.producer_ids.1 && !self.producer_id_waiters.is_empty() {
+            let (to, correlation) = self.producer_id_waiters.remove(0);
+            let producer_id = crate::ids::ProducerId(self.producer_ids.0);
+            self.producer_ids.0 += 1;
+            let body = ResponseBody::ProducerId { producer_id, producer_epoch: crate::ids::ProducerEpoch(0) };
+            self.reply(to, correlation, Ok(body));
         }
     }
 

@@ -87,6 +87,11 @@ pub struct Node {
     calls: BTreeMap<CorrelationId, broker::Call>,
     next_call: u64,
     admin_waiters: Vec<(u64, Instant, PendingReply)>,
+    /// Producer ids this broker may hand out: `[next, end)` of a block the
+    /// controller allocated.
+    producer_ids: (u64, u64),
+    /// `InitProducer` requests waiting for a block.
+    producer_id_waiters: Vec<(Peer, CorrelationId)>,
     slots: BTreeMap<TopicPartition, Slot>,
     /// Recovered logs of partitions the metadata has not assigned yet.
     orphans: BTreeMap<TopicPartition, PartitionLog>,
@@ -139,6 +144,8 @@ impl Node {
             calls: BTreeMap::new(),
             next_call: 1,
             admin_waiters: Vec::new(),
+            producer_ids: (0, 0),
+            producer_id_waiters: Vec::new(),
             slots: BTreeMap::new(),
             orphans,
             outputs: VecDeque::new(),

@@ -9,6 +9,7 @@ use crate::contract::{Event, Peer};
 use crate::controller::ControllerRequest;
 use crate::ids::{CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
 use crate::log::PartitionLog;
+use crate::replication::producers::SequenceCheck;
 use crate::replication::{FetchAnswer, Replica, Role, Transition};
 use crate::storage::Write;
 use crate::time::{Duration, Instant};
@@ -102,8 +103,51 @@ impl Node {
         if acks == Acks::All && slot.hw_waiters.len() >= max_waiters {
             return Err(WireError::new(ErrorCode::Backpressure, format!("{tp} has too many writes waiting to commit")));
         }
+        if let Some(stamp) = batch.producer {
+            match slot.replica.producers.check(&stamp, batch.len()) {
+                SequenceCheck::Accept => {}
+                SequenceCheck::Duplicate { base_offset, end } => {
+                    // A retry of a batch already in the log: answer with the original
+                    // offsets, once the original is as durable as `acks` promises.
+                    let log = &slot.replica.log;
+                    let append_time_ms = log.batches_from(base_offset).next().map_or(0, |b| b.append_time_ms);
+                    let body = ResponseBody::Produced { partition, base_offset, append_time_ms };
+                    let done = match acks {
+                        Acks::None => return Ok(None),
+                        Acks::Leader => log.persisted_end() >= end,
+                        Acks::All => log.high_watermark() >= end,
+                    };
+                    if done {
+                        return Ok(Some(body));
+                    }
+                    let deadline = self.now + self.config.produce_timeout;
+                    let reply = PendingReply { to: from, correlation: corr, body };
+                    slot.hw_waiters.push_back((end, deadline, reply));
+                    return Ok(None);
+                }
+                SequenceCheck::Fenced { current } => {
+                    return Err(WireError::new(
+                        ErrorCode::FencedEpoch,
+                        format!(
+                            "producer {} epoch {} is fenced by epoch {current} on {tp}",
+                            stamp.producer_id, stamp.producer_epoch
+                        ),
+                    ))
+                }
+                SequenceCheck::OutOfOrder { expected } => {
+                    return Err(WireError::new(
+                        ErrorCode::OutOfOrderSequence,
+                        format!(
+                            "producer {} sent sequence {} to {tp}, expected {expected}; nothing was written",
+                            stamp.producer_id, stamp.base_sequence
+                        ),
+                    ))
+                }
+            }
+        }
         let epoch = slot.replica.leader_epoch;
         let stamped = slot.replica.log.append(batch, epoch, now_ms);
+        slot.replica.producers.record(&stamped);
         let reply = (acks != Acks::None).then(|| PendingReply {
             to: from,
             correlation: corr,

@@ -16,6 +16,8 @@
 //!   the follower truncates to the lesser of that and its own end of that epoch.
 //!   Nothing ever truncates to the HW (the KIP-101 bug).
 
+pub mod producers;
+
 use crate::controller::PartitionImage;
 use crate::ids::{LeaderEpoch, NodeId, Offset};
 use crate::log::PartitionLog;
@@ -102,6 +104,8 @@ pub struct Replica {
     pub role: Role,
     /// `min_insync_replicas` of the topic.
     pub min_insync: usize,
+    /// Idempotent producers' recent batches (kept current while leading).
+    pub producers: producers::ProducerTable,
 }
 
 impl Replica {
@@ -115,6 +119,7 @@ impl Replica {
             partition_epoch: 0,
             role: Role::Offline,
             min_insync,
+            producers: producers::ProducerTable::default(),
         }
     }
 
@@ -174,6 +179,8 @@ impl Replica {
                     .collect();
                 // The new epoch's records start after everything already appended.
                 let epoch_start = self.log.log_end();
+                // Producer state comes from the log, so it survives failover.
+                self.producers = producers::ProducerTable::rebuild(&self.log);
                 self.role = Role::Leader(LeaderState { epoch_start, followers, pending_isr: None });
                 Transition::BecameLeader
             }

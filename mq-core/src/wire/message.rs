@@ -6,7 +6,9 @@ use super::error::WireError;
 use super::record::RecordBatch;
 use crate::controller::raft::{Entry, LogIndex, RaftMessage};
 use crate::controller::ControllerRequest;
-use crate::ids::{BrokerEpoch, CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, ProducerId, TopicPartition};
+use crate::ids::{
+    BrokerEpoch, CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, ProducerEpoch, ProducerId, TopicPartition,
+};
 use crate::time::Duration;
 use serde::{Deserialize, Serialize};
 
@@ -137,6 +139,8 @@ pub enum RequestBody {
         /// Topics of interest.
         topics: Vec<String>,
     },
+    /// An idempotent producer asks for its producer id (any broker answers).
+    InitProducer,
 }
 
 /// One partition's state as reported to clients.
@@ -218,6 +222,13 @@ pub enum ResponseBody {
         controller: Option<NodeId>,
         /// Topics asked for, with per-partition leaders.
         topics: Vec<TopicInfo>,
+    },
+    /// A producer id for an idempotent producer.
+    ProducerId {
+        /// The id, unique in the cluster.
+        producer_id: ProducerId,
+        /// Its epoch.
+        producer_epoch: ProducerEpoch,
     },
 }
 

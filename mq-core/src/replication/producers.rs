@@ -1,0 +1,189 @@
+//! Idempotent-producer state of one partition (DESIGN.md section 5): for each
+//! producer id, its epoch and its last few batches' sequence ranges and offsets.
+//! The leader checks every stamped batch against it: a retry of a batch it still
+//! remembers is a duplicate and gets the original offset; a batch that skips
+//! sequence numbers is refused (`OutOfOrderSequence`); a batch from an older epoch of
+//! the producer id is fenced. The table is rebuilt from the log whenever a replica
+//! becomes leader, so it survives failover: it is derived from records that are
+//! replicated like everything else.
+
+use crate::ids::{Offset, ProducerEpoch, ProducerId, Sequence};
+use crate::log::PartitionLog;
+use crate::wire::{ProducerStamp, RecordBatch};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Batches remembered per producer (Kafka keeps five).
+pub const REMEMBERED_BATCHES: usize = 5;
+
+/// A batch the table remembers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Remembered {
+    first_seq: Sequence,
+    last_seq: Sequence,
+    base_offset: Offset,
+    end: Offset,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct ProducerEntry {
+    epoch: ProducerEpoch,
+    batches: VecDeque<Remembered>,
+}
+
+/// What the table says about a stamped batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Append it.
+    Accept,
+    /// A retry of a batch already in the log at `base_offset..end`.
+    Duplicate {
+        /// The original first offset.
+        base_offset: Offset,
+        /// The original end offset.
+        end: Offset,
+    },
+    /// The producer id has moved to a newer epoch.
+    Fenced {
+        /// The current epoch.
+        current: ProducerEpoch,
+    },
+    /// The batch does not start at the next sequence.
+    OutOfOrder {
+        /// The sequence expected.
+        expected: Sequence,
+    },
+}
+
+/// Per-partition producer state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProducerTable {
+    entries: BTreeMap<ProducerId, ProducerEntry>,
+}
+
+impl ProducerTable {
+    /// The table the batches of `log` imply.
+    pub fn rebuild(log: &PartitionLog) -> Self {
+        let mut t = ProducerTable::default();
+        for b in log.batches() {
+            t.record(b);
+        }
+        t
+    }
+
+    /// Producers known.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no producer is known.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Checks a stamped batch of `count` records. A producer id the table does not
+    /// know is accepted at any sequence: retention may have removed its history
+    /// (Kafka's KIP-360 leniency), and within a known history every retry is
+    /// recognised.
+    pub fn check(&self, stamp: &ProducerStamp, count: u64) -> SequenceCheck {
+        let Some(entry) = self.entries.get(&stamp.producer_id) else { return SequenceCheck::Accept };
+        if stamp.producer_epoch < entry.epoch {
+            return SequenceCheck::Fenced { current: entry.epoch };
+        }
+        if stamp.producer_epoch > entry.epoch {
+            // A new epoch restarts its sequences.
+            return SequenceCheck::Accept;
+        }
+        let last_seq = stamp.base_sequence.plus(count.saturating_sub(1) as u32);
+        if let Some(r) = entry.batches.iter().find(|r| r.first_seq == stamp.base_sequence && r.last_seq == last_seq) {
+            return SequenceCheck::Duplicate { base_offset: r.base_offset, end: r.end };
+        }
+        let expected = entry.batches.back().map_or(Sequence(0), |r| r.last_seq.plus(1));
+        if stamp.base_sequence != expected {
+            return SequenceCheck::OutOfOrder { expected };
+        }
+        SequenceCheck::Accept
+    }
+
+    /// Remembers an appended (stamped, offset-assigned) batch.
+    pub fn record(&mut self, batch: &RecordBatch) {
+        let Some(stamp) = batch.producer else { return };
+        if batch.is_empty() {
+            return;
+        }
+        let entry = self.entries.entry(stamp.producer_id).or_default();
+        if stamp.producer_epoch > entry.epoch {
+            entry.epoch = stamp.producer_epoch;
+            entry.batches.clear();
+        } else if stamp.producer_epoch < entry.epoch {
+            return;
+        }
+        entry.batches.push_back(Remembered {
+            first_seq: stamp.base_sequence,
+            last_seq: stamp.base_sequence.plus(batch.len() as u32 - 1),
+            base_offset: batch.base_offset,
+            end: batch.end_offset(),
+        });
+        while entry.batches.len() > REMEMBERED_BATCHES {
+            entry.batches.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{LeaderEpoch, TopicPartition};
+    use crate::wire::Record;
+
+    fn stamp(pid: u64, epoch: u16, seq: u32) -> ProducerStamp {
+        ProducerStamp {
+            producer_id: ProducerId(pid),
+            producer_epoch: ProducerEpoch(epoch),
+            base_sequence: Sequence(seq),
+        }
+    }
+
+    fn batch(s: ProducerStamp, n: usize) -> RecordBatch {
+        RecordBatch { producer: Some(s), ..RecordBatch::new((0..n).map(|_| Record::from_value("v")).collect()) }
+    }
+
+    fn log_with(batches: &[RecordBatch]) -> PartitionLog {
+        let mut log = PartitionLog::new(TopicPartition::new("t", 0));
+        for b in batches {
+            log.append(b.clone(), LeaderEpoch(1), 0);
+        }
+        log
+    }
+
+    #[test]
+    fn a_retry_of_a_remembered_batch_is_a_duplicate_with_its_original_offsets() {
+        let log = log_with(&[batch(stamp(7, 0, 0), 3), batch(stamp(7, 0, 3), 2)]);
+        let t = ProducerTable::rebuild(&log);
+        assert_eq!(t.check(&stamp(7, 0, 3), 2), SequenceCheck::Duplicate { base_offset: Offset(3), end: Offset(5) });
+        assert_eq!(t.check(&stamp(7, 0, 5), 1), SequenceCheck::Accept);
+    }
+
+    #[test]
+    fn a_gap_or_a_stale_sequence_is_out_of_order() {
+        let t = ProducerTable::rebuild(&log_with(&[batch(stamp(7, 0, 0), 3)]));
+        assert_eq!(t.check(&stamp(7, 0, 4), 1), SequenceCheck::OutOfOrder { expected: Sequence(3) });
+        assert_eq!(t.check(&stamp(7, 0, 1), 1), SequenceCheck::OutOfOrder { expected: Sequence(3) });
+    }
+
+    #[test]
+    fn an_older_epoch_is_fenced_and_a_newer_one_restarts() {
+        let t = ProducerTable::rebuild(&log_with(&[batch(stamp(7, 2, 0), 1)]));
+        assert_eq!(t.check(&stamp(7, 1, 1), 1), SequenceCheck::Fenced { current: ProducerEpoch(2) });
+        assert_eq!(t.check(&stamp(7, 3, 0), 1), SequenceCheck::Accept);
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_remembered() {
+        let batches: Vec<RecordBatch> = (0..7).map(|i| batch(stamp(1, 0, i), 1)).collect();
+        let t = ProducerTable::rebuild(&log_with(&batches));
+        assert!(matches!(t.check(&stamp(1, 0, 2), 1), SequenceCheck::Duplicate { .. }));
+        assert!(matches!(t.check(&stamp(1, 0, 1), 1), SequenceCheck::OutOfOrder { .. }));
+        // Unknown producers start anywhere.
+        assert_eq!(t.check(&stamp(2, 0, 99), 1), SequenceCheck::Accept);
+    }
+}

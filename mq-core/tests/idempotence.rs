@@ -1,0 +1,163 @@
+//! Idempotent producers (DESIGN.md section 5): producer ids from the controller,
+//! per-partition sequences, duplicates answered with the original offset (also
+//! after failover, since the state is rebuilt from the log), gaps refused.
+
+mod support;
+
+use bytes::Bytes;
+use mq_core::harness::Harness;
+use mq_core::wire::{Acks, ErrorCode, ProducerStamp, Record, RecordBatch, RequestBody, ResponseBody, TopicConfig};
+use mq_core::{CorrelationId, Duration, Offset, PartitionId, ProducerEpoch, ProducerId, Sequence, TopicPartition};
+use support::{err, ok, CLIENT};
+
+fn tp() -> TopicPartition {
+    TopicPartition::new("t", 0)
+}
+
+fn init(h: &mut Harness, via: u32) -> ProducerId {
+    let c = h.request(CLIENT, via, RequestBody::InitProducer);
+    h.advance(Duration::from_millis(500));
+    match ok(h, c) {
+        ResponseBody::ProducerId { producer_id, producer_epoch } => {
+            assert_eq!(producer_epoch, ProducerEpoch(0));
+            producer_id
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn stamped(pid: ProducerId, epoch: u16, seq: u32, vals: &[&str]) -> RecordBatch {
+    RecordBatch {
+        producer: Some(ProducerStamp {
+            producer_id: pid,
+            producer_epoch: ProducerEpoch(epoch),
+            base_sequence: Sequence(seq),
+        }),
+        ..RecordBatch::new(vals.iter().map(|v| Record::from_value(Bytes::copy_from_slice(v.as_bytes()))).collect())
+    }
+}
+
+fn send(h: &mut Harness, to: u32, batch: RecordBatch) -> CorrelationId {
+    h.request(CLIENT, to, RequestBody::Produce { topic: "t".into(), partition: PartitionId(0), acks: Acks::All, batch })
+}
+
+fn offset_of(h: &mut Harness, c: CorrelationId) -> Offset {
+    match ok(h, c) {
+        ResponseBody::Produced { base_offset, .. } => base_offset,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn leader(h: &Harness) -> u32 {
+    h.running()
+        .into_iter()
+        .filter(|id| h.node(*id).replica(&tp()).is_some_and(|r| r.is_leader()))
+        .max_by_key(|id| h.node(*id).replica(&tp()).map(|r| r.leader_epoch))
+        .expect("a leader")
+}
+
+fn log_len(h: &Harness, node: u32) -> u64 {
+    h.node(node).log(&tp()).unwrap().log_end().0
+}
+
+fn cluster(n: u32, rf: u16) -> Harness {
+    let mut h = Harness::new(n, 21, |c| c);
+    h.wait_ready();
+    let c = h.request(
+        CLIENT,
+        1,
+        RequestBody::CreateTopic(TopicConfig { replication_factor: rf, ..TopicConfig::new("t", 1) }),
+    );
+    h.advance(Duration::from_millis(500));
+    assert_eq!(ok(&mut h, c), ResponseBody::TopicCreated);
+    h
+}
+
+#[test]
+fn producer_ids_are_unique_across_brokers() {
+    let mut h = cluster(3, 1);
+    let ids: Vec<ProducerId> = [1, 2, 3, 1, 2].iter().map(|b| init(&mut h, *b)).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), ids.len(), "{ids:?}");
+}
+
+#[test]
+fn a_retried_batch_gets_its_original_offset_and_is_not_appended_twice() {
+    let mut h = cluster(1, 1);
+    let pid = init(&mut h, 1);
+    let c = send(&mut h, 1, stamped(pid, 0, 0, &["a", "b"]));
+    h.advance(Duration::from_millis(50));
+    assert_eq!(offset_of(&mut h, c), Offset(0));
+    let c = send(&mut h, 1, stamped(pid, 0, 2, &["c"]));
+    h.advance(Duration::from_millis(50));
+    assert_eq!(offset_of(&mut h, c), Offset(2));
+    // The first batch again (a retry after a lost reply).
+    let c = send(&mut h, 1, stamped(pid, 0, 0, &["a", "b"]));
+    h.advance(Duration::from_millis(50));
+    assert_eq!(offset_of(&mut h, c), Offset(0));
+    assert_eq!(log_len(&h, 1), 3, "nothing appended twice");
+}
+
+#[test]
+fn a_retry_while_the_original_is_still_in_flight_waits_for_it() {
+    let mut h = cluster(1, 1);
+    let pid = init(&mut h, 1);
+    h.hold_persists(1, true);
+    let first = send(&mut h, 1, stamped(pid, 0, 0, &["a"]));
+    let retry = send(&mut h, 1, stamped(pid, 0, 0, &["a"]));
+    assert!(h.take_response(CLIENT, retry).is_none(), "not acknowledged before the original commits");
+    h.hold_persists(1, false);
+    h.advance(Duration::from_millis(50));
+    assert_eq!(offset_of(&mut h, first), Offset(0));
+    assert_eq!(offset_of(&mut h, retry), Offset(0));
+    assert_eq!(log_len(&h, 1), 1);
+}
+
+#[test]
+fn a_sequence_gap_is_refused_and_nothing_is_written() {
+    let mut h = cluster(1, 1);
+    let pid = init(&mut h, 1);
+    let c = send(&mut h, 1, stamped(pid, 0, 0, &["a"]));
+    h.advance(Duration::from_millis(50));
+    offset_of(&mut h, c);
+    let c = send(&mut h, 1, stamped(pid, 0, 5, &["gap"]));
+    let (code, msg) = err(&mut h, c);
+    assert_eq!(code, ErrorCode::OutOfOrderSequence);
+    assert!(msg.contains("expected 1"), "{msg}");
+    assert_eq!(log_len(&h, 1), 1);
+}
+
+#[test]
+fn an_older_producer_epoch_is_fenced() {
+    let mut h = cluster(1, 1);
+    let pid = init(&mut h, 1);
+    let c = send(&mut h, 1, stamped(pid, 3, 0, &["new"]));
+    h.advance(Duration::from_millis(50));
+    offset_of(&mut h, c);
+    let c = send(&mut h, 1, stamped(pid, 2, 1, &["zombie"]));
+    assert_eq!(err(&mut h, c).0, ErrorCode::FencedEpoch);
+}
+
+#[test]
+fn deduplication_survives_failover_because_the_state_comes_from_the_log() {
+    let mut h = cluster(3, 3);
+    let pid = init(&mut h, 1);
+    let l = leader(&h);
+    let c = send(&mut h, l, stamped(pid, 0, 0, &["x", "y"]));
+    h.advance(Duration::from_millis(300));
+    assert_eq!(offset_of(&mut h, c), Offset(0));
+    h.crash(l);
+    h.advance(Duration::from_secs(10));
+    let new = leader(&h);
+    assert_ne!(new, l);
+    // The producer never saw the reply and retries at the new leader.
+    let c = send(&mut h, new, stamped(pid, 0, 0, &["x", "y"]));
+    h.advance(Duration::from_millis(300));
+    assert_eq!(offset_of(&mut h, c), Offset(0));
+    assert_eq!(log_len(&h, new), 2, "the retry was recognised, not appended");
+    let c = send(&mut h, new, stamped(pid, 0, 2, &["z"]));
+    h.advance(Duration::from_millis(300));
+    assert_eq!(offset_of(&mut h, c), Offset(2));
+}
