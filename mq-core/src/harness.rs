@@ -316,7 +316,8 @@ impl Harness {
             Wake::Message(i) => {
                 let m = self.network.swap_remove(i);
                 let fetch = matches!(m.msg, Message::Peer(crate::wire::PeerMessage::ReplicaFetch(_)));
-                if !self.cut.contains(&(m.from, m.to)) && !(fetch && self.fetch_cut.contains(&(m.from, m.to))) {
+                let dropped = self.cut.contains(&(m.from, m.to)) || (fetch && self.fetch_cut.contains(&(m.from, m.to)));
+                if !dropped {
                     self.deliver(m.to, Input::Message { from: Peer::Node(m.from), msg: m.msg });
                 }
             }

@@ -8,6 +8,10 @@
 //! which applies each one, fsyncs once, and reports the token back. Tokens complete
 //! in order because one thread handles them in order.
 //!
+//! Messages to other brokers go to one outbound link task per peer
+//! ([`crate::transport::peer_link`]) through a bounded queue; the node task only
+//! `try_send`s, so a dead or slow peer costs dropped messages, never a stall.
+//!
 //! Shutdown: stop accepting and reading, feed the requests already read, wait until
 //! every Persist completed (so every reply the node owes is sent), let connections
 //! write what is queued, stop the storage thread, return.
@@ -15,9 +19,9 @@
 use crate::clock::Clock;
 use crate::config::{BrokerConfig, ConfigError};
 use crate::storage::{DiskStore, RecoveryNote, StorageError, StorageOptions};
-use crate::transport::{accept_loop, Limits, NodeEvent, Outbound};
+use crate::transport::{accept_loop, peer_link, Limits, LocalNode, NodeEvent, Outbound};
 use mq_core::storage::Write;
-use mq_core::{Event, Input, Node, Output, Peer, PersistToken};
+use mq_core::{Event, Input, Node, NodeId, Output, Peer, PersistToken};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +37,8 @@ const EVENT_QUEUE: usize = 4096;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `Broker::start` waits for the node to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Messages queued per outbound peer link; more are dropped.
+const LINK_QUEUE: usize = 4096;
 
 /// Why the broker could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -85,18 +91,23 @@ impl Broker {
     /// Returns once the node is ready: a controller is elected, this broker has
     /// registered and caught up on metadata (DESIGN.md section 8). Requests that
     /// arrive earlier get a retriable `NotReady` error.
+    ///
+    /// In a cluster, readiness needs a majority of the voters: start the brokers
+    /// concurrently.
     pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        config.validate()?;
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| BrokerError::Bind { addr: config.listen.clone(), source })?;
+        Broker::start_with_listener(config, listener).await
+    }
+
+    /// [`Broker::start`] on a listener bound already (`config.listen` is ignored):
+    /// lets tests and embedders pick ports before every broker's `peers` is known.
+    pub async fn start_with_listener(config: BrokerConfig, listener: TcpListener) -> Result<Broker, BrokerError> {
         let node_config = config.validate()?;
         let peers = config.peer_map()?;
-        if peers.len() > 1 {
-            tracing::info!(
-                peers = peers.len(),
-                "--peers lists {} brokers, but this build runs single-node clusters only \
-                 (replication is not implemented yet); broker {} runs alone",
-                peers.len(),
-                config.id
-            );
-        }
+        let local = LocalNode { id: NodeId(config.id), cluster_size: config.cluster_size() };
         let clock = Clock::start();
         let seed = config.seed.unwrap_or_else(|| clock.now().as_nanos() ^ u64::from(config.id));
         let options = StorageOptions { segment_bytes: config.segment_bytes };
@@ -116,9 +127,6 @@ impl Broker {
             partitions = recovered.state.logs.len(),
             "recovered"
         );
-        let listener = TcpListener::bind(&config.listen)
-            .await
-            .map_err(|source| BrokerError::Bind { addr: config.listen.clone(), source })?;
         let local_addr =
             listener.local_addr().map_err(|source| BrokerError::Bind { addr: config.listen.clone(), source })?;
 
@@ -147,9 +155,23 @@ impl Broker {
                     source,
                 })
             })?;
-        tokio::spawn(accept_loop(listener, limits, events_tx, shutdown_rx.clone(), alive_tx));
+        tokio::spawn(accept_loop(listener, local, limits, events_tx, shutdown_rx.clone(), alive_tx));
+        let mut links = HashMap::new();
+        for (id, addr) in peers.into_iter().filter(|(id, _)| *id != local.id) {
+            let (tx, rx) = mpsc::channel(LINK_QUEUE);
+            links.insert(id, tx);
+            tokio::spawn(peer_link(local, id, addr, rx, limits));
+        }
+        if !links.is_empty() {
+            tracing::info!(
+                id = config.id,
+                brokers = local.cluster_size,
+                voters = ?config.effective_voters(),
+                "joining the cluster; ready once a controller is elected and this broker registered"
+            );
+        }
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let driver = Driver { node, clock, conns: HashMap::new(), persist: persist_tx, ready: Some(ready_tx) };
+        let driver = Driver { node, clock, conns: HashMap::new(), links, persist: persist_tx, ready: Some(ready_tx) };
         let task = tokio::spawn(async move {
             let result = driver.run(events_rx, done_rx, shutdown_rx, alive_rx).await;
             // After a fatal error the accept loop must stop too.
@@ -254,6 +276,8 @@ struct Driver {
     node: Node,
     clock: Clock,
     conns: HashMap<Peer, mpsc::Sender<Outbound>>,
+    /// Outbound links to the other brokers.
+    links: HashMap<NodeId, mpsc::Sender<mq_core::wire::Message>>,
     persist: std::sync::mpsc::Sender<(PersistToken, Vec<Write>)>,
     /// Told once, when the node first reports ready.
     ready: Option<tokio::sync::oneshot::Sender<()>>,
@@ -296,6 +320,7 @@ impl Driver {
         }
         // Let connections write their queued replies, then close.
         self.conns.clear();
+        self.links.clear();
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, alive.recv()).await;
         tracing::info!("stopped; every acknowledged write is on disk");
         Ok(())
@@ -343,6 +368,14 @@ impl Driver {
     }
 
     fn send(&mut self, to: Peer, msg: mq_core::wire::Message) {
+        if let Peer::Node(id) = to {
+            match self.links.get(&id).map(|tx| tx.try_send(msg)) {
+                Some(Ok(())) => {}
+                Some(Err(TrySendError::Full(_))) => tracing::debug!(%to, "link queue full; message dropped"),
+                Some(Err(TrySendError::Closed(_))) | None => tracing::debug!(%to, "no link; message dropped"),
+            }
+            return;
+        }
         let Some(tx) = self.conns.get(&to) else {
             tracing::debug!(%to, "reply to a closed connection dropped");
             return;
@@ -370,6 +403,15 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 
 fn log_event(event: &Event) {
     match event {
+        Event::BecameLeader { tp, leader_epoch, isr, unclean } => {
+            tracing::info!(%tp, %leader_epoch, ?isr, unclean, "became partition leader")
+        }
+        Event::IsrChanged { tp, isr, shrink } => tracing::info!(%tp, ?isr, shrink, "ISR changed"),
+        Event::Truncated { tp, end, removed } => {
+            tracing::info!(%tp, %end, removed, "truncated a diverging log tail")
+        }
+        Event::ControllerLeader { term } => tracing::info!(%term, "became the controller leader"),
+        Event::Registered { broker_epoch } => tracing::info!(%broker_epoch, "registered with the controller"),
         Event::TopicCreated { topic } => tracing::info!(%topic, "topic created"),
         Event::TopicDeleted { topic } => tracing::info!(%topic, "topic deleted"),
         Event::LogStartAdvanced { tp, log_start } => tracing::info!(%tp, %log_start, "retention advanced log start"),

@@ -17,9 +17,14 @@ pub struct BrokerConfig {
     pub listen: String,
     /// Directory for topic metadata and partition logs.
     pub data_dir: PathBuf,
-    /// Every broker of the cluster by id, `"1" = "host:port"`. Empty: this broker
-    /// alone. Only single-node clusters run today.
+    /// Every broker of the cluster by id, `"1" = "host:port"`, this broker
+    /// included; ids are 1..=N. Every broker gets the same table. Empty: this broker
+    /// alone (id 1). Brokers dial each other at these addresses, so each must be
+    /// the address the broker's `listen` is reachable at.
     pub peers: BTreeMap<String, String>,
+    /// The controller voters (Raft metadata quorum). Empty: the first min(3, N)
+    /// ids.
+    pub voters: Vec<u32>,
     /// Seed of the core's random streams; unset: drawn from the clock at start and
     /// logged so a run can be reproduced.
     pub seed: Option<u64>,
@@ -55,6 +60,7 @@ impl Default for BrokerConfig {
             listen: "127.0.0.1:9092".into(),
             data_dir: PathBuf::from("./mq-data"),
             peers: BTreeMap::new(),
+            voters: Vec::new(),
             seed: None,
             max_connections: 1024,
             max_frame_bytes: mq_core::wire::DEFAULT_MAX_FRAME_BYTES,
@@ -138,20 +144,58 @@ impl BrokerConfig {
         if !out.is_empty() && !out.contains_key(&NodeId(self.id)) {
             return Err(ConfigError::Invalid(format!("peers do not list this broker's id {}", self.id)));
         }
+        // The core numbers brokers 1..=N.
+        if let Some((i, id)) = out.keys().enumerate().find(|(i, id)| id.0 as usize != i + 1) {
+            return Err(ConfigError::Invalid(format!(
+                "peer ids must be 1..={} without gaps; found {id} where {} was expected",
+                out.len(),
+                i + 1
+            )));
+        }
         Ok(out)
+    }
+
+    /// Parses `--voters 1,2,3`.
+    pub fn parse_voters(list: &str) -> Result<Vec<u32>, ConfigError> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|v| v.parse().map_err(|_| ConfigError::Invalid(format!("voter {v:?} must be a broker id"))))
+            .collect()
+    }
+
+    /// Brokers in the cluster: the number of peers, or 1 without any.
+    pub fn cluster_size(&self) -> u32 {
+        (self.peers.len() as u32).max(1)
+    }
+
+    /// The controller voters in effect: `voters`, or the first min(3, N) ids.
+    pub fn effective_voters(&self) -> Vec<u32> {
+        if self.voters.is_empty() {
+            (1..=self.cluster_size().min(3)).collect()
+        } else {
+            let mut v = self.voters.clone();
+            v.sort_unstable();
+            v.dedup();
+            v
+        }
     }
 
     /// Checks every setting and builds the core's node settings.
     pub fn validate(&self) -> Result<NodeConfig, ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         check_host_port(&self.listen).map_err(|e| ConfigError::Invalid(format!("listen: {e}")))?;
-        self.peer_map()?;
-        if self.id != 1 {
+        let peers = self.peer_map()?;
+        if peers.is_empty() && self.id != 1 {
             return invalid(format!(
-                "broker id {} needs a multi-node cluster, which this build cannot run yet \
-                 (single-node only until replication lands); run broker 1",
+                "broker id {} needs --peers listing the cluster (a broker alone is broker 1)",
                 self.id
             ));
+        }
+        let n = self.cluster_size();
+        let voters = self.effective_voters();
+        if let Some(v) = voters.iter().find(|v| **v == 0 || **v > n) {
+            return invalid(format!("voter {v} is not a broker of the cluster (ids 1..={n})"));
         }
         if self.max_connections == 0 || self.outbound_queue == 0 {
             return invalid("max_connections and outbound_queue must be positive".into());
@@ -173,7 +217,8 @@ impl BrokerConfig {
         }
         NodeConfig::builder()
             .node_id(self.id)
-            .cluster_size(1)
+            .cluster_size(n)
+            .voters(&voters)
             .max_batch_bytes(self.max_batch_bytes)
             .max_fetch_bytes(self.max_fetch_bytes)
             .max_pending_write_bytes(self.max_pending_write_bytes)
@@ -219,5 +264,21 @@ mod tests {
         assert!(c.validate().is_err(), "own id missing from peers");
         let c = BrokerConfig { peers: BrokerConfig::parse_peers("1=a:x").unwrap(), ..BrokerConfig::default() };
         assert!(c.validate().is_err(), "bad port");
+        let c = BrokerConfig { peers: BrokerConfig::parse_peers("1=a:1,3=c:3").unwrap(), ..BrokerConfig::default() };
+        assert!(c.validate().is_err(), "ids with a gap");
+    }
+
+    #[test]
+    fn voters_default_to_the_first_three_brokers() {
+        let peers = BrokerConfig::parse_peers("1=a:1,2=b:2,3=c:3,4=d:4,5=e:5").unwrap();
+        let c = BrokerConfig { id: 4, peers, ..BrokerConfig::default() };
+        let node = c.validate().unwrap();
+        assert_eq!((node.cluster_size, node.voters.len()), (5, 3));
+        let c = BrokerConfig { voters: vec![1, 2, 3, 4, 5], ..c };
+        assert_eq!(c.validate().unwrap().voters.len(), 5);
+        let c = BrokerConfig { voters: vec![6], ..c };
+        assert!(c.validate().is_err(), "voter outside the cluster");
+        let single = BrokerConfig::default().validate().unwrap();
+        assert_eq!((single.cluster_size, single.voters.len()), (1, 1));
     }
 }

@@ -51,9 +51,14 @@ struct BrokerArgs {
     /// Listen address, HOST:PORT (port 0 picks a free port).
     #[arg(long)]
     listen: Option<String>,
-    /// Brokers of the cluster: 1=host:port,2=host:port,...
+    /// Brokers of the cluster, this one included: 1=host:port,2=host:port,...
+    /// (the same list for every broker). Without --listen, the broker listens on
+    /// its own entry.
     #[arg(long)]
     peers: Option<String>,
+    /// Controller voters: 1,2,3 (default: the first min(3, N) brokers).
+    #[arg(long)]
+    voters: Option<String>,
     /// Data directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -204,6 +209,7 @@ async fn run_broker(args: BrokerArgs) -> ExitCode {
     if let Some(id) = args.id {
         config.id = id;
     }
+    let listen_given = args.listen.is_some();
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
@@ -216,16 +222,21 @@ async fn run_broker(args: BrokerArgs) -> ExitCode {
             Err(e) => return usage_error(&e.to_string()),
         }
     }
+    if let Some(voters) = &args.voters {
+        match BrokerConfig::parse_voters(voters) {
+            Ok(v) => config.voters = v,
+            Err(e) => return usage_error(&e.to_string()),
+        }
+    }
+    // With --peers and no listen address from a flag or the file, listen where the
+    // other brokers will dial.
+    if !listen_given && config.listen == BrokerConfig::default().listen {
+        if let Some(own) = config.peers.get(&config.id.to_string()) {
+            config.listen = own.clone();
+        }
+    }
     if let Err(e) = config.validate() {
         return usage_error(&e.to_string());
-    }
-    if config.peers.len() > 1 {
-        eprintln!(
-            "mq broker: note: --peers lists {} brokers, but this build runs single-node clusters only; \
-             broker {} runs alone and the other brokers are not contacted",
-            config.peers.len(),
-            config.id
-        );
     }
     let mut broker = match Broker::start(config).await {
         Ok(b) => b,

@@ -12,11 +12,23 @@
 //! - at most `outbound_queue` replies wait per connection: the node never blocks on a
 //!   slow reader; it drops the connection instead.
 //!
-//! Connections carry `Peer::Client` today. Inter-broker links (issue 8, with
-//! replication) reuse `run_connection` with `Peer::Node` after a handshake.
+//! Inter-broker links: one TCP connection per *ordered* pair of brokers. Broker A
+//! dials every other broker B ([`peer_link`]) and uses that connection only to send
+//! A's messages to B; B reads it and feeds them as `Input::Message { from:
+//! Peer::Node(A) }`, and sends its own messages to A on the connection B dialed.
+//! Each side therefore owns exactly the connection it writes, so there is no race
+//! over which of two simultaneous dials survives, and a link is re-dialed by the
+//! one broker that needs it. The dialer opens with a hello frame naming its node id
+//! and cluster size ([`PeerHello`]); the accepting side classifies a connection by
+//! its first frame: a hello makes it an inbound peer link, anything else a client.
+//! While a link is down, messages to that broker are dropped (the protocol
+//! tolerates loss) and the dialer retries with exponential backoff; the node task
+//! never waits for a link. Links are not authenticated (a gap until the security
+//! issue).
 
 use mq_core::wire::{decode_frame, encode_frame, Message};
-use mq_core::{ClientId, Peer};
+use mq_core::{ClientId, NodeId, Peer};
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,6 +41,84 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// The close reason of a connection its client ended (logged at debug only).
 const PEER_CLOSED: &str = "peer closed the connection";
+
+/// The version byte of a hello frame. mq-core's codec speaks version 1 only, so a
+/// hello can never be mistaken for a message, and a hello sent to something that
+/// expects messages fails with a clear "unsupported frame version".
+pub(crate) const HELLO_VERSION: u8 = 0x80;
+/// Marks a hello payload (after the version byte), against stray connections.
+const HELLO_MAGIC: [u8; 8] = *b"mq-peer1";
+/// Largest hello frame accepted (length field value).
+const MAX_HELLO_BYTES: usize = 64;
+/// How long dialing one peer may take.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
+/// First and longest wait between dial attempts.
+const DIAL_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Messages written to a link with one `write_all`.
+const LINK_WRITE_BATCH: usize = 64;
+
+/// The first frame on an inter-broker link: who dials, and the cluster it believes
+/// in (a broker configured with a different cluster size is refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PeerHello {
+    magic: [u8; 8],
+    /// The dialing broker.
+    pub node: u32,
+    /// Brokers in its `--peers`.
+    pub cluster_size: u32,
+}
+
+impl PeerHello {
+    pub(crate) fn new(node: NodeId, cluster_size: u32) -> Self {
+        PeerHello { magic: HELLO_MAGIC, node: node.0, cluster_size }
+    }
+
+    /// The frame: the shape of mq-core's frames (`length | version | crc32c |
+    /// payload`) with [`HELLO_VERSION`].
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        // A fixed-size struct into a Vec cannot fail to serialize.
+        let payload = postcard::to_allocvec(self).expect("postcard into a Vec is infallible");
+        let mut out = Vec::with_capacity(9 + payload.len());
+        out.extend_from_slice(&((5 + payload.len()) as u32).to_be_bytes());
+        out.push(HELLO_VERSION);
+        out.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    /// Decodes a hello at the start of `buf`: `Ok(None)` when incomplete, else the
+    /// hello and the bytes it used.
+    pub(crate) fn decode(buf: &[u8]) -> Result<Option<(PeerHello, usize)>, String> {
+        if buf.len() < 9 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if !(5..=MAX_HELLO_BYTES).contains(&len) || buf[4] != HELLO_VERSION {
+            return Err(format!("bad hello frame (length {len}, version {})", buf[4]));
+        }
+        if buf.len() < 4 + len {
+            return Ok(None);
+        }
+        let crc = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]);
+        let payload = &buf[9..4 + len];
+        if crc32c::crc32c(payload) != crc {
+            return Err("hello checksum mismatch".into());
+        }
+        let hello: PeerHello = postcard::from_bytes(payload).map_err(|e| format!("malformed hello: {e}"))?;
+        if hello.magic != HELLO_MAGIC {
+            return Err("hello with a wrong magic".into());
+        }
+        Ok(Some((hello, 4 + len)))
+    }
+}
+
+/// Who this broker is, for checking hellos.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LocalNode {
+    pub id: NodeId,
+    pub cluster_size: u32,
+}
 
 /// What connection tasks tell the node task.
 #[derive(Debug)]
@@ -64,6 +154,7 @@ pub(crate) struct Limits {
 /// them to finish.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
+    local: LocalNode,
     limits: Limits,
     events: mpsc::Sender<NodeEvent>,
     mut shutdown: watch::Receiver<bool>,
@@ -94,7 +185,7 @@ pub(crate) async fn accept_loop(
         let peer = Peer::Client(ClientId(next_client));
         next_client += 1;
         tracing::debug!(%peer, %addr, "connection accepted");
-        let conn = Connection { peer, limits, events: events.clone(), shutdown: shutdown.clone() };
+        let conn = Connection { peer, local, limits, events: events.clone(), shutdown: shutdown.clone() };
         let alive = alive.clone();
         tokio::spawn(async move {
             conn.run(stream, permit).await;
@@ -106,18 +197,33 @@ pub(crate) async fn accept_loop(
 
 struct Connection {
     peer: Peer,
+    local: LocalNode,
     limits: Limits,
     events: mpsc::Sender<NodeEvent>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Connection {
-    async fn run(mut self, stream: TcpStream, _permit: OwnedSemaphorePermit) {
+    async fn run(mut self, mut stream: TcpStream, _permit: OwnedSemaphorePermit) {
+        // The first frame tells a dialing broker from a client.
+        let mut buf = Vec::new();
+        match self.classify(&mut stream, &mut buf).await {
+            Ok(Some(node)) => {
+                let reason = self.serve_peer(stream, buf, node).await;
+                tracing::info!(peer = %Peer::Node(node), %reason, "inbound link closed");
+                return;
+            }
+            Ok(None) => {}
+            Err(reason) => {
+                tracing::info!(peer = %self.peer, %reason, "connection closed");
+                return;
+            }
+        }
         let (tx, rx) = mpsc::channel(self.limits.outbound_queue);
         if self.events.send(NodeEvent::Connected { peer: self.peer, outbound: tx }).await.is_err() {
             return; // the node is stopping
         }
-        let reason = self.serve(stream, rx).await;
+        let reason = self.serve(stream, rx, buf).await;
         if reason == PEER_CLOSED {
             tracing::debug!(peer = %self.peer, %reason, "connection closed");
         } else {
@@ -126,17 +232,108 @@ impl Connection {
         let _ = self.events.send(NodeEvent::Disconnected { peer: self.peer }).await;
     }
 
+    /// Reads until the version byte of the first frame arrived: `Some(node)` for a
+    /// valid hello (consumed from `buf`), `None` for a client (bytes stay in
+    /// `buf`).
+    async fn classify(&mut self, stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<NodeId>, String> {
+        let limits = self.limits;
+        let deadline = Instant::now() + limits.idle_timeout;
+        let mut chunk = [0u8; 512];
+        while buf.len() < 5 || (buf[4] == HELLO_VERSION && PeerHello::decode(buf)?.is_none()) {
+            let n = tokio::select! {
+                r = stream.read(&mut chunk) => r.map_err(|e| format!("read failed: {e}"))?,
+                _ = sleep_until(deadline) => return Err(format!("idle for {:?}", limits.idle_timeout)),
+                _ = self.shutdown.changed() => return Err("broker stopping".into()),
+            };
+            if n == 0 {
+                return Err(PEER_CLOSED.into());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        if buf[4] != HELLO_VERSION {
+            return Ok(None);
+        }
+        let Some((hello, used)) = PeerHello::decode(buf)? else { unreachable!("the loop reads a whole hello") };
+        buf.drain(..used);
+        let local = self.local;
+        if hello.node == 0 || hello.node > local.cluster_size || hello.node == local.id.0 {
+            return Err(format!(
+                "refused a link from broker {}: this broker is {} of a {}-broker cluster; check --peers",
+                hello.node, local.id, local.cluster_size
+            ));
+        }
+        if hello.cluster_size != local.cluster_size {
+            return Err(format!(
+                "refused a link from broker {}: it has {} brokers in --peers, this broker {}; every broker needs the same list",
+                hello.node, hello.cluster_size, local.cluster_size
+            ));
+        }
+        tracing::debug!(peer = %Peer::Node(NodeId(hello.node)), "inbound link up");
+        Ok(Some(NodeId(hello.node)))
+    }
+
+    /// An inbound peer link: only reads, feeding what `node` sends. Peers exchange
+    /// heartbeats constantly, so no idle timeout applies.
+    async fn serve_peer(&mut self, mut stream: TcpStream, mut buf: Vec<u8>, node: NodeId) -> String {
+        let limits = self.limits;
+        let peer = Peer::Node(node);
+        let mut chunk = vec![0u8; READ_CHUNK_BYTES];
+        let mut frame_started: Option<Instant> = None;
+        loop {
+            loop {
+                match decode_frame(&buf, limits.max_frame_bytes) {
+                    Ok(Some((msg, used))) => {
+                        buf.drain(..used);
+                        if self.events.send(NodeEvent::Message { peer, msg }).await.is_err() {
+                            return "broker stopping".into();
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return format!("malformed frame: {e}"),
+                }
+            }
+            frame_started = if buf.is_empty() { None } else { frame_started.or(Some(Instant::now())) };
+            let read_deadline = frame_started.map(|t| t + limits.read_timeout);
+            tokio::select! {
+                _ = self.shutdown.changed() => return "broker stopping".into(),
+                r = stream.read(&mut chunk) => match r {
+                    Ok(0) => return PEER_CLOSED.into(),
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(e) => return format!("read failed: {e}"),
+                },
+                _ = sleep_until(read_deadline.unwrap_or_else(Instant::now)), if read_deadline.is_some() => {
+                    return format!("read timed out: a frame did not complete within {:?}", limits.read_timeout);
+                }
+            }
+        }
+    }
+
     /// Reads requests and writes replies until something ends the connection;
-    /// returns why.
-    async fn serve(&mut self, mut stream: TcpStream, mut rx: mpsc::Receiver<Outbound>) -> String {
+    /// returns why. `buf` holds bytes already read.
+    async fn serve(&mut self, mut stream: TcpStream, mut rx: mpsc::Receiver<Outbound>, mut buf: Vec<u8>) -> String {
         let (mut rd, mut wr) = stream.split();
         let limits = self.limits;
-        let mut buf: Vec<u8> = Vec::new();
         let mut chunk = vec![0u8; READ_CHUNK_BYTES];
         let mut out = Vec::new();
         let mut reading = !*self.shutdown.borrow();
         let mut last_request = Instant::now();
         let mut frame_started: Option<Instant> = None;
+        // Frames that arrived with the first bytes.
+        loop {
+            match decode_frame(&buf, limits.max_frame_bytes) {
+                Ok(Some((msg, used))) => {
+                    buf.drain(..used);
+                    if self.events.send(NodeEvent::Message { peer: self.peer, msg }).await.is_err() {
+                        return "broker stopping".into();
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return format!("malformed frame: {e}"),
+            }
+        }
+        if !buf.is_empty() {
+            frame_started = Some(Instant::now());
+        }
         loop {
             let read_deadline = match frame_started {
                 Some(t) => t + limits.read_timeout,
@@ -200,5 +397,128 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// The outbound link to broker `to` at `addr`: dials (with backoff), says hello,
+/// then writes every message the node task queues in `rx`. Messages queued while
+/// the link is down are dropped. Ends when the node task drops the sender.
+pub(crate) async fn peer_link(
+    local: LocalNode,
+    to: NodeId,
+    addr: String,
+    mut rx: mpsc::Receiver<Message>,
+    limits: Limits,
+) {
+    let peer = Peer::Node(to);
+    let hello = PeerHello::new(local.id, local.cluster_size).encode();
+    let mut backoff = DIAL_BACKOFF_MIN;
+    let mut down_logged = false;
+    loop {
+        let dial = async {
+            let stream = timeout(DIAL_TIMEOUT, TcpStream::connect(&addr))
+                .await
+                .map_err(|_| format!("no answer within {DIAL_TIMEOUT:?}"))?
+                .map_err(|e| e.to_string())?;
+            let _ = stream.set_nodelay(true);
+            let mut stream = stream;
+            timeout(limits.write_timeout, stream.write_all(&hello))
+                .await
+                .map_err(|_| "hello timed out".to_string())?
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(stream)
+        };
+        let Some(dialed) = drop_while(&mut rx, dial).await else { return };
+        let reason = match dialed {
+            Ok(stream) => {
+                tracing::info!(%peer, %addr, "link up");
+                backoff = DIAL_BACKOFF_MIN;
+                down_logged = false;
+                match write_link(stream, &mut rx, limits).await {
+                    Some(reason) => reason,
+                    None => return, // the node task stopped
+                }
+            }
+            Err(e) => e,
+        };
+        if down_logged {
+            tracing::debug!(%peer, %addr, %reason, "link still down; messages to it are dropped");
+        } else {
+            tracing::warn!(%peer, %addr, %reason, "link down; messages to it are dropped until it reconnects");
+            down_logged = true;
+        }
+        if drop_while(&mut rx, tokio::time::sleep(backoff)).await.is_none() {
+            return;
+        }
+        backoff = (backoff * 2).min(DIAL_BACKOFF_MAX);
+    }
+}
+
+/// Runs `fut` while dropping what arrives in `rx` (there is no link to send it on);
+/// `None` if the node task stopped meanwhile.
+async fn drop_while<F: std::future::Future>(rx: &mut mpsc::Receiver<Message>, fut: F) -> Option<F::Output> {
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            out = &mut fut => return Some(out),
+            m = rx.recv() => m?,
+        };
+    }
+}
+
+/// Writes queued messages to an established link; returns why it broke, or `None`
+/// when the node task stopped.
+async fn write_link(mut stream: TcpStream, rx: &mut mpsc::Receiver<Message>, limits: Limits) -> Option<String> {
+    let (mut rd, mut wr) = stream.split();
+    let mut out = Vec::new();
+    let mut sink = [0u8; 256];
+    loop {
+        tokio::select! {
+            m = rx.recv() => {
+                let msg = m?;
+                out.clear();
+                let mut next = Some(msg);
+                let mut count = 0;
+                while let Some(msg) = next.take() {
+                    if let Err(e) = encode_frame(&msg, limits.max_frame_bytes, &mut out) {
+                        // One message too large for a frame: a bug or a setting to fix;
+                        // dropping it is what loss would do.
+                        tracing::error!(error = %e, "cannot encode a message to a peer; dropped");
+                    }
+                    count += 1;
+                    if count < LINK_WRITE_BATCH {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                match timeout(limits.write_timeout, wr.write_all(&out)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Some(format!("write failed: {e}")),
+                    Err(_) => return Some(format!("write timed out after {:?}", limits.write_timeout)),
+                }
+            }
+            // The peer never writes on this link; a read only sees it close.
+            r = rd.read(&mut sink) => match r {
+                Ok(0) => return Some(PEER_CLOSED.into()),
+                Ok(_) => {}
+                Err(e) => return Some(format!("read failed: {e}")),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_round_trips_and_is_never_a_message() {
+        let frame = PeerHello::new(NodeId(2), 3).encode();
+        let (hello, used) = PeerHello::decode(&frame).unwrap().unwrap();
+        assert_eq!((hello.node, hello.cluster_size, used), (2, 3, frame.len()));
+        assert!(PeerHello::decode(&frame[..frame.len() - 1]).unwrap().is_none());
+        assert!(decode_frame(&frame, 1 << 20).is_err(), "the codec refuses the hello's version");
+        let mut bad = frame.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(PeerHello::decode(&bad).is_err());
     }
 }
