@@ -71,6 +71,7 @@
 pub mod client;
 pub mod contract;
 pub mod controller;
+pub mod group;
 pub mod ids;
 pub mod log;
 pub mod node;
