@@ -25,7 +25,8 @@ mod transport;
 
 pub use broker::{Broker, BrokerError};
 pub use client::{
-    partition_for_key, Client, ClientBuilder, ClientError, Delivery, Fetched, NewTopic, Producer, ProducerBuilder,
+    partition_for_key, BrokerView, Client, ClientBuilder, ClientError, ClusterMetadata, Delivery, Fetched, NewTopic,
+    Producer, ProducerBuilder,
 };
 pub use config::{BrokerConfig, ConfigError};
 pub use mq_core::wire::{Acks, ErrorCode, OffsetSpec, Record};
