@@ -12,7 +12,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Routing (docs/operations.md, "Clients and failover"): the client fetches
+//! Routing (docs/operations.md section 6): the client fetches
 //! `Metadata` from every broker it knows and keeps, per partition, the view with the
 //! highest leader epoch. Produce, fetch and list-offsets go to the partition leader;
 //! topic administration and metadata go to any broker. A request that fails with
