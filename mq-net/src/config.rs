@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 pub struct BrokerConfig {
     /// This broker's id (1..=N).
     pub id: u32,
-    /// Address to listen on for clients (`host:port`; port 0 picks a free one).
+    /// Address to listen on for clients and other brokers (`host:port`; port 0
+    /// picks a free one, which only a single broker can use).
     pub listen: String,
-    /// Directory for topic metadata and partition logs.
+    /// Directory for the Raft log (`raft.wal`) and partition logs.
     pub data_dir: PathBuf,
     /// Every broker of the cluster by id, `"1" = "host:port"`, this broker
     /// included; ids are 1..=N. Every broker gets the same table. Empty: this broker

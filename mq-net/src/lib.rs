@@ -5,9 +5,11 @@
 //! fsync, plus the `mq` binary and an async client library.
 //!
 //! - [`Broker`]: one node task feeding the core one input at a time
-//!   ([`broker`]), TCP connections framed by the core's codec ([`transport`]), and a
-//!   storage thread writing segment files ([`storage`]).
-//! - [`Client`]: the async request layer for applications and the CLI.
+//!   ([`broker`]), TCP connections framed by the core's codec for clients and for
+//!   the links among brokers (`transport`), and a storage thread writing segment
+//!   files and the Raft log ([`storage`]).
+//! - [`Client`]: the async request layer for applications and the CLI; routes to
+//!   partition leaders from cluster metadata and retries across failover.
 //! - [`BrokerConfig`]: the TOML file and flags of `mq broker`.
 //!
 //! No protocol decision lives here: every `if` about the protocol is in mq-core.
