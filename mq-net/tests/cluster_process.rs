@@ -1,7 +1,8 @@
 //! Three `mq broker` processes on loopback: the leader of partition 0 is killed with
-//! SIGKILL in the middle of an acks=all produce run, the producers carry on through
-//! the failover, the killed broker restarts on its data directory, and every
-//! acknowledged record is read back. Processes are killed on drop, even on failure.
+//! SIGKILL (or stopped with SIGTERM) in the middle of an acks=all produce run, the
+//! producers carry on through the failover, the broker restarts on its data
+//! directory, and every acknowledged record is read back. Processes are killed on
+//! drop, even on failure.
 
 mod common;
 
@@ -35,8 +36,23 @@ async fn read_everything(c: &Client, topic: &str) -> BTreeMap<(u32, u64), String
     out
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    Kill9,
+    Term,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_a_leader_mid_produce_loses_no_acknowledged_record() {
+    leader_failover_under_load(Stop::Kill9).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_of_a_leader_under_load_exits_zero_and_loses_no_acknowledged_record() {
+    leader_failover_under_load(Stop::Term).await;
+}
+
+async fn leader_failover_under_load(how: Stop) {
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let addrs: Vec<String> = free_ports(3).into_iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let peers = peers_list(&addrs);
@@ -89,7 +105,16 @@ async fn sigkill_of_a_leader_mid_produce_loses_no_acknowledged_record() {
         if killed.is_none() && acked.len() >= KILL_AFTER {
             let t = c.describe_topic("orders").await.unwrap();
             let leader = t.partitions[0].leader.expect("partition 0 has a leader").0 as usize;
-            procs[leader - 1].kill9();
+            let started = std::time::Instant::now();
+            match how {
+                Stop::Kill9 => procs[leader - 1].kill9(),
+                Stop::Term => {
+                    // Blocking wait for the exit: fine on a multi-thread runtime.
+                    let status = procs[leader - 1].terminate();
+                    assert!(status.success(), "SIGTERM exits 0, got {status:?}");
+                }
+            }
+            eprintln!("{how:?}: broker {leader} stopped in {:?} after {} acks", started.elapsed(), acked.len());
             killed = Some(leader);
         }
     }
@@ -102,6 +127,7 @@ async fn sigkill_of_a_leader_mid_produce_loses_no_acknowledged_record() {
         acked.push(a);
     }
     let killed = killed.expect("the leader was killed");
+    eprintln!("{how:?}: {} records acknowledged, {} produce calls failed", acked.len(), errors.len());
 
     // The killed broker restarts on its data directory and rejoins.
     procs[killed - 1] = BrokerProcess::start_many(&[args(killed - 1)]).pop().unwrap();
