@@ -105,7 +105,7 @@ async fn leader_failover_under_load(how: Stop) {
         if killed.is_none() && acked.len() >= KILL_AFTER {
             let t = c.describe_topic("orders").await.unwrap();
             let leader = t.partitions[0].leader.expect("partition 0 has a leader").0 as usize;
-            let started = std::time::Instant::now();
+            let started = tokio::time::Instant::now();
             match how {
                 Stop::Kill9 => procs[leader - 1].kill9(),
                 Stop::Term => {
