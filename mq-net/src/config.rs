@@ -140,6 +140,11 @@ impl BrokerConfig {
                 .filter(|n| *n >= 1)
                 .ok_or_else(|| ConfigError::Invalid(format!("peer id {id:?} must be a positive integer")))?;
             check_host_port(addr).map_err(|e| ConfigError::Invalid(format!("peer {id}: {e}")))?;
+            if self.peers.len() > 1 && addr.ends_with(":0") {
+                return Err(ConfigError::Invalid(format!(
+                    "peer {id}: {addr:?} has port 0, which other brokers cannot dial; give every peer its real port"
+                )));
+            }
             out.insert(NodeId(n), addr.clone());
         }
         if !out.is_empty() && !out.contains_key(&NodeId(self.id)) {
@@ -267,6 +272,8 @@ mod tests {
         assert!(c.validate().is_err(), "bad port");
         let c = BrokerConfig { peers: BrokerConfig::parse_peers("1=a:1,3=c:3").unwrap(), ..BrokerConfig::default() };
         assert!(c.validate().is_err(), "ids with a gap");
+        let c = BrokerConfig { peers: BrokerConfig::parse_peers("1=a:1,2=b:0").unwrap(), ..BrokerConfig::default() };
+        assert!(c.validate().is_err(), "a peer port nobody can dial");
     }
 
     #[test]

@@ -428,6 +428,7 @@ pub(crate) async fn peer_link(
     let hello = PeerHello::new(local.id, local.cluster_size).encode();
     let mut backoff = DIAL_BACKOFF_MIN;
     let mut down_logged = false;
+    let mut ever_up = false;
     loop {
         let dial = async {
             let stream = timeout(DIAL_TIMEOUT, TcpStream::connect(&addr))
@@ -448,6 +449,7 @@ pub(crate) async fn peer_link(
                 tracing::info!(%peer, %addr, "link up");
                 backoff = DIAL_BACKOFF_MIN;
                 down_logged = false;
+                ever_up = true;
                 match write_link(stream, &mut rx, limits).await {
                     Some(reason) => reason,
                     None => return, // the node task stopped
@@ -457,6 +459,10 @@ pub(crate) async fn peer_link(
         };
         if down_logged {
             tracing::debug!(%peer, %addr, %reason, "link still down; messages to it are dropped");
+        } else if !ever_up {
+            // At start the other brokers are often not listening yet.
+            tracing::info!(%peer, %addr, %reason, "peer not reachable yet; retrying");
+            down_logged = true;
         } else {
             tracing::warn!(%peer, %addr, %reason, "link down; messages to it are dropped until it reconnects");
             down_logged = true;
