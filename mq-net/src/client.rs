@@ -937,3 +937,59 @@ impl Producer {
         self.client.produce(&self.topic, partition, self.acks, records).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mq_core::wire::PartitionInfo;
+    use mq_core::LeaderEpoch;
+
+    fn info(leader: u32, epoch: u32, hw: u64) -> TopicInfo {
+        TopicInfo {
+            config: TopicConfig::new("t", 1),
+            partitions: vec![PartitionInfo {
+                partition: PartitionId(0),
+                leader: Some(NodeId(leader)),
+                leader_epoch: LeaderEpoch(epoch),
+                replicas: vec![NodeId(1), NodeId(2)],
+                isr: vec![NodeId(1), NodeId(2)],
+                log_start: Offset(0),
+                high_watermark: Offset(hw),
+            }],
+        }
+    }
+
+    #[test]
+    fn merged_metadata_keeps_the_newest_leader_and_the_leaders_high_watermark() {
+        let mut m = ClusterMetadata::default();
+        // A follower that missed the election, the new leader, a follower of it.
+        m.merge(vec![NodeId(1)], Some(NodeId(1)), vec![info(1, 1, 0)]);
+        m.merge(vec![NodeId(2)], Some(NodeId(2)), vec![info(2, 2, 40)]);
+        m.merge(vec![NodeId(1), NodeId(2)], None, vec![info(2, 2, 0)]);
+        let p = &m.topic("t").unwrap().partitions[0];
+        assert_eq!((p.leader, p.leader_epoch, p.high_watermark), (Some(NodeId(2)), LeaderEpoch(2), Offset(40)));
+        assert_eq!(m.brokers, vec![NodeId(1), NodeId(2)]);
+    }
+
+    #[test]
+    fn bootstrap_takes_peers_lists_and_plain_addresses() {
+        let b = parse_bootstrap("1=a:1, 2=b:2").unwrap();
+        assert_eq!(b, vec![(Some(NodeId(1)), "a:1".to_string()), (Some(NodeId(2)), "b:2".to_string())]);
+        assert_eq!(parse_bootstrap("a:1").unwrap(), vec![(None, "a:1".to_string())]);
+        assert!(parse_bootstrap("x=a:1").is_err());
+        assert!(parse_bootstrap(" , ").is_err());
+    }
+
+    #[test]
+    fn exhausted_retries_after_an_unknown_outcome_say_so() {
+        let e = ClientError::RetriesExhausted {
+            attempts: 3,
+            elapsed: Duration::from_secs(1),
+            last: Box::new(ClientError::Broker { code: ErrorCode::NotLeader, message: "moved".into() }),
+            indefinite: true,
+        };
+        assert!(e.is_indefinite());
+        assert_eq!(e.code(), Some(ErrorCode::NotLeader));
+        assert!(e.to_string().contains("may have taken effect"), "{e}");
+    }
+}
