@@ -9,7 +9,7 @@
 //! in order because one thread handles them in order.
 //!
 //! Messages to other brokers go to one outbound link task per peer
-//! ([`crate::transport::peer_link`]) through a bounded queue; the node task only
+//! (`transport::peer_link`) through a bounded queue; the node task only
 //! `try_send`s, so a dead or slow peer costs dropped messages, never a stall.
 //!
 //! Shutdown: stop accepting and reading, feed the requests already read, wait until

@@ -1,33 +1,53 @@
-//! The async client library: [`Client`] speaks mq's frame protocol to one broker over
-//! TCP, with many requests in flight on one connection (matched by correlation id).
+//! The async client library: [`Client`] speaks mq's frame protocol to the brokers of
+//! a cluster over TCP, one connection per broker with many requests in flight
+//! (matched by correlation id).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), mq_net::ClientError> {
 //! use mq_net::{Acks, Client, NewTopic, Record};
-//! let client = Client::builder().bootstrap("127.0.0.1:9092").connect().await?;
-//! client.create_topic(NewTopic::new("orders", 3)).await?;
+//! let client = Client::builder().bootstrap("1=127.0.0.1:9092,2=127.0.0.1:9093,3=127.0.0.1:9094").connect().await?;
+//! client.create_topic(NewTopic::new("orders", 3).replication_factor(3)).await?;
 //! let d = client.produce("orders", 0, Acks::All, vec![Record::from_value("hello")]).await?;
 //! println!("stored at {}/{}", d.partition, d.offset);
 //! # Ok(()) }
 //! ```
 //!
-//! The producer and consumer state machines of mq-core (batching, retries,
-//! partitioners, groups, acks) are not there yet; this is the request layer they
-//! will run on.
+//! Routing (docs/operations.md section 6): the client fetches
+//! `Metadata` from every broker it knows and keeps, per partition, the view with the
+//! highest leader epoch. Produce, fetch and list-offsets go to the partition leader;
+//! topic administration and metadata go to any broker. A request that fails with
+//! `NotLeader`, `NotReady`, `LeadershipLost`, `Timeout` (or another retriable code)
+//! or loses its connection is retried after a metadata refresh, with exponential
+//! backoff, until the request timeout runs out.
+//!
+//! Addresses: the `Metadata` reply names brokers by id only, so the client learns
+//! where broker N listens from the bootstrap list, written like `--peers`:
+//! `1=host:port,2=host:port`. Plain `host:port` entries serve requests that any
+//! broker answers; a single plain entry is mapped to the one broker of a
+//! single-broker cluster. List every broker as `id=host:port` for a cluster.
+//!
+//! Delivery is at least once: a produce retried after an indefinite outcome
+//! (`LeadershipLost`, a timeout, a lost connection) may be stored twice. The
+//! idempotent producer of mq-core will remove those duplicates.
 
 use mq_core::wire::{
     decode_frame, encode_frame, Acks, ErrorCode, Message, OffsetSpec, Record, RecordBatch, Request, RequestBody,
     ResponseBody, TopicConfig, TopicInfo, WireError, DEFAULT_MAX_FRAME_BYTES,
 };
-use mq_core::{CorrelationId, Offset, PartitionId};
-use std::collections::HashMap;
+use mq_core::{CorrelationId, NodeId, Offset, PartitionId};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
-/// Requests waiting for the connection task.
+/// Requests waiting for a connection task.
 const CALL_QUEUE: usize = 1024;
+/// First and longest pause between retries.
+const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// What a client call can fail with.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -50,7 +70,7 @@ pub enum ClientError {
         message: String,
     },
     /// The connection broke; requests in flight have an unknown outcome.
-    #[error("connection lost: {0}")]
+    #[error("connection lost: {0}; the request may still take effect")]
     Disconnected(String),
     /// No reply within the request timeout; the request may still take effect.
     #[error("no reply within {0:?}; the request may still take effect")]
@@ -61,14 +81,60 @@ pub enum ClientError {
     /// The call's arguments are invalid.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A broker the request must go to has no known address.
+    #[error(
+        "broker {0} leads the partition, but its address is unknown: list every broker as ID=HOST:PORT \
+         in the bootstrap list (the brokers' --peers list)"
+    )]
+    UnknownBrokerAddress(u32),
+    /// Retries ran out before the request succeeded. When `indefinite`, an
+    /// attempt's outcome was unknown (`LeadershipLost`, a timeout, a lost
+    /// connection): it may have taken effect.
+    #[error(
+        "gave up after {attempts} attempt(s) in {elapsed:?}: {last}{}",
+        if *indefinite { " (an earlier attempt's outcome is unknown: it may have taken effect)" } else { "" }
+    )]
+    RetriesExhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// Time spent.
+        elapsed: Duration,
+        /// The last attempt's error.
+        last: Box<ClientError>,
+        /// Whether any attempt may have taken effect.
+        indefinite: bool,
+    },
 }
 
 impl ClientError {
-    /// The wire error code, for errors the broker returned.
+    /// The wire error code, for errors the broker returned (also the last one
+    /// before retries ran out).
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Broker { code, .. } => Some(*code),
+            ClientError::RetriesExhausted { last, .. } => last.code(),
             _ => None,
+        }
+    }
+
+    /// True when the request may have taken effect although it failed: report
+    /// such an outcome as unknown, never as a failure.
+    pub fn is_indefinite(&self) -> bool {
+        match self {
+            ClientError::Broker { code, .. } => code.is_indefinite(),
+            ClientError::Disconnected(_) | ClientError::Timeout(_) => true,
+            ClientError::RetriesExhausted { indefinite, last, .. } => *indefinite || last.is_indefinite(),
+            _ => false,
+        }
+    }
+
+    /// True when the same request may succeed later, at the same or another
+    /// broker.
+    fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Broker { code, .. } => code.is_retriable(),
+            ClientError::Unreachable { .. } | ClientError::Disconnected(_) | ClientError::Timeout(_) => true,
+            _ => false,
         }
     }
 }
@@ -143,6 +209,65 @@ impl NewTopic {
     }
 }
 
+/// The cluster as the client sees it: every broker's `Metadata` reply merged,
+/// per partition the view with the highest leader epoch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterMetadata {
+    /// Live (registered, unfenced) brokers.
+    pub brokers: Vec<NodeId>,
+    /// The controller leader, if any broker knows it.
+    pub controller: Option<NodeId>,
+    /// Topics with per-partition leader, epoch, replicas, ISR; log start and high
+    /// watermark as the leader reported them (zero if the leader did not answer).
+    pub topics: Vec<TopicInfo>,
+}
+
+impl ClusterMetadata {
+    /// One topic.
+    pub fn topic(&self, name: &str) -> Option<&TopicInfo> {
+        self.topics.iter().find(|t| t.config.name == name)
+    }
+
+    fn merge(&mut self, brokers: Vec<NodeId>, controller: Option<NodeId>, topics: Vec<TopicInfo>) {
+        for b in brokers {
+            if !self.brokers.contains(&b) {
+                self.brokers.push(b);
+            }
+        }
+        self.brokers.sort();
+        self.controller = self.controller.or(controller);
+        for t in topics {
+            let Some(mine) = self.topics.iter_mut().find(|m| m.config.name == t.config.name) else {
+                self.topics.push(t);
+                continue;
+            };
+            for p in t.partitions {
+                match mine.partitions.iter_mut().find(|m| m.partition == p.partition) {
+                    None => mine.partitions.push(p),
+                    Some(m) => {
+                        // Only the leader reports the high watermark; followers say 0.
+                        if (p.leader_epoch, p.high_watermark) > (m.leader_epoch, m.high_watermark) {
+                            *m = p;
+                        }
+                    }
+                }
+            }
+        }
+        self.topics.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+    }
+}
+
+/// One broker's own answer to `Metadata` (see [`Client::broker_views`]).
+#[derive(Clone, Debug)]
+pub struct BrokerView {
+    /// The address asked.
+    pub addr: String,
+    /// The broker id, if the bootstrap list names it.
+    pub id: Option<NodeId>,
+    /// Its metadata, or why it did not answer.
+    pub metadata: Result<ClusterMetadata, ClientError>,
+}
+
 /// Builds a [`Client`].
 #[derive(Clone, Debug)]
 pub struct ClientBuilder {
@@ -164,7 +289,8 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// Brokers to try, `host:port[,host:port..]`, in order.
+    /// Brokers to contact: `id=host:port[,..]` (as in the brokers' `--peers`), or
+    /// `host:port[,..]` for a single broker.
     pub fn bootstrap(mut self, bootstrap: impl Into<String>) -> Self {
         self.bootstrap = bootstrap.into();
         self
@@ -174,7 +300,7 @@ impl ClientBuilder {
         self.connect_timeout = d;
         self
     }
-    /// How long to wait for each reply.
+    /// How long one call may take, retries included.
     pub fn request_timeout(mut self, d: Duration) -> Self {
         self.request_timeout = d;
         self
@@ -185,36 +311,50 @@ impl ClientBuilder {
         self
     }
 
-    /// Connects to the first bootstrap broker that answers a round trip; fails fast
-    /// with every address's error if none does.
+    /// Parses the bootstrap list and fetches metadata from every broker in it; fails
+    /// fast with every address's error if none answers.
     pub async fn connect(self) -> Result<Client, ClientError> {
-        let mut reasons = Vec::new();
-        for addr in self.bootstrap.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-            match self.try_connect(addr).await {
-                Ok(c) => return Ok(c),
-                Err(e) => reasons.push(format!("{addr}: {e}")),
+        let entries = parse_bootstrap(&self.bootstrap)?;
+        let mut addrs = BTreeMap::new();
+        for (id, addr) in &entries {
+            if let Some(id) = id {
+                addrs.insert(*id, addr.clone());
             }
         }
-        if reasons.is_empty() {
-            reasons.push("no address given".into());
-        }
-        Err(ClientError::Unreachable { bootstrap: self.bootstrap.clone(), reason: reasons.join("; ") })
-    }
-
-    async fn try_connect(&self, addr: &str) -> Result<Client, String> {
-        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) => return Err(format!("no answer within {:?}", self.connect_timeout)),
+        let client = Client {
+            inner: Arc::new(Inner {
+                bootstrap: entries,
+                bootstrap_text: self.bootstrap.clone(),
+                connect_timeout: self.connect_timeout,
+                request_timeout: self.request_timeout,
+                max_frame_bytes: self.max_frame_bytes,
+                state: Mutex::new(State { addrs, ..State::default() }),
+            }),
         };
-        let _ = stream.set_nodelay(true);
-        let (tx, rx) = mpsc::channel(CALL_QUEUE);
-        tokio::spawn(connection_task(stream, rx, self.max_frame_bytes));
-        let client = Client { calls: tx, request_timeout: self.connect_timeout, addr: addr.to_owned() };
-        // A round trip proves an mq broker is there, not just an open port.
-        client.list_topics().await.map_err(|e| e.to_string())?;
-        Ok(Client { request_timeout: self.request_timeout, ..client })
+        client.refresh_metadata().await?;
+        Ok(client)
     }
+}
+
+/// `1=host:port,2=host:port` or `host:port,host:port`.
+fn parse_bootstrap(text: &str) -> Result<Vec<(Option<NodeId>, String)>, ClientError> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let entry = match item.split_once('=') {
+            Some((id, addr)) => {
+                let id: u32 = id.trim().parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    ClientError::InvalidArgument(format!("bootstrap entry {item:?}: the id must be a broker id"))
+                })?;
+                (Some(NodeId(id)), addr.trim().to_owned())
+            }
+            None => (None, item.to_owned()),
+        };
+        out.push(entry);
+    }
+    if out.is_empty() {
+        return Err(ClientError::Unreachable { bootstrap: text.into(), reason: "no address given".into() });
+    }
+    Ok(out)
 }
 
 struct Call {
@@ -223,19 +363,38 @@ struct Call {
     reply: Option<oneshot::Sender<Result<ResponseBody, ClientError>>>,
 }
 
-/// A connection to one broker (see the module docs). Cheap to clone; clones share the
-/// connection.
-#[derive(Clone, Debug)]
-pub struct Client {
-    calls: mpsc::Sender<Call>,
-    request_timeout: Duration,
-    addr: String,
-}
-
 impl std::fmt::Debug for Call {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Call").field("body", &self.body).finish()
     }
+}
+
+/// A client of one cluster (see the module docs). Cheap to clone; clones share
+/// connections and metadata.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    bootstrap: Vec<(Option<NodeId>, String)>,
+    bootstrap_text: String,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    max_frame_bytes: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// One connection per broker address.
+    conns: HashMap<String, mpsc::Sender<Call>>,
+    /// Where each broker listens.
+    addrs: BTreeMap<NodeId, String>,
+    meta: ClusterMetadata,
+    /// The address that last answered, tried first for unrouted requests.
+    preferred: Option<String>,
 }
 
 impl Client {
@@ -245,36 +404,281 @@ impl Client {
         ClientBuilder::default()
     }
 
-    /// Connects to `bootstrap` (`host:port[,..]`) within `timeout` per address.
+    /// Connects to `bootstrap` within `timeout` per address.
     pub async fn connect(bootstrap: &str, timeout: Duration) -> Result<Client, ClientError> {
         Client::builder().bootstrap(bootstrap).connect_timeout(timeout).connect().await
     }
 
-    /// The broker address this client talks to.
-    pub fn addr(&self) -> &str {
-        &self.addr
+    /// The broker address that answered last.
+    pub fn addr(&self) -> String {
+        let st = self.state();
+        st.preferred.clone().unwrap_or_else(|| self.inner.bootstrap[0].1.clone())
     }
 
-    /// Sends a request and waits for its reply.
-    pub async fn request(&self, body: RequestBody) -> Result<ResponseBody, ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.calls
-            .send(Call { body, reply: Some(tx) })
+    /// Known broker addresses by id.
+    pub fn broker_addresses(&self) -> BTreeMap<NodeId, String> {
+        self.state().addrs.clone()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock leaves plain data behind; keep going.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The connection to `addr`, opened if needed.
+    async fn conn(&self, addr: &str) -> Result<mpsc::Sender<Call>, ClientError> {
+        if let Some(tx) = self.state().conns.get(addr).filter(|tx| !tx.is_closed()) {
+            return Ok(tx.clone());
+        }
+        let limit = self.inner.connect_timeout;
+        let stream = match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(ClientError::Unreachable { bootstrap: addr.into(), reason: e.to_string() }),
+            Err(_) => {
+                return Err(ClientError::Unreachable {
+                    bootstrap: addr.into(),
+                    reason: format!("no answer within {limit:?}"),
+                })
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (tx, rx) = mpsc::channel(CALL_QUEUE);
+        tokio::spawn(connection_task(stream, rx, self.inner.max_frame_bytes));
+        self.state().conns.insert(addr.to_owned(), tx.clone());
+        Ok(tx)
+    }
+
+    /// One request to one address, waiting at most `limit` for the reply.
+    async fn call(&self, addr: &str, body: RequestBody, limit: Duration) -> Result<ResponseBody, ClientError> {
+        let tx = self.conn(addr).await?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(Call { body, reply: Some(reply) })
             .await
-            .map_err(|_| ClientError::Disconnected("connection closed".into()))?;
-        match tokio::time::timeout(self.request_timeout, rx).await {
+            .map_err(|_| ClientError::Disconnected(format!("connection to {addr} closed")))?;
+        match tokio::time::timeout(limit, rx).await {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(ClientError::Disconnected("connection closed before the reply".into())),
-            Err(_) => Err(ClientError::Timeout(self.request_timeout)),
+            Ok(Err(_)) => Err(ClientError::Disconnected(format!("connection to {addr} closed before the reply"))),
+            Err(_) => Err(ClientError::Timeout(limit)),
         }
     }
 
-    /// Creates a topic; returns once its creation is durable.
-    pub async fn create_topic(&self, topic: NewTopic) -> Result<(), ClientError> {
-        match self.request(RequestBody::CreateTopic(topic.into_config())).await? {
-            ResponseBody::TopicCreated => Ok(()),
-            other => Err(unexpected(&other)),
+    /// Every address worth asking: the bootstrap list and learned addresses.
+    fn known_addrs(&self) -> Vec<(Option<NodeId>, String)> {
+        let mut out = self.inner.bootstrap.clone();
+        for (id, addr) in &self.state().addrs {
+            if !out.iter().any(|(_, a)| a == addr) {
+                out.push((Some(*id), addr.clone()));
+            }
         }
+        out
+    }
+
+    /// Asks every known broker for its metadata, concurrently.
+    pub async fn broker_views(&self) -> Vec<BrokerView> {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, (id, addr)) in self.known_addrs().into_iter().enumerate() {
+            let c = self.clone();
+            set.spawn(async move {
+                let body = RequestBody::Metadata { topics: Vec::new() };
+                let metadata = match c.call(&addr, body, c.inner.connect_timeout).await {
+                    Ok(ResponseBody::Metadata { brokers, controller, topics }) => {
+                        Ok(ClusterMetadata { brokers, controller, topics })
+                    }
+                    Ok(other) => Err(unexpected(&other)),
+                    Err(e) => Err(e),
+                };
+                (i, BrokerView { addr, id, metadata })
+            });
+        }
+        let mut views = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            // The tasks only await I/O; a panic would be a bug in this module.
+            views.push(joined.expect("metadata task panicked"));
+        }
+        views.sort_by_key(|(i, _)| *i);
+        views.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Refreshes the merged metadata from every known broker; fails only if none
+    /// answered.
+    pub async fn refresh_metadata(&self) -> Result<ClusterMetadata, ClientError> {
+        let views = self.broker_views().await;
+        let mut merged = ClusterMetadata::default();
+        let mut reasons = Vec::new();
+        let mut answered = None;
+        for v in &views {
+            match &v.metadata {
+                Ok(m) => {
+                    merged.merge(m.brokers.clone(), m.controller, m.topics.clone());
+                    answered.get_or_insert(v.addr.clone());
+                }
+                Err(e) => reasons.push(format!("{}: {e}", v.addr)),
+            }
+        }
+        let Some(first) = answered else {
+            return Err(ClientError::Unreachable {
+                bootstrap: self.inner.bootstrap_text.clone(),
+                reason: reasons.join("; "),
+            });
+        };
+        let mut st = self.state();
+        // A single plain address of a one-broker cluster is that broker.
+        if let ([(None, addr)], [only]) = (self.inner.bootstrap.as_slice(), merged.brokers.as_slice()) {
+            st.addrs.entry(*only).or_insert_with(|| addr.clone());
+        }
+        if st.preferred.as_ref().is_none_or(|p| views.iter().any(|v| &v.addr == p && v.metadata.is_err())) {
+            st.preferred = Some(first);
+        }
+        st.meta = merged.clone();
+        Ok(merged)
+    }
+
+    /// The metadata as last fetched.
+    pub fn cached_metadata(&self) -> ClusterMetadata {
+        self.state().meta.clone()
+    }
+
+    /// Retries `attempt` while it fails transiently, refreshing metadata and backing
+    /// off, until the request timeout runs out.
+    async fn with_retries<F, Fut>(&self, mut attempt: F) -> Result<ResponseBody, ClientError>
+    where
+        F: FnMut(Duration, u32) -> Fut,
+        Fut: std::future::Future<Output = Result<ResponseBody, ClientError>>,
+    {
+        let start = Instant::now();
+        let deadline = start + self.inner.request_timeout;
+        let mut backoff = RETRY_BACKOFF_MIN;
+        let mut indefinite = false;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            let err = match attempt(remaining, attempts).await {
+                Ok(r) => return Ok(r),
+                Err(e) => e,
+            };
+            if !err.is_transient() {
+                return Err(match indefinite {
+                    false => err,
+                    true => ClientError::RetriesExhausted {
+                        attempts,
+                        elapsed: start.elapsed(),
+                        last: Box::new(err),
+                        indefinite,
+                    },
+                });
+            }
+            indefinite |= err.is_indefinite();
+            if Instant::now() + backoff >= deadline {
+                return Err(ClientError::RetriesExhausted {
+                    attempts,
+                    elapsed: start.elapsed(),
+                    last: Box::new(err),
+                    indefinite,
+                });
+            }
+            tracing::debug!(error = %err, attempts, ?backoff, "retrying after a metadata refresh");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+            // Failures are often a moved leader or a dead broker: look again.
+            let _ = self.refresh_metadata().await;
+        }
+    }
+
+    /// Sends a request any broker answers (topic administration, metadata),
+    /// trying the brokers in turn, with retries.
+    pub async fn request(&self, body: RequestBody) -> Result<ResponseBody, ClientError> {
+        self.with_retries(|limit, attempt| {
+            let body = body.clone();
+            async move {
+                let addrs = self.known_addrs();
+                let preferred = self.addr();
+                let first = addrs.iter().position(|(_, a)| *a == preferred).unwrap_or(0);
+                let addr = addrs[(first + attempt as usize - 1) % addrs.len()].1.clone();
+                self.call(&addr, body, limit).await
+            }
+        })
+        .await
+    }
+
+    /// The leader's address for a partition, from the cached metadata.
+    fn leader_addr(&self, topic: &str, partition: u32) -> Result<String, ClientError> {
+        let st = self.state();
+        let Some(t) = st.meta.topic(topic) else {
+            return Err(ClientError::Broker {
+                code: ErrorCode::UnknownTopic,
+                message: format!("unknown topic {topic}; create it first (mq topic create {topic})"),
+            });
+        };
+        let Some(p) = t.partitions.iter().find(|p| p.partition == PartitionId(partition)) else {
+            return Err(ClientError::Broker {
+                code: ErrorCode::UnknownPartition,
+                message: format!(
+                    "topic {topic} has partitions 0..{}; partition {partition} does not exist",
+                    t.config.partitions
+                ),
+            });
+        };
+        let Some(leader) = p.leader else {
+            return Err(ClientError::Broker {
+                code: ErrorCode::NotLeader,
+                message: format!("{topic}/{partition} has no leader right now (epoch {}); retry", p.leader_epoch),
+            });
+        };
+        st.addrs.get(&leader).cloned().ok_or(ClientError::UnknownBrokerAddress(leader.0))
+    }
+
+    /// Sends a request to the leader of `topic`/`partition`, following leadership
+    /// changes (see the module docs).
+    pub async fn request_leader(
+        &self,
+        topic: &str,
+        partition: u32,
+        body: RequestBody,
+    ) -> Result<ResponseBody, ClientError> {
+        if self.state().meta.topic(topic).is_none() {
+            self.refresh_metadata().await?;
+        }
+        self.with_retries(|limit, _| {
+            let body = body.clone();
+            async move {
+                let addr = self.leader_addr(topic, partition)?;
+                match self.call(&addr, body, limit).await {
+                    // A leader that has not applied the topic's creation yet.
+                    Err(e) if e.code() == Some(ErrorCode::UnknownTopic) => Err(ClientError::Broker {
+                        code: ErrorCode::NotReady,
+                        message: format!("the leader at {addr} does not know topic {topic} yet: {e}"),
+                    }),
+                    other => other,
+                }
+            }
+        })
+        .await
+    }
+
+    /// Creates a topic; returns once its creation committed and every partition
+    /// has a leader (or the request timeout ran out waiting for one).
+    pub async fn create_topic(&self, topic: NewTopic) -> Result<(), ClientError> {
+        let name = topic.0.name.clone();
+        match self.request(RequestBody::CreateTopic(topic.into_config())).await {
+            Ok(ResponseBody::TopicCreated) => {}
+            // An earlier attempt with an unknown outcome created it.
+            Err(ClientError::RetriesExhausted { last, indefinite: true, .. })
+                if last.code() == Some(ErrorCode::TopicExists) => {}
+            Ok(other) => return Err(unexpected(&other)),
+            Err(e) => return Err(e),
+        }
+        let deadline = Instant::now() + self.inner.request_timeout;
+        let mut backoff = RETRY_BACKOFF_MIN;
+        while Instant::now() < deadline {
+            let meta = self.refresh_metadata().await?;
+            if meta.topic(&name).is_some_and(|t| t.partitions.iter().all(|p| p.leader.is_some())) {
+                break;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+        }
+        Ok(())
     }
 
     /// Deletes a topic and all its records.
@@ -285,24 +689,24 @@ impl Client {
         }
     }
 
-    /// Every topic with its partition state.
+    /// Every topic with its partition state (merged from every broker).
     pub async fn list_topics(&self) -> Result<Vec<TopicInfo>, ClientError> {
-        match self.request(RequestBody::ListTopics).await? {
-            ResponseBody::Topics(t) => Ok(t),
-            other => Err(unexpected(&other)),
-        }
+        Ok(self.refresh_metadata().await?.topics)
     }
 
-    /// One topic with its partition state.
+    /// One topic with per-partition leader, epoch, replicas, ISR, and the log
+    /// start and high watermark its leader reports.
     pub async fn describe_topic(&self, topic: &str) -> Result<TopicInfo, ClientError> {
-        self.list_topics().await?.into_iter().find(|t| t.config.name == topic).ok_or_else(|| ClientError::Broker {
+        self.refresh_metadata().await?.topic(topic).cloned().ok_or_else(|| ClientError::Broker {
             code: ErrorCode::UnknownTopic,
             message: format!("unknown topic {topic}; create it first (mq topic create {topic})"),
         })
     }
 
-    /// Appends `records` as one batch and waits for the acknowledgement `acks` asks
-    /// for (`Acks::Leader` or `Acks::All`; use [`Client::send_one_way`] for acks=0).
+    /// Appends `records` as one batch to the partition leader and waits for the
+    /// acknowledgement `acks` asks for (`Acks::Leader` or `Acks::All`; use
+    /// [`Client::send_one_way`] for acks=0). Retried across leader changes: a retry
+    /// after an indefinite outcome may store the batch twice.
     pub async fn produce(
         &self,
         topic: &str,
@@ -314,7 +718,7 @@ impl Client {
             return Err(ClientError::InvalidArgument("acks=0 gets no reply; use send_one_way".into()));
         }
         let body = produce_body(topic, partition, acks, records);
-        match self.request(body).await? {
+        match self.request_leader(topic, partition, body).await? {
             ResponseBody::Produced { partition, base_offset, append_time_ms } => {
                 Ok(Delivery { partition, offset: base_offset, append_time_ms })
             }
@@ -322,19 +726,25 @@ impl Client {
         }
     }
 
-    /// Sends `records` with acks=0: no reply, no guarantee. Requests on a connection
-    /// are handled in order, so any later round trip (for example
-    /// [`Client::list_topics`]) returns after the broker took these records.
+    /// Sends `records` to the partition leader with acks=0: no reply, no retry, no
+    /// guarantee. Requests on a connection are handled in order, so a later round
+    /// trip to the same leader (for example [`Client::list_offsets`] of this
+    /// partition) returns after the broker took these records.
     pub async fn send_one_way(&self, topic: &str, partition: u32, records: Vec<Record>) -> Result<(), ClientError> {
+        if self.state().meta.topic(topic).is_none() {
+            self.refresh_metadata().await?;
+        }
+        let addr = self.leader_addr(topic, partition)?;
         let body = produce_body(topic, partition, Acks::None, records);
-        self.calls
+        self.conn(&addr)
+            .await?
             .send(Call { body, reply: None })
             .await
-            .map_err(|_| ClientError::Disconnected("connection closed".into()))
+            .map_err(|_| ClientError::Disconnected(format!("connection to {addr} closed")))
     }
 
-    /// Reads committed records of a partition from `offset`, up to about `max_bytes`
-    /// (at least one batch when any is available).
+    /// Reads committed records of a partition from `offset` at its leader, up to
+    /// about `max_bytes` (at least one batch when any is available).
     pub async fn fetch(
         &self,
         topic: &str,
@@ -343,7 +753,7 @@ impl Client {
         max_bytes: u32,
     ) -> Result<Fetched, ClientError> {
         let body = RequestBody::Fetch { topic: topic.into(), partition: PartitionId(partition), offset, max_bytes };
-        match self.request(body).await? {
+        match self.request_leader(topic, partition, body).await? {
             ResponseBody::Fetched { high_watermark, log_start, batches, .. } => {
                 Ok(Fetched { high_watermark, log_start, batches })
             }
@@ -351,10 +761,11 @@ impl Client {
         }
     }
 
-    /// Looks up the earliest offset, the high watermark, or the first offset at a time.
+    /// Looks up the earliest offset, the high watermark, or the first offset at a
+    /// time, at the partition leader.
     pub async fn list_offsets(&self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<Offset, ClientError> {
         let body = RequestBody::ListOffsets { topic: topic.into(), partition: PartitionId(partition), spec };
-        match self.request(body).await? {
+        match self.request_leader(topic, partition, body).await? {
             ResponseBody::Offset { offset } => Ok(offset),
             other => Err(unexpected(&other)),
         }
@@ -524,5 +935,61 @@ impl Producer {
     /// `delivery.offset + i`.
     pub async fn send_batch(&mut self, partition: u32, records: Vec<Record>) -> Result<Delivery, ClientError> {
         self.client.produce(&self.topic, partition, self.acks, records).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mq_core::wire::PartitionInfo;
+    use mq_core::LeaderEpoch;
+
+    fn info(leader: u32, epoch: u32, hw: u64) -> TopicInfo {
+        TopicInfo {
+            config: TopicConfig::new("t", 1),
+            partitions: vec![PartitionInfo {
+                partition: PartitionId(0),
+                leader: Some(NodeId(leader)),
+                leader_epoch: LeaderEpoch(epoch),
+                replicas: vec![NodeId(1), NodeId(2)],
+                isr: vec![NodeId(1), NodeId(2)],
+                log_start: Offset(0),
+                high_watermark: Offset(hw),
+            }],
+        }
+    }
+
+    #[test]
+    fn merged_metadata_keeps_the_newest_leader_and_the_leaders_high_watermark() {
+        let mut m = ClusterMetadata::default();
+        // A follower that missed the election, the new leader, a follower of it.
+        m.merge(vec![NodeId(1)], Some(NodeId(1)), vec![info(1, 1, 0)]);
+        m.merge(vec![NodeId(2)], Some(NodeId(2)), vec![info(2, 2, 40)]);
+        m.merge(vec![NodeId(1), NodeId(2)], None, vec![info(2, 2, 0)]);
+        let p = &m.topic("t").unwrap().partitions[0];
+        assert_eq!((p.leader, p.leader_epoch, p.high_watermark), (Some(NodeId(2)), LeaderEpoch(2), Offset(40)));
+        assert_eq!(m.brokers, vec![NodeId(1), NodeId(2)]);
+    }
+
+    #[test]
+    fn bootstrap_takes_peers_lists_and_plain_addresses() {
+        let b = parse_bootstrap("1=a:1, 2=b:2").unwrap();
+        assert_eq!(b, vec![(Some(NodeId(1)), "a:1".to_string()), (Some(NodeId(2)), "b:2".to_string())]);
+        assert_eq!(parse_bootstrap("a:1").unwrap(), vec![(None, "a:1".to_string())]);
+        assert!(parse_bootstrap("x=a:1").is_err());
+        assert!(parse_bootstrap(" , ").is_err());
+    }
+
+    #[test]
+    fn exhausted_retries_after_an_unknown_outcome_say_so() {
+        let e = ClientError::RetriesExhausted {
+            attempts: 3,
+            elapsed: Duration::from_secs(1),
+            last: Box::new(ClientError::Broker { code: ErrorCode::NotLeader, message: "moved".into() }),
+            indefinite: true,
+        };
+        assert!(e.is_indefinite());
+        assert_eq!(e.code(), Some(ErrorCode::NotLeader));
+        assert!(e.to_string().contains("may have taken effect"), "{e}");
     }
 }

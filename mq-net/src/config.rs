@@ -13,9 +13,10 @@ use std::path::{Path, PathBuf};
 pub struct BrokerConfig {
     /// This broker's id (1..=N).
     pub id: u32,
-    /// Address to listen on for clients (`host:port`; port 0 picks a free one).
+    /// Address to listen on for clients and other brokers (`host:port`; port 0
+    /// picks a free one, which only a single broker can use).
     pub listen: String,
-    /// Directory for topic metadata and partition logs.
+    /// Directory for the Raft log (`raft.wal`) and partition logs.
     pub data_dir: PathBuf,
     /// Every broker of the cluster by id, `"1" = "host:port"`, this broker
     /// included; ids are 1..=N. Every broker gets the same table. Empty: this broker
@@ -139,6 +140,11 @@ impl BrokerConfig {
                 .filter(|n| *n >= 1)
                 .ok_or_else(|| ConfigError::Invalid(format!("peer id {id:?} must be a positive integer")))?;
             check_host_port(addr).map_err(|e| ConfigError::Invalid(format!("peer {id}: {e}")))?;
+            if self.peers.len() > 1 && addr.ends_with(":0") {
+                return Err(ConfigError::Invalid(format!(
+                    "peer {id}: {addr:?} has port 0, which other brokers cannot dial; give every peer its real port"
+                )));
+            }
             out.insert(NodeId(n), addr.clone());
         }
         if !out.is_empty() && !out.contains_key(&NodeId(self.id)) {
@@ -266,6 +272,8 @@ mod tests {
         assert!(c.validate().is_err(), "bad port");
         let c = BrokerConfig { peers: BrokerConfig::parse_peers("1=a:1,3=c:3").unwrap(), ..BrokerConfig::default() };
         assert!(c.validate().is_err(), "ids with a gap");
+        let c = BrokerConfig { peers: BrokerConfig::parse_peers("1=a:1,2=b:0").unwrap(), ..BrokerConfig::default() };
+        assert!(c.validate().is_err(), "a peer port nobody can dial");
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! fsync, plus the `mq` binary and an async client library.
 //!
 //! - [`Broker`]: one node task feeding the core one input at a time
-//!   ([`broker`]), TCP connections framed by the core's codec ([`transport`]), and a
-//!   storage thread writing segment files ([`storage`]).
-//! - [`Client`]: the async request layer for applications and the CLI.
+//!   ([`broker`]), TCP connections framed by the core's codec for clients and for
+//!   the links among brokers (`transport`), and a storage thread writing segment
+//!   files and the Raft log ([`storage`]).
+//! - [`Client`]: the async request layer for applications and the CLI; routes to
+//!   partition leaders from cluster metadata and retries across failover.
 //! - [`BrokerConfig`]: the TOML file and flags of `mq broker`.
 //!
 //! No protocol decision lives here: every `if` about the protocol is in mq-core.
@@ -25,7 +27,8 @@ mod transport;
 
 pub use broker::{Broker, BrokerError};
 pub use client::{
-    partition_for_key, Client, ClientBuilder, ClientError, Delivery, Fetched, NewTopic, Producer, ProducerBuilder,
+    partition_for_key, BrokerView, Client, ClientBuilder, ClientError, ClusterMetadata, Delivery, Fetched, NewTopic,
+    Producer, ProducerBuilder,
 };
 pub use config::{BrokerConfig, ConfigError};
 pub use mq_core::wire::{Acks, ErrorCode, OffsetSpec, Record};

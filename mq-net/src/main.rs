@@ -38,6 +38,20 @@ enum Command {
     Produce(ProduceArgs),
     /// Print the records of a topic.
     Consume(ConsumeArgs),
+    /// Cluster state.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// The controller, every broker's state, and partitions without a leader or under min ISR.
+    Status {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -66,7 +80,8 @@ struct BrokerArgs {
 
 #[derive(Args, Debug, Clone)]
 struct ConnArgs {
-    /// Brokers to contact, HOST:PORT[,HOST:PORT..].
+    /// Brokers to contact: ID=HOST:PORT[,..] (the brokers' --peers list; needed to
+    /// reach partition leaders in a cluster), or HOST:PORT for a single broker.
     #[arg(long, env = "MQ_BOOTSTRAP", default_value = "127.0.0.1:9092")]
     bootstrap: String,
     /// Seconds to wait for a broker to answer when connecting.
@@ -194,6 +209,7 @@ fn main() -> ExitCode {
             Command::Topic { command } => run_topic(command).await,
             Command::Produce(args) => run_produce(args).await,
             Command::Consume(args) => run_consume(args).await,
+            Command::Cluster { command: ClusterCommand::Status { conn } } => run_cluster_status(conn).await,
         }
     })
 }
@@ -444,6 +460,7 @@ async fn run_produce(args: ProduceArgs) -> ExitCode {
         }
     });
     let mut next_round_robin = 0u32;
+    let mut used_partitions = std::collections::BTreeSet::new();
     let (mut sent, mut failed) = (0u64, 0u64);
     let stdout = std::io::stdout();
     while let Some(first) = rx.recv().await {
@@ -485,6 +502,7 @@ async fn run_produce(args: ProduceArgs) -> ExitCode {
                 .collect();
             let n = records.len() as u64;
             if acks == Acks::None {
+                used_partitions.insert(p);
                 match client.send_one_way(&args.topic, p, records).await {
                     Ok(()) => sent += n,
                     Err(e) => {
@@ -515,19 +533,22 @@ async fn run_produce(args: ProduceArgs) -> ExitCode {
                 }
                 Err(e) => {
                     failed += n;
+                    let what = if e.is_indefinite() { "outcome unknown (may be stored)" } else { "not stored" };
                     for l in &group {
-                        eprintln!("mq: not acknowledged: {e}: {l}");
+                        eprintln!("mq: not acknowledged, {what}: {e}: {l}");
                     }
                 }
             }
         }
     }
     if acks == Acks::None {
-        // One round trip: the broker handles a connection's requests in order, so
-        // when it answers, it has taken every record sent before.
-        if let Err(e) = client.list_topics().await {
-            eprintln!("mq: could not confirm the broker received the acks=0 records: {e}");
-            return ExitCode::FAILURE;
+        // One round trip per leader: a broker handles a connection's requests in
+        // order, so when it answers, it has taken every record sent before.
+        for p in used_partitions {
+            if let Err(e) = client.list_offsets(&args.topic, p, OffsetSpec::Latest).await {
+                eprintln!("mq: could not confirm the leader of partition {p} received the acks=0 records: {e}");
+                return ExitCode::FAILURE;
+            }
         }
         eprintln!("mq: sent {sent} record(s) with acks=0 (not acknowledged)");
     }
@@ -621,6 +642,61 @@ async fn run_consume(args: ConsumeArgs) -> ExitCode {
             tokio::time::sleep(CONSUME_POLL).await;
         }
     }
+}
+
+async fn run_cluster_status(conn: ConnArgs) -> ExitCode {
+    let client = match connect(&conn).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let views = client.broker_views().await;
+    let meta = match client.refresh_metadata().await {
+        Ok(m) => m,
+        Err(e) => return client_error(&e),
+    };
+    let controller = meta.controller.map_or("none (no quorum?)".to_string(), |c| format!("broker {c}"));
+    println!("controller: {controller}");
+    println!("broker  address                state");
+    let mut listed = std::collections::BTreeSet::new();
+    for (id, addr) in client.broker_addresses() {
+        listed.insert(id);
+        let answered = views.iter().any(|v| v.addr == addr && v.metadata.is_ok());
+        let state = match (meta.brokers.contains(&id), answered) {
+            (true, _) => "live",
+            (false, true) => "fenced or not registered yet",
+            (false, false) => "unreachable (not live)",
+        };
+        println!("{:<7} {:<22} {state}", id.to_string(), addr);
+    }
+    for id in meta.brokers.iter().filter(|b| !listed.contains(b)) {
+        println!("{:<7} {:<22} live", id.to_string(), "(not in --bootstrap)");
+    }
+    for v in views.iter().filter(|v| v.id.is_none()) {
+        let state = if v.metadata.is_ok() { "answering (id unknown: list it as ID=HOST:PORT)" } else { "unreachable" };
+        println!("{:<7} {:<22} {state}", "?", v.addr);
+    }
+    let mut problems = 0;
+    for t in &meta.topics {
+        for p in &t.partitions {
+            if p.leader.is_none() {
+                println!("{}/{}: no leader", t.config.name, p.partition);
+                problems += 1;
+            } else if p.isr.len() < usize::from(t.config.min_insync_replicas) {
+                println!(
+                    "{}/{}: under min ISR ({} in sync, {} needed)",
+                    t.config.name,
+                    p.partition,
+                    p.isr.len(),
+                    t.config.min_insync_replicas
+                );
+                problems += 1;
+            }
+        }
+    }
+    if problems == 0 {
+        println!("every partition has a leader and at least min-insync-replicas in sync");
+    }
+    ExitCode::SUCCESS
 }
 
 /// A JSON string literal for `s`.

@@ -237,20 +237,34 @@ impl Connection {
     /// `buf`).
     async fn classify(&mut self, stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<NodeId>, String> {
         let limits = self.limits;
-        let deadline = Instant::now() + limits.idle_timeout;
+        let mut deadline = Instant::now() + limits.idle_timeout;
         let mut chunk = [0u8; 512];
-        while buf.len() < 5 || (buf[4] == HELLO_VERSION && PeerHello::decode(buf)?.is_none()) {
+        // A client's frame shows itself by its length or version byte; a hello is
+        // read whole.
+        let is_client = |buf: &[u8]| {
+            (buf.len() >= 4 && u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize > MAX_HELLO_BYTES)
+                || (buf.len() >= 5 && buf[4] != HELLO_VERSION)
+        };
+        while !is_client(buf) && (buf.len() < 5 || PeerHello::decode(buf)?.is_none()) {
             let n = tokio::select! {
                 r = stream.read(&mut chunk) => r.map_err(|e| format!("read failed: {e}"))?,
-                _ = sleep_until(deadline) => return Err(format!("idle for {:?}", limits.idle_timeout)),
+                _ = sleep_until(deadline) => {
+                    return Err(match buf.is_empty() {
+                        true => format!("idle for {:?}", limits.idle_timeout),
+                        false => format!("read timed out: a frame did not complete within {:?}", limits.read_timeout),
+                    });
+                }
                 _ = self.shutdown.changed() => return Err("broker stopping".into()),
             };
             if n == 0 {
                 return Err(PEER_CLOSED.into());
             }
+            if buf.is_empty() {
+                deadline = Instant::now() + limits.read_timeout;
+            }
             buf.extend_from_slice(&chunk[..n]);
         }
-        if buf[4] != HELLO_VERSION {
+        if is_client(buf) {
             return Ok(None);
         }
         let Some((hello, used)) = PeerHello::decode(buf)? else { unreachable!("the loop reads a whole hello") };
@@ -414,6 +428,7 @@ pub(crate) async fn peer_link(
     let hello = PeerHello::new(local.id, local.cluster_size).encode();
     let mut backoff = DIAL_BACKOFF_MIN;
     let mut down_logged = false;
+    let mut ever_up = false;
     loop {
         let dial = async {
             let stream = timeout(DIAL_TIMEOUT, TcpStream::connect(&addr))
@@ -434,6 +449,7 @@ pub(crate) async fn peer_link(
                 tracing::info!(%peer, %addr, "link up");
                 backoff = DIAL_BACKOFF_MIN;
                 down_logged = false;
+                ever_up = true;
                 match write_link(stream, &mut rx, limits).await {
                     Some(reason) => reason,
                     None => return, // the node task stopped
@@ -443,6 +459,10 @@ pub(crate) async fn peer_link(
         };
         if down_logged {
             tracing::debug!(%peer, %addr, %reason, "link still down; messages to it are dropped");
+        } else if !ever_up {
+            // At start the other brokers are often not listening yet.
+            tracing::info!(%peer, %addr, %reason, "peer not reachable yet; retrying");
+            down_logged = true;
         } else {
             tracing::warn!(%peer, %addr, %reason, "link down; messages to it are dropped until it reconnects");
             down_logged = true;

@@ -4,11 +4,12 @@
 
 mod common;
 
-use common::{client, BrokerProcess, WAIT};
+use common::{client, client_with_timeout, BrokerProcess, WAIT};
 use mq_net::{Acks, NewTopic, OffsetSpec, Record};
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// Every record of `topic`, by (partition, offset).
 async fn read_everything(addr: &str, topic: &str, partitions: u32) -> BTreeMap<(u32, u64), String> {
@@ -39,7 +40,7 @@ async fn produce_until_error(
     partitions: u32,
     stop_after_acks: usize,
 ) -> Vec<((u32, u64), String)> {
-    let c = client(addr).await;
+    let c = client_with_timeout(addr, Duration::from_secs(1)).await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for w in 0..4u32 {
         let c = c.clone();
@@ -78,8 +79,8 @@ async fn sigkill_mid_produce_loses_no_acknowledged_record() {
     client(&addr).await.create_topic(NewTopic::new("orders", 3)).await.unwrap();
 
     // Keep producing while the broker is killed; collect every acknowledgement
-    // received before and after the kill.
-    let c = client(&addr).await;
+    // received before and after the kill. The producers stop once retries ran out.
+    let c = client_with_timeout(&addr, Duration::from_secs(1)).await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for w in 0..4u32 {
         let c = c.clone();

@@ -217,18 +217,23 @@ impl PartitionLog {
     /// Committed batches from `offset`, trimmed to start at it, until about
     /// `max_bytes` (at least one batch when any is available).
     pub fn read_committed(&self, offset: Offset, max_bytes: usize) -> Vec<RecordBatch> {
-        let upper = self.high_watermark;
-        let mut out = Vec::new();
-        if offset >= upper || offset < self.log_start {
-            return out;
+        if offset >= self.high_watermark || offset < self.log_start {
+            return Vec::new();
         }
-        let mut i = self.batches.partition_point(|b| b.end_offset() <= offset);
+        self.read_range(offset, self.high_watermark, max_bytes)
+    }
+
+    /// Batches from `from` up to `upper`, trimmed to both, about `max_bytes` (at least
+    /// one batch when any is available). Consumers read up to the HW; followers up to
+    /// the leader's persisted end.
+    pub fn read_range(&self, from: Offset, upper: Offset, max_bytes: usize) -> Vec<RecordBatch> {
+        let mut out = Vec::new();
         let mut bytes = 0usize;
-        while let Some(b) = self.batches.get(i) {
+        for b in self.batches_from(from) {
             if b.base_offset >= upper {
                 break;
             }
-            let mut view = if b.base_offset < offset { b.slice_from(offset) } else { b.clone() };
+            let mut view = if b.base_offset < from { b.slice_from(from) } else { b.clone() };
             if view.end_offset() > upper {
                 view = view.slice_until(upper);
             }
@@ -238,7 +243,6 @@ impl PartitionLog {
             }
             bytes += size;
             out.push(view);
-            i += 1;
         }
         out
     }

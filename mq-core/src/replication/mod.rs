@@ -371,28 +371,3 @@ impl Replica {
         self.log.truncate_to(to).then_some(self.log.log_end())
     }
 }
-
-impl PartitionLog {
-    /// Batches from `from` up to `upper`, trimmed to both, about `max_bytes` (at least
-    /// one batch when any is available).
-    pub fn read_range(&self, from: Offset, upper: Offset, max_bytes: usize) -> Vec<crate::wire::RecordBatch> {
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        for b in self.batches_from(from) {
-            if b.base_offset >= upper {
-                break;
-            }
-            let mut view = if b.base_offset < from { b.slice_from(from) } else { b.clone() };
-            if view.end_offset() > upper {
-                view = view.slice_until(upper);
-            }
-            let size = view.size_bytes();
-            if !out.is_empty() && bytes + size > max_bytes {
-                break;
-            }
-            bytes += size;
-            out.push(view);
-        }
-        out
-    }
-}

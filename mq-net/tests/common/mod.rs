@@ -22,10 +22,16 @@ pub async fn start(dir: &Path) -> Broker {
 }
 
 pub async fn client(addr: impl ToString) -> Client {
+    client_with_timeout(addr, WAIT).await
+}
+
+/// A client whose calls (retries included) give up after `limit`: for tests that
+/// kill the only broker.
+pub async fn client_with_timeout(addr: impl ToString, limit: Duration) -> Client {
     Client::builder()
         .bootstrap(addr.to_string())
         .connect_timeout(Duration::from_secs(5))
-        .request_timeout(WAIT)
+        .request_timeout(limit)
         .connect()
         .await
         .expect("client connects")
@@ -46,6 +52,30 @@ impl BrokerProcess {
 
     /// Starts `mq` with `args` and waits for the readiness line.
     pub fn start_with(args: &[&str]) -> BrokerProcess {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        BrokerProcess::start_many(&[args]).pop().expect("one broker")
+    }
+
+    /// Starts one `mq` per argument list at once (cluster members become ready only
+    /// together), then waits for every readiness line.
+    pub fn start_many(arg_lists: &[Vec<String>]) -> Vec<BrokerProcess> {
+        let pending: Vec<_> = arg_lists.iter().map(|args| BrokerProcess::spawn(args)).collect();
+        pending
+            .into_iter()
+            .map(|(mut process, rx)| {
+                let line = rx.recv_timeout(WAIT).expect("mq broker prints a readiness line");
+                let addr = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
+                assert!(
+                    line.starts_with("mq broker ") && line.contains(" ready on "),
+                    "unexpected readiness line {line:?}"
+                );
+                process.addr = addr;
+                process
+            })
+            .collect()
+    }
+
+    fn spawn(args: &[String]) -> (BrokerProcess, mpsc::Receiver<String>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mq"))
             .args(args)
             .env("MQ_LOG", "warn")
@@ -60,12 +90,7 @@ impl BrokerProcess {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let mut process = BrokerProcess { child, addr: String::new() };
-        let line = rx.recv_timeout(WAIT).expect("mq broker prints a readiness line");
-        let addr = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
-        assert!(line.starts_with("mq broker 1 ready on "), "unexpected readiness line {line:?}");
-        process.addr = addr;
-        process
+        (BrokerProcess { child, addr: String::new() }, rx)
     }
 
     /// SIGKILL: no shutdown at all.
@@ -100,4 +125,17 @@ pub fn wait_with_timeout(child: &mut Child, limit: Duration) -> Option<std::proc
         waited += step;
     }
     None
+}
+
+/// `n` free loopback ports (bound, read, released: another process could take one
+/// in between, which is unlikely on a test machine).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("bound").port()).collect()
+}
+
+/// `1=addr,2=addr,..` for `addrs` in id order.
+pub fn peers_list(addrs: &[String]) -> String {
+    addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",")
 }
