@@ -77,6 +77,7 @@ pub mod log;
 pub mod node;
 pub mod replication;
 pub mod rng;
+pub mod security;
 pub mod storage;
 pub mod time;
 pub mod wire;
