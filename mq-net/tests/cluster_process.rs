@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::{free_ports, peers_list, BrokerProcess, WAIT};
-use mq_net::{Acks, Client, NewTopic, OffsetSpec, Record};
-use std::collections::BTreeMap;
+use common::{free_ports, peers_list, read_everything, BrokerProcess, WAIT};
+use mq_net::{Acks, Client, NewTopic, Record};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -16,25 +15,6 @@ const PARTITIONS: u32 = 3;
 const BATCH: usize = 10;
 const TOTAL: usize = 5_000;
 const KILL_AFTER: usize = 2_000;
-
-async fn read_everything(c: &Client, topic: &str) -> BTreeMap<(u32, u64), String> {
-    let mut out = BTreeMap::new();
-    for p in 0..PARTITIONS {
-        let mut pos = c.list_offsets(topic, p, OffsetSpec::Earliest).await.unwrap();
-        loop {
-            let f = c.fetch(topic, p, pos, 256 * 1024).await.unwrap();
-            let before = out.len();
-            for (o, r) in f.records_from(pos) {
-                out.insert((p, o.0), String::from_utf8_lossy(&r.value).into_owned());
-                pos = o.next();
-            }
-            if out.len() == before {
-                break;
-            }
-        }
-    }
-    out
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stop {
@@ -134,7 +114,7 @@ async fn leader_failover_under_load(how: Stop) {
     let t = c.describe_topic("orders").await.unwrap();
     assert_ne!(t.partitions[0].leader.map(|l| l.0 as usize), Some(killed), "leadership moved away");
 
-    let stored = read_everything(&c, "orders").await;
+    let stored = read_everything(&c, "orders", PARTITIONS).await;
     for (pos, value) in &acked {
         assert_eq!(stored.get(pos), Some(value), "acknowledged record at {pos:?} lost (errors seen: {errors:?})");
     }

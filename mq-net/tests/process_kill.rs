@@ -4,33 +4,11 @@
 
 mod common;
 
-use common::{client, client_with_timeout, BrokerProcess, WAIT};
-use mq_net::{Acks, NewTopic, OffsetSpec, Record};
-use std::collections::BTreeMap;
+use common::{client, client_with_timeout, read_everything, BrokerProcess, WAIT};
+use mq_net::{Acks, NewTopic, Record};
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// Every record of `topic`, by (partition, offset).
-async fn read_everything(addr: &str, topic: &str, partitions: u32) -> BTreeMap<(u32, u64), String> {
-    let c = client(addr).await;
-    let mut out = BTreeMap::new();
-    for p in 0..partitions {
-        let mut pos = c.list_offsets(topic, p, OffsetSpec::Earliest).await.unwrap();
-        loop {
-            let f = c.fetch(topic, p, pos, 256 * 1024).await.unwrap();
-            let before = out.len();
-            for (o, r) in f.records_from(pos) {
-                out.insert((p, o.0), String::from_utf8_lossy(&r.value).into_owned());
-                pos = o.next();
-            }
-            if out.len() == before {
-                break;
-            }
-        }
-    }
-    out
-}
 
 /// Produces single-record batches round robin with acks=all from several tasks
 /// until the broker goes away; returns what was acknowledged.
@@ -111,7 +89,7 @@ async fn sigkill_mid_produce_loses_no_acknowledged_record() {
     }
 
     let broker = BrokerProcess::start(dir.path());
-    let stored = read_everything(&broker.addr, "orders", 3).await;
+    let stored = read_everything(&client(&broker.addr).await, "orders", 3).await;
     for (pos, value) in &acked {
         assert_eq!(stored.get(pos), Some(value), "acknowledged record at {pos:?} lost after kill -9");
     }
@@ -129,7 +107,7 @@ async fn sigterm_exits_zero_and_keeps_every_acknowledged_record() {
     let status = broker.terminate();
     assert!(status.success(), "SIGTERM exits 0, got {status:?}");
     let broker = BrokerProcess::start(dir.path());
-    let stored = read_everything(&broker.addr, "t", 2).await;
+    let stored = read_everything(&client(&broker.addr).await, "t", 2).await;
     for (pos, value) in &acked {
         assert_eq!(stored.get(pos), Some(value));
     }

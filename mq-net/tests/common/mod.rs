@@ -139,3 +139,28 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 pub fn peers_list(addrs: &[String]) -> String {
     addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect::<Vec<_>>().join(",")
 }
+
+/// Every record of `topic` as `c` can read it, by (partition, offset).
+#[allow(dead_code)] // not every test file reads everything back
+pub async fn read_everything(
+    c: &mq_net::Client,
+    topic: &str,
+    partitions: u32,
+) -> std::collections::BTreeMap<(u32, u64), String> {
+    let mut out = std::collections::BTreeMap::new();
+    for p in 0..partitions {
+        let mut pos = c.list_offsets(topic, p, mq_net::OffsetSpec::Earliest).await.unwrap();
+        loop {
+            let f = c.fetch(topic, p, pos, 256 * 1024).await.unwrap();
+            let before = out.len();
+            for (o, r) in f.records_from(pos) {
+                out.insert((p, o.0), String::from_utf8_lossy(&r.value).into_owned());
+                pos = o.next();
+            }
+            if out.len() == before {
+                break;
+            }
+        }
+    }
+    out
+}
