@@ -334,9 +334,24 @@ impl Harness {
 
     fn deliver(&mut self, to: NodeId, input: Input) {
         let now = self.now;
+        let Some(node) = self.slots.get_mut(&to).and_then(|s| s.node.as_mut()) else { return };
+        node.handle(now, input);
+        self.drain(to);
+    }
+
+    /// Starts a controlled shutdown of node `id` ([`Node::begin_shutdown`]).
+    pub fn begin_shutdown(&mut self, id: u32) {
+        let now = self.now;
+        let Some(node) = self.slots.get_mut(&NodeId(id)).and_then(|s| s.node.as_mut()) else { return };
+        node.begin_shutdown(now);
+        self.drain(NodeId(id));
+    }
+
+    /// Routes everything node `to` has to say.
+    fn drain(&mut self, to: NodeId) {
+        let now = self.now;
         let Some(slot) = self.slots.get_mut(&to) else { return };
         let Some(node) = slot.node.as_mut() else { return };
-        node.handle(now, input);
         node.check_invariants();
         while let Some(out) = node.poll_output() {
             match out {

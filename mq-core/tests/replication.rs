@@ -245,3 +245,24 @@ fn a_restarted_broker_registers_with_a_new_epoch() {
     assert!(after > before);
     let _ = response; // used by other test files through `support`
 }
+
+#[test]
+fn controlled_shutdown_hands_leadership_over_before_the_broker_stops() {
+    let mut h = cluster(10);
+    create(&mut h, 3, 2);
+    produce_all(&mut h, &["before"]);
+    let old = leader(&h);
+    h.begin_shutdown(old);
+    // Requests are refused with a retriable status from now on.
+    let c = send(&mut h, old, Acks::All, &["refused"]);
+    let (code, _) = err(&mut h, c);
+    assert_eq!(code, ErrorCode::NotReady);
+    h.advance(Duration::from_millis(500));
+    assert!(h.node(old).is_shut_down(), "leadership moved and every write is durable");
+    let new = leader(&h);
+    assert_ne!(new, old, "another in-sync replica leads, well before any session timeout");
+    assert!(!h.node(new).replica(&tp()).unwrap().isr.contains(&NodeId(old)));
+    h.crash(old);
+    assert_eq!(produce_all(&mut h, &["after"]), Offset(1));
+    assert_eq!(read_all(&mut h, new), vec!["before", "after"]);
+}

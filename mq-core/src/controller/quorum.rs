@@ -66,6 +66,14 @@ pub enum ControllerRequest {
         /// Its incarnation.
         broker_epoch: BrokerEpoch,
     },
+    /// A broker is stopping (controlled shutdown): move its leaderships to other
+    /// in-sync replicas and fence it, so it is never elected while it stops.
+    ControlledShutdown {
+        /// The broker.
+        broker: NodeId,
+        /// Its incarnation.
+        broker_epoch: BrokerEpoch,
+    },
 }
 
 /// Controller settings.
@@ -238,6 +246,18 @@ impl QuorumController {
                     isr,
                     partition_epoch: p.partition_epoch + 1,
                 }])
+            }
+            ControllerRequest::ControlledShutdown { broker, broker_epoch } => {
+                let b = self.check_broker(broker, broker_epoch)?;
+                if b.fenced {
+                    return Ok(Vec::new());
+                }
+                // Fencing is what moving leadership away means: the broker leaves
+                // every ISR (unless it is the last member) and every leadership goes
+                // to another live ISR member, exactly as after a missed session.
+                let mut records = vec![MetadataRecord::FenceBroker { broker, broker_epoch }];
+                records.extend(self.reelect_without(broker));
+                Ok(records)
             }
             ControllerRequest::AllocateProducerIds { broker, broker_epoch } => {
                 self.check_broker(broker, broker_epoch)?;

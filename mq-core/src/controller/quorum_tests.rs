@@ -255,3 +255,26 @@ fn producer_id_blocks_never_overlap() {
         assert!(w[1].0 >= w[0].0 + w[0].1, "overlapping blocks {firsts:?}");
     }
 }
+
+#[test]
+fn controlled_shutdown_moves_leadership_to_another_isr_member_and_fences() {
+    let mut ctl = Ctl::new();
+    ctl.brokers(3);
+    ctl.create(topic("t", 3, 3));
+    let leading: Vec<u32> = (0..3).filter(|p| ctl.part("t", *p).leader == Some(NodeId(1))).collect();
+    assert!(!leading.is_empty());
+    let epoch = ctl.epoch(1);
+    ctl.run(ControllerRequest::ControlledShutdown { broker: NodeId(1), broker_epoch: epoch }).unwrap();
+    assert!(!ctl.c.image().is_live(NodeId(1)));
+    for p in 0..3 {
+        let part = ctl.part("t", p);
+        assert_ne!(part.leader, Some(NodeId(1)), "partition {p} still led by the stopping broker");
+        assert!(part.leader.is_some());
+        assert!(!part.isr.contains(&NodeId(1)));
+    }
+    // Asking again is harmless.
+    assert_eq!(
+        ctl.run(ControllerRequest::ControlledShutdown { broker: NodeId(1), broker_epoch: epoch }).unwrap(),
+        vec![]
+    );
+}

@@ -30,10 +30,22 @@ pub(super) struct Session {
     pub(super) metadata_fetch_inflight: bool,
     /// No registration attempt before this time (backoff after a failure).
     pub(super) register_not_before: Instant,
+    /// Set once a controlled shutdown began.
+    pub(super) stopping: Option<Stopping>,
 }
 
 /// Pause before retrying a failed registration.
 const REGISTER_BACKOFF: crate::time::Duration = crate::time::Duration::from_millis(100);
+
+/// Where a controlled shutdown stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Stopping {
+    /// The controller is moving this broker's leaderships away.
+    MovingLeadership,
+    /// Leadership moved (or the controller could not be reached): the node may stop
+    /// once its writes are durable.
+    Done,
+}
 
 /// Why a request to the controller was made.
 #[derive(Clone, Debug)]
@@ -43,6 +55,8 @@ pub(super) enum Purpose {
     AlterPartition(TopicPartition),
     /// A block of producer ids for `InitProducer` requests.
     ProducerIds,
+    /// A controlled shutdown.
+    Shutdown,
     /// An admin request forwarded for a client; `body` answers it on success.
     Forward(PendingReply),
 }
@@ -101,6 +115,7 @@ impl Node {
             }
         }
         match self.session.epoch {
+            None if self.session.stopping.is_some() => {}
             None => {
                 if now >= self.session.register_not_before && !self.has_call(|p| matches!(p, Purpose::Register)) {
                     let broker = self.id();
@@ -172,6 +187,7 @@ impl Node {
                     }
                 }
             }
+            (Purpose::Shutdown, _) => self.session.stopping = Some(Stopping::Done),
             (Purpose::ProducerIds, ControllerReply::ProducerIds { first, count }) => {
                 self.producer_ids = (first.0, first.0.saturating_add(count));
                 self.serve_producer_ids();
@@ -214,6 +230,11 @@ impl Node {
                 if e.code == ErrorCode::NotLeader || e.code == ErrorCode::Timeout {
                     self.rotate_controller();
                 }
+            }
+            Purpose::Shutdown => {
+                // Best effort: without a controller the session timeout fences us.
+                tracing::debug!(error = %e, "controlled shutdown could not reach the controller");
+                self.session.stopping = Some(Stopping::Done);
             }
             Purpose::ProducerIds => {
                 if e.code == ErrorCode::NotLeader || e.code == ErrorCode::Timeout {

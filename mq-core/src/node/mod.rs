@@ -172,9 +172,51 @@ impl Node {
         &self.config
     }
 
-    /// Ready to serve clients: registered with the controller and unfenced.
+    /// Ready to serve clients: registered with the controller, unfenced, and not
+    /// shutting down.
     pub fn is_ready(&self) -> bool {
-        self.session.epoch.is_some() && !self.session.fenced
+        self.session.epoch.is_some() && !self.session.fenced && self.session.stopping.is_none()
+    }
+
+    /// Whether a controlled shutdown began ([`Node::begin_shutdown`]).
+    pub fn is_stopping(&self) -> bool {
+        self.session.stopping.is_some()
+    }
+
+    /// Whether a controlled shutdown is complete: leadership moved away (or the
+    /// controller could not be reached in time) and every write is durable. The
+    /// driver may stop the node then without losing anything it promised.
+    pub fn is_shut_down(&self) -> bool {
+        self.session.stopping == Some(broker::Stopping::Done)
+            && self.inflight.is_empty()
+            && self.staged.writes.is_empty()
+            && self.staged.effects.is_empty()
+    }
+
+    // ----- application mutators -----
+
+    /// Starts a controlled shutdown (DESIGN.md section 8): from now on client
+    /// requests get a retriable `NotReady`; the controller moves this broker's
+    /// leaderships to other in-sync replicas and fences it, so it is never elected
+    /// while stopping; `acks=all` waiters of those partitions are answered
+    /// (`LeadershipLost`) as leadership moves. Poll outputs afterwards, and stop the
+    /// node once [`Node::is_shut_down`].
+    pub fn begin_shutdown(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        if self.session.stopping.is_some() {
+            return;
+        }
+        match self.session.epoch {
+            Some(broker_epoch) => {
+                self.session.stopping = Some(broker::Stopping::MovingLeadership);
+                let request =
+                    crate::controller::ControllerRequest::ControlledShutdown { broker: self.id(), broker_epoch };
+                self.call_controller(request, broker::Purpose::Shutdown);
+            }
+            None => self.session.stopping = Some(broker::Stopping::Done),
+        }
+        self.pump();
+        self.flush();
     }
 
     /// The committed metadata this node has applied.
