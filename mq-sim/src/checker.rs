@@ -11,10 +11,12 @@
 
 use crate::history::{History, Outcome};
 use bytes::Bytes;
+use mq_core::controller::raft::Entry;
+use mq_core::controller::{MetadataRecord, Raft};
 use mq_core::log::PartitionLog;
 use mq_core::wire::Acks;
-use mq_core::{LeaderEpoch, Node, Offset, TopicPartition};
-use std::collections::BTreeMap;
+use mq_core::{LeaderEpoch, Node, NodeId, Offset, PartitionId, Term, TopicPartition};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +42,26 @@ impl PartModel {
     }
 }
 
+/// A partition's state as the committed metadata log describes it.
+#[derive(Clone, Debug, Default)]
+struct PartState {
+    leader: Option<NodeId>,
+    isr: Vec<NodeId>,
+}
+
+/// What the checker needs to know of the run's topics.
+#[derive(Clone, Debug)]
+pub struct CheckerSettings {
+    /// Brokers in the cluster.
+    pub cluster_size: u32,
+    /// Replication factor of every topic.
+    pub replication_factor: u16,
+    /// `min_insync_replicas` of every topic.
+    pub min_insync_replicas: u16,
+    /// Whether topics allow unclean leader election.
+    pub unclean_leader_election: bool,
+}
+
 /// The online checker of one run.
 #[derive(Debug, Default)]
 pub struct Checker {
@@ -52,16 +74,62 @@ pub struct Checker {
     pub records_read: u64,
     /// Records acknowledged to producers (acks=1/all).
     pub records_acked: u64,
-    /// acks=1 promises durability too: true in a one-node cluster, where the leader
-    /// is the whole ISR. With replication an acks=1 record may be lost on failover,
-    /// so only acks=all records are checked for loss there.
+    /// Records acknowledged to acks=all producers.
+    pub records_acked_all: u64,
+    /// acks=1 promises durability too where the leader is the whole ISR: with a
+    /// replication factor of 1 (and no unclean election). With replication an acks=1
+    /// record may be lost on failover (legal), so only acks=all records are checked
+    /// for loss there.
     pub leader_acks_durable: bool,
+    /// `min_insync_replicas` of every topic.
+    min_insync: usize,
+    /// Whether topics allow unclean leader election.
+    unclean_allowed: bool,
+    /// Partitions that had an unclean election: their loss is allowed, reported,
+    /// and no longer checked.
+    lossy: BTreeSet<TopicPartition>,
+    /// Unclean elections seen in the committed metadata.
+    pub unclean_elections: u64,
+    /// acks=all records acknowledged in partitions that later had an unclean
+    /// election (exempt from the loss checks; reported).
+    pub records_exempt_unclean: u64,
+    /// The leader of each (partition, leader epoch), from `BecameLeader` events and
+    /// committed `PartitionChange` records.
+    epoch_leaders: BTreeMap<(TopicPartition, LeaderEpoch), (NodeId, &'static str)>,
+    /// The Raft leader of each term, from `ControllerLeader` events.
+    term_leaders: BTreeMap<Term, NodeId>,
+    /// The committed metadata log, as the first node to commit each entry had it.
+    meta: Vec<Entry>,
+    /// Per node, how much of its committed metadata log was compared with `meta`.
+    meta_checked: BTreeMap<NodeId, usize>,
+    /// Partition state per the committed metadata log.
+    part_state: BTreeMap<TopicPartition, PartState>,
+    /// Brokers registered and unfenced per the committed metadata log.
+    unfenced: BTreeSet<NodeId>,
+    /// First values of acks=all batches a leader appended while its ISR was below
+    /// min ISR.
+    appended_below_min_isr: BTreeSet<Bytes>,
 }
 
 impl Checker {
-    /// A checker for a cluster of `cluster_size` nodes.
-    pub fn new(cluster_size: u32) -> Self {
-        Checker { leader_acks_durable: cluster_size == 1, ..Checker::default() }
+    /// A checker for a one-node cluster with one-replica topics.
+    pub fn single_node() -> Self {
+        Checker::new(&CheckerSettings {
+            cluster_size: 1,
+            replication_factor: 1,
+            min_insync_replicas: 1,
+            unclean_leader_election: false,
+        })
+    }
+
+    /// A checker for a run with these settings.
+    pub fn new(s: &CheckerSettings) -> Self {
+        Checker {
+            leader_acks_durable: s.replication_factor == 1 && !s.unclean_leader_election,
+            min_insync: usize::from(s.min_insync_replicas),
+            unclean_allowed: s.unclean_leader_election,
+            ..Checker::default()
+        }
     }
 
     /// The first violation found, if any.
@@ -106,6 +174,9 @@ impl Checker {
         log: &PartitionLog,
         h: &History,
     ) {
+        if self.lossy.contains(tp) {
+            return;
+        }
         let (last, checked) = self.tenures.get(&(tp.clone(), epoch)).copied().unwrap_or((Offset(0), Offset(0)));
         if hw < last {
             let what = format!("n{node} moved the HW of {tp} in leader epoch {epoch} back from {last} to {hw}");
@@ -188,6 +259,9 @@ impl Checker {
     /// A consumer read `value` at `offset` of `tp`.
     pub fn on_read(&mut self, client: u64, tp: &TopicPartition, offset: Offset, value: &Bytes, h: &History) {
         self.records_read += 1;
+        if self.lossy.contains(tp) {
+            return self.check_origin(client, tp, offset, value, h);
+        }
         let model = self.parts.entry(tp.clone()).or_default();
         let hw = model.hw();
         let Some(slot) = model.committed.get(offset.0 as usize) else {
@@ -200,6 +274,10 @@ impl Checker {
                 self.fail("one_value_per_offset", what);
             }
         }
+        self.check_origin(client, tp, offset, value, h);
+    }
+
+    fn check_origin(&mut self, client: u64, tp: &TopicPartition, offset: Offset, value: &Bytes, h: &History) {
         match h.origin(value) {
             None => self.fail(
                 "no_unexpected_values",
@@ -221,12 +299,163 @@ impl Checker {
         if op.acks != Acks::None {
             self.records_acked += op.values.len() as u64;
         }
+        if op.acks == Acks::All {
+            self.records_acked_all += op.values.len() as u64;
+            if self.appended_below_min_isr.contains(&op.values[0]) {
+                let what = format!(
+                    "op {} (acks=all) was acked at {} although the leader appended it with an ISR below min ISR {}",
+                    op.id, op.tp, self.min_insync
+                );
+                return self.fail("min_isr_respected", what);
+            }
+        }
         self.check_acked(op.id, h, false);
+    }
+
+    /// A leader appended an acks=all batch (first value `first`) while the ISR it
+    /// had applied from committed metadata held `isr` members.
+    pub fn on_acks_all_append(&mut self, first: &Bytes, isr: usize) {
+        if isr < self.min_insync {
+            self.appended_below_min_isr.insert(first.clone());
+        }
+    }
+
+    /// `node` became the leader of `tp` in `epoch` (an `Event::BecameLeader`).
+    pub fn on_became_leader(&mut self, node: NodeId, tp: &TopicPartition, epoch: LeaderEpoch, unclean: bool) {
+        if unclean {
+            self.on_unclean(tp, format!("n{node} reported an unclean election of {tp} in epoch {epoch}"));
+        }
+        self.one_leader(node, tp, epoch, "became-leader event");
+    }
+
+    fn one_leader(&mut self, node: NodeId, tp: &TopicPartition, epoch: LeaderEpoch, source: &'static str) {
+        match self.epoch_leaders.get(&(tp.clone(), epoch)) {
+            Some((other, how)) if *other != node => {
+                let what = format!("{tp} epoch {epoch} has leader n{other} ({how}) and n{node} ({source})");
+                self.fail("one_leader_per_epoch", what);
+            }
+            Some(_) => {}
+            None => {
+                self.epoch_leaders.insert((tp.clone(), epoch), (node, source));
+            }
+        }
+    }
+
+    fn on_unclean(&mut self, tp: &TopicPartition, what: String) {
+        if !self.unclean_allowed {
+            return self.fail("election_from_isr", what);
+        }
+        if self.lossy.insert(tp.clone()) {
+            self.unclean_elections += 1;
+        }
+    }
+
+    /// `node` became the Raft leader of `term` (an `Event::ControllerLeader`).
+    pub fn on_controller_leader(&mut self, node: NodeId, term: Term) {
+        match self.term_leaders.get(&term) {
+            Some(other) if *other != node => {
+                let what = format!("term {term} has Raft leaders n{other} and n{node}");
+                self.fail("one_leader_per_term", what);
+            }
+            Some(_) => {}
+            None => {
+                self.term_leaders.insert(term, node);
+            }
+        }
+    }
+
+    /// Compares the committed metadata log of `node` with the committed entries
+    /// seen so far (they must never change) and learns new ones. Cheap when
+    /// nothing new committed: call after every input.
+    pub fn on_metadata(&mut self, node: NodeId, raft: &Raft) {
+        let committed = raft.committed_after(0);
+        let checked = self.meta_checked.get(&node).copied().unwrap_or(0).min(committed.len());
+        if checked == committed.len() {
+            self.meta_checked.insert(node, checked);
+            return;
+        }
+        for e in &committed[checked..] {
+            let i = e.index as usize - 1;
+            match self.meta.get(i) {
+                Some(known) if known != e => {
+                    let what = format!(
+                        "n{node} holds committed metadata entry {} = {:?} (term {}); it was {:?} (term {})",
+                        e.index, e.record, e.term, known.record, known.term
+                    );
+                    return self.fail("metadata_committed_stable", what);
+                }
+                Some(_) => {}
+                None => {
+                    debug_assert_eq!(i, self.meta.len(), "committed entries arrive in order");
+                    self.meta.push(e.clone());
+                    self.apply_metadata(e);
+                }
+            }
+        }
+        self.meta_checked.insert(node, committed.len());
+    }
+
+    /// Elections in the committed metadata: a partition's new leader must come from
+    /// the ISR of its previous committed state, unless unclean election is allowed.
+    fn apply_metadata(&mut self, e: &Entry) {
+        match &e.record {
+            MetadataRecord::CreateTopic { config, assignment } => {
+                for i in 0..assignment.len() {
+                    let tp = TopicPartition { topic: config.name.clone(), partition: PartitionId(i as u32) };
+                    self.part_state.insert(tp, PartState::default());
+                }
+            }
+            MetadataRecord::DeleteTopic { topic } => self.part_state.retain(|tp, _| tp.topic != *topic),
+            MetadataRecord::RegisterBroker { broker, .. } | MetadataRecord::FenceBroker { broker, .. } => {
+                self.unfenced.remove(broker);
+            }
+            MetadataRecord::UnfenceBroker { broker, .. } => {
+                self.unfenced.insert(*broker);
+            }
+            MetadataRecord::PartitionChange { tp, leader, leader_epoch, isr, .. } => {
+                let prev = self.part_state.get(tp).cloned().unwrap_or_default();
+                if let Some(l) = leader {
+                    let new_leader = prev.leader != Some(*l);
+                    if new_leader && !prev.isr.is_empty() && !prev.isr.contains(l) {
+                        let what = format!(
+                            "metadata entry {} elects n{l} for {tp} in epoch {leader_epoch}; the ISR was {:?}",
+                            e.index, prev.isr
+                        );
+                        self.on_unclean(tp, what);
+                    }
+                    self.one_leader(*l, tp, *leader_epoch, "committed metadata");
+                }
+                self.part_state.insert(tp.clone(), PartState { leader: *leader, isr: isr.clone() });
+            }
+            _ => {}
+        }
+    }
+
+    /// A node restarted: compare its whole committed metadata log again.
+    pub fn on_restart_metadata(&mut self, node: NodeId, raft: &Raft) {
+        self.meta_checked.insert(node, 0);
+        self.on_metadata(node, raft);
+    }
+
+    /// Partitions without a leader in the committed metadata although an ISR
+    /// member is live (registered and unfenced) there.
+    pub fn leaderless(&self) -> Vec<TopicPartition> {
+        self.part_state
+            .iter()
+            .filter(|(_, p)| p.leader.is_none() && p.isr.iter().any(|r| self.unfenced.contains(r)))
+            .map(|(tp, _)| tp.clone())
+            .collect()
     }
 
     fn check_acked(&mut self, op: u64, h: &History, must_be_committed: bool) {
         let op = &h.ops[op as usize];
         let Outcome::Ok { base_offset, .. } = op.outcome else { return };
+        if self.lossy.contains(&op.tp) {
+            if must_be_committed {
+                self.records_exempt_unclean += op.values.len() as u64;
+            }
+            return;
+        }
         let committed = self.parts.get(&op.tp).map_or(&[][..], |m| &m.committed[..]);
         for (i, v) in op.values.iter().enumerate() {
             let o = base_offset.plus(i as u64);
@@ -265,6 +494,9 @@ impl Checker {
         let id = node.id().0;
         let mut found = None;
         for tp in self.parts.keys() {
+            if self.lossy.contains(tp) {
+                continue;
+            }
             let Some(log) = node.log(tp) else { continue };
             let to = log.high_watermark().min(self.parts[tp].hw());
             if let Some(what) = self.mismatch(id, tp, log, log.log_start(), to) {
@@ -292,6 +524,9 @@ impl Checker {
         }
         let mut failed_committed = None;
         for (tp, model) in &self.parts {
+            if self.lossy.contains(tp) {
+                continue;
+            }
             for (o, v) in model.committed.iter().enumerate() {
                 let Some(v) = v else { continue };
                 if let Some((op, _)) = h.origin(v) {
@@ -318,7 +553,7 @@ mod tests {
     use mq_core::{Instant, LeaderEpoch};
 
     fn setup() -> (Checker, History, PartitionLog, TopicPartition) {
-        let c = Checker::new(1);
+        let c = Checker::single_node();
         let tp = TopicPartition::new("t", 0);
         let mut h = History::default();
         let op = h.invoke(1, tp.clone(), Acks::All, 2, Instant::ZERO);

@@ -182,6 +182,28 @@ counters!(
     records_read,
     /// Records committed (below the final high watermarks).
     records_committed,
+    /// Records acknowledged with acks=all.
+    records_acked_all,
+    /// Produce requests a producer sent again after an attempt failed.
+    retries,
+    /// Partition leaders elected (`BecameLeader` events).
+    leader_elections,
+    /// Controller (Raft) leaders elected.
+    controller_elections,
+    /// ISR shrinks seen by leaders.
+    isr_shrinks,
+    /// ISR expansions seen by leaders.
+    isr_expands,
+    /// Follower truncations of a diverging tail.
+    truncations,
+    /// Records removed by those truncations.
+    records_truncated,
+    /// Unclean elections (only in seeds whose topics allow them).
+    unclean_elections,
+    /// acks=all records exempt from the loss checks after an unclean election.
+    records_exempt_unclean,
+    /// Times a consumer switched to another partition leader.
+    consumer_leader_changes,
 );
 
 impl fmt::Display for Counters {

@@ -8,10 +8,10 @@ use mq_core::Seed;
 use rand::Rng as _;
 use std::fmt;
 
-/// The largest cluster size the core supports today. The options stream still draws
-/// 1..=5 so that seeds keep their meaning when replication lands; the drawn size is
-/// clamped here and both numbers are printed.
-pub const MAX_SUPPORTED_CLUSTER_SIZE: u32 = 1;
+/// The largest cluster size a seed draws.
+pub const MAX_CLUSTER_SIZE: u32 = 5;
+/// The most controller voters a seed draws.
+pub const MAX_VOTERS: u32 = 3;
 
 /// Acks levels, as weights out of their sum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,18 +27,21 @@ pub struct AcksMix {
 /// Every option of one run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
-    /// Cluster size drawn from the seed (1..=5).
-    pub cluster_size_drawn: u32,
-    /// Cluster size run (the drawn size clamped to [`MAX_SUPPORTED_CLUSTER_SIZE`]).
+    /// Cluster size (1..=5).
     pub cluster_size: u32,
+    /// The controller voters: 1..=3 distinct brokers, in increasing order.
+    pub voters: Vec<u32>,
     /// Topics created by the admin client.
     pub topics: u32,
     /// Partitions per topic.
     pub partitions: u32,
     /// Replication factor (clamped to the cluster size).
     pub replication_factor: u16,
-    /// Minimum in-sync replicas (clamped to the replication factor).
+    /// Minimum in-sync replicas (at most the replication factor).
     pub min_insync_replicas: u16,
+    /// Whether the topics allow unclean leader election (the checker then reports
+    /// a partition's loss after an unclean election instead of failing).
+    pub unclean_leader_election: bool,
     /// Retention by bytes per partition, when set.
     pub retention_bytes: Option<u64>,
     /// Retention by time (milliseconds), when set.
@@ -127,20 +130,23 @@ impl Options {
     /// Draws the options of `seed` from its `options` stream.
     pub fn draw(seed: u64) -> Options {
         let mut r = Seed(seed).stream("options");
-        let cluster_size_drawn = r.random_range(1..=5u32);
-        let cluster_size = cluster_size_drawn.min(MAX_SUPPORTED_CLUSTER_SIZE);
-        let rf_drawn = r.random_range(1..=cluster_size_drawn.min(3)) as u16;
-        let replication_factor = rf_drawn.min(cluster_size as u16);
-        let min_isr_drawn = r.random_range(1..=rf_drawn);
-        let min_insync_replicas = min_isr_drawn.min(replication_factor);
+        let cluster_size = r.random_range(1..=MAX_CLUSTER_SIZE);
+        let replication_factor = r.random_range(1..=cluster_size.min(3)) as u16;
+        let min_insync_replicas = r.random_range(1..=replication_factor);
+        let voter_count = r.random_range(1..=cluster_size.min(MAX_VOTERS));
+        let mut pool: Vec<u32> = (1..=cluster_size).collect();
+        let mut voters: Vec<u32> = (0..voter_count).map(|_| pool.remove(r.random_range(0..pool.len()))).collect();
+        voters.sort_unstable();
+        let unclean_leader_election = cluster_size > 1 && r.random_bool(0.1);
         let mut acks =
             AcksMix { none: r.random_range(0..=2), leader: r.random_range(0..=5), all: r.random_range(1..=6) };
         if r.random_bool(0.2) {
             acks = AcksMix { none: 0, leader: 0, all: 1 };
         }
         Options {
-            cluster_size_drawn,
             cluster_size,
+            voters,
+            unclean_leader_election,
             topics: r.random_range(1..=3),
             partitions: r.random_range(1..=4),
             replication_factor,
@@ -156,7 +162,9 @@ impl Options {
             request_timeout_ms: r.random_range(50..=1_000),
             consumer_per_partition: r.random_bool(0.7),
             safety_ms: r.random_range(2_000..=8_000),
-            liveness_ms: 10_000,
+            // Generous: a healed cluster may need several elections (1 to 2 s each),
+            // session timeouts (3 s) and re-registration before it serves again.
+            liveness_ms: if cluster_size == 1 { 10_000 } else { 20_000 },
             delay_min_us: r.random_range(10..=500),
             delay_mean_us: r.random_range(10..=2_000),
             delay_tail_prob: if r.random_bool(0.5) { r.random_range(0.0..0.05) } else { 0.0 },
@@ -189,12 +197,12 @@ impl fmt::Display for Options {
         let opt = |o: Option<u64>| o.map_or("none".to_owned(), |v| v.to_string());
         writeln!(
             f,
-            "cluster: size={} (drawn {}, clamped to {} until replication lands) rf={} min_isr={} max_inflight_persists={}",
+            "cluster: size={} voters={:?} rf={} min_isr={} unclean_election={} max_inflight_persists={}",
             self.cluster_size,
-            self.cluster_size_drawn,
-            MAX_SUPPORTED_CLUSTER_SIZE,
+            self.voters,
             self.replication_factor,
             self.min_insync_replicas,
+            self.unclean_leader_election,
             self.max_inflight_persists
         )?;
         writeln!(

@@ -6,7 +6,7 @@
 //! event. Nodes, clients, the disk and the network are driven exactly as a
 //! production driver would: feed one input, drain every output.
 
-use crate::checker::Checker;
+use crate::checker::{Checker, CheckerSettings};
 use crate::clock::Clock;
 use crate::disk::Disk;
 use crate::history::{History, Outcome};
@@ -14,6 +14,7 @@ use crate::network::{exp_sample, Cut, Drop, Fate, Network};
 use crate::options::Options;
 use crate::trace::{Actor, Trace};
 use crate::{Counters, Mutation, SimConfig};
+use bytes::Bytes;
 use mq_core::client::{
     Consumer, ConsumerConfig, ConsumerOutput, ProduceOutcome, Producer, ProducerConfig, ProducerOutput, SendId,
 };
@@ -100,6 +101,7 @@ struct NodeSlot {
 
 /// The admin client: creates the run's topics, retrying until each is confirmed.
 struct Admin {
+    next_broker: u32,
     unconfirmed: BTreeMap<String, TopicConfig>,
     inflight: BTreeMap<CorrelationId, String>,
     next_correlation: u64,
@@ -108,7 +110,7 @@ struct Admin {
 
 enum Role {
     Admin(Admin),
-    Producer { p: Producer, ops: BTreeMap<SendId, u64> },
+    Producer { p: Box<Producer>, ops: BTreeMap<SendId, u64> },
     Consumer(Consumer),
 }
 
@@ -137,6 +139,7 @@ pub struct Sim {
     liveness_start: Option<Instant>,
     produce_until: Instant,
     acked_since_heal: u64,
+    acked_all_since_heal: u64,
     done: bool,
     scratch: Vec<Output>,
     /// Counters of what was injected and reached.
@@ -166,6 +169,7 @@ impl Sim {
                 let config = NodeConfig::builder()
                     .node_id(id)
                     .cluster_size(opts.cluster_size)
+                    .voters(&opts.voters)
                     .max_inflight_persists(opts.max_inflight_persists)
                     .retention_check_interval(Duration::from_millis(200))
                     .build()
@@ -192,6 +196,7 @@ impl Sim {
             let mut tc = TopicConfig::new(name.clone(), opts.partitions);
             tc.replication_factor = opts.replication_factor;
             tc.min_insync_replicas = opts.min_insync_replicas;
+            tc.unclean_leader_election = opts.unclean_leader_election;
             tc.retention_bytes = opts.retention_bytes;
             tc.retention_time = opts.retention_ms.map(Duration::from_millis);
             for p in 0..opts.partitions {
@@ -200,25 +205,34 @@ impl Sim {
             configs.insert(name, tc);
         }
         let timeout = Duration::from_millis(opts.request_timeout_ms);
+        let brokers: Vec<NodeId> = (1..=opts.cluster_size).map(NodeId).collect();
         let mut clients = vec![Role::Admin(Admin {
+            next_broker: 0,
             unconfirmed: configs,
             inflight: BTreeMap::new(),
             next_correlation: 1,
             next_attempt: Instant::ZERO,
         })];
-        for _ in 0..opts.producers {
+        for i in 0..opts.producers {
             let config = ProducerConfig {
-                broker: NodeId(1),
+                brokers: brokers.clone(),
                 request_timeout: timeout,
                 max_inflight: opts.producer_max_inflight,
+                max_attempts: 10,
+                retry_backoff: Duration::from_millis(50),
+                retry_backoff_max: Duration::from_secs(1),
+                delivery_timeout: Duration::from_secs(5),
             };
-            clients.push(Role::Producer { p: Producer::new(config), ops: BTreeMap::new() });
+            let seed = Seed(seed).child("producer", u64::from(i)).0;
+            clients.push(Role::Producer { p: Box::new(Producer::new(config, seed)), ops: BTreeMap::new() });
         }
-        for tp in &topics {
+        for (i, tp) in topics.iter().enumerate() {
             if opts.consumer_per_partition || tp.partition == PartitionId(0) {
                 let mut config = ConsumerConfig::new(tp.clone());
+                config.brokers = brokers.clone();
                 config.request_timeout = timeout;
-                clients.push(Role::Consumer(Consumer::new(config)));
+                let seed = Seed(seed).child("consumer", i as u64).0;
+                clients.push(Role::Consumer(Consumer::new(config, seed)));
             }
         }
         let clients = clients
@@ -228,7 +242,12 @@ impl Sim {
             .collect();
         let safety_end = Instant::ZERO + Duration::from_millis(opts.safety_ms);
         let end = safety_end + Duration::from_millis(opts.liveness_ms);
-        let opts_cluster_size = opts.cluster_size;
+        let settings = CheckerSettings {
+            cluster_size: opts.cluster_size,
+            replication_factor: opts.replication_factor,
+            min_insync_replicas: opts.min_insync_replicas,
+            unclean_leader_election: opts.unclean_leader_election,
+        };
         let mut sim = Sim {
             net: Network::new(seed, &opts),
             rng_disk: Seed(seed).stream("disk"),
@@ -236,7 +255,7 @@ impl Sim {
             rng_faults: Seed(seed).stream("faults"),
             // Producers stop well before the end so consumers can catch up, and late
             // enough that a healed cluster (elections, registration) has time to commit.
-            produce_until: safety_end + Duration::from_millis(opts.liveness_ms * 7 / 10),
+            produce_until: safety_end + Duration::from_millis(opts.liveness_ms / 2),
             trace: Trace::new(cfg.keep_trace),
             cfg,
             opts,
@@ -249,11 +268,12 @@ impl Sim {
             cut_id: 0,
             liveness_start: None,
             acked_since_heal: 0,
+            acked_all_since_heal: 0,
             done: false,
             scratch: Vec::new(),
             counters: Counters::default(),
             history: History::default(),
-            checker: Checker::new(opts_cluster_size),
+            checker: Checker::new(&settings),
             events: 0,
             node_inputs: 0,
         };
@@ -310,6 +330,16 @@ impl Sim {
             }
         }
         self.counters.records_acked = self.checker.records_acked;
+        self.counters.records_acked_all = self.checker.records_acked_all;
+        self.counters.unclean_elections = self.checker.unclean_elections;
+        self.counters.records_exempt_unclean = self.checker.records_exempt_unclean;
+        for c in &self.clients {
+            match &c.role {
+                Role::Producer { p, .. } => self.counters.retries += p.retries(),
+                Role::Consumer(consumer) => self.counters.consumer_leader_changes += consumer.leader_changes(),
+                Role::Admin(_) => {}
+            }
+        }
         self.counters.records_read = self.checker.records_read;
         self.counters.records_committed = self.checker.committed();
     }
@@ -419,8 +449,34 @@ impl Sim {
         }
         let local = slot.clock.local(now);
         let Some(node) = slot.node.as_mut() else { return };
+        // An acks=all produce: note the log end, to see whether the node appended it
+        // and with which ISR (min_isr_respected).
+        let acks_all = match &input {
+            Input::Message {
+                msg:
+                    Message::Request(Request {
+                        body: RequestBody::Produce { topic, partition, acks: Acks::All, batch },
+                        ..
+                    }),
+                ..
+            } => {
+                let tp = TopicPartition { topic: topic.clone(), partition: *partition };
+                let first: Option<Bytes> = batch.iter_with_offsets().next().map(|(_, r)| r.value.clone());
+                let end = node.log(&tp).map(|l| l.log_end());
+                first.map(|f| (tp, f, end))
+            }
+            _ => None,
+        };
         node.handle(local, input);
         self.node_inputs += 1;
+        if let Some((tp, first, Some(end))) = acks_all {
+            if let (Some(log), Some(r)) = (node.log(&tp), node.replica(&tp)) {
+                if log.log_end() > end && r.is_leader() {
+                    self.checker.on_acks_all_append(&first, r.isr.len());
+                }
+            }
+        }
+        self.checker.on_metadata(slot.id, node.raft());
         let every = self.cfg.node_invariants_every;
         if every > 0 && self.node_inputs % every == 0 {
             node.check_invariants();
@@ -462,6 +518,23 @@ impl Sim {
                 self.trace.event(now, Actor::Node(id.0), "close", peer_code(peer), 0, || format!("{peer}: {reason}"));
             }
             Output::Event(e) => {
+                match &e {
+                    Event::BecameLeader { tp, leader_epoch, unclean, .. } => {
+                        self.counters.leader_elections += 1;
+                        self.checker.on_became_leader(id, tp, *leader_epoch, *unclean);
+                    }
+                    Event::ControllerLeader { term } => {
+                        self.counters.controller_elections += 1;
+                        self.checker.on_controller_leader(id, *term);
+                    }
+                    Event::IsrChanged { shrink: true, .. } => self.counters.isr_shrinks += 1,
+                    Event::IsrChanged { shrink: false, .. } => self.counters.isr_expands += 1,
+                    Event::Truncated { removed, .. } => {
+                        self.counters.truncations += 1;
+                        self.counters.records_truncated += removed;
+                    }
+                    _ => {}
+                }
                 if let Event::HighWatermark { tp, high_watermark, leader_epoch } = &e {
                     self.counters.hw_events += 1;
                     let node = self.nodes[n].node.as_ref().expect("outputs come from a live node");
@@ -561,6 +634,7 @@ impl Sim {
             node.check_invariants();
         }
         self.checker.on_recovered(node, &self.history);
+        self.checker.on_restart_metadata(NodeId(id), node.raft());
         self.schedule_node_timer(n);
     }
 
@@ -612,12 +686,15 @@ impl Sim {
                 }
                 if now >= a.next_attempt && !a.unconfirmed.is_empty() {
                     a.inflight.clear();
+                    // Rotate over the brokers: any ready one forwards to the controller.
+                    let broker = NodeId(a.next_broker % self.opts.cluster_size + 1);
+                    a.next_broker += 1;
                     for (name, tc) in &a.unconfirmed {
                         let correlation = CorrelationId(a.next_correlation);
                         a.next_correlation += 1;
                         a.inflight.insert(correlation, name.clone());
                         let body = RequestBody::CreateTopic(tc.clone());
-                        sends.push((Peer::Node(NodeId(1)), Message::Request(Request { correlation, body })));
+                        sends.push((Peer::Node(broker), Message::Request(Request { correlation, body })));
                     }
                     a.next_attempt = now + Duration::from_millis(200);
                 }
@@ -642,6 +719,7 @@ impl Sim {
                                 outcome,
                                 self.liveness_start,
                                 &mut self.acked_since_heal,
+                                &mut self.acked_all_since_heal,
                             );
                         }
                     }
@@ -886,12 +964,20 @@ impl Sim {
         if self.checker.violation().is_some() {
             return;
         }
-        if self.acked_since_heal == 0 {
+        if self.acked_all_since_heal == 0 {
             let what = format!(
-                "no produce with acks>=1 succeeded in the {} ms after the core was healed",
-                self.opts.liveness_ms
+                "no produce with acks=all succeeded in the {} ms after the core was healed ({} with acks=1)",
+                self.opts.liveness_ms, self.acked_since_heal
             );
             self.checker.fail_liveness("liveness_progress", what);
+            return;
+        }
+        // A partition whose ISR holds a live (unfenced) broker must have a leader in
+        // the committed metadata by the end.
+        if let Some(tp) = self.checker.leaderless().first() {
+            let what =
+                format!("{tp} has no leader in the committed metadata {} ms after the heal", self.opts.liveness_ms);
+            self.checker.fail_liveness("liveness_leaders", what);
             return;
         }
         for c in &self.clients {
@@ -921,6 +1007,7 @@ fn record_outcome(
     outcome: ProduceOutcome,
     liveness_start: Option<Instant>,
     acked_since_heal: &mut u64,
+    acked_all_since_heal: &mut u64,
 ) {
     let entry = &mut history.ops[op as usize];
     let (kind, a) = match &outcome {
@@ -929,6 +1016,7 @@ fn record_outcome(
             counters.ops_ok += 1;
             if liveness_start.is_some_and(|t| entry.invoked >= t) {
                 *acked_since_heal += 1;
+                *acked_all_since_heal += u64::from(entry.acks == Acks::All);
             }
             ("ok", base_offset.0)
         }
@@ -987,6 +1075,7 @@ fn summary(msg: &Message) -> String {
                     format!("list-offsets {topic}/{partition} {spec:?}")
                 }
                 RequestBody::Metadata { topics } => format!("metadata {topics:?}"),
+                RequestBody::InitProducer => "init-producer".into(),
             };
             format!("req#{} {what}", r.correlation)
         }

@@ -51,5 +51,6 @@ fn options_streams_are_independent_of_the_other_streams() {
     // Options come from their own stream: the same seed always draws the same ones.
     assert_eq!(mq_sim::Options::draw(11), mq_sim::Options::draw(11));
     let o = mq_sim::Options::draw(11);
-    assert!(o.cluster_size <= mq_sim::options::MAX_SUPPORTED_CLUSTER_SIZE && o.cluster_size_drawn >= 1);
+    assert!(o.cluster_size <= mq_sim::options::MAX_CLUSTER_SIZE && o.cluster_size >= 1);
+    assert!(!o.voters.is_empty() && o.voters.iter().all(|v| *v >= 1 && *v <= o.cluster_size));
 }

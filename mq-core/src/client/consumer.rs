@@ -1,5 +1,12 @@
-//! A minimal consumer of one partition: fetches committed records from a position,
-//! reports them in offset order, and moves its position past them.
+//! A minimal consumer of one partition: fetches committed records from the
+//! partition's leader, reports them in offset order, and moves its position past
+//! them.
+//!
+//! Leaders: the consumer knows every broker. Without a known leader it asks a broker
+//! (round robin) for metadata; a fetch refused with `NotLeader`, `NotReady`,
+//! `FencedEpoch`, `UnknownEpoch`, `UnknownTopic` or `UnknownPartition`, a request
+//! without a reply by its deadline, or a closed connection forgets the leader, so the
+//! next request refreshes metadata first: the consumer follows leader changes.
 //!
 //! One request is in flight at a time. An empty reply waits `poll_interval` before
 //! the next fetch; a reply with records fetches again at once. A request without a
@@ -8,7 +15,7 @@
 //! and resumes there, reporting the skip.
 
 use crate::contract::{Input, Peer};
-use crate::ids::{CorrelationId, NodeId, Offset, TopicPartition};
+use crate::ids::{CorrelationId, LeaderEpoch, NodeId, Offset, TopicPartition};
 use crate::time::{Duration, Instant};
 use crate::wire::{ErrorCode, Message, OffsetSpec, Record, Request, RequestBody, ResponseBody, WireError};
 use std::collections::VecDeque;
@@ -16,8 +23,8 @@ use std::collections::VecDeque;
 /// Consumer settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsumerConfig {
-    /// The broker to fetch from.
-    pub broker: NodeId,
+    /// Every broker of the cluster.
+    pub brokers: Vec<NodeId>,
     /// The partition read.
     pub tp: TopicPartition,
     /// The first offset wanted.
@@ -31,10 +38,11 @@ pub struct ConsumerConfig {
 }
 
 impl ConsumerConfig {
-    /// Reads `tp` from offset 0 on broker 1 with default limits.
+    /// Reads `tp` from offset 0 of a one-broker cluster (broker 1) with default
+    /// limits.
     pub fn new(tp: TopicPartition) -> Self {
         ConsumerConfig {
-            broker: NodeId(1),
+            brokers: vec![NodeId(1)],
             tp,
             start: Offset(0),
             max_bytes: 64 * 1024,
@@ -77,6 +85,7 @@ pub enum ConsumerOutput {
 enum Pending {
     Fetch,
     Earliest,
+    Metadata,
 }
 
 /// The consumer state machine (see the module docs).
@@ -86,7 +95,14 @@ pub struct Consumer {
     now: Instant,
     position: Offset,
     next_correlation: u64,
-    inflight: Option<(CorrelationId, Pending, Instant)>,
+    /// The request out: correlation, kind, broker, deadline.
+    inflight: Option<(CorrelationId, Pending, NodeId, Instant)>,
+    /// The leader followed, with its leader epoch.
+    leader: Option<(NodeId, LeaderEpoch)>,
+    /// Highest leader epoch seen, so lagging metadata never moves back.
+    epoch_seen: LeaderEpoch,
+    next_broker: usize,
+    leader_changes: u64,
     /// When to send the next request if none is in flight.
     next_request_at: Instant,
     needs_reset: bool,
@@ -94,10 +110,17 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// A consumer positioned at `config.start`.
-    pub fn new(config: ConsumerConfig) -> Self {
+    /// A consumer positioned at `config.start`; `seed` picks the first broker asked
+    /// for metadata.
+    pub fn new(config: ConsumerConfig, seed: u64) -> Self {
+        assert!(!config.brokers.is_empty(), "a consumer needs at least one broker");
+        let next_broker = (crate::rng::fnv1a(&seed.to_le_bytes()) % config.brokers.len() as u64) as usize;
         Consumer {
             position: config.start,
+            leader: None,
+            epoch_seen: LeaderEpoch(0),
+            next_broker,
+            leader_changes: 0,
             config,
             now: Instant::ZERO,
             next_correlation: 1,
@@ -120,6 +143,16 @@ impl Consumer {
         self.position
     }
 
+    /// The leader followed, if known.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.leader.map(|(l, _)| l)
+    }
+
+    /// How often the consumer switched to a different leader.
+    pub fn leader_changes(&self) -> u64 {
+        self.leader_changes
+    }
+
     // ----- the contract -----
 
     /// Feeds one input.
@@ -127,18 +160,21 @@ impl Consumer {
         debug_assert!(now >= self.now, "time went backwards: {now} < {}", self.now);
         self.now = self.now.max(now);
         match input {
-            Input::Message { from, msg: Message::Response(resp) } if from == Peer::Node(self.config.broker) => {
-                match self.inflight {
-                    Some((corr, kind, _)) if corr == resp.correlation => {
-                        self.inflight = None;
-                        self.on_response(kind, resp.body);
-                    }
-                    _ => {} // late or duplicated
+            Input::Message { from: Peer::Node(from), msg: Message::Response(resp) } => match self.inflight {
+                Some((corr, kind, to, _)) if corr == resp.correlation && to == from => {
+                    self.inflight = None;
+                    self.on_response(kind, resp.body);
                 }
-            }
-            Input::Disconnected { peer } if peer == Peer::Node(self.config.broker) => self.inflight = None,
-            Input::Timeout if self.inflight.is_some_and(|(_, _, deadline)| deadline <= self.now) => {
+                _ => {} // late or duplicated
+            },
+            Input::Disconnected { peer: Peer::Node(peer) } if self.inflight.is_some_and(|(_, _, to, _)| to == peer) => {
                 self.inflight = None;
+                self.forget_leader(peer);
+            }
+            Input::Timeout if self.inflight.is_some_and(|(_, _, _, deadline)| deadline <= self.now) => {
+                if let Some((_, _, to, _)) = self.inflight.take() {
+                    self.forget_leader(to);
+                }
             }
             _ => {}
         }
@@ -156,7 +192,7 @@ impl Consumer {
     /// The request deadline, or when the next request is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         Some(match self.inflight {
-            Some((_, _, deadline)) => deadline,
+            Some((_, _, _, deadline)) => deadline,
             None => self.next_request_at,
         })
     }
@@ -164,8 +200,15 @@ impl Consumer {
     /// Panics if an internal invariant is broken.
     pub fn check_invariants(&self) {
         assert!(self.position >= self.config.start, "position moved before the start");
-        if let Some((corr, _, _)) = self.inflight {
+        if let Some((corr, kind, _, _)) = self.inflight {
             assert!(corr.0 < self.next_correlation, "correlation ids are reused");
+            assert!(kind == Pending::Metadata || self.leader.is_some(), "a fetch without a leader");
+        }
+    }
+
+    fn forget_leader(&mut self, broker: NodeId) {
+        if self.leader.is_some_and(|(l, _)| l == broker) {
+            self.leader = None;
         }
     }
 
@@ -197,6 +240,41 @@ impl Consumer {
                 }
                 self.next_request_at = self.now;
             }
+            (Pending::Metadata, Ok(ResponseBody::Metadata { topics, .. })) => {
+                let tp = &self.config.tp;
+                let found = topics
+                    .iter()
+                    .filter(|t| t.config.name == tp.topic)
+                    .flat_map(|t| t.partitions.iter())
+                    .find(|p| p.partition == tp.partition);
+                match found {
+                    Some(p) if p.leader.is_some() && p.leader_epoch >= self.epoch_seen => {
+                        let leader = p.leader.expect("checked");
+                        if self.leader.is_some_and(|(l, _)| l != leader) || self.leader.is_none() {
+                            self.leader_changes += 1;
+                        }
+                        self.epoch_seen = p.leader_epoch;
+                        self.leader = Some((leader, p.leader_epoch));
+                        self.next_request_at = self.now;
+                    }
+                    _ => self.next_request_at = self.now + self.config.poll_interval,
+                }
+            }
+            (_, Err(e))
+                if matches!(
+                    e.code,
+                    ErrorCode::NotLeader
+                        | ErrorCode::NotReady
+                        | ErrorCode::FencedEpoch
+                        | ErrorCode::UnknownEpoch
+                        | ErrorCode::UnknownTopic
+                        | ErrorCode::UnknownPartition
+                ) =>
+            {
+                self.leader = None;
+                self.outputs.push_back(ConsumerOutput::Error(e));
+                self.next_request_at = self.now + self.config.poll_interval;
+            }
             (_, Err(e)) if e.code == ErrorCode::OffsetOutOfRange => {
                 self.needs_reset = true;
                 self.next_request_at = self.now;
@@ -216,7 +294,9 @@ impl Consumer {
         let correlation = CorrelationId(self.next_correlation);
         self.next_correlation += 1;
         let tp = &self.config.tp;
-        let (kind, body) = if self.needs_reset {
+        let (kind, body) = if self.leader.is_none() {
+            (Pending::Metadata, RequestBody::Metadata { topics: vec![tp.topic.clone()] })
+        } else if self.needs_reset {
             let body = RequestBody::ListOffsets {
                 topic: tp.topic.clone(),
                 partition: tp.partition,
@@ -232,8 +312,16 @@ impl Consumer {
             };
             (Pending::Fetch, body)
         };
-        self.inflight = Some((correlation, kind, self.now + self.config.request_timeout));
-        let to = Peer::Node(self.config.broker);
+        let to = match (kind, self.leader) {
+            (Pending::Metadata, _) | (_, None) => {
+                let b = self.config.brokers[self.next_broker % self.config.brokers.len()];
+                self.next_broker = (self.next_broker + 1) % self.config.brokers.len();
+                b
+            }
+            (_, Some((leader, _))) => leader,
+        };
+        self.inflight = Some((correlation, kind, to, self.now + self.config.request_timeout));
+        let to = Peer::Node(to);
         self.outputs.push_back(ConsumerOutput::Send { to, msg: Message::Request(Request { correlation, body }) });
     }
 }
@@ -254,10 +342,32 @@ mod tests {
         Input::Message { from: Peer::Node(NodeId(1)), msg: Message::Response(Response { correlation: corr, body }) }
     }
 
+    /// A consumer of t/0 that learned broker 1 leads it.
+    fn consumer() -> Consumer {
+        let mut c = Consumer::new(ConsumerConfig::new(TopicPartition::new("t", 0)), 0);
+        c.handle(Instant::ZERO, Input::Timeout);
+        let (corr, body) = request(&mut c);
+        assert!(matches!(body, RequestBody::Metadata { .. }));
+        let info = crate::wire::PartitionInfo {
+            partition: crate::ids::PartitionId(0),
+            leader: Some(NodeId(1)),
+            leader_epoch: LeaderEpoch(1),
+            replicas: vec![NodeId(1)],
+            isr: vec![NodeId(1)],
+            log_start: Offset(0),
+            high_watermark: Offset(0),
+        };
+        let topics =
+            vec![crate::wire::TopicInfo { config: crate::wire::TopicConfig::new("t", 1), partitions: vec![info] }];
+        let md = ResponseBody::Metadata { brokers: vec![NodeId(1)], controller: None, topics };
+        c.handle(Instant::ZERO, reply(corr, Ok(md)));
+        assert_eq!(c.leader(), Some(NodeId(1)));
+        c
+    }
+
     #[test]
     fn records_advance_the_position_and_fetch_again() {
-        let mut c = Consumer::new(ConsumerConfig::new(TopicPartition::new("t", 0)));
-        c.handle(Instant::ZERO, Input::Timeout);
+        let mut c = consumer();
         let (corr, body) = request(&mut c);
         assert!(matches!(body, RequestBody::Fetch { offset: Offset(0), .. }));
         let batch = RecordBatch::new(vec![Record::from_value("a"), Record::from_value("b")]);
@@ -279,8 +389,7 @@ mod tests {
 
     #[test]
     fn out_of_range_resets_to_the_earliest_offset() {
-        let mut c = Consumer::new(ConsumerConfig::new(TopicPartition::new("t", 0)));
-        c.handle(Instant::ZERO, Input::Timeout);
+        let mut c = consumer();
         let (corr, _) = request(&mut c);
         c.handle(Instant::ZERO, reply(corr, Err(WireError::new(ErrorCode::OffsetOutOfRange, "gone"))));
         let (corr, body) = request(&mut c);
@@ -292,12 +401,41 @@ mod tests {
 
     #[test]
     fn a_lost_request_is_sent_again_after_its_deadline() {
-        let mut c = Consumer::new(ConsumerConfig::new(TopicPartition::new("t", 0)));
-        c.handle(Instant::ZERO, Input::Timeout);
+        let mut c = consumer();
         let (first, _) = request(&mut c);
         let deadline = c.poll_timeout().unwrap();
         c.handle(deadline, Input::Timeout);
         let (second, _) = request(&mut c);
         assert_ne!(first, second);
+    }
+}
+
+#[cfg(test)]
+mod leader_tests {
+    use super::*;
+    use crate::wire::Response;
+
+    #[test]
+    fn not_leader_makes_the_consumer_ask_metadata_again() {
+        let mut c = Consumer::new(
+            ConsumerConfig { brokers: vec![NodeId(1), NodeId(2)], ..ConsumerConfig::new(TopicPartition::new("t", 0)) },
+            0,
+        );
+        c.leader = Some((NodeId(1), LeaderEpoch(1)));
+        c.handle(Instant::ZERO, Input::Timeout);
+        let Some(ConsumerOutput::Send { to, msg: Message::Request(r) }) = c.poll_output() else { panic!("a fetch") };
+        assert_eq!(to, Peer::Node(NodeId(1)));
+        let err = Err(WireError::new(ErrorCode::NotLeader, "moved"));
+        let input =
+            Input::Message { from: to, msg: Message::Response(Response { correlation: r.correlation, body: err }) };
+        c.handle(Instant::ZERO, input);
+        assert_eq!(c.leader(), None);
+        let t = c.poll_timeout().unwrap();
+        c.handle(t, Input::Timeout);
+        let outs: Vec<_> = std::iter::from_fn(|| c.poll_output()).collect();
+        assert!(outs.iter().any(|o| matches!(
+            o,
+            ConsumerOutput::Send { msg: Message::Request(Request { body: RequestBody::Metadata { .. }, .. }), .. }
+        )));
     }
 }

@@ -32,6 +32,10 @@ pub(super) struct Session {
     pub(super) register_not_before: Instant,
     /// Set once a controlled shutdown began.
     pub(super) stopping: Option<Stopping>,
+    /// Whether this incarnation has caught up on metadata once (it was unfenced):
+    /// only from then on does it act on partition state. Before, it replays old
+    /// committed states in which it may lead an epoch that has long ended.
+    pub(super) caught_up: bool,
 }
 
 /// Pause before retrying a failed registration.
@@ -179,6 +183,9 @@ impl Node {
             (Purpose::Heartbeat, ControllerReply::Heartbeat { fenced }) => {
                 let was_fenced = self.session.fenced;
                 self.session.fenced = fenced;
+                if !fenced {
+                    self.mark_caught_up();
+                }
                 if was_fenced && !fenced {
                     // Unfenced: follow the partitions we hold.
                     let tps: Vec<TopicPartition> = self.slots.keys().cloned().collect();
@@ -203,6 +210,20 @@ impl Node {
             (purpose, reply) => {
                 tracing::debug!(?purpose, ?reply, "unexpected controller reply");
             }
+        }
+    }
+
+    /// The controller unfenced this incarnation, so its metadata caught up with its
+    /// registration: from now on it acts on partition state, starting with every
+    /// partition as it stands now.
+    pub(super) fn mark_caught_up(&mut self) {
+        if self.session.caught_up {
+            return;
+        }
+        self.session.caught_up = true;
+        let tps: Vec<TopicPartition> = self.image.partitions().map(|(tp, _)| tp).collect();
+        for tp in &tps {
+            self.sync_partition(tp);
         }
     }
 

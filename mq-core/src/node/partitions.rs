@@ -494,8 +494,13 @@ impl Node {
 
     // ----- reacting to metadata -----
 
-    /// Brings the local replica of `tp` in line with committed metadata.
+    /// Brings the local replica of `tp` in line with committed metadata, once this
+    /// incarnation has caught up on metadata (a restarted broker replaying the
+    /// metadata log must not lead, nor move a HW, in an epoch that ended long ago).
     pub(super) fn sync_partition(&mut self, tp: &TopicPartition) {
+        if !self.session.caught_up {
+            return;
+        }
         let me = self.id();
         let now = self.now;
         let Some(state) = self.image.partition(tp).cloned() else { return };

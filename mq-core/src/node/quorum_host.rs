@@ -87,6 +87,7 @@ impl Node {
                 if *broker == me && self.session.epoch == Some(*broker_epoch) =>
             {
                 self.session.fenced = false;
+                self.mark_caught_up();
             }
             _ => {}
         }

@@ -277,6 +277,9 @@ impl Replica {
             let ours = log.end_offset_for_epoch(epoch);
             let diverging = match ours {
                 Some((e, end)) => (e != epoch || end < req.fetch_offset).then_some((e, end)),
+                // Retention removed every record of the epoch: whatever the follower
+                // holds below our log start is committed, hence the same.
+                None if req.fetch_offset <= log.log_start() => None,
                 None => Some((epoch, log.log_start())),
             };
             if let Some(d) = diverging {
