@@ -33,6 +33,9 @@ enum Cmd {
         /// Run every seed twice and fail on a differing trace hash.
         #[arg(long)]
         check_determinism: bool,
+        /// Stop handing out seeds after the first failure (for mutants).
+        #[arg(long)]
+        fail_fast: bool,
         /// A deliberate bug to prove the checker catches it (for tests and mutants).
         #[arg(long, hide = true, default_value = "none")]
         mutation: Mutation,
@@ -68,8 +71,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     install_quiet_panic_hook();
     match cli.cmd {
-        Cmd::Run { seeds, start_seed, jobs, check_determinism, mutation } => {
-            ExitCode::from(campaign(start_seed, seeds, jobs.max(1), check_determinism, mutation))
+        Cmd::Run { seeds, start_seed, jobs, check_determinism, fail_fast, mutation } => {
+            ExitCode::from(campaign(start_seed, seeds, jobs.max(1), check_determinism, fail_fast, mutation))
         }
         Cmd::Replay { seed, trace, mutation } => ExitCode::from(replay(seed, trace, mutation)),
     }
@@ -101,7 +104,7 @@ fn replay(seed: u64, trace: Option<PathBuf>, mutation: Mutation) -> u8 {
     exit_code(&[&report])
 }
 
-fn campaign(start: u64, count: u64, jobs: usize, check_determinism: bool, mutation: Mutation) -> u8 {
+fn campaign(start: u64, count: u64, jobs: usize, check_determinism: bool, fail_fast: bool, mutation: Mutation) -> u8 {
     println!(
         "mq-sim {VERSION} run seeds={start}..{} jobs={jobs} check_determinism={check_determinism}{}",
         start.saturating_add(count),
@@ -112,6 +115,7 @@ fn campaign(start: u64, count: u64, jobs: usize, check_determinism: bool, mutati
     #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
     let next = AtomicU64::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
     // (report, trace hash and events of the second run under --check-determinism)
     let (tx, rx) = mpsc::channel::<(Report, Option<(u64, u64)>)>();
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -127,14 +131,17 @@ fn campaign(start: u64, count: u64, jobs: usize, check_determinism: bool, mutati
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             let tx = tx.clone();
-            let next = &next;
+            let (next, stop) = (&next, &stop);
             scope.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
+                if i >= count || stop.load(Ordering::Relaxed) {
                     break;
                 }
                 let seed = start.wrapping_add(i);
                 let report = run_seed(&config(seed, mutation, false));
+                if fail_fast && !report.passed() {
+                    stop.store(true, Ordering::Relaxed);
+                }
                 let second = check_determinism.then(|| {
                     let again = run_seed(&config(seed, mutation, false));
                     (again.trace_hash, again.events)

@@ -164,7 +164,7 @@ impl Options {
             safety_ms: r.random_range(2_000..=8_000),
             // Generous: a healed cluster may need several elections (1 to 2 s each),
             // session timeouts (3 s) and re-registration before it serves again.
-            liveness_ms: if cluster_size == 1 { 10_000 } else { 20_000 },
+            liveness_ms: if cluster_size == 1 { 20_000 } else { 30_000 },
             delay_min_us: r.random_range(10..=500),
             delay_mean_us: r.random_range(10..=2_000),
             delay_tail_prob: if r.random_bool(0.5) { r.random_range(0.0..0.05) } else { 0.0 },

@@ -255,7 +255,7 @@ impl Sim {
             rng_faults: Seed(seed).stream("faults"),
             // Producers stop well before the end so consumers can catch up, and late
             // enough that a healed cluster (elections, registration) has time to commit.
-            produce_until: safety_end + Duration::from_millis(opts.liveness_ms / 2),
+            produce_until: safety_end + Duration::from_millis(opts.liveness_ms * 6 / 10),
             trace: Trace::new(cfg.keep_trace),
             cfg,
             opts,
