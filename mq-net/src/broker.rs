@@ -33,6 +33,9 @@ use tokio::task::JoinHandle;
 
 /// Connection events queued for the node task; a full queue slows socket reads.
 const EVENT_QUEUE: usize = 4096;
+/// How long a controlled shutdown may take to move leadership away before the
+/// broker stops anyway (the session timeout then fences it).
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connections get to write their last replies at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `Broker::start` waits for the node to become ready.
@@ -293,8 +296,12 @@ impl Driver {
     ) -> Result<(), BrokerError> {
         let mut stopping = false;
         let mut events_done = false;
+        let mut give_up = tokio::time::Instant::now();
         loop {
-            if stopping && events_done && self.node.inflight_persists() == 0 {
+            if stopping
+                && (self.node.is_shut_down()
+                    || (tokio::time::Instant::now() >= give_up && self.node.inflight_persists() == 0))
+            {
                 break;
             }
             let deadline = self.node.poll_timeout().map(|d| self.clock.to_tokio(d));
@@ -306,16 +313,22 @@ impl Driver {
                     None => return Err(BrokerError::StorageThread),
                 },
                 _ = shutdown.changed(), if !stopping => {
-                    tracing::info!("shutting down: no new connections or requests; finishing in-flight writes");
+                    tracing::info!(
+                        "controlled shutdown: no new connections or requests; moving leadership away, \
+                         finishing in-flight writes"
+                    );
                     stopping = true;
-                    // Requests already queued are still fed; nothing new arrives.
-                    events.close();
+                    give_up = tokio::time::Instant::now() + SHUTDOWN_TIMEOUT;
+                    let now = self.clock.now();
+                    self.node.begin_shutdown(now);
+                    self.drain()?;
                 }
                 ev = events.recv(), if !events_done => match ev {
                     Some(ev) => self.handle_event(ev)?,
                     None => events_done = true,
                 },
-                _ = sleep_until_opt(deadline), if deadline.is_some() && !stopping => self.feed(Input::Timeout)?,
+                _ = sleep_until_opt(deadline), if deadline.is_some() => self.feed(Input::Timeout)?,
+                _ = tokio::time::sleep_until(give_up), if stopping => {}
             }
         }
         // Let connections write their queued replies, then close.
@@ -344,6 +357,11 @@ impl Driver {
     fn feed(&mut self, input: Input) -> Result<(), BrokerError> {
         let now = self.clock.now();
         self.node.handle(now, input);
+        self.drain()
+    }
+
+    /// Carries out every output the node has.
+    fn drain(&mut self) -> Result<(), BrokerError> {
         while let Some(output) = self.node.poll_output() {
             match output {
                 Output::Send { to, msg } => self.send(to, msg),

@@ -309,7 +309,9 @@ impl Connection {
             frame_started = if buf.is_empty() { None } else { frame_started.or(Some(Instant::now())) };
             let read_deadline = frame_started.map(|t| t + limits.read_timeout);
             tokio::select! {
-                _ = self.shutdown.changed() => return "broker stopping".into(),
+                // Peer links keep reading through a controlled shutdown (the controller's
+                // answer and metadata arrive on them) and end when the node stops.
+                _ = self.events.closed() => return "broker stopped".into(),
                 r = stream.read(&mut chunk) => match r {
                     Ok(0) => return PEER_CLOSED.into(),
                     Ok(n) => buf.extend_from_slice(&chunk[..n]),
