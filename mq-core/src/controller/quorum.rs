@@ -183,12 +183,12 @@ impl QuorumController {
             ControllerRequest::Heartbeat { broker, broker_epoch, metadata_applied } => {
                 let b = self.check_broker(broker, broker_epoch)?.clone();
                 self.last_heartbeat.insert(broker, now);
+                let mut records = self.first_elections();
                 if b.fenced && metadata_applied >= b.registered_at {
-                    let mut records = vec![MetadataRecord::UnfenceBroker { broker, broker_epoch }];
+                    records.push(MetadataRecord::UnfenceBroker { broker, broker_epoch });
                     records.extend(self.elect_with(broker));
-                    return Ok(records);
                 }
-                Ok(Vec::new())
+                Ok(records)
             }
             ControllerRequest::CreateTopic(config) => self.create_topic(config),
             ControllerRequest::DeleteTopic { topic } => {
@@ -326,6 +326,27 @@ impl QuorumController {
             });
         }
         Ok(records)
+    }
+
+    /// First leaders for partitions that never had one: a topic's records are
+    /// separate Raft entries, so a controller change can commit its `CreateTopic`
+    /// without the `PartitionChange`s that followed. Such a partition holds no data
+    /// anywhere, so its whole replica set is in sync, as at creation.
+    fn first_elections(&self) -> Vec<MetadataRecord> {
+        self.image
+            .partitions()
+            .filter(|(_, p)| p.leader.is_none() && p.isr.is_empty() && p.partition_epoch == 0)
+            .filter_map(|(tp, p)| {
+                let leader = p.replicas.iter().copied().find(|r| self.image.is_live(*r))?;
+                Some(MetadataRecord::PartitionChange {
+                    tp,
+                    leader: Some(leader),
+                    leader_epoch: LeaderEpoch(1),
+                    isr: p.replicas.clone(),
+                    partition_epoch: 1,
+                })
+            })
+            .collect()
     }
 
     /// Partition changes once `gone` may no longer lead or be in sync.
