@@ -106,6 +106,9 @@ pub struct Checker {
     part_state: BTreeMap<TopicPartition, PartState>,
     /// Brokers registered and unfenced per the committed metadata log.
     unfenced: BTreeSet<NodeId>,
+    /// The highest HW reported for each lossy partition (counted as committed, not
+    /// checked).
+    lossy_hw: BTreeMap<TopicPartition, Offset>,
     /// First values of acks=all batches a leader appended while its ISR was below
     /// min ISR.
     appended_below_min_isr: BTreeSet<Bytes>,
@@ -153,7 +156,9 @@ impl Checker {
 
     /// Committed records over all partitions.
     pub fn committed(&self) -> u64 {
-        self.parts.values().map(|p| p.committed.len() as u64).sum()
+        let checked: u64 = self.parts.values().map(|p| p.committed.len() as u64).sum();
+        let lossy: u64 = self.lossy_hw.iter().map(|(tp, hw)| hw.0.saturating_sub(self.high_watermark(tp).0)).sum();
+        checked + lossy
     }
 
     /// The highest high watermark seen for `tp`.
@@ -174,7 +179,11 @@ impl Checker {
         log: &PartitionLog,
         h: &History,
     ) {
+        // Only a leader reports a HW: reporting one acts as the leader of `epoch`.
+        self.one_leader(NodeId(node), tp, epoch, "high-watermark event");
         if self.lossy.contains(tp) {
+            let seen = self.lossy_hw.entry(tp.clone()).or_insert(Offset(0));
+            *seen = (*seen).max(hw);
             return;
         }
         let (last, checked) = self.tenures.get(&(tp.clone(), epoch)).copied().unwrap_or((Offset(0), Offset(0)));

@@ -134,6 +134,8 @@ macro_rules! counters {
 counters!(
     /// Node crashes.
     crashes,
+    /// Crashes aimed at the controller (Raft) leader.
+    controller_crashes,
     /// Node restarts from durable state.
     restarts,
     /// Crashes that left a torn write on disk.

@@ -109,6 +109,14 @@ impl Network {
         }
     }
 
+    /// The liveness phase: links stop losing messages at random (delays,
+    /// duplication and reordering stay). Under steady loss a healed cluster can
+    /// still stall for seconds at a time (a lost follower fetch waits for its
+    /// deadline), which says nothing about recovery.
+    pub fn stop_random_loss(&mut self) {
+        self.loss_prob = 0.0;
+    }
+
     /// Decides the fate of a message sent now.
     pub fn send(&mut self, now: Instant, from: Peer, to: Peer) -> Fate {
         if self.is_cut(from, to) {

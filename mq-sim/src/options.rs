@@ -112,6 +112,10 @@ pub struct Options {
     pub w_clog: u32,
     /// Weight of clock steps.
     pub w_clock_step: u32,
+    /// Weight of crashing the current controller (Raft) leader, wherever it is.
+    pub w_crash_controller: u32,
+    /// Raft's minimum election timeout (milliseconds); heartbeats every tenth.
+    pub election_timeout_ms: u64,
     /// Mean duration of a partition, clog or pause (milliseconds); always finite.
     pub heal_mean_ms: u64,
     /// Mean time a crashed node stays down (milliseconds).
@@ -186,6 +190,8 @@ impl Options {
             w_partition: weight(&mut r, 0.6),
             w_clog: weight(&mut r, 0.5),
             w_clock_step: weight(&mut r, 0.5),
+            w_crash_controller: if cluster_size > 1 { weight(&mut r, 0.5) } else { 0 },
+            election_timeout_ms: r.random_range(150..=1_000),
             heal_mean_ms: r.random_range(10..=1_000),
             restart_mean_ms: r.random_range(1..=500),
         }
@@ -247,13 +253,15 @@ impl fmt::Display for Options {
         writeln!(f, "clocks: drift_max_ppm={} step_max_ms={}", self.drift_max_ppm, self.clock_step_max_ms)?;
         write!(
             f,
-            "faults: interval_ms={} weights(crash/pause/partition/clog/clock_step)={}/{}/{}/{}/{} heal_mean_ms={} restart_mean_ms={}",
+            "faults: interval_ms={} weights(crash/pause/partition/clog/clock_step/crash_controller)={}/{}/{}/{}/{}/{} election_timeout_ms={} heal_mean_ms={} restart_mean_ms={}",
             self.fault_interval_ms,
             self.w_crash,
             self.w_pause,
             self.w_partition,
             self.w_clog,
             self.w_clock_step,
+            self.w_crash_controller,
+            self.election_timeout_ms,
             self.heal_mean_ms,
             self.restart_mean_ms
         )

@@ -174,6 +174,11 @@ impl Sim {
                     .retention_check_interval(Duration::from_millis(200))
                     .build()
                     .expect("the simulator builds valid node settings");
+                let config = NodeConfig {
+                    election_timeout: Duration::from_millis(opts.election_timeout_ms),
+                    raft_heartbeat_interval: Duration::from_millis((opts.election_timeout_ms / 10).max(10)),
+                    ..config
+                };
                 let max = i64::from(opts.drift_max_ppm);
                 NodeSlot {
                     id: NodeId(id),
@@ -824,7 +829,7 @@ impl Sim {
 
     fn fault_weight_total(&self) -> u32 {
         let o = &self.opts;
-        o.w_crash + o.w_pause + o.w_partition + o.w_clog + o.w_clock_step
+        o.w_crash + o.w_pause + o.w_partition + o.w_clog + o.w_clock_step + o.w_crash_controller
     }
 
     fn fault_gap(&mut self) -> Instant {
@@ -851,7 +856,7 @@ impl Sim {
         self.push(next, Ev::Fault);
         let now = self.now;
         let o = &self.opts;
-        let weights = [o.w_crash, o.w_pause, o.w_partition, o.w_clog, o.w_clock_step];
+        let weights = [o.w_crash, o.w_pause, o.w_partition, o.w_clog, o.w_clock_step, o.w_crash_controller];
         let mut pick = self.rng_faults.random_range(0..self.fault_weight_total());
         let kind = weights.iter().position(|w| {
             if pick < *w {
@@ -865,6 +870,16 @@ impl Sim {
         let id = self.nodes[n].id.0;
         match kind {
             Some(0) if self.nodes[n].node.is_some() => self.crash(n),
+            Some(5) => {
+                // Controller failover: crash whichever node leads the metadata quorum.
+                let leader = self.nodes.iter().position(|s| {
+                    s.node.as_ref().is_some_and(|node| node.raft().role() == mq_core::controller::RaftRole::Leader)
+                });
+                if let Some(l) = leader {
+                    self.counters.controller_crashes += 1;
+                    self.crash(l);
+                }
+            }
             Some(1) if self.nodes[n].node.is_some() && self.nodes[n].paused_until <= now => {
                 let until = self.heal_time();
                 self.nodes[n].paused_until = until;
@@ -945,6 +960,7 @@ impl Sim {
         // The core is every node today: heal all of it.
         self.net.cut = None;
         self.net.unclog_all(now);
+        self.net.stop_random_loss();
         for n in 0..self.nodes.len() {
             if self.nodes[n].node.is_none() {
                 self.restart(n);

@@ -1,4 +1,6 @@
-//! The simulator campaign inside `cargo test` (DESIGN.md section 12, layer 4).
+//! The simulator campaign inside `cargo test` (DESIGN.md section 12, layer 4): a
+//! fixed seed range that includes multi-node clusters (replication, failover, Raft
+//! elections), so `cargo test --workspace` runs a multi-node campaign.
 //!
 //! - default: seeds `0..DEFAULT_SEEDS`, well under a minute in a debug build;
 //! - `MQ_SIM_SEEDS=N`: seeds `0..N`;
@@ -21,17 +23,25 @@ fn campaign_finds_no_violation() {
     };
     let mut failures = Vec::new();
     let (mut crashes, mut acked, mut committed) = (0, 0, 0);
+    let (mut multi_node, mut elections, mut acked_all) = (0, 0, 0);
+    let whole_range = std::env::var("MQ_SIM_SEED").is_err();
     for seed in seeds {
         let report = run_seed(&SimConfig::new(seed));
         crashes += report.counters.crashes;
         acked += report.counters.records_acked;
         committed += report.counters.records_committed;
+        multi_node += u64::from(report.options.cluster_size > 1);
+        elections += report.counters.leader_elections;
+        acked_all += report.counters.records_acked_all;
         if let Some(line) = report.fail_line() {
             failures.push(format!("{line}\n  replay: {}", report.replay_command()));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(crashes > 0 && acked > 0 && committed > 0, "the campaign tested nothing");
+    if whole_range {
+        assert!(multi_node > 0 && elections > 0 && acked_all > 0, "the campaign ran no multi-node cluster");
+    }
 }
 
 #[test]
