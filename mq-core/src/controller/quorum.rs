@@ -151,8 +151,11 @@ impl QuorumController {
             })
             .map(|(id, b)| (*id, b.epoch))
             .collect();
+        // One broker per call: its elections must see the image with the previous
+        // broker's fencing and elections applied (the host proposes, then calls
+        // again while another session is still expired).
         let mut records = Vec::new();
-        for (broker, broker_epoch) in expired {
+        if let Some((broker, broker_epoch)) = expired.into_iter().next() {
             tracing::debug!(%broker, "session expired: fencing");
             records.push(MetadataRecord::FenceBroker { broker, broker_epoch });
             records.extend(self.reelect_without(broker));
@@ -184,7 +187,9 @@ impl QuorumController {
                 let b = self.check_broker(broker, broker_epoch)?.clone();
                 self.last_heartbeat.insert(broker, now);
                 let mut records = self.first_elections();
-                if b.fenced && metadata_applied >= b.registered_at {
+                // Decisions below read the image: take them on the next heartbeat,
+                // once these first elections are applied.
+                if records.is_empty() && b.fenced && metadata_applied >= b.registered_at {
                     records.push(MetadataRecord::UnfenceBroker { broker, broker_epoch });
                     records.extend(self.elect_with(broker));
                 }
