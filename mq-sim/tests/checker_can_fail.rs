@@ -3,11 +3,19 @@
 //! 200 seeds. The same bug as a patch to mq-core lives in
 //! `tests/mutants/ack_before_persist.patch` (run by `tests/mutants/run.sh`).
 
-use mq_sim::{run_seed, Mutation, SimConfig};
+//!
+//! The seeds are single-node clusters: there the local disk is all that protects an
+//! acknowledged record, so a lying disk must show. With replication, losing an
+//! `acks=all` record also needs every in-sync replica to crash before it persisted,
+//! which makes the bug rarer per seed and multi-node seeds far slower in a debug
+//! build; the replication mutants of `tests/mutants/` cover those clusters.
+
+use mq_sim::{run_seed, Mutation, Options, SimConfig};
 
 #[test]
 fn a_lying_disk_is_caught_within_200_seeds() {
-    let caught = (0..200).find_map(|seed| {
+    let single_node = (0..).filter(|seed| Options::draw(*seed).cluster_size == 1).take(200);
+    let caught = single_node.into_iter().find_map(|seed| {
         let report = run_seed(&SimConfig { mutation: Mutation::LyingDisk, ..SimConfig::new(seed) });
         report.violation.filter(|v| !v.liveness).map(|v| (seed, v))
     });
