@@ -161,3 +161,27 @@ fn deduplication_survives_failover_because_the_state_comes_from_the_log() {
     h.advance(Duration::from_millis(300));
     assert_eq!(offset_of(&mut h, c), Offset(2));
 }
+
+#[test]
+fn a_retry_of_an_earlier_batch_waiting_behind_a_later_one_is_answered() {
+    let mut h = cluster(3, 3);
+    let pid = init(&mut h, 1);
+    let l = leader(&h);
+    // Followers stall: both batches wait for the HW, the retry of the first
+    // queues behind the second.
+    for f in (1..=3).filter(|id| *id != l) {
+        h.block_fetches(f, l);
+    }
+    let first = send(&mut h, l, stamped(pid, 0, 0, &["a"]));
+    let second = send(&mut h, l, stamped(pid, 0, 1, &["b"]));
+    h.advance(Duration::from_millis(100));
+    let retry = send(&mut h, l, stamped(pid, 0, 0, &["a"]));
+    h.advance(Duration::from_millis(100));
+    assert!(h.take_response(CLIENT, retry).is_none());
+    h.heal();
+    // Followers retry their lost fetches after the fetch deadline.
+    h.advance(Duration::from_secs(5));
+    assert_eq!(offset_of(&mut h, first), Offset(0));
+    assert_eq!(offset_of(&mut h, second), Offset(1));
+    assert_eq!(offset_of(&mut h, retry), Offset(0));
+}

@@ -291,11 +291,20 @@ impl PartitionLog {
         self.log_start = self.log_start.max(log_start);
     }
 
-    /// Panics if the log's positions or batches are inconsistent.
-    pub fn check_invariants(&self) {
+    /// Panics if the log's positions are out of order (constant time; the node runs
+    /// it after every input in debug builds, and the full check less often).
+    pub fn check_positions(&self) {
         assert!(self.log_start <= self.high_watermark, "{}: log start above HW", self.tp);
         assert!(self.high_watermark <= self.persisted_end, "{}: HW above LEO", self.tp);
         assert!(self.persisted_end <= self.log_end, "{}: LEO above log end", self.tp);
+        if let Some(last) = self.batches.back() {
+            assert_eq!(last.end_offset(), self.log_end, "{}: last batch does not end at the log end", self.tp);
+        }
+    }
+
+    /// Panics if the log's positions or batches are inconsistent.
+    pub fn check_invariants(&self) {
+        self.check_positions();
         let mut expect = self.batches.front().map(|b| b.base_offset);
         let mut size = 0u64;
         for b in &self.batches {

@@ -285,12 +285,17 @@ impl Node {
         let Some(slot) = self.slots.get_mut(tp) else { return };
         let hw = slot.replica.log.high_watermark();
         let leader_epoch = slot.replica.leader_epoch;
+        // Waiters are in arrival order (so their deadlines are ordered), which is
+        // not end-offset order once a retried duplicate waits for an earlier batch:
+        // take every satisfied one.
         let mut ready = Vec::new();
-        while slot.hw_waiters.front().is_some_and(|(end, _, _)| *end <= hw) {
-            if let Some((_, _, r)) = slot.hw_waiters.pop_front() {
-                ready.push(r);
+        slot.hw_waiters.retain(|(end, _, r)| {
+            let done = *end <= hw;
+            if done {
+                ready.push(r.clone());
             }
-        }
+            !done
+        });
         self.event(Event::HighWatermark { tp: tp.clone(), high_watermark: hw, leader_epoch });
         for r in ready {
             self.send_reply(r);
