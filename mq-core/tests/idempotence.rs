@@ -49,11 +49,7 @@ fn offset_of(h: &mut Harness, c: CorrelationId) -> Offset {
 }
 
 fn leader(h: &Harness) -> u32 {
-    h.running()
-        .into_iter()
-        .filter(|id| h.node(*id).replica(&tp()).is_some_and(|r| r.is_leader()))
-        .max_by_key(|id| h.node(*id).replica(&tp()).map(|r| r.leader_epoch))
-        .expect("a leader")
+    support::leader_of(h, &tp()).expect("a leader")
 }
 
 fn log_len(h: &Harness, node: u32) -> u64 {

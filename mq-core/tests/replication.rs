@@ -23,11 +23,7 @@ fn tp() -> TopicPartition {
 
 /// The running node that leads `t/0` with the highest epoch.
 fn leader(h: &Harness) -> u32 {
-    h.running()
-        .into_iter()
-        .filter(|id| h.node(*id).replica(&tp()).is_some_and(|r| r.is_leader()))
-        .max_by_key(|id| h.node(*id).replica(&tp()).map(|r| r.leader_epoch))
-        .expect("a leader for t/0")
+    support::leader_of(h, &tp()).expect("a leader for t/0")
 }
 
 fn create(h: &mut Harness, rf: u16, min_isr: u16) {
@@ -72,12 +68,7 @@ fn read_all(h: &mut Harness, node: u32) -> Vec<String> {
 }
 
 fn log_values(h: &Harness, node: u32) -> Vec<String> {
-    h.node(node)
-        .log(&tp())
-        .map(|l| {
-            l.batches().flat_map(|b| b.records.iter().map(|r| String::from_utf8_lossy(&r.value).into_owned())).collect()
-        })
-        .unwrap_or_default()
+    support::log_values(h, node, &tp())
 }
 
 #[test]

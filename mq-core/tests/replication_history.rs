@@ -28,10 +28,7 @@ fn create(h: &mut Harness, config: TopicConfig) {
 }
 
 fn leader(h: &Harness) -> Option<u32> {
-    h.running()
-        .into_iter()
-        .filter(|id| h.node(*id).replica(&tp()).is_some_and(|r| r.is_leader()))
-        .max_by_key(|id| h.node(*id).replica(&tp()).map(|r| r.leader_epoch))
+    support::leader_of(h, &tp())
 }
 
 fn send(h: &mut Harness, to: u32, acks: Acks, v: &str) -> CorrelationId {
@@ -47,12 +44,7 @@ fn produced(h: &mut Harness, c: CorrelationId) -> Offset {
 }
 
 fn values(h: &Harness, node: u32) -> Vec<String> {
-    h.node(node)
-        .log(&tp())
-        .map(|l| {
-            l.batches().flat_map(|b| b.records.iter().map(|r| String::from_utf8_lossy(&r.value).into_owned())).collect()
-        })
-        .unwrap_or_default()
+    support::log_values(h, node, &tp())
 }
 
 /// Jepsen, "Kafka" (2013): with replication factor 3, partitioning the leader

@@ -100,3 +100,22 @@ pub fn err(h: &mut Harness, c: CorrelationId) -> (ErrorCode, String) {
         }
     }
 }
+
+/// The values node `node` holds in its log of `tp`, in offset order (empty if it
+/// holds no replica).
+pub fn log_values(h: &Harness, node: u32, tp: &mq_core::TopicPartition) -> Vec<String> {
+    h.node(node)
+        .log(tp)
+        .map(|l| {
+            l.batches().flat_map(|b| b.records.iter().map(|r| String::from_utf8_lossy(&r.value).into_owned())).collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The running node that leads `tp` with the highest leader epoch, if any.
+pub fn leader_of(h: &Harness, tp: &mq_core::TopicPartition) -> Option<u32> {
+    h.running()
+        .into_iter()
+        .filter(|id| h.node(*id).replica(tp).is_some_and(|r| r.is_leader()))
+        .max_by_key(|id| h.node(*id).replica(tp).map(|r| r.leader_epoch))
+}
