@@ -260,17 +260,7 @@ impl Consumer {
                     _ => self.next_request_at = self.now + self.config.poll_interval,
                 }
             }
-            (_, Err(e))
-                if matches!(
-                    e.code,
-                    ErrorCode::NotLeader
-                        | ErrorCode::NotReady
-                        | ErrorCode::FencedEpoch
-                        | ErrorCode::UnknownEpoch
-                        | ErrorCode::UnknownTopic
-                        | ErrorCode::UnknownPartition
-                ) =>
-            {
+            (_, Err(e)) if e.code.means_stale_leader() => {
                 self.leader = None;
                 self.outputs.push_back(ConsumerOutput::Error(e));
                 self.next_request_at = self.now + self.config.poll_interval;

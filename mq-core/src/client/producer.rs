@@ -468,16 +468,7 @@ impl Producer {
             }
             Err(error) => {
                 let retriable = error.code.is_retriable() || error.code == ErrorCode::UnknownTopic;
-                let stale_leader = matches!(
-                    error.code,
-                    ErrorCode::NotLeader
-                        | ErrorCode::NotReady
-                        | ErrorCode::FencedEpoch
-                        | ErrorCode::UnknownEpoch
-                        | ErrorCode::UnknownTopic
-                        | ErrorCode::UnknownPartition
-                );
-                if stale_leader {
+                if error.code.means_stale_leader() {
                     self.forget_leader(id);
                 }
                 if let Some(s) = self.sends.get_mut(&id) {

@@ -40,13 +40,7 @@ impl Ctl {
     fn brokers(&mut self, n: u32) {
         for b in 1..=n {
             self.run(ControllerRequest::RegisterBroker { broker: NodeId(b) }).unwrap();
-            let epoch = self.epoch(b);
-            self.run(ControllerRequest::Heartbeat {
-                broker: NodeId(b),
-                broker_epoch: epoch,
-                metadata_applied: self.index,
-            })
-            .unwrap();
+            self.heartbeat(b);
             assert!(self.c.image().is_live(NodeId(b)));
         }
     }
@@ -58,14 +52,15 @@ impl Ctl {
     fn heartbeat_all_but(&mut self, silent: &[u32]) {
         let ids: Vec<u32> = self.c.image().brokers.keys().map(|b| b.0).filter(|b| !silent.contains(b)).collect();
         for b in ids {
-            let epoch = self.epoch(b);
-            self.run(ControllerRequest::Heartbeat {
-                broker: NodeId(b),
-                broker_epoch: epoch,
-                metadata_applied: self.index,
-            })
-            .unwrap();
+            self.heartbeat(b);
         }
+    }
+
+    /// Broker `b` heartbeats with its current epoch, caught up on metadata.
+    fn heartbeat(&mut self, b: u32) {
+        let epoch = self.epoch(b);
+        self.run(ControllerRequest::Heartbeat { broker: NodeId(b), broker_epoch: epoch, metadata_applied: self.index })
+            .unwrap();
     }
 
     /// Advances time past a session timeout, with everyone but `silent` heartbeating.

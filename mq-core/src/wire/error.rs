@@ -54,6 +54,20 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// True when the error means the client's idea of the partition leader is
+    /// stale: it should forget the leader and refresh metadata before retrying.
+    pub fn means_stale_leader(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::NotLeader
+                | ErrorCode::NotReady
+                | ErrorCode::FencedEpoch
+                | ErrorCode::UnknownEpoch
+                | ErrorCode::UnknownTopic
+                | ErrorCode::UnknownPartition
+        )
+    }
+
     /// True when the request's effect is unknown: it may still take effect. A client
     /// must report such an outcome as indefinite, never as a failure.
     pub fn is_indefinite(self) -> bool {
