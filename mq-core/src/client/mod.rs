@@ -7,11 +7,16 @@
 //! next needs [`crate::Input::Timeout`]. They never read a clock or open a socket.
 //!
 //! This first version is deliberately small: one broker per client, one request
-//! deadline, no retries. Later steps grow the producer (batching, partitioners,
-//! idempotence) and the consumer (groups, acks) in this module.
+//! deadline, no retries. Later steps grow the producer (batching, idempotence) and
+//! the consumer (groups, acks) in this module. [`partitioner`] holds the
+//! producer-side partitioners (explicit, key hash, round robin, weighted, random).
 
 mod consumer;
+pub mod partitioner;
 mod producer;
 
 pub use consumer::{Consumer, ConsumerConfig, ConsumerOutput};
+pub use partitioner::{
+    choose_partition, key_partition, murmur2, PartitionError, Partitioner, PartitionerConfigError, PartitionerKind,
+};
 pub use producer::{ProduceError, ProduceOutcome, Producer, ProducerConfig, ProducerOutput, SendId};
