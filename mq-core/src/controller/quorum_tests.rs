@@ -11,6 +11,8 @@ struct Ctl {
     c: QuorumController,
     index: u64,
     now: Instant,
+    /// Every record committed so far, in order.
+    log: Vec<MetadataRecord>,
 }
 
 impl Ctl {
@@ -20,6 +22,7 @@ impl Ctl {
             c: QuorumController::activate(ControllerConfig::default(), &MetadataImage::default(), now),
             index: 0,
             now,
+            log: Vec::new(),
         }
     }
 
@@ -33,6 +36,7 @@ impl Ctl {
         for r in records {
             self.index += 1;
             self.c.proposed(self.index, r);
+            self.log.push(r.clone());
         }
     }
 
@@ -272,4 +276,121 @@ fn controlled_shutdown_moves_leadership_to_another_isr_member_and_fences() {
         ctl.run(ControllerRequest::ControlledShutdown { broker: NodeId(1), broker_epoch: epoch }).unwrap(),
         vec![]
     );
+}
+
+/// Replays `records` on a copy of `image` and checks every partition change the
+/// way mq-sim's `election_from_isr` and one-leader-per-epoch checks would: a leader
+/// is live and in the ISR it leads with, a new leader gets a new (higher) leader
+/// epoch, and each change bumps the partition epoch by one.
+fn assert_changes_sound(image: &MetadataImage, records: &[MetadataRecord]) {
+    let mut image = image.clone();
+    for r in records {
+        if let MetadataRecord::PartitionChange { tp, leader, leader_epoch, isr, partition_epoch } = r {
+            let before = image.partition(tp).unwrap().clone();
+            if let Some(l) = leader {
+                assert!(image.is_live(*l), "{tp}: fenced broker {l} elected by {r:?} (before: {before:?})");
+                assert!(isr.contains(l), "{tp}: leader {l} outside its ISR in {r:?}");
+            }
+            if *leader != before.leader {
+                assert!(*leader_epoch > before.leader_epoch, "{tp}: leader changed without a new epoch: {r:?}");
+            } else {
+                assert_eq!(*leader_epoch, before.leader_epoch, "{tp}: {r:?}");
+            }
+            assert_eq!(*partition_epoch, before.partition_epoch + 1, "{tp}: {r:?} (before: {before:?})");
+        }
+        image.apply(image.applied + 1, r);
+    }
+}
+
+/// mq-sim seed 255 (no partition ever led): a topic's `CreateTopic` and its
+/// `PartitionChange`s are separate Raft entries; when the controller loses
+/// leadership after only `CreateTopic` committed, the next controller must still
+/// give each partition its first leader, with the replica set as ISR.
+#[test]
+fn partitions_whose_creation_a_controller_change_cut_short_get_first_leaders() {
+    let mut ctl = Ctl::new();
+    ctl.brokers(3);
+    let records = ctl.c.handle(ctl.now, ControllerRequest::CreateTopic(topic("t", 3, 2))).unwrap();
+    assert!(matches!(records[0], MetadataRecord::CreateTopic { .. }), "{records:?}");
+    assert_eq!(records.len(), 4, "{records:?}");
+    // Only `CreateTopic` committed; the next controller starts from that image.
+    ctl.commit(&records[..1]);
+    let committed = ctl.c.image().clone();
+    ctl.c = QuorumController::activate(ControllerConfig::default(), &committed, ctl.now);
+    assert_eq!(ctl.part("t", 0).leader, None);
+    ctl.now += Duration::from_millis(500);
+    let (before, start) = (ctl.c.image().clone(), ctl.log.len());
+    ctl.heartbeat_all_but(&[]);
+    ctl.heartbeat_all_but(&[]);
+    assert_changes_sound(&before, &ctl.log[start..]);
+    for p in 0..3 {
+        let part = ctl.part("t", p);
+        assert_eq!(part.leader, Some(part.replicas[0]), "partition {p} has its first leader: {part:?}");
+        assert_eq!(part.isr, part.replicas);
+        assert_eq!(part.leader_epoch, LeaderEpoch(1));
+        assert_eq!(part.partition_epoch, 1);
+    }
+}
+
+/// mq-sim seeds 1275 and 1502 (election_from_isr): two sessions expire in the same
+/// tick. The second broker's re-elections must be computed with the first one's
+/// fencing and elections applied: otherwise they keep the just-fenced first broker
+/// as leader, in the leader epoch it had before the first re-election.
+#[test]
+fn brokers_whose_sessions_expire_together_are_replaced_by_a_live_isr_member() {
+    let mut ctl = Ctl::new();
+    ctl.brokers(3);
+    ctl.create(topic("t", 1, 3));
+    let p = ctl.part("t", 0);
+    let (leader, next, last) = (p.replicas[0], p.replicas[1], p.replicas[2]);
+    assert_eq!(p.leader, Some(leader));
+    // The leader and the next in line fall silent together; the controller ticks
+    // (as its host does) until nothing more is due.
+    ctl.now += Duration::from_secs(5);
+    ctl.heartbeat_all_but(&[leader.0, next.0]);
+    ctl.now += Duration::from_secs(5);
+    ctl.heartbeat_all_but(&[leader.0, next.0]);
+    let (before, start) = (ctl.c.image().clone(), ctl.log.len());
+    for _ in 0..10 {
+        let records = ctl.c.tick(ctl.now);
+        if records.is_empty() {
+            break;
+        }
+        ctl.commit(&records);
+    }
+    assert!(!ctl.c.image().is_live(leader) && !ctl.c.image().is_live(next), "both fenced");
+    assert_changes_sound(&before, &ctl.log[start..]);
+    let after = ctl.part("t", 0);
+    assert_eq!(after.leader, Some(last), "{after:?}");
+    assert_eq!(after.isr, vec![last]);
+    assert!(after.leader_epoch > p.leader_epoch.next(), "two leader changes: {after:?}");
+}
+
+/// The same commit as seeds 1275 and 1502, its heartbeat half: a heartbeat that
+/// gives a cut-short partition its first leader takes no other decision, since
+/// unfencing the heartbeating broker and electing with it read the image without
+/// that first election (with unclean election allowed, it then elected that broker
+/// too, in the same leader epoch 1, as sole ISR member).
+#[test]
+fn a_first_election_is_decided_alone_before_the_heartbeating_broker_is_unfenced() {
+    let mut ctl = Ctl::new();
+    ctl.brokers(3);
+    let config = TopicConfig { unclean_leader_election: true, ..topic("t", 1, 3) };
+    let records = ctl.c.handle(ctl.now, ControllerRequest::CreateTopic(config)).unwrap();
+    ctl.commit(&records[..1]);
+    let first = ctl.part("t", 0).replicas[0];
+    // The preferred replica restarts (fenced until caught up), then the
+    // controller changes.
+    ctl.run(ControllerRequest::RegisterBroker { broker: first }).unwrap();
+    let committed = ctl.c.image().clone();
+    ctl.c = QuorumController::activate(ControllerConfig::default(), &committed, ctl.now);
+    let (before, start) = (ctl.c.image().clone(), ctl.log.len());
+    ctl.heartbeat(first.0);
+    ctl.heartbeat(first.0);
+    ctl.heartbeat_all_but(&[]);
+    assert!(ctl.c.image().is_live(first));
+    assert_changes_sound(&before, &ctl.log[start..]);
+    let p = ctl.part("t", 0);
+    assert_eq!(p.leader_epoch, LeaderEpoch(1), "one first election: {p:?}");
+    assert_eq!(p.isr, p.replicas, "a clean first election: {p:?}");
 }
