@@ -404,6 +404,34 @@ impl Checker {
         self.meta_checked.insert(node, committed.len());
     }
 
+    /// `node` committed metadata up to `commit`. Raft's election restriction must
+    /// protect it: no voter whose durable log lacks `commit` may be able to collect
+    /// votes from a quorum, each voter granting when the candidate's durable log is
+    /// at least as up to date as its own (last term, then last index). In correct
+    /// Raft a quorum holds an entry of the committing leader's term at or above
+    /// `commit`, and every log lacking `commit` is behind all of theirs (Raft §5.4,
+    /// figure 8). `voters` are the voters' durable logs; unlike
+    /// `metadata_committed_stable` this needs no crash and no second election
+    /// to show that a committed entry can be overwritten.
+    pub fn on_commit_protected(&mut self, node: NodeId, commit: &Entry, voters: &[(NodeId, &[Entry])]) {
+        let quorum = voters.len() / 2 + 1;
+        let last = |log: &[Entry]| log.last().map_or((0, 0), |e| (e.term.0, e.index));
+        for (v, log) in voters {
+            if log.get(commit.index as usize - 1).is_some_and(|e| e == commit) {
+                continue;
+            }
+            let mine = last(log);
+            let grant: Vec<NodeId> = voters.iter().filter(|(_, other)| last(other) <= mine).map(|(u, _)| *u).collect();
+            if grant.len() >= quorum {
+                let what = format!(
+                    "n{node} committed metadata entry {} (term {}); n{v} lacks it on disk and could win an election with votes from {grant:?} (its last entry: term {}, index {})",
+                    commit.index, commit.term, mine.0, mine.1
+                );
+                return self.fail("metadata_commit_protected", what);
+            }
+        }
+    }
+
     /// Elections in the committed metadata: a partition's new leader must come from
     /// the ISR of its previous committed state, unless unclean election is allowed.
     fn apply_metadata(&mut self, e: &Entry) {
@@ -622,5 +650,43 @@ mod tests {
         other.advance_high_watermark(Offset(1));
         c3.on_high_watermark(3, &tp, LeaderEpoch(3), Offset(1), &other, &h);
         assert_eq!(c3.violation().map(|v| v.invariant), Some("log_matching"));
+    }
+}
+
+#[cfg(test)]
+mod commit_protected_tests {
+    use super::*;
+    use mq_core::controller::metadata::MetadataRecord;
+    use mq_core::controller::raft::Entry;
+    use mq_core::Term;
+
+    fn lc(term: u64, index: u64, leader: u32) -> Entry {
+        Entry { term: Term(term), index, record: MetadataRecord::LeaderChange { leader: NodeId(leader) } }
+    }
+
+    /// Raft figure 8 on three voters: n1 (term 4) counted n2's copy of its term-2
+    /// entry at index 1 as committed while its own term-4 entry was not yet
+    /// durable; n3 holds a term-3 entry at index 1 and wins with n1's vote.
+    #[test]
+    fn a_previous_term_entry_committed_by_counting_is_flagged() {
+        let mut c = Checker::single_node();
+        let (n1, n2, n3) = (vec![lc(2, 1, 1)], vec![lc(2, 1, 1), lc(4, 2, 1)], vec![lc(3, 1, 3)]);
+        let voters = [(NodeId(1), &n1[..]), (NodeId(2), &n2[..]), (NodeId(3), &n3[..])];
+        c.on_commit_protected(NodeId(1), &lc(2, 1, 1), &voters);
+        let v = c.violation().expect("figure 8 must be flagged");
+        assert_eq!(v.invariant, "metadata_commit_protected");
+        assert!(v.what.contains("n3 lacks it"), "{}", v.what);
+    }
+
+    /// The same logs once n1's own term-4 entry is durable: committing index 2
+    /// (term 4) is protected, since n3's log is behind n1's and n2's.
+    #[test]
+    fn an_own_term_commit_on_a_quorum_passes() {
+        let mut c = Checker::single_node();
+        let (n1, n2, n3) = (vec![lc(2, 1, 1), lc(4, 2, 1)], vec![lc(2, 1, 1), lc(4, 2, 1)], vec![lc(3, 1, 3)]);
+        let voters = [(NodeId(1), &n1[..]), (NodeId(2), &n2[..]), (NodeId(3), &n3[..])];
+        c.on_commit_protected(NodeId(1), &lc(4, 2, 1), &voters);
+        c.on_commit_protected(NodeId(1), &lc(2, 1, 1), &voters);
+        assert!(c.violation().is_none(), "{:?}", c.violation());
     }
 }

@@ -136,6 +136,10 @@ counters!(
     crashes,
     /// Crashes aimed at the controller (Raft) leader.
     controller_crashes,
+    /// Crashes of a node that had just won a Raft election (aimed fault).
+    new_controller_crashes,
+    /// Nodes cut off (one way) right after winning a Raft election (aimed fault).
+    new_controller_isolations,
     /// Node restarts from durable state.
     restarts,
     /// Crashes that left a torn write on disk.

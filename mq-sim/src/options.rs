@@ -120,6 +120,12 @@ pub struct Options {
     pub heal_mean_ms: u64,
     /// Mean time a crashed node stays down (milliseconds).
     pub restart_mean_ms: u64,
+    /// Probability that a node which just won a Raft election is crashed soon after
+    /// (an aimed fault: the window where the new leader's first entry is not yet
+    /// durable on it, Raft's figure 8).
+    pub crash_new_controller_prob: f64,
+    /// Longest delay between winning the election and that crash (microseconds).
+    pub crash_new_controller_within_us: u64,
 }
 
 fn weight(rng: &mut mq_core::Rng, on_prob: f64) -> u32 {
@@ -147,7 +153,7 @@ impl Options {
         if r.random_bool(0.2) {
             acks = AcksMix { none: 0, leader: 0, all: 1 };
         }
-        Options {
+        let mut o = Options {
             cluster_size,
             voters,
             unclean_leader_election,
@@ -194,7 +200,21 @@ impl Options {
             election_timeout_ms: r.random_range(150..=1_000),
             heal_mean_ms: r.random_range(10..=1_000),
             restart_mean_ms: r.random_range(1..=500),
+            // Drawn last so that adding it left every earlier option of a seed as it was.
+            crash_new_controller_prob: if voter_count == 3 && r.random_bool(0.5) {
+                r.random_range(0.3..=0.9)
+            } else {
+                0.0
+            },
+            crash_new_controller_within_us: r.random_range(1..=3_000),
+        };
+        if o.crash_new_controller_prob > 0.0 {
+            // Controller churn: quick elections and restarts give the aimed fault
+            // many elections to act on within the safety phase.
+            o.election_timeout_ms = r.random_range(150..=300);
+            o.restart_mean_ms = o.restart_mean_ms.min(100);
         }
+        o
     }
 }
 
@@ -253,7 +273,7 @@ impl fmt::Display for Options {
         writeln!(f, "clocks: drift_max_ppm={} step_max_ms={}", self.drift_max_ppm, self.clock_step_max_ms)?;
         write!(
             f,
-            "faults: interval_ms={} weights(crash/pause/partition/clog/clock_step/crash_controller)={}/{}/{}/{}/{}/{} election_timeout_ms={} heal_mean_ms={} restart_mean_ms={}",
+            "faults: interval_ms={} weights(crash/pause/partition/clog/clock_step/crash_controller)={}/{}/{}/{}/{}/{} election_timeout_ms={} heal_mean_ms={} restart_mean_ms={} crash_new_controller={:.3}/{}us",
             self.fault_interval_ms,
             self.w_crash,
             self.w_pause,
@@ -263,7 +283,9 @@ impl fmt::Display for Options {
             self.w_crash_controller,
             self.election_timeout_ms,
             self.heal_mean_ms,
-            self.restart_mean_ms
+            self.restart_mean_ms,
+            self.crash_new_controller_prob,
+            self.crash_new_controller_within_us
         )
     }
 }

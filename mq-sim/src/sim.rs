@@ -18,6 +18,7 @@ use bytes::Bytes;
 use mq_core::client::{
     Consumer, ConsumerConfig, ConsumerOutput, ProduceOutcome, Producer, ProducerConfig, ProducerOutput, SendId,
 };
+use mq_core::controller::raft::Entry;
 use mq_core::storage::RepairReport;
 use mq_core::wire::{Acks, Message, PeerMessage, Record, Request, RequestBody, Response, ResponseBody, TopicConfig};
 use mq_core::{
@@ -39,6 +40,7 @@ enum Ev {
     ProduceTick { client: usize },
     Fault,
     Restart { node: usize, incarnation: u64 },
+    Crash { node: usize, incarnation: u64 },
     HealCut { id: u64 },
     Liveness,
     End,
@@ -55,6 +57,7 @@ impl Ev {
             Ev::ProduceTick { .. } => "produce-tick",
             Ev::Fault => "fault",
             Ev::Restart { .. } => "restart",
+            Ev::Crash { .. } => "crash",
             Ev::HealCut { .. } => "heal-cut",
             Ev::Liveness => "liveness",
             Ev::End => "end",
@@ -97,6 +100,8 @@ struct NodeSlot {
     paused_until: Instant,
     timer: Option<Instant>,
     timer_generation: u64,
+    /// The metadata commit index `metadata_commit_protected` last checked.
+    commit_checked: u64,
 }
 
 /// The admin client: creates the run's topics, retrying until each is confirmed.
@@ -134,6 +139,9 @@ pub struct Sim {
     rng_disk: Rng,
     rng_workload: Rng,
     rng_faults: Rng,
+    /// Aimed faults (drawn from their own stream so that they leave the random
+    /// fault schedule of a seed as it was).
+    rng_aimed: Rng,
     topics: Vec<TopicPartition>,
     cut_id: u64,
     liveness_start: Option<Instant>,
@@ -191,6 +199,7 @@ impl Sim {
                     paused_until: Instant::ZERO,
                     timer: None,
                     timer_generation: 0,
+                    commit_checked: 0,
                 }
             })
             .collect();
@@ -258,6 +267,7 @@ impl Sim {
             rng_disk: Seed(seed).stream("disk"),
             rng_workload: Seed(seed).stream("workload"),
             rng_faults: Seed(seed).stream("faults"),
+            rng_aimed: Seed(seed).stream("aimed"),
             // Producers stop well before the end so consumers can catch up, and late
             // enough that a healed cluster (elections, registration) has time to commit.
             produce_until: safety_end + Duration::from_millis(opts.liveness_ms * 6 / 10),
@@ -427,6 +437,13 @@ impl Sim {
                     self.restart(node);
                 }
             }
+            Ev::Crash { node, incarnation } => {
+                let live = self.nodes[node].incarnation == incarnation && self.nodes[node].node.is_some();
+                if live && self.liveness_start.is_none() {
+                    self.counters.new_controller_crashes += 1;
+                    self.crash(node);
+                }
+            }
             Ev::HealCut { id } => {
                 if id == self.cut_id && self.net.cut.is_some() {
                     self.net.cut = None;
@@ -482,6 +499,8 @@ impl Sim {
             }
         }
         self.checker.on_metadata(slot.id, node.raft());
+        self.check_commit_protected(n);
+        let Some(node) = self.nodes[n].node.as_mut() else { return };
         let every = self.cfg.node_invariants_every;
         if every > 0 && self.node_inputs % every == 0 {
             node.check_invariants();
@@ -531,6 +550,7 @@ impl Sim {
                     Event::ControllerLeader { term } => {
                         self.counters.controller_elections += 1;
                         self.checker.on_controller_leader(id, *term);
+                        self.maybe_crash_new_controller(n);
                     }
                     Event::IsrChanged { shrink: true, .. } => self.counters.isr_shrinks += 1,
                     Event::IsrChanged { shrink: false, .. } => self.counters.isr_expands += 1,
@@ -567,6 +587,54 @@ impl Sim {
         }
     }
 
+    /// Runs `metadata_commit_protected` when node `n`'s metadata commit index grew.
+    fn check_commit_protected(&mut self, n: usize) {
+        let Some(node) = self.nodes[n].node.as_ref() else { return };
+        let commit = node.raft().commit_index();
+        if commit <= self.nodes[n].commit_checked {
+            return;
+        }
+        let entry = node.raft().committed_after(commit - 1).first().cloned();
+        self.nodes[n].commit_checked = commit;
+        let Some(entry) = entry else { return };
+        let voters: Vec<(NodeId, &[Entry])> = self
+            .nodes
+            .iter()
+            .filter(|s| self.opts.voters.contains(&s.id.0))
+            .map(|s| (s.id, s.disk.durable.raft.entries.as_slice()))
+            .collect();
+        self.checker.on_commit_protected(self.nodes[n].id, &entry, &voters);
+    }
+
+    /// The aimed fault: right after a node wins a Raft election, either cut it off
+    /// (its first entry, `LeaderChange`, then exists on it alone) or crash it within
+    /// a short delay (often before that entry is durable on it while followers hold
+    /// it already). Chains of such elections make Raft's figure 8 reachable: a
+    /// previous-term entry counted as committed, then overwritten.
+    fn maybe_crash_new_controller(&mut self, n: usize) {
+        let p = self.opts.crash_new_controller_prob;
+        if p <= 0.0 || self.liveness_start.is_some() || !self.rng_aimed.random_bool(p) {
+            return;
+        }
+        let now = self.now;
+        if self.rng_aimed.random_bool(0.5) {
+            let node = Peer::Node(self.nodes[n].id);
+            // Long enough for the others to elect a leader without it, and often
+            // over before that leader's term ends, so it can take part again.
+            let timeout = self.opts.election_timeout_ms * 1_000_000;
+            let heal = now + Duration::from_nanos(self.rng_aimed.random_range(timeout * 3 / 2..=timeout * 3));
+            self.cut_id += 1;
+            self.counters.new_controller_isolations += 1;
+            self.trace.event(now, Actor::Sim, "isolate-new-controller", self.cut_id, 1, || format!("{node}"));
+            self.net.cut = Some(Cut { side: [node].into_iter().collect(), one_way: true });
+            self.push(heal, Ev::HealCut { id: self.cut_id });
+        } else {
+            let within = self.rng_aimed.random_range(0..=self.opts.crash_new_controller_within_us * 1_000);
+            let incarnation = self.nodes[n].incarnation;
+            self.push(now + Duration::from_nanos(within), Ev::Crash { node: n, incarnation });
+        }
+    }
+
     fn schedule_node_timer(&mut self, n: usize) {
         let now = self.now;
         let slot = &mut self.nodes[n];
@@ -589,6 +657,7 @@ impl Sim {
         let slot = &mut self.nodes[n];
         slot.node = None;
         slot.incarnation += 1;
+        slot.commit_checked = 0;
         slot.timer = None;
         slot.paused_until = Instant::ZERO;
         let damage = slot.disk.crash(&mut self.rng_disk);

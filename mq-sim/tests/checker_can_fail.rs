@@ -29,6 +29,7 @@ fn a_lying_disk_is_caught_within_200_seeds() {
                 | "acked_at_offset"
                 | "log_matching"
                 | "metadata_committed_stable"
+                | "metadata_commit_protected"
         ),
         "seed {seed} failed for another reason: {} {}",
         v.invariant,
