@@ -10,7 +10,7 @@
 //! every token up to `t` is durable. Nothing that promises durability leaves a
 //! machine before the writes it depends on were reported persisted.
 
-use crate::ids::{BrokerEpoch, ClientId, LeaderEpoch, NodeId, Offset, Term, TopicPartition};
+use crate::ids::{BrokerEpoch, ClientId, GroupGeneration, LeaderEpoch, NodeId, Offset, Term, TopicPartition};
 use crate::storage::Write;
 use crate::wire::Message;
 use serde::{Deserialize, Serialize};
@@ -173,5 +173,16 @@ pub enum Event {
     TopicDeleted {
         /// Its name.
         topic: String,
+    },
+    /// A group coordinator completed a rebalance.
+    GroupRebalanced {
+        /// The group.
+        group: String,
+        /// Its new generation.
+        generation: GroupGeneration,
+        /// Members in it.
+        members: usize,
+        /// Partitions it consumes.
+        partitions: usize,
     },
 }

@@ -114,6 +114,32 @@ impl Sequence {
     }
 }
 
+impl Generation {
+    /// The following generation.
+    pub const fn next(self) -> Generation {
+        Generation(self.0 + 1)
+    }
+}
+
+/// A consumer group's generation as its coordinator numbers it: the leader epoch
+/// of the coordinator's `__groups` partition, then a counter that this coordinator
+/// bumps at every rebalance (docs/consumers.md section 3). Membership is soft state,
+/// so a new coordinator restarts the counter; the epoch in front keeps generations
+/// increasing across coordinator failovers. Ordered lexicographically.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct GroupGeneration {
+    /// Leader epoch of the coordinator's `__groups` partition.
+    pub coordinator_epoch: LeaderEpoch,
+    /// Rebalances completed by this coordinator for this group.
+    pub generation: Generation,
+}
+
+impl fmt::Display for GroupGeneration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.coordinator_epoch, self.generation)
+    }
+}
+
 /// A topic and partition, the address of one log.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TopicPartition {

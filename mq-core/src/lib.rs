@@ -87,8 +87,8 @@ pub mod harness;
 
 pub use contract::{Event, Input, Output, Peer, PersistToken};
 pub use ids::{
-    BrokerEpoch, ClientId, CorrelationId, Generation, LeaderEpoch, MemberId, NodeId, Offset, PartitionId,
-    ProducerEpoch, ProducerId, Sequence, Term, TopicPartition,
+    BrokerEpoch, ClientId, CorrelationId, Generation, GroupGeneration, LeaderEpoch, MemberId, NodeId, Offset,
+    PartitionId, ProducerEpoch, ProducerId, Sequence, Term, TopicPartition,
 };
 pub use node::{Node, NodeConfig};
 pub use rng::{Rng, Seed};

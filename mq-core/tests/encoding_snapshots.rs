@@ -3,11 +3,15 @@
 //! bump `FRAME_VERSION` if it is intended, and update docs/protocol.md with it.
 
 use bytes::Bytes;
+use mq_core::group::{assign::Assignor, GroupMode};
 use mq_core::wire::{
-    decode_frame, frame_bytes, Acks, BatchKind, Header, Message, ProducerStamp, Record, RecordBatch, Request,
-    RequestBody, Response, ResponseBody, DEFAULT_MAX_FRAME_BYTES,
+    decode_frame, frame_bytes, Acks, BatchKind, Header, JoinGroup, Joined, Message, ProducerStamp, Record, RecordBatch,
+    Request, RequestBody, Response, ResponseBody, DEFAULT_MAX_FRAME_BYTES,
 };
-use mq_core::{CorrelationId, LeaderEpoch, Offset, PartitionId, ProducerEpoch, ProducerId, Sequence};
+use mq_core::{
+    CorrelationId, Duration, Generation, GroupGeneration, LeaderEpoch, MemberId, Offset, PartitionId, ProducerEpoch,
+    ProducerId, Sequence, TopicPartition,
+};
 use std::fmt::Write as _;
 
 /// `offset: 16 hex bytes  |ascii|`, one line per 16 bytes.
@@ -80,6 +84,39 @@ fn fetched_response_frame_bytes() {
             log_start: Offset(50),
             batches: vec![batch],
         }),
+    });
+    let bytes = frame_bytes(&msg).unwrap();
+    assert_round_trips(&msg, &bytes);
+    insta::assert_snapshot!(hex_dump(&bytes));
+}
+
+#[test]
+fn join_group_request_frame_bytes() {
+    let msg = Message::Request(Request {
+        correlation: CorrelationId(3),
+        body: RequestBody::JoinGroup(JoinGroup {
+            group: "billing".into(),
+            member: Some(MemberId(2 << 32 | 5)),
+            topics: vec!["orders".into()],
+            mode: GroupMode::Exclusive(Assignor::Sticky),
+            session_timeout: Duration::from_secs(10),
+        }),
+    });
+    let bytes = frame_bytes(&msg).unwrap();
+    assert_round_trips(&msg, &bytes);
+    insta::assert_snapshot!(hex_dump(&bytes));
+}
+
+#[test]
+fn joined_response_frame_bytes() {
+    let msg = Message::Response(Response {
+        correlation: CorrelationId(3),
+        body: Ok(ResponseBody::Joined(Joined {
+            member: MemberId(2 << 32 | 5),
+            generation: GroupGeneration { coordinator_epoch: LeaderEpoch(2), generation: Generation(7) },
+            assignment: vec![TopicPartition::new("orders", 0), TopicPartition::new("orders", 3)],
+            heartbeat_interval: Duration::from_millis(3333),
+        })),
     });
     let bytes = frame_bytes(&msg).unwrap();
     assert_round_trips(&msg, &bytes);

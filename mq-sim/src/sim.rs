@@ -1161,6 +1161,7 @@ fn summary(msg: &Message) -> String {
                 }
                 RequestBody::Metadata { topics } => format!("metadata {topics:?}"),
                 RequestBody::InitProducer => "init-producer".into(),
+                other => format!("{other:?}"),
             };
             format!("req#{} {what}", r.correlation)
         }

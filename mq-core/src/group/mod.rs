@@ -1,12 +1,14 @@
 //! Consumer groups (DESIGN.md section 7; issue "consumer groups"): the pieces that
 //! decide who gets which record and what an ack means, kept free of any messaging
-//! so that each rule is tested on its own. The group coordinator and the consumer
-//! client that use them are built on top.
+//! so that each rule is tested on its own. The consumer client and the partition
+//! leaders' delivery that use them are built on top.
 //!
 //! - [`acks`]: a group's acked prefix plus individual acks per partition (what the
 //!   cursor control records carry).
 //! - [`assign`]: partition ownership for `exclusive` groups (range, round robin,
 //!   sticky).
+//! - [`coordinator`]: the group coordinator: membership, the join barrier,
+//!   generations, session-timeout eviction and assignment (docs/consumers.md).
 //! - [`shared`]: smooth weighted round robin for `shared` groups.
 //! - [`keyshared`]: consistent hashing of record keys for `key_shared` groups.
 //! - [`leases`]: in-flight deliveries, ack timeouts, nack delays, rejects and
@@ -14,6 +16,7 @@
 
 pub mod acks;
 pub mod assign;
+pub mod coordinator;
 pub mod keyshared;
 pub mod leases;
 pub mod shared;

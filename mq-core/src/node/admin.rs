@@ -33,6 +33,10 @@ impl Node {
             RequestBody::ListOffsets { topic, partition, spec } => {
                 self.list_offsets(&topic, partition, spec).map(|offset| Some(ResponseBody::Offset { offset }))
             }
+            body @ (RequestBody::FindCoordinator { .. }
+            | RequestBody::JoinGroup(_)
+            | RequestBody::Heartbeat { .. }
+            | RequestBody::LeaveGroup { .. }) => self.group_request(from, corr, body),
         };
         match result {
             Ok(Some(body)) => self.reply(from, corr, Ok(body)),
@@ -48,6 +52,7 @@ impl Node {
         config: TopicConfig,
     ) -> Result<Option<ResponseBody>, WireError> {
         validate_topic_name(&config.name)?;
+        reserved_name(&config.name)?;
         if !self.is_ready() {
             return Err(not_ready(self.id()));
         }
@@ -92,6 +97,7 @@ impl Node {
         corr: CorrelationId,
         topic: String,
     ) -> Result<Option<ResponseBody>, WireError> {
+        reserved_name(&topic)?;
         if !self.is_ready() {
             return Err(not_ready(self.id()));
         }
@@ -189,4 +195,18 @@ impl Node {
             Some(_) => self.not_leader(&TopicPartition { topic: topic.to_string(), partition }),
         }
     }
+}
+
+/// Names starting with `__` belong to internal topics (`__groups`), which only
+/// brokers create and nobody deletes.
+fn reserved_name(name: &str) -> Result<(), WireError> {
+    if name.starts_with("__") {
+        return Err(WireError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "topic names starting with __ are reserved for internal topics; {name} cannot be created or deleted"
+            ),
+        ));
+    }
+    Ok(())
 }

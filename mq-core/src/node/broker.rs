@@ -61,6 +61,8 @@ pub(super) enum Purpose {
     ProducerIds,
     /// A controlled shutdown.
     Shutdown,
+    /// Creating `__groups` for the group coordinators.
+    CreateGroupsTopic,
     /// An admin request forwarded for a client; `body` answers it on success.
     Forward(PendingReply),
 }
@@ -94,7 +96,7 @@ impl Node {
         self.send_peer(to, PeerMessage::Controller { correlation, request });
     }
 
-    fn has_call(&self, f: impl Fn(&Purpose) -> bool) -> bool {
+    pub(super) fn has_call(&self, f: impl Fn(&Purpose) -> bool) -> bool {
         self.calls.values().any(|c| f(&c.purpose))
     }
 
@@ -256,6 +258,13 @@ impl Node {
                 // Best effort: without a controller the session timeout fences us.
                 tracing::debug!(error = %e, "controlled shutdown could not reach the controller");
                 self.session.stopping = Some(Stopping::Done);
+            }
+            Purpose::CreateGroupsTopic => {
+                // `TopicExists`: another broker won the race. Otherwise the next
+                // FindCoordinator asks again.
+                if e.code == ErrorCode::NotLeader || e.code == ErrorCode::Timeout {
+                    self.rotate_controller();
+                }
             }
             Purpose::ProducerIds => {
                 if e.code == ErrorCode::NotLeader || e.code == ErrorCode::Timeout {

@@ -48,6 +48,14 @@ pub struct NodeConfig {
     pub metadata_fetch_interval: Duration,
     /// Most acks=all replies waiting per partition.
     pub max_waiters_per_partition: usize,
+    /// Partitions of `__groups`, created on demand: each partition's leader
+    /// coordinates the groups that hash to it (docs/consumers.md).
+    pub group_coordinator_partitions: u32,
+    /// Replicas of each `__groups` partition (fewer if fewer brokers are live when
+    /// it is created).
+    pub group_replication_factor: u16,
+    /// Limits the group coordinators enforce.
+    pub groups: crate::group::coordinator::GroupConfig,
 }
 
 impl Default for NodeConfig {
@@ -73,6 +81,9 @@ impl Default for NodeConfig {
             produce_timeout: Duration::from_secs(10),
             metadata_fetch_interval: Duration::from_millis(200),
             max_waiters_per_partition: 10_000,
+            group_coordinator_partitions: 8,
+            group_replication_factor: 3,
+            groups: crate::group::coordinator::GroupConfig::default(),
         }
     }
 }
@@ -119,6 +130,17 @@ impl NodeConfig {
         ];
         if let Some((name, _)) = timings.iter().find(|(_, d)| *d == Duration::ZERO) {
             return Err(format!("{name} must be positive"));
+        }
+        if self.group_coordinator_partitions == 0 || self.group_coordinator_partitions > self.max_partitions_per_topic {
+            return Err("group_coordinator_partitions must be between 1 and max_partitions_per_topic".into());
+        }
+        if self.group_replication_factor == 0 {
+            return Err("group_replication_factor must be at least 1".into());
+        }
+        if self.groups.min_session_timeout > self.groups.max_session_timeout || self.groups.max_members_per_group == 0 {
+            return Err(
+                "groups: min_session_timeout must not exceed max_session_timeout; max_members_per_group >= 1".into()
+            );
         }
         if self.raft_heartbeat_interval >= self.election_timeout {
             return Err("raft_heartbeat_interval must be shorter than election_timeout".into());

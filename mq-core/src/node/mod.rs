@@ -22,6 +22,7 @@
 mod admin;
 mod broker;
 mod config;
+mod groups;
 mod partitions;
 mod quorum_host;
 
@@ -29,9 +30,10 @@ pub use config::{NodeConfig, NodeConfigBuilder};
 pub use partitions::Slot;
 
 use crate::contract::{Event, Input, Output, Peer, PersistToken};
-use crate::controller::raft::{DurabilityMarker, Raft, RaftConfig};
+use crate::controller::raft::{DurabilityMarker, LogIndex, Raft, RaftConfig};
 use crate::controller::{MetadataImage, QuorumController};
-use crate::ids::{CorrelationId, LeaderEpoch, NodeId, Offset, TopicPartition};
+use crate::group::coordinator::Coordinator;
+use crate::ids::{CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
 use crate::log::PartitionLog;
 use crate::rng::{Rng, Seed};
 use crate::storage::{DurableState, Write};
@@ -110,6 +112,10 @@ pub struct Node {
     inputs_handled: u64,
     next_retention_check: Instant,
     next_isr_check: Instant,
+    /// Group coordinators of the `__groups` partitions this broker leads.
+    coordinators: BTreeMap<PartitionId, Coordinator>,
+    /// The metadata index whose topics the coordinators last heard of.
+    coordinator_topics_applied: LogIndex,
 }
 
 impl Node {
@@ -163,6 +169,8 @@ impl Node {
             inputs_handled: 0,
             next_retention_check: Instant::ZERO + config.retention_check_interval,
             next_isr_check: Instant::ZERO,
+            coordinators: BTreeMap::new(),
+            coordinator_topics_applied: 0,
             config,
         }
     }
@@ -311,6 +319,7 @@ impl Node {
         consider(self.calls.values().map(|c| c.deadline).min());
         consider(self.admin_waiters.iter().map(|w| w.1).min());
         consider(self.partitions_timeout());
+        consider(self.coordinators_timeout());
         let any_retention =
             self.image.topics.values().any(|t| t.config.retention_bytes.is_some() || t.config.retention_time.is_some());
         if any_retention {
@@ -355,6 +364,13 @@ impl Node {
         if self.controller.is_some() {
             assert!(self.raft.leader() == Some(self.id()), "an active controller that does not lead Raft");
         }
+        self.check_coordinators();
+    }
+
+    /// The group coordinator of `__groups/partition` on this broker, if it leads
+    /// that partition.
+    pub fn coordinator(&self, partition: PartitionId) -> Option<&Coordinator> {
+        self.coordinators.get(&partition)
     }
 
     // ----- inputs -----
@@ -405,6 +421,7 @@ impl Node {
         self.session_tick();
         self.admin_tick();
         self.partitions_tick();
+        self.coordinators_tick();
         if now >= self.next_retention_check {
             self.next_retention_check = now + self.config.retention_check_interval;
             self.run_retention();
@@ -442,6 +459,7 @@ impl Node {
                 break;
             }
         }
+        self.sync_coordinators();
     }
 
     // ----- the persist pipeline -----

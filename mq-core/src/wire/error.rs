@@ -51,6 +51,26 @@ pub enum ErrorCode {
     /// The batch was appended but leadership moved before it committed: it may or
     /// may not be committed (retry; an idempotent producer's retry is deduplicated).
     LeadershipLost,
+    /// An idempotent producer's epoch is older than the partition has seen from the
+    /// same producer id: a newer incarnation took over; this batch was not written.
+    ProducerFenced,
+    /// This broker does not coordinate the group (retriable: ask any broker
+    /// `FindCoordinator` again; the message names the coordinator if known).
+    NotCoordinator,
+    /// The group's coordinator is not available yet: `__groups` is being created
+    /// or its partition has no leader right now (retriable).
+    CoordinatorNotAvailable,
+    /// The group is rebalancing: stop consuming and send `JoinGroup` with your
+    /// member id to get the new assignment.
+    RebalanceInProgress,
+    /// The group has no such member (never joined, left, evicted after its
+    /// session timeout, or the coordinator moved): join again without a member id.
+    UnknownMember,
+    /// The member's generation is not the group's current one: join again with
+    /// your member id.
+    IllegalGeneration,
+    /// The join asks for a different mode than the group's members use.
+    InconsistentGroup,
 }
 
 impl ErrorCode {
@@ -87,7 +107,22 @@ impl ErrorCode {
                 | ErrorCode::Timeout
                 | ErrorCode::NotReady
                 | ErrorCode::LeadershipLost
+                | ErrorCode::NotCoordinator
+                | ErrorCode::CoordinatorNotAvailable
         )
+    }
+
+    /// True when a group member must send `JoinGroup` again (with its member id
+    /// for `RebalanceInProgress` and `IllegalGeneration`, without one for
+    /// `UnknownMember`) before it consumes further.
+    pub fn needs_rejoin(self) -> bool {
+        matches!(self, ErrorCode::RebalanceInProgress | ErrorCode::UnknownMember | ErrorCode::IllegalGeneration)
+    }
+
+    /// True when the client should look the group coordinator up again
+    /// (`FindCoordinator`) before retrying.
+    pub fn means_stale_coordinator(self) -> bool {
+        matches!(self, ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable | ErrorCode::NotReady)
     }
 }
 

@@ -6,8 +6,10 @@ use super::error::WireError;
 use super::record::RecordBatch;
 use crate::controller::raft::{Entry, LogIndex, RaftMessage};
 use crate::controller::ControllerRequest;
+use crate::group::GroupMode;
 use crate::ids::{
-    BrokerEpoch, CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, ProducerEpoch, ProducerId, TopicPartition,
+    BrokerEpoch, CorrelationId, GroupGeneration, LeaderEpoch, MemberId, NodeId, Offset, PartitionId, ProducerEpoch,
+    ProducerId, TopicPartition,
 };
 use crate::time::Duration;
 use serde::{Deserialize, Serialize};
@@ -141,6 +143,62 @@ pub enum RequestBody {
     },
     /// An idempotent producer asks for its producer id (any broker answers).
     InitProducer,
+    /// Which broker coordinates `group` (any broker answers; docs/consumers.md).
+    FindCoordinator {
+        /// The group name.
+        group: String,
+    },
+    /// Join a group, or rejoin it after a rebalance began (to its coordinator).
+    JoinGroup(JoinGroup),
+    /// A member is alive and at `generation` (to its coordinator).
+    Heartbeat {
+        /// The group name.
+        group: String,
+        /// The member, as the coordinator named it.
+        member: MemberId,
+        /// The generation of the member's assignment.
+        generation: GroupGeneration,
+    },
+    /// A member leaves at once (graceful shutdown); the group rebalances.
+    LeaveGroup {
+        /// The group name.
+        group: String,
+        /// The member leaving.
+        member: MemberId,
+    },
+}
+
+/// A member's request to join a group. The coordinator computes every member's
+/// assignment itself (no leader member, no second round trip): the reply carries
+/// it once the rebalance completes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinGroup {
+    /// The group name.
+    pub group: String,
+    /// `None` for a new member; the coordinator's id when rejoining.
+    pub member: Option<MemberId>,
+    /// Topics the member consumes.
+    pub topics: Vec<String>,
+    /// How the group spreads records (and the assignor of an exclusive group).
+    /// Every member of a group must ask for the same mode.
+    pub mode: GroupMode,
+    /// The member is evicted after this long without a heartbeat or join.
+    pub session_timeout: Duration,
+}
+
+/// The coordinator's answer to a join: the member's share at a new generation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joined {
+    /// The member's id (new for a first join).
+    pub member: MemberId,
+    /// The generation this assignment belongs to; heartbeats carry it.
+    pub generation: GroupGeneration,
+    /// Partitions this member consumes. Exclusive groups: each partition goes to
+    /// one member. Shared and key_shared groups: every partition of the member's
+    /// topics (the partition leaders spread the records).
+    pub assignment: Vec<TopicPartition>,
+    /// Heartbeat this often (a third of the session timeout).
+    pub heartbeat_interval: Duration,
 }
 
 /// One partition's state as reported to clients.
@@ -230,6 +288,21 @@ pub enum ResponseBody {
         /// Its epoch.
         producer_epoch: ProducerEpoch,
     },
+    /// Where a group's coordinator is.
+    Coordinator {
+        /// The broker to send `JoinGroup`, `Heartbeat` and `LeaveGroup` to.
+        coordinator: NodeId,
+        /// The `__groups` partition it leads for this group.
+        partition: PartitionId,
+        /// That partition's leader epoch (the first part of the group's generations).
+        coordinator_epoch: LeaderEpoch,
+    },
+    /// The member's assignment at a new generation.
+    Joined(Joined),
+    /// The heartbeat was accepted: the member's generation is current.
+    HeartbeatOk,
+    /// The member left the group.
+    Left,
 }
 
 /// Messages among brokers.

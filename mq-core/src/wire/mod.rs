@@ -9,7 +9,7 @@ mod record;
 pub use codec::{decode_frame, encode_frame, frame_bytes, CodecError, DEFAULT_MAX_FRAME_BYTES};
 pub use error::{ErrorCode, WireError};
 pub use message::{
-    Acks, ControllerReply, Message, OffsetSpec, PartitionInfo, PeerMessage, ReplicaData, ReplicaFetch, Request,
-    RequestBody, Response, ResponseBody, TopicConfig, TopicInfo,
+    Acks, ControllerReply, JoinGroup, Joined, Message, OffsetSpec, PartitionInfo, PeerMessage, ReplicaData,
+    ReplicaFetch, Request, RequestBody, Response, ResponseBody, TopicConfig, TopicInfo,
 };
 pub use record::{BatchKind, Header, ProducerStamp, Record, RecordBatch, BATCH_OVERHEAD_BYTES, RECORD_OVERHEAD_BYTES};
