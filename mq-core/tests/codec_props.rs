@@ -6,22 +6,26 @@
 //! waits for bytes it should refuse, or one that accepts a damaged frame.
 
 use bytes::Bytes;
+use mq_core::group::{assign::Assignor, GroupMode};
 use mq_core::wire::codec::{
     decode_stored_batches, encode_stored_batch, StoredTail, BATCH_HEADER_BYTES, FRAME_HEADER_BYTES, FRAME_VERSION,
 };
 use mq_core::wire::{
-    decode_frame, encode_frame, frame_bytes, Acks, BatchKind, CodecError, ErrorCode, Header, Message, OffsetSpec,
-    PartitionInfo, ProducerStamp, Record, RecordBatch, Request, RequestBody, Response, ResponseBody, TopicConfig,
-    TopicInfo, WireError, DEFAULT_MAX_FRAME_BYTES,
+    decode_frame, encode_frame, frame_bytes, Acks, BatchKind, CodecError, ErrorCode, Header, JoinGroup, Joined,
+    Message, OffsetSpec, PartitionInfo, ProducerStamp, Record, RecordBatch, Request, RequestBody, Response,
+    ResponseBody, TopicConfig, TopicInfo, WireError, DEFAULT_MAX_FRAME_BYTES,
 };
-use mq_core::{CorrelationId, Duration, LeaderEpoch, NodeId, Offset, PartitionId, ProducerEpoch, ProducerId, Sequence};
+use mq_core::{
+    CorrelationId, Duration, Generation, GroupGeneration, LeaderEpoch, MemberId, NodeId, Offset, PartitionId,
+    ProducerEpoch, ProducerId, Sequence, TopicPartition,
+};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
 // ----- strategies -----
 
 /// Every error code, in wire order (their postcard tag is their index here).
-const ERROR_CODES: [ErrorCode; 19] = [
+const ERROR_CODES: [ErrorCode; 27] = [
     ErrorCode::InvalidRequest,
     ErrorCode::UnknownTopic,
     ErrorCode::TopicExists,
@@ -41,6 +45,14 @@ const ERROR_CODES: [ErrorCode; 19] = [
     ErrorCode::OutOfOrderSequence,
     ErrorCode::TopicDeleted,
     ErrorCode::Internal,
+    ErrorCode::LeadershipLost,
+    ErrorCode::ProducerFenced,
+    ErrorCode::NotCoordinator,
+    ErrorCode::CoordinatorNotAvailable,
+    ErrorCode::RebalanceInProgress,
+    ErrorCode::UnknownMember,
+    ErrorCode::IllegalGeneration,
+    ErrorCode::InconsistentGroup,
 ];
 
 fn payload() -> impl Strategy<Value = Bytes> {
@@ -124,6 +136,41 @@ fn offset_spec() -> impl Strategy<Value = OffsetSpec> {
     prop_oneof![Just(OffsetSpec::Earliest), Just(OffsetSpec::Latest), any::<u64>().prop_map(OffsetSpec::Timestamp)]
 }
 
+fn group_mode() -> impl Strategy<Value = GroupMode> {
+    prop_oneof![
+        Just(GroupMode::Exclusive(Assignor::Range)),
+        Just(GroupMode::Exclusive(Assignor::RoundRobin)),
+        Just(GroupMode::Exclusive(Assignor::Sticky)),
+        Just(GroupMode::Shared),
+        Just(GroupMode::KeyShared),
+    ]
+}
+
+fn group_generation() -> impl Strategy<Value = GroupGeneration> {
+    (any::<u32>(), any::<u32>())
+        .prop_map(|(e, g)| GroupGeneration { coordinator_epoch: LeaderEpoch(e), generation: Generation(g) })
+}
+
+fn group_request_body() -> impl Strategy<Value = RequestBody> {
+    prop_oneof![
+        text().prop_map(|group| RequestBody::FindCoordinator { group }),
+        (text(), prop::option::of(any::<u64>()), prop::collection::vec(text(), 0..3), group_mode(), any::<u64>())
+            .prop_map(|(group, member, topics, mode, t)| RequestBody::JoinGroup(JoinGroup {
+                group,
+                member: member.map(MemberId),
+                topics,
+                mode,
+                session_timeout: Duration::from_nanos(t),
+            })),
+        (text(), any::<u64>(), group_generation()).prop_map(|(group, m, generation)| RequestBody::Heartbeat {
+            group,
+            member: MemberId(m),
+            generation
+        }),
+        (text(), any::<u64>()).prop_map(|(group, m)| RequestBody::LeaveGroup { group, member: MemberId(m) }),
+    ]
+}
+
 fn request_body() -> impl Strategy<Value = RequestBody> {
     prop_oneof![
         topic_config().prop_map(RequestBody::CreateTopic),
@@ -146,6 +193,7 @@ fn request_body() -> impl Strategy<Value = RequestBody> {
             partition: PartitionId(p),
             spec
         }),
+        group_request_body(),
     ]
 }
 
@@ -190,6 +238,21 @@ fn response_body() -> impl Strategy<Value = ResponseBody> {
             }
         ),
         any::<u64>().prop_map(|o| ResponseBody::Offset { offset: Offset(o) }),
+        (any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(n, p, e)| ResponseBody::Coordinator {
+            coordinator: NodeId(n),
+            partition: PartitionId(p),
+            coordinator_epoch: LeaderEpoch(e)
+        }),
+        (any::<u64>(), group_generation(), prop::collection::vec((text(), any::<u32>()), 0..4), any::<u64>()).prop_map(
+            |(m, generation, tps, hb)| ResponseBody::Joined(Joined {
+                member: MemberId(m),
+                generation,
+                assignment: tps.into_iter().map(|(t, p)| TopicPartition::new(t, p)).collect(),
+                heartbeat_interval: Duration::from_nanos(hb),
+            })
+        ),
+        Just(ResponseBody::HeartbeatOk),
+        Just(ResponseBody::Left),
     ]
 }
 

@@ -337,3 +337,49 @@ fn after_a_coordinator_crash_members_rejoin_the_new_one_and_every_partition_is_c
     assert_exclusive_cover(&[&a, &b]);
     assert!(a.generation.coordinator_epoch > before.coordinator_epoch, "generations keep increasing");
 }
+
+#[test]
+fn recreating_a_subscribed_topic_with_more_partitions_rebalances_the_group() {
+    let mut h = cluster(12);
+    let (coord, _) = find_coordinator(&mut h, CLIENT);
+    let mut a = first_member(&mut h, coord, range());
+    let c = h.request(CLIENT, 1, RequestBody::DeleteTopic { topic: "orders".into() });
+    h.advance(Duration::from_millis(500));
+    assert_eq!(ok(&mut h, c), ResponseBody::TopicDeleted);
+    let c = h.request(CLIENT, 1, RequestBody::CreateTopic(TopicConfig::new("orders", 6)));
+    h.advance(Duration::from_millis(500));
+    assert_eq!(ok(&mut h, c), ResponseBody::TopicCreated);
+    assert_eq!(a.heartbeat(&mut h, coord).unwrap_err().code, ErrorCode::RebalanceInProgress);
+    let c = a.join(&mut h, coord, range());
+    h.drive();
+    a.joined(&mut h, c).expect("answered").expect("rejoined");
+    assert_eq!(parts(&a), vec![0, 1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn a_join_held_when_the_coordinator_moves_is_answered_not_coordinator_and_the_group_reforms() {
+    let mut h = cluster(13);
+    let (coord, before) = find_coordinator(&mut h, CLIENT);
+    let mut a = first_member(&mut h, coord, range());
+    let mut b = Member::new(12);
+    let cb = b.join(&mut h, coord, range());
+    h.drive();
+    assert!(b.joined(&mut h, cb).is_none(), "held at the barrier");
+    // The coordinator's broker shuts down in the middle of the rebalance: the
+    // controller moves its leaderships, and the held join learns it at once.
+    h.begin_shutdown(coord);
+    h.advance(Duration::from_secs(2));
+    let e = b.joined(&mut h, cb).expect("the held join is answered").unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotCoordinator, "{e}");
+    assert!(e.code.means_stale_coordinator());
+    let (new, after) = find_coordinator(&mut h, CLIENT);
+    assert_ne!(new, coord);
+    assert!(after.coordinator_epoch > before.coordinator_epoch);
+    a = Member::new(a.client);
+    b = Member::new(b.client);
+    let ca = a.join(&mut h, new, range());
+    h.drive();
+    a.joined(&mut h, ca).expect("answered").expect("a joined the new coordinator");
+    second_member_joins(&mut h, new, &mut a, &mut b, range());
+    assert_exclusive_cover(&[&a, &b]);
+}
