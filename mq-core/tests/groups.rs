@@ -383,3 +383,104 @@ fn a_join_held_when_the_coordinator_moves_is_answered_not_coordinator_and_the_gr
     second_member_joins(&mut h, new, &mut a, &mut b, range());
     assert_exclusive_cover(&[&a, &b]);
 }
+
+/// One random group request, for the no-panic property.
+#[derive(Clone, Debug)]
+enum Op {
+    Join { client: u64, group: usize, member: Option<u64>, topic: usize, mode: usize, session_ms: u64 },
+    Heartbeat { client: u64, group: usize, member: u64, epoch: u32, generation: u32 },
+    Leave { client: u64, group: usize, member: u64 },
+    Advance { ms: u64 },
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    // Member ids are small indexes into the ids seen so far, or arbitrary.
+    prop_oneof![
+        (1u64..4, 0usize..3, proptest::option::of(0u64..6), 0usize..3, 0usize..5, 0u64..6_000).prop_map(
+            |(client, group, member, topic, mode, session_ms)| Op::Join {
+                client,
+                group,
+                member,
+                topic,
+                mode,
+                session_ms
+            }
+        ),
+        (1u64..4, 0usize..3, 0u64..6, 0u32..3, 0u32..4).prop_map(|(client, group, member, epoch, generation)| {
+            Op::Heartbeat { client, group, member, epoch, generation }
+        }),
+        (1u64..4, 0usize..3, 0u64..6).prop_map(|(client, group, member)| Op::Leave { client, group, member }),
+        (0u64..4_000).prop_map(|ms| Op::Advance { ms }),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+    /// Bad and racing group requests (unknown groups, members and topics, invalid
+    /// names and session timeouts, stale generations, mixed modes) never panic the
+    /// broker, which runs its invariants (and the coordinator's) after every input,
+    /// and every request but a held join is answered at once.
+    #[test]
+    fn random_group_requests_never_panic_the_broker(ops in proptest::collection::vec(op(), 1..40)) {
+        let mut h = Harness::single();
+        let c = h.request(CLIENT, 1, RequestBody::CreateTopic(TopicConfig::new("orders", 3)));
+        h.drive();
+        assert_eq!(ok(&mut h, c), ResponseBody::TopicCreated);
+        find_coordinator(&mut h, CLIENT);
+        let groups = ["billing", "audit", "not a name"];
+        let topics = ["orders", "missing", "__groups"];
+        let modes = [
+            range(),
+            GroupMode::Exclusive(Assignor::RoundRobin),
+            GroupMode::Exclusive(Assignor::Sticky),
+            GroupMode::Shared,
+            GroupMode::KeyShared,
+        ];
+        // Member ids the coordinator handed out, so that ops can name real ones.
+        let mut ids: Vec<MemberId> = Vec::new();
+        let pick = |ids: &[MemberId], i: u64| ids.get(i as usize).copied().unwrap_or(MemberId(i));
+        for op in ops {
+            let (client, c, may_be_held) = match op {
+                Op::Join { client, group, member, topic, mode, session_ms } => {
+                    let join = JoinGroup {
+                        group: groups[group].into(),
+                        member: member.map(|m| pick(&ids, m)),
+                        topics: vec![topics[topic].into()],
+                        mode: modes[mode],
+                        session_timeout: Duration::from_millis(session_ms),
+                    };
+                    (client, h.request(client, 1, RequestBody::JoinGroup(join)), true)
+                }
+                Op::Heartbeat { client, group, member, epoch, generation } => {
+                    let generation = GroupGeneration {
+                        coordinator_epoch: mq_core::LeaderEpoch(epoch),
+                        generation: mq_core::Generation(generation),
+                    };
+                    let body = RequestBody::Heartbeat { group: groups[group].into(), member: pick(&ids, member), generation };
+                    (client, h.request(client, 1, body), false)
+                }
+                Op::Leave { client, group, member } => {
+                    let body = RequestBody::LeaveGroup { group: groups[group].into(), member: pick(&ids, member) };
+                    (client, h.request(client, 1, body), false)
+                }
+                Op::Advance { ms } => {
+                    h.advance(Duration::from_millis(ms));
+                    continue;
+                }
+            };
+            if !may_be_held {
+                proptest::prop_assert!(h.take_response(client, c).is_some(), "not answered at once");
+            }
+            for client in 1..4 {
+                for r in h.take_responses(client) {
+                    match r.body {
+                        Ok(ResponseBody::Joined(j)) if !ids.contains(&j.member) => ids.push(j.member),
+                        Ok(_) => {}
+                        Err(e) => proptest::prop_assert!(!e.message.is_empty()),
+                    }
+                }
+            }
+        }
+    }
+}

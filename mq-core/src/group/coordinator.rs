@@ -397,8 +397,14 @@ impl Coordinator {
                 }
                 // Ids carry the coordinator's epoch, so no two coordinators of this
                 // partition ever hand out the same one.
+                let Some(next) = self.next_member.checked_add(1) else {
+                    return Err(WireError::new(
+                        ErrorCode::Backpressure,
+                        "this coordinator handed out every member id of its epoch; retry after it moves",
+                    ));
+                };
                 let id = MemberId(u64::from(self.epoch.0) << 32 | u64::from(self.next_member));
-                self.next_member = self.next_member.checked_add(1).expect("4 billion joins in one leader epoch");
+                self.next_member = next;
                 g.members.insert(
                     id,
                     Member {

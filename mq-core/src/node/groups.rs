@@ -85,8 +85,9 @@ impl Node {
             ));
         };
         let partition = coordinator_partition(group, t.partitions.len() as u32);
-        let p = &t.partitions[partition.0 as usize];
-        Ok((partition, (p.leader, p.leader_epoch)))
+        let (leader, epoch) =
+            t.partitions.get(partition.0 as usize).map_or((None, LeaderEpoch(0)), |p| (p.leader, p.leader_epoch));
+        Ok((partition, (leader, epoch)))
     }
 
     fn not_coordinator(&self, group: &str, partition: PartitionId) -> WireError {
