@@ -433,6 +433,9 @@ fn log_event(event: &Event) {
         Event::TopicCreated { topic } => tracing::info!(%topic, "topic created"),
         Event::TopicDeleted { topic } => tracing::info!(%topic, "topic deleted"),
         Event::LogStartAdvanced { tp, log_start } => tracing::info!(%tp, %log_start, "retention advanced log start"),
+        Event::GroupRebalanced { group, generation, members, partitions } => {
+            tracing::info!(%group, %generation, members, partitions, "group rebalanced")
+        }
         other => tracing::trace!(?other, "event"),
     }
 }
