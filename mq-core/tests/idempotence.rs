@@ -133,7 +133,7 @@ fn an_older_producer_epoch_is_fenced() {
     h.advance(Duration::from_millis(50));
     offset_of(&mut h, c);
     let c = send(&mut h, 1, stamped(pid, 2, 1, &["zombie"]));
-    assert_eq!(err(&mut h, c).0, ErrorCode::FencedEpoch);
+    assert_eq!(err(&mut h, c).0, ErrorCode::ProducerFenced);
 }
 
 #[test]

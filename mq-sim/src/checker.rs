@@ -34,11 +34,54 @@ struct PartModel {
     /// Committed values from offset 0; `None` where retention removed a record
     /// before the checker saw it.
     committed: Vec<Option<Bytes>>,
+    /// Records of idempotent ops committed here: (op, index) -> offset.
+    idempotent: BTreeMap<(u64, usize), Offset>,
+    /// Per producing client, the last idempotent (op, index) committed here.
+    last_of_client: BTreeMap<u64, (u64, usize)>,
+    /// Exempt duplicates (see `idempotent_record`).
+    duplicates_after_retention: u64,
 }
 
 impl PartModel {
     fn hw(&self) -> Offset {
         Offset(self.committed.len() as u64)
+    }
+
+    /// Record `i` of idempotent op `op` of `client` committed at `offset`: it must
+    /// be there once (`no_duplicates_idempotent`) and after every earlier record of
+    /// the same client's idempotent ops (`producer_order`).
+    ///
+    /// Exempt: a second copy appended by a leader whose log no longer holds the
+    /// first (`log_start` above it). Retention removed the producer's history
+    /// there, and the leader rebuilds its producer table from the log, so it
+    /// cannot recognise the retry (docs/replication.md, "Idempotence").
+    fn idempotent_record(
+        &mut self,
+        client: u64,
+        op: u64,
+        i: usize,
+        offset: Offset,
+        log_start: Offset,
+    ) -> Option<(&'static str, String)> {
+        if let Some(first) = self.idempotent.insert((op, i), offset) {
+            if first < log_start {
+                self.duplicates_after_retention += 1;
+                return None;
+            }
+            let what = format!("record {i} of idempotent op {op} (c{client}) is committed at {first} and at {offset}");
+            return Some(("no_duplicates_idempotent", what));
+        }
+        let last = self.last_of_client.insert(client, (op, i));
+        match last {
+            Some(prev) if prev > (op, i) => Some((
+                "producer_order",
+                format!(
+                    "record {i} of op {op} (c{client}) is committed at {offset}, after record {} of op {}, which c{client} sent later",
+                    prev.1, prev.0
+                ),
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -154,7 +197,13 @@ impl Checker {
         }
     }
 
-    /// Committed records over all partitions.
+    /// Idempotent records appended twice because retention had removed the first
+    /// copy from the appending leader (exempt from `no_duplicates_idempotent`).
+    pub fn duplicates_after_retention(&self) -> u64 {
+        self.parts.values().map(|p| p.duplicates_after_retention).sum()
+    }
+
+    /// Committed records seen (the lossy partitions' up to their last HW).
     pub fn committed(&self) -> u64 {
         let checked: u64 = self.parts.values().map(|p| p.committed.len() as u64).sum();
         let lossy: u64 = self.lossy_hw.iter().map(|(tp, hw)| hw.0.saturating_sub(self.high_watermark(tp).0)).sum();
@@ -236,6 +285,7 @@ impl Checker {
             return;
         }
         let mut bad = None;
+        let mut producer_bad: Option<(&'static str, String)> = None;
         let mut next = from;
         'batches: for b in log.batches_from(from) {
             for (o, r) in b.iter_with_offsets() {
@@ -249,8 +299,16 @@ impl Checker {
                     model.committed.push(None); // removed by retention before we looked
                     next = next.next();
                 }
-                if h.origin(&r.value).is_none() {
-                    bad.get_or_insert(format!("{tp}@{o} on n{node} holds {:?}, which no producer sent", r.value));
+                match h.origin(&r.value) {
+                    None => {
+                        bad.get_or_insert(format!("{tp}@{o} on n{node} holds {:?}, which no producer sent", r.value));
+                    }
+                    Some((op, i)) if op.idempotent => {
+                        if let Some(what) = model.idempotent_record(op.client, op.id, i, o, log.log_start()) {
+                            producer_bad.get_or_insert(what);
+                        }
+                    }
+                    Some(_) => {}
                 }
                 model.committed.push(Some(r.value.clone()));
                 next = next.next();
@@ -262,6 +320,9 @@ impl Checker {
         }
         if let Some(what) = bad {
             self.fail("no_unexpected_values", what);
+        }
+        if let Some((invariant, what)) = producer_bad {
+            self.fail(invariant, format!("{tp}: {what}"));
         }
     }
 

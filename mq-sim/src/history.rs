@@ -51,6 +51,8 @@ pub struct ProduceOp {
     pub invoked: Instant,
     /// How it ended.
     pub outcome: Outcome,
+    /// Sent by an idempotent producer with acks=all: deduplicated and ordered.
+    pub idempotent: bool,
 }
 
 /// One record a consumer read.
@@ -82,7 +84,16 @@ impl History {
     pub fn invoke(&mut self, client: u64, tp: TopicPartition, acks: Acks, n: u32, at: Instant) -> u64 {
         let id = self.ops.len() as u64;
         let values = (0..n).map(|i| Bytes::from(format!("v{id}.{i}"))).collect();
-        self.ops.push(ProduceOp { id, client, tp, acks, values, invoked: at, outcome: Outcome::Pending });
+        self.ops.push(ProduceOp {
+            id,
+            client,
+            tp,
+            acks,
+            values,
+            invoked: at,
+            outcome: Outcome::Pending,
+            idempotent: false,
+        });
         id
     }
 

@@ -126,6 +126,15 @@ pub struct Options {
     pub crash_new_controller_prob: f64,
     /// Longest delay between winning the election and that crash (microseconds).
     pub crash_new_controller_within_us: u64,
+    // ----- producer client -----
+    /// Idempotent producers (their acks=all sends are deduplicated and ordered).
+    pub idempotence: bool,
+    /// Producer linger (microseconds; 0: send at once).
+    pub linger_us: u64,
+    /// Producer batch size limit (bytes).
+    pub batch_max_bytes: usize,
+    /// Producer batches out per partition.
+    pub max_inflight_per_partition: usize,
 }
 
 fn weight(rng: &mut mq_core::Rng, on_prob: f64) -> u32 {
@@ -207,6 +216,10 @@ impl Options {
                 0.0
             },
             crash_new_controller_within_us: r.random_range(1..=3_000),
+            idempotence: r.random_bool(0.8),
+            linger_us: if r.random_bool(0.5) { 0 } else { r.random_range(1..=5_000) },
+            batch_max_bytes: r.random_range(256..=16_384),
+            max_inflight_per_partition: r.random_range(1..=5),
         };
         if o.crash_new_controller_prob > 0.0 {
             // Controller churn: quick elections and restarts give the aimed fault
@@ -251,6 +264,11 @@ impl fmt::Display for Options {
             self.acks.all,
             self.request_timeout_ms,
             self.consumer_per_partition
+        )?;
+        writeln!(
+            f,
+            "producer: idempotence={} linger_us={} batch_max_bytes={} max_inflight_per_partition={}",
+            self.idempotence, self.linger_us, self.batch_max_bytes, self.max_inflight_per_partition
         )?;
         writeln!(f, "phases: safety_ms={} liveness_ms={}", self.safety_ms, self.liveness_ms)?;
         writeln!(

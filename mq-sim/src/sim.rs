@@ -19,11 +19,12 @@ use mq_core::client::{
     Consumer, ConsumerConfig, ConsumerOutput, ProduceOutcome, Producer, ProducerConfig, ProducerOutput, SendId,
 };
 use mq_core::controller::raft::Entry;
+use mq_core::replication::producers::SequenceCheck;
 use mq_core::storage::RepairReport;
 use mq_core::wire::{Acks, Message, PeerMessage, Record, Request, RequestBody, Response, ResponseBody, TopicConfig};
 use mq_core::{
-    ClientId, CorrelationId, Duration, Event, Input, Instant, Node, NodeConfig, NodeId, Output, PartitionId, Peer,
-    PersistToken, Rng, Seed, TopicPartition,
+    ClientId, CorrelationId, Duration, Event, Input, Instant, Node, NodeConfig, NodeId, Offset, Output, PartitionId,
+    Peer, PersistToken, Rng, Seed, TopicPartition,
 };
 use rand::Rng as _;
 use std::cmp::Ordering;
@@ -236,9 +237,15 @@ impl Sim {
                 retry_backoff: Duration::from_millis(50),
                 retry_backoff_max: Duration::from_secs(1),
                 delivery_timeout: Duration::from_secs(5),
+                idempotence: opts.idempotence,
+                linger: Duration::from_micros(opts.linger_us),
+                batch_max_bytes: opts.batch_max_bytes,
+                max_inflight_per_partition: opts.max_inflight_per_partition,
+                ..ProducerConfig::default()
             };
             let seed = Seed(seed).child("producer", u64::from(i)).0;
-            clients.push(Role::Producer { p: Box::new(Producer::new(config, seed)), ops: BTreeMap::new() });
+            let p = Producer::new(config, seed).expect("the simulator draws valid producer settings");
+            clients.push(Role::Producer { p: Box::new(p), ops: BTreeMap::new() });
         }
         for (i, tp) in topics.iter().enumerate() {
             if opts.consumer_per_partition || tp.partition == PartitionId(0) {
@@ -357,6 +364,7 @@ impl Sim {
         }
         self.counters.records_read = self.checker.records_read;
         self.counters.records_committed = self.checker.committed();
+        self.counters.duplicates_after_retention = self.checker.duplicates_after_retention();
     }
 
     fn push(&mut self, at: Instant, ev: Ev) {
@@ -489,6 +497,21 @@ impl Sim {
             }
             _ => None,
         };
+        if let Input::Message {
+            msg: Message::Request(Request { body: RequestBody::Produce { topic, partition, batch, .. }, .. }),
+            ..
+        } = &input
+        {
+            // Coverage: a retry the leader recognises as appended already.
+            let tp = TopicPartition { topic: topic.clone(), partition: *partition };
+            if let (Some(stamp), Some(r)) = (batch.producer, node.replica(&tp)) {
+                let whole = r.log.log_start() == Offset(0);
+                let check = r.producers.check(&stamp, batch.len(), whole);
+                if r.is_leader() && matches!(check, SequenceCheck::Duplicate { .. }) {
+                    self.counters.deduplicated_batches += 1;
+                }
+            }
+        }
         node.handle(local, input);
         self.node_inputs += 1;
         if let Some((tp, first, Some(end))) = acks_all {
@@ -883,6 +906,7 @@ impl Sim {
         };
         let n = r.random_range(1..=self.opts.batch_max_records);
         let op = self.history.invoke(cid.0, tp.clone(), acks, n, now);
+        self.history.ops[op as usize].idempotent = acks == Acks::All && self.opts.idempotence;
         let records = self.history.ops[op as usize].values.iter().cloned().map(Record::from_value).collect();
         self.counters.ops_invoked += 1;
         let id = p.send(now, &tp.topic, tp.partition, acks, records).expect("in-flight room was checked");

@@ -19,4 +19,6 @@ pub use consumer::{Consumer, ConsumerConfig, ConsumerOutput};
 pub use partitioner::{
     choose_partition, key_partition, murmur2, PartitionError, Partitioner, PartitionerConfigError, PartitionerKind,
 };
-pub use producer::{ProduceError, ProduceOutcome, Producer, ProducerConfig, ProducerOutput, SendId};
+pub use producer::{
+    ProduceError, ProduceOutcome, Producer, ProducerConfig, ProducerConfigError, ProducerOutput, SendId, SendRequest,
+};

@@ -1,22 +1,53 @@
-//! The producer: sends each batch of [`Producer::send`] to the partition's leader,
-//! finds leaders through `Metadata` requests, retries with backoff, and reports
-//! exactly one [`ProduceOutcome`] per send (DESIGN.md section 6).
+//! The producer (DESIGN.md section 6): packs sends into per-partition batches,
+//! sends each batch to the partition's leader, finds leaders through `Metadata`
+//! requests, retries with backoff, deduplicates its retries through the idempotent
+//! producer protocol, and reports exactly one [`ProduceOutcome`] per send.
 //!
-//! Leaders: the producer knows every broker. A send whose partition has no known
-//! leader asks a broker (round robin) for metadata and waits; a leader learned at a
-//! leader epoch older than one already known is ignored, so a lagging broker's
-//! metadata never moves the cache back.
+//! **Sends.** [`Producer::submit`] takes a [`SendRequest`]: a topic, records, an
+//! acks level, optionally a partition and a deadline. Awaited sends (`acks=1`,
+//! `acks=all`) end with the partition and offset of their first record; one-way
+//! sends (`acks=0`) end as soon as their batch is on the wire. A send of many
+//! records is a batch send; its records stay together, in order, in one batch.
 //!
-//! Retries: a send is tried up to `max_attempts` times. A retriable refusal
+//! **Partitions.** An explicit partition wins; otherwise the configured
+//! [`PartitionerKind`] (or a plugged-in [`Partitioner`]) picks one, using the key of
+//! the send's first record. The partition count comes from metadata, so a send
+//! without a partition waits for it.
+//!
+//! **Batching.** Sends to the same partition with the same acks level pack into one
+//! batch up to `batch_max_bytes` (a send larger than that travels alone). A batch
+//! leaves when it is full or `linger` after its first send, and only when its
+//! partition may send: at most `max_inflight_per_partition` batches are out per
+//! partition, in order. Records waiting or in flight count against
+//! `buffer_max_bytes`; a send that does not fit is refused with
+//! [`ProduceError::BufferFull`] (backpressure), as is one beyond `max_inflight`
+//! sends without an outcome.
+//!
+//! **Idempotence** (on by default, for `acks=all` batches as in Kafka): before its
+//! first such batch the producer asks a broker for a producer id (`InitProducer`).
+//! Each batch gets, when it first leaves, a stamp `(producer id, epoch, base
+//! sequence)` with consecutive sequences per partition, and keeps it across
+//! retries, so a leader that already appended it answers with the original offset
+//! instead of appending it twice. Batches leave in sequence order and a retried
+//! batch holds back the ones after it. `OutOfOrderSequence` while an earlier batch
+//! of the partition is unresolved means "that one first": the batch waits for it.
+//! When a batch ends without an acknowledgement (failed or indefinite), or the
+//! leader expects a sequence the producer cannot explain, the partition's epoch is
+//! bumped and the batches after it that never may have been appended are stamped
+//! again from sequence 0 (Kafka's KIP-360 recovery); the leader accepts a newer
+//! epoch and fences late attempts of the old one (`ProducerFenced`).
+//!
+//! **Retries.** A batch is tried up to `max_attempts` times. A retriable refusal
 //! (`NotLeader`, `NotReady`, `FencedEpoch`, `UnknownEpoch`, `UnknownTopic`, ...),
 //! an indefinite error (`LeadershipLost`, `Timeout`, `Internal`), a missing reply
 //! by the request deadline and a closed connection all forget the leader, refresh
 //! metadata and try again after an exponential backoff with jitter drawn from the
-//! producer's seeded stream. A send that cannot finish within `delivery_timeout`
-//! stops retrying.
+//! producer's seeded stream. A send that cannot finish by its deadline
+//! (`delivery_timeout` unless the request sets one) stops retrying.
 //!
 //! The outcome classification is what a checker relies on, so it is conservative:
-//! - `Ok` carries the partition and base offset of the attempt that was acknowledged;
+//! - `Ok` carries the partition and offset of the send's first record, from the
+//!   attempt that was acknowledged;
 //! - `Failed` is *definite*: *every* attempt was refused before the batch was
 //!   appended (or none could be sent), so it can never be read;
 //! - `Indefinite` means the batch may be in the log: some attempt timed out, lost its
@@ -26,15 +57,23 @@
 //! A response that matches no request in flight (late, duplicated, from an attempt
 //! given up on) is ignored.
 
+use crate::client::partitioner::{
+    choose_partition, PartitionError, Partitioner, PartitionerConfigError, PartitionerKind,
+};
 use crate::contract::{Input, Peer};
-use crate::ids::{CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
+use crate::ids::{
+    CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, ProducerEpoch, ProducerId, Sequence, TopicPartition,
+};
 use crate::rng::{Rng, Seed};
 use crate::time::{Duration, Instant};
-use crate::wire::{Acks, ErrorCode, Message, Record, RecordBatch, Request, RequestBody, ResponseBody, WireError};
+use crate::wire::{
+    Acks, ErrorCode, Message, ProducerStamp, Record, RecordBatch, Request, RequestBody, ResponseBody, WireError,
+};
 use rand::Rng as _;
 use std::collections::{BTreeMap, VecDeque};
 
-/// Producer settings.
+/// Producer settings. Build them with [`ProducerConfig::new`] and the chained
+/// setters, or start from [`Default`] (one broker, `n1`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProducerConfig {
     /// Every broker of the cluster (metadata requests rotate over them).
@@ -42,16 +81,34 @@ pub struct ProducerConfig {
     /// How long a request may wait for its response before that attempt is
     /// indefinite.
     pub request_timeout: Duration,
-    /// Most sends without an outcome; `send` refuses beyond it (backpressure).
+    /// Most sends without an outcome; `submit` refuses beyond it (backpressure).
     pub max_inflight: usize,
-    /// Most produce requests one send may use.
+    /// Most produce requests one batch may use.
     pub max_attempts: u32,
     /// The first retry waits about this long; each further one twice as long.
     pub retry_backoff: Duration,
     /// The longest wait between two attempts.
     pub retry_backoff_max: Duration,
-    /// A send that has no outcome this long after `send` stops retrying.
+    /// A send that has no outcome this long after `submit` stops retrying (a
+    /// request may set a shorter or longer deadline of its own).
     pub delivery_timeout: Duration,
+    /// Stamp `acks=all` batches so that retries are deduplicated (Kafka's
+    /// `enable.idempotence`, on by default).
+    pub idempotence: bool,
+    /// How long a batch waits for more sends before it leaves (Kafka's
+    /// `linger.ms`). Zero: it leaves as soon as its partition may send; sends made
+    /// while earlier batches are out still pack together.
+    pub linger: Duration,
+    /// A batch stops taking sends at this size (bytes, as
+    /// [`RecordBatch::size_bytes`] counts them).
+    pub batch_max_bytes: usize,
+    /// Bytes of records waiting or in flight, at most (Kafka's `buffer.memory`).
+    pub buffer_max_bytes: usize,
+    /// Batches out at once per partition (Kafka's
+    /// `max.in.flight.requests.per.connection`, at most 5 with idempotence).
+    pub max_inflight_per_partition: usize,
+    /// How sends without an explicit partition pick one.
+    pub partitioner: PartitionerKind,
 }
 
 impl Default for ProducerConfig {
@@ -59,35 +116,215 @@ impl Default for ProducerConfig {
         ProducerConfig {
             brokers: vec![NodeId(1)],
             request_timeout: Duration::from_secs(5),
-            max_inflight: 5,
+            max_inflight: 1_000,
             max_attempts: 10,
             retry_backoff: Duration::from_millis(50),
             retry_backoff_max: Duration::from_secs(1),
             delivery_timeout: Duration::from_secs(30),
+            idempotence: true,
+            linger: Duration::ZERO,
+            batch_max_bytes: 16 * 1024,
+            buffer_max_bytes: 32 * 1024 * 1024,
+            max_inflight_per_partition: 5,
+            partitioner: PartitionerKind::KeyHash,
         }
     }
 }
 
-/// Names one `send`; its outcome carries the same id.
+impl ProducerConfig {
+    /// The defaults, for these brokers.
+    pub fn new(brokers: impl IntoIterator<Item = NodeId>) -> Self {
+        ProducerConfig { brokers: brokers.into_iter().collect(), ..ProducerConfig::default() }
+    }
+
+    /// Sets `request_timeout`.
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+
+    /// Sets `max_inflight` (sends without an outcome).
+    pub fn max_inflight(mut self, n: usize) -> Self {
+        self.max_inflight = n;
+        self
+    }
+
+    /// Sets `max_attempts`.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// Sets the retry backoff: first wait and longest wait.
+    pub fn retry_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.retry_backoff = first;
+        self.retry_backoff_max = max;
+        self
+    }
+
+    /// Sets `delivery_timeout`.
+    pub fn delivery_timeout(mut self, d: Duration) -> Self {
+        self.delivery_timeout = d;
+        self
+    }
+
+    /// Turns idempotence on or off.
+    pub fn idempotence(mut self, on: bool) -> Self {
+        self.idempotence = on;
+        self
+    }
+
+    /// Sets `linger`.
+    pub fn linger(mut self, d: Duration) -> Self {
+        self.linger = d;
+        self
+    }
+
+    /// Sets `batch_max_bytes`.
+    pub fn batch_max_bytes(mut self, n: usize) -> Self {
+        self.batch_max_bytes = n;
+        self
+    }
+
+    /// Sets `buffer_max_bytes`.
+    pub fn buffer_max_bytes(mut self, n: usize) -> Self {
+        self.buffer_max_bytes = n;
+        self
+    }
+
+    /// Sets `max_inflight_per_partition`.
+    pub fn max_inflight_per_partition(mut self, n: usize) -> Self {
+        self.max_inflight_per_partition = n;
+        self
+    }
+
+    /// Sets the partitioner.
+    pub fn partitioner(mut self, kind: PartitionerKind) -> Self {
+        self.partitioner = kind;
+        self
+    }
+
+    /// Checks the settings; every error names the setting and the rule.
+    pub fn validate(&self) -> Result<(), ProducerConfigError> {
+        let bad = |setting: &'static str, rule: &str| Err(ProducerConfigError::Invalid { setting, rule: rule.into() });
+        if self.brokers.is_empty() {
+            return bad("brokers", "name at least one broker");
+        }
+        if self.max_inflight == 0 {
+            return bad("max_inflight", "must be at least 1");
+        }
+        if self.max_attempts == 0 {
+            return bad("max_attempts", "must be at least 1");
+        }
+        if self.request_timeout == Duration::ZERO {
+            return bad("request_timeout", "must be positive");
+        }
+        if self.retry_backoff > self.retry_backoff_max {
+            return bad("retry_backoff", "must not exceed retry_backoff_max");
+        }
+        if self.max_inflight_per_partition == 0 {
+            return bad("max_inflight_per_partition", "must be at least 1");
+        }
+        if self.idempotence && self.max_inflight_per_partition > 5 {
+            return bad("max_inflight_per_partition", "at most 5 with idempotence (brokers remember 5 batches)");
+        }
+        if self.batch_max_bytes == 0 || self.buffer_max_bytes < self.batch_max_bytes {
+            return bad("buffer_max_bytes", "must be at least batch_max_bytes, which must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// Why a [`ProducerConfig`] was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProducerConfigError {
+    /// A setting breaks its rule.
+    #[error("invalid producer setting {setting}: {rule}")]
+    Invalid {
+        /// The setting.
+        setting: &'static str,
+        /// What it must be.
+        rule: String,
+    },
+    /// The partitioner cannot be built.
+    #[error("invalid partitioner: {0}")]
+    Partitioner(#[from] PartitionerConfigError),
+}
+
+/// One send: records for a topic, how to acknowledge them, where they go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendRequest {
+    /// The topic.
+    pub topic: String,
+    /// The partition, or `None` for the partitioner's choice.
+    pub partition: Option<PartitionId>,
+    /// The acks level (`acks=0` makes it one-way).
+    pub acks: Acks,
+    /// The records, kept together in order.
+    pub records: Vec<Record>,
+    /// This send's deadline from `submit`, instead of `delivery_timeout`.
+    pub timeout: Option<Duration>,
+}
+
+impl SendRequest {
+    /// An `acks=all` send to `topic` with no records yet.
+    pub fn new(topic: impl Into<String>) -> Self {
+        SendRequest { topic: topic.into(), partition: None, acks: Acks::All, records: Vec::new(), timeout: None }
+    }
+
+    /// Sends to this partition.
+    pub fn partition(mut self, p: PartitionId) -> Self {
+        self.partition = Some(p);
+        self
+    }
+
+    /// Sets the acks level.
+    pub fn acks(mut self, acks: Acks) -> Self {
+        self.acks = acks;
+        self
+    }
+
+    /// Adds a record.
+    pub fn record(mut self, r: Record) -> Self {
+        self.records.push(r);
+        self
+    }
+
+    /// Adds records.
+    pub fn records(mut self, rs: impl IntoIterator<Item = Record>) -> Self {
+        self.records.extend(rs);
+        self
+    }
+
+    /// Sets this send's deadline.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = Some(d);
+        self
+    }
+}
+
+/// Names one send; its outcome carries the same id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SendId(pub u64);
 
 /// How a send ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ProduceOutcome {
-    /// The broker acknowledged the batch at `base_offset` of `partition`.
+    /// The broker acknowledged the send's first record at `base_offset` of
+    /// `partition` (its other records follow at consecutive offsets).
     Ok {
         /// The partition written.
         partition: PartitionId,
         /// Offset of the first record.
         base_offset: Offset,
     },
-    /// Every attempt was refused before appending; the batch is not in the log.
+    /// Every attempt was refused before appending; the records are not in the log.
     Failed {
         /// The last broker error.
         error: WireError,
     },
-    /// The batch may or may not have been appended.
+    /// The records may or may not have been appended.
     Indefinite {
         /// Why the outcome is unknown.
         reason: String,
@@ -113,40 +350,99 @@ pub enum ProducerOutput {
     },
 }
 
-/// Why [`Producer::send`] refused a batch.
+/// Why [`Producer::submit`] refused a send. Nothing was queued.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProduceError {
     /// `max_inflight` sends are waiting already; retry after an outcome.
     #[error("{0} sends are waiting for an outcome already; wait for one")]
     Backpressure(usize),
-    /// A batch needs at least one record.
-    #[error("a batch needs at least one record")]
+    /// The buffer cannot take the send's bytes now; retry after an outcome.
+    #[error("the producer buffer holds {used} of {limit} bytes; this send needs {needed}; wait for outcomes")]
+    BufferFull {
+        /// Bytes held.
+        used: usize,
+        /// `buffer_max_bytes`.
+        limit: usize,
+        /// The send's bytes.
+        needed: usize,
+    },
+    /// The send alone is larger than the whole buffer.
+    #[error("a send of {needed} bytes can never fit the {limit}-byte producer buffer")]
+    TooLarge {
+        /// The send's bytes.
+        needed: usize,
+        /// `buffer_max_bytes`.
+        limit: usize,
+    },
+    /// A send needs at least one record.
+    #[error("a send needs at least one record")]
     EmptyBatch,
 }
 
-/// Where one send stands.
+/// Where one batch stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Stage {
-    /// Waiting to be (re)sent from this time on, once its leader is known.
+    /// Waiting to be (re)sent from this time on.
     Waiting(Instant),
     /// A produce request is out.
     InFlight { correlation: CorrelationId, to: NodeId, deadline: Instant },
 }
 
+/// A send not yet in a batch: its partition waits for metadata.
 #[derive(Clone, Debug)]
-struct SendState {
+struct Unrouted {
+    id: SendId,
+    request: SendRequest,
+    bytes: usize,
+    give_up_at: Instant,
+}
+
+/// A send's place in a batch.
+#[derive(Clone, Copy, Debug)]
+struct Member {
+    id: SendId,
+    records: u32,
+}
+
+/// Names a batch; batch ids grow, so a partition's queue is in creation order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct BatchId(u64);
+
+#[derive(Clone, Debug)]
+struct Batch {
     tp: TopicPartition,
     acks: Acks,
-    batch: RecordBatch,
+    records: Vec<Record>,
+    members: Vec<Member>,
+    bytes: usize,
+    created: Instant,
+    give_up_at: Instant,
+    /// Set when it first leaves; no send joins it afterwards.
+    sealed: bool,
+    stamp: Option<ProducerStamp>,
     /// Produce requests sent so far.
     attempts: u32,
     /// Why some attempt's effect is unknown, if one's is.
     indefinite: Option<String>,
     /// The last definite refusal.
     last_error: Option<WireError>,
-    give_up_at: Instant,
+    /// Refused as out of order while earlier batches were unresolved: it leaves
+    /// again only once none of them is out.
+    after_earlier: bool,
     stage: Stage,
+}
+
+/// A partition's batches, oldest first, and its idempotence sequence state.
+#[derive(Clone, Debug, Default)]
+struct PartitionQueue {
+    batches: VecDeque<BatchId>,
+    /// Producer id and epoch of this partition's stamps (the epoch is bumped to
+    /// reset sequences); taken from the producer's identity at the first stamp.
+    producer: Option<(ProducerId, ProducerEpoch)>,
+    next_seq: Sequence,
+    /// A batch ended without an acknowledgement: renumber once nothing is out.
+    needs_reset: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,48 +451,83 @@ struct LeaderInfo {
     epoch: LeaderEpoch,
 }
 
+/// A request for metadata or a producer id that is out: (correlation, broker,
+/// deadline).
+type Pending = Option<(CorrelationId, NodeId, Instant)>;
+
 /// The producer state machine (see the module docs).
 #[derive(Debug)]
 pub struct Producer {
     config: ProducerConfig,
+    partitioner: Box<dyn Partitioner>,
     rng: Rng,
     now: Instant,
     next_correlation: u64,
     next_send: u64,
-    sends: BTreeMap<SendId, SendState>,
-    /// Produce requests out, to the send they carry.
-    requests: BTreeMap<CorrelationId, SendId>,
+    next_batch: u64,
+    /// Sends without an outcome.
+    open_sends: usize,
+    unrouted: VecDeque<Unrouted>,
+    batches: BTreeMap<BatchId, Batch>,
+    queues: BTreeMap<TopicPartition, PartitionQueue>,
+    /// Produce requests out, to the batch they carry.
+    requests: BTreeMap<CorrelationId, BatchId>,
     leaders: BTreeMap<TopicPartition, LeaderInfo>,
-    /// The metadata request out: (correlation, broker, deadline).
-    metadata: Option<(CorrelationId, NodeId, Instant)>,
+    /// Partition count per topic, from metadata.
+    partition_counts: BTreeMap<String, u32>,
+    metadata: Pending,
     next_metadata_at: Instant,
+    /// The producer id and its first epoch, once granted.
+    identity: Option<(ProducerId, ProducerEpoch)>,
+    init: Pending,
+    next_init_at: Instant,
     next_broker: usize,
+    buffered_bytes: usize,
     retries: u64,
+    sequence_resets: u64,
     outputs: VecDeque<ProducerOutput>,
 }
 
 impl Producer {
-    /// A producer with nothing in flight; `seed` drives its jitter and its first
-    /// metadata broker.
-    pub fn new(config: ProducerConfig, seed: u64) -> Self {
-        assert!(!config.brokers.is_empty(), "a producer needs at least one broker");
+    /// A producer with nothing in flight; `seed` drives its jitter, its random
+    /// partitioner and its first metadata broker.
+    pub fn new(config: ProducerConfig, seed: u64) -> Result<Self, ProducerConfigError> {
+        config.validate()?;
+        let partitioner = config.partitioner.build(Seed(seed))?;
         let mut rng = Seed(seed).stream("producer");
         let next_broker = rng.random_range(0..config.brokers.len());
-        Producer {
+        Ok(Producer {
             config,
+            partitioner,
             rng,
             now: Instant::ZERO,
             next_correlation: 1,
             next_send: 1,
-            sends: BTreeMap::new(),
+            next_batch: 1,
+            open_sends: 0,
+            unrouted: VecDeque::new(),
+            batches: BTreeMap::new(),
+            queues: BTreeMap::new(),
             requests: BTreeMap::new(),
             leaders: BTreeMap::new(),
+            partition_counts: BTreeMap::new(),
             metadata: None,
             next_metadata_at: Instant::ZERO,
+            identity: None,
+            init: None,
+            next_init_at: Instant::ZERO,
             next_broker,
+            buffered_bytes: 0,
             retries: 0,
+            sequence_resets: 0,
             outputs: VecDeque::new(),
-        }
+        })
+    }
+
+    /// Replaces the partitioner with one of the application's own.
+    pub fn with_partitioner(mut self, partitioner: Box<dyn Partitioner>) -> Self {
+        self.partitioner = partitioner;
+        self
     }
 
     // ----- getters -----
@@ -208,12 +539,27 @@ impl Producer {
 
     /// Sends without an outcome yet.
     pub fn inflight(&self) -> usize {
-        self.sends.len()
+        self.open_sends
+    }
+
+    /// Bytes of records waiting or in flight.
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered_bytes
     }
 
     /// Produce requests sent again after an attempt failed, over the producer's life.
     pub fn retries(&self) -> u64 {
         self.retries
+    }
+
+    /// Times a partition's sequences were reset under a new epoch.
+    pub fn sequence_resets(&self) -> u64 {
+        self.sequence_resets
+    }
+
+    /// The producer id granted to this producer, once it has one.
+    pub fn producer_id(&self) -> Option<ProducerId> {
+        self.identity.map(|(id, _)| id)
     }
 
     /// The leader this producer believes leads `tp`, if any.
@@ -223,8 +569,9 @@ impl Producer {
 
     // ----- application mutators -----
 
-    /// Sends `records` as one batch to `topic`/`partition`. Exactly one
-    /// [`ProducerOutput::Done`] with the returned id follows, now or later.
+    /// Sends `records` as one batch send to `topic`/`partition` with `acks` and the
+    /// default deadline. Exactly one [`ProducerOutput::Done`] with the returned id
+    /// follows, now or later.
     pub fn send(
         &mut self,
         now: Instant,
@@ -233,26 +580,33 @@ impl Producer {
         acks: Acks,
         records: Vec<Record>,
     ) -> Result<SendId, ProduceError> {
+        self.submit(now, SendRequest::new(topic).partition(partition).acks(acks).records(records))
+    }
+
+    /// Queues one send. Exactly one [`ProducerOutput::Done`] with the returned id
+    /// follows, now or later; a refused send has no outcome and took no room.
+    pub fn submit(&mut self, now: Instant, request: SendRequest) -> Result<SendId, ProduceError> {
         self.advance(now);
-        if records.is_empty() {
+        if request.records.is_empty() {
             return Err(ProduceError::EmptyBatch);
         }
-        if self.sends.len() >= self.config.max_inflight {
-            return Err(ProduceError::Backpressure(self.sends.len()));
+        if self.open_sends >= self.config.max_inflight {
+            return Err(ProduceError::Backpressure(self.open_sends));
+        }
+        let needed: usize = request.records.iter().map(Record::size_bytes).sum();
+        let limit = self.config.buffer_max_bytes;
+        if needed > limit {
+            return Err(ProduceError::TooLarge { needed, limit });
+        }
+        if self.buffered_bytes + needed > limit {
+            return Err(ProduceError::BufferFull { used: self.buffered_bytes, limit, needed });
         }
         let id = SendId(self.next_send);
         self.next_send += 1;
-        let state = SendState {
-            tp: TopicPartition { topic: topic.to_owned(), partition },
-            acks,
-            batch: RecordBatch::new(records),
-            attempts: 0,
-            indefinite: None,
-            last_error: None,
-            give_up_at: self.now + self.config.delivery_timeout,
-            stage: Stage::Waiting(self.now),
-        };
-        self.sends.insert(id, state);
+        self.open_sends += 1;
+        self.buffered_bytes += needed;
+        let give_up_at = self.now + request.timeout.unwrap_or(self.config.delivery_timeout);
+        self.unrouted.push_back(Unrouted { id, request, bytes: needed, give_up_at });
         self.drive();
         Ok(id)
     }
@@ -264,16 +618,20 @@ impl Producer {
         self.advance(now);
         match input {
             Input::Message { from: Peer::Node(from), msg: Message::Response(resp) } => {
-                if self.metadata.is_some_and(|(c, b, _)| c == resp.correlation && b == from) {
+                let corr = resp.correlation;
+                if self.metadata.is_some_and(|(c, b, _)| c == corr && b == from) {
                     self.metadata = None;
                     self.on_metadata(resp.body);
-                } else if let Some(id) = self.requests.get(&resp.correlation).copied() {
-                    let matches = self.sends.get(&id).is_some_and(
-                        |s| matches!(s.stage, Stage::InFlight { correlation, to, .. } if correlation == resp.correlation && to == from),
+                } else if self.init.is_some_and(|(c, b, _)| c == corr && b == from) {
+                    self.init = None;
+                    self.on_init(resp.body);
+                } else if let Some(bid) = self.requests.get(&corr).copied() {
+                    let matches = self.batches.get(&bid).is_some_and(
+                        |b| matches!(b.stage, Stage::InFlight { correlation, to, .. } if correlation == corr && to == from),
                     );
                     if matches {
-                        self.requests.remove(&resp.correlation);
-                        self.on_produce_reply(id, resp.body);
+                        self.requests.remove(&corr);
+                        self.on_produce_reply(bid, resp.body);
                     }
                 }
             }
@@ -282,14 +640,17 @@ impl Producer {
                 if self.metadata.is_some_and(|(_, b, _)| b == peer) {
                     self.metadata = None;
                 }
-                let lost: Vec<SendId> = self
-                    .sends
+                if self.init.is_some_and(|(_, b, _)| b == peer) {
+                    self.init = None;
+                }
+                let lost: Vec<BatchId> = self
+                    .batches
                     .iter()
-                    .filter(|(_, s)| matches!(s.stage, Stage::InFlight { to, .. } if to == peer))
+                    .filter(|(_, b)| matches!(b.stage, Stage::InFlight { to, .. } if to == peer))
                     .map(|(id, _)| *id)
                     .collect();
-                for id in lost {
-                    self.attempt_unknown(id, format!("connection to broker {peer} closed before the reply"));
+                for bid in lost {
+                    self.attempt_unknown(bid, format!("connection to broker {peer} closed before the reply"));
                 }
             }
             Input::Timeout => {
@@ -297,15 +658,18 @@ impl Producer {
                 if self.metadata.is_some_and(|(_, _, d)| d <= now) {
                     self.metadata = None;
                 }
-                let late: Vec<SendId> = self
-                    .sends
+                if self.init.is_some_and(|(_, _, d)| d <= now) {
+                    self.init = None;
+                }
+                let late: Vec<BatchId> = self
+                    .batches
                     .iter()
-                    .filter(|(_, s)| matches!(s.stage, Stage::InFlight { deadline, .. } if deadline <= now))
+                    .filter(|(_, b)| matches!(b.stage, Stage::InFlight { deadline, .. } if deadline <= now))
                     .map(|(id, _)| *id)
                     .collect();
                 let timeout = self.config.request_timeout;
-                for id in late {
-                    self.attempt_unknown(id, format!("no reply within {timeout}"));
+                for bid in late {
+                    self.attempt_unknown(bid, format!("no reply within {timeout}"));
                 }
             }
             Input::Connected { .. } | Input::Disconnected { .. } | Input::Persisted { .. } => {}
@@ -321,23 +685,46 @@ impl Producer {
         self.outputs.pop_front()
     }
 
-    /// When the producer next needs [`Input::Timeout`]: a request deadline, a
-    /// retry, a metadata refresh, or a send's delivery deadline.
+    /// When the producer next needs [`Input::Timeout`]: a request deadline, the
+    /// end of a linger or a backoff, a metadata or producer-id request, or a
+    /// send's deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t = Instant::MAX;
         let mut wants_metadata = false;
-        for s in self.sends.values() {
-            match s.stage {
-                // The give-up time matters only between attempts: one in flight
-                // ends by its own deadline.
-                Stage::InFlight { deadline, .. } => t = t.min(deadline),
-                Stage::Waiting(at) => {
-                    t = t.min(s.give_up_at);
-                    match self.leader(&s.tp) {
-                        Some(_) => t = t.min(at),
-                        None => wants_metadata = true,
+        let mut wants_init = false;
+        for u in &self.unrouted {
+            t = t.min(u.give_up_at);
+            wants_metadata |= !self.partition_counts.contains_key(&u.request.topic);
+        }
+        for (tp, q) in &self.queues {
+            let mut inflight = 0;
+            let mut head = None;
+            for bid in &q.batches {
+                let b = &self.batches[bid];
+                match b.stage {
+                    // The give-up time matters only between attempts: one in flight
+                    // ends by its own deadline.
+                    Stage::InFlight { deadline, .. } => {
+                        t = t.min(deadline);
+                        inflight += 1;
+                    }
+                    Stage::Waiting(_) => {
+                        t = t.min(b.give_up_at);
+                        head = head.or(Some(b));
                     }
                 }
+            }
+            let Some(b) = head else { continue };
+            let blocked = b.after_earlier && inflight > 0;
+            if q.needs_reset || blocked || inflight >= self.config.max_inflight_per_partition {
+                continue; // a reply or a request deadline comes first
+            }
+            if self.needs_identity(b, q) {
+                wants_init = true;
+            } else if self.leader(tp).is_none() {
+                wants_metadata = true;
+            } else {
+                t = t.min(self.ready_at(b));
             }
         }
         match self.metadata {
@@ -345,23 +732,60 @@ impl Producer {
             None if wants_metadata => t = t.min(self.next_metadata_at),
             None => {}
         }
+        match self.init {
+            Some((_, _, deadline)) => t = t.min(deadline),
+            None if wants_init => t = t.min(self.next_init_at),
+            None => {}
+        }
         (t != Instant::MAX).then_some(t)
     }
 
     /// Panics if an internal invariant is broken.
     pub fn check_invariants(&self) {
-        assert!(self.sends.len() <= self.config.max_inflight, "more sends without an outcome than allowed");
-        for (corr, id) in &self.requests {
-            let s = self.sends.get(id).expect("a request belongs to a live send");
+        let members: usize = self.batches.values().map(|b| b.members.len()).sum();
+        assert_eq!(self.open_sends, self.unrouted.len() + members, "sends without an outcome miscounted");
+        assert!(self.open_sends <= self.config.max_inflight, "more sends without an outcome than allowed");
+        let bytes: usize = self.unrouted.iter().map(|u| u.bytes).sum::<usize>()
+            + self.batches.values().map(|b| b.bytes).sum::<usize>();
+        assert_eq!(self.buffered_bytes, bytes, "buffered bytes miscounted");
+        assert!(self.buffered_bytes <= self.config.buffer_max_bytes, "buffer over its limit");
+        for (corr, bid) in &self.requests {
+            let b = self.batches.get(bid).expect("a request belongs to a live batch");
             assert!(
-                matches!(s.stage, Stage::InFlight { correlation, .. } if correlation == *corr),
-                "request {corr} does not match its send's stage"
+                matches!(b.stage, Stage::InFlight { correlation, .. } if correlation == *corr),
+                "request {corr} does not match its batch's stage"
             );
         }
-        let inflight = self.sends.values().filter(|s| matches!(s.stage, Stage::InFlight { .. })).count();
-        assert_eq!(inflight, self.requests.len(), "in-flight sends and requests disagree");
-        for s in self.sends.values() {
-            assert!(s.attempts <= self.config.max_attempts, "more attempts than allowed");
+        let inflight = self.batches.values().filter(|b| matches!(b.stage, Stage::InFlight { .. })).count();
+        assert_eq!(inflight, self.requests.len(), "in-flight batches and requests disagree");
+        let queued: usize = self.queues.values().map(|q| q.batches.len()).sum();
+        assert_eq!(queued, self.batches.len(), "every batch sits in exactly one queue");
+        for (tp, q) in &self.queues {
+            let mut last: Option<ProducerStamp> = None;
+            let mut prev_len = 0u32;
+            let mut out = 0;
+            for (i, bid) in q.batches.iter().enumerate() {
+                let b = self.batches.get(bid).expect("a queued batch exists");
+                assert_eq!(&b.tp, tp, "batch in the wrong queue");
+                assert!(b.attempts <= self.config.max_attempts, "more attempts than allowed");
+                assert!(i == 0 || q.batches[i - 1] < *bid, "queue out of creation order");
+                assert!(!b.members.is_empty() && b.bytes > 0, "empty batch");
+                if matches!(b.stage, Stage::InFlight { .. }) {
+                    out += 1;
+                    assert!(b.sealed, "an unsealed batch is in flight");
+                }
+                if let Some(s) = b.stamp {
+                    assert!(b.sealed, "stamped before it left");
+                    if let Some(l) =
+                        last.filter(|l| l.producer_id == s.producer_id && l.producer_epoch == s.producer_epoch)
+                    {
+                        assert_eq!(s.base_sequence, l.base_sequence.plus(prev_len), "sequence gap in {tp}");
+                    }
+                    last = Some(s);
+                    prev_len = b.records.len() as u32;
+                }
+            }
+            assert!(out <= self.config.max_inflight_per_partition, "too many batches out for {tp}");
         }
     }
 
@@ -378,69 +802,225 @@ impl Producer {
         c
     }
 
-    /// Sends what may leave now, finishes sends past their deadline, and asks for
-    /// metadata when a waiting send has no leader.
+    fn next_broker(&mut self) -> NodeId {
+        let broker = self.config.brokers[self.next_broker % self.config.brokers.len()];
+        self.next_broker = (self.next_broker + 1) % self.config.brokers.len();
+        broker
+    }
+
+    /// True when `b` must be stamped before it leaves and nothing can stamp it yet.
+    fn needs_identity(&self, b: &Batch, q: &PartitionQueue) -> bool {
+        self.stamps(b) && b.stamp.is_none() && q.producer.is_none() && self.identity.is_none()
+    }
+
+    /// True when batches like `b` carry the idempotent stamp.
+    fn stamps(&self, b: &Batch) -> bool {
+        self.config.idempotence && b.acks == Acks::All
+    }
+
+    /// When `b` may leave, ignoring its partition's room: after its backoff, and
+    /// after its linger unless it is full or has left before.
+    fn ready_at(&self, b: &Batch) -> Instant {
+        let Stage::Waiting(at) = b.stage else { return Instant::MAX };
+        if b.sealed || b.bytes >= self.config.batch_max_bytes {
+            at
+        } else {
+            at.max(b.created + self.config.linger)
+        }
+    }
+
+    /// Routes sends, ends batches past their deadline, sends what may leave in
+    /// partition order, and asks for metadata or a producer id when needed.
     fn drive(&mut self) {
         let now = self.now;
-        let ids: Vec<SendId> = self.sends.keys().copied().collect();
-        let mut wants_metadata = false;
-        for id in ids {
-            let Some(s) = self.sends.get(&id) else { continue };
-            let Stage::Waiting(at) = s.stage else { continue };
-            if s.give_up_at <= now || s.attempts >= self.config.max_attempts {
-                self.give_up(id);
-                continue;
+        let mut wants_metadata = self.route();
+        let mut wants_init = false;
+        let tps: Vec<TopicPartition> = self.queues.keys().cloned().collect();
+        for tp in tps {
+            let ids: Vec<BatchId> = self.queues[&tp].batches.iter().copied().collect();
+            for bid in ids {
+                let b = &self.batches[&bid];
+                if matches!(b.stage, Stage::Waiting(_))
+                    && (b.give_up_at <= now || b.attempts >= self.config.max_attempts)
+                {
+                    self.give_up(bid);
+                }
             }
-            match self.leader(&s.tp) {
-                Some(leader) if at <= now => self.send_attempt(id, leader),
-                Some(_) => {}
-                // Learn the leader meanwhile, so the retry can leave on time.
-                None => wants_metadata = true,
+            let Some(q) = self.queues.get(&tp) else { continue };
+            let inflight = q.batches.iter().filter(|b| matches!(self.batches[b].stage, Stage::InFlight { .. })).count();
+            if q.needs_reset {
+                if inflight > 0 {
+                    continue; // reset once nothing of the old numbering is out
+                }
+                self.reset_sequences(&tp);
+            }
+            let mut inflight = inflight;
+            let ids: Vec<BatchId> = self.queues[&tp].batches.iter().copied().collect();
+            for bid in ids {
+                let b = &self.batches[&bid];
+                if matches!(b.stage, Stage::InFlight { .. }) {
+                    continue;
+                }
+                if inflight >= self.config.max_inflight_per_partition || (b.after_earlier && inflight > 0) {
+                    break;
+                }
+                // Learn the producer id and the leader meanwhile, so the batch can
+                // leave as soon as its linger or backoff ends.
+                if self.needs_identity(b, &self.queues[&tp]) {
+                    wants_init = true;
+                    break;
+                }
+                let Some(leader) = self.leader(&tp) else {
+                    wants_metadata = true;
+                    break;
+                };
+                if self.ready_at(b) > now {
+                    break;
+                }
+                self.send_attempt(bid, leader);
+                inflight += 1;
             }
         }
         if wants_metadata && self.metadata.is_none() && self.next_metadata_at <= now {
-            let broker = self.config.brokers[self.next_broker % self.config.brokers.len()];
-            self.next_broker = (self.next_broker + 1) % self.config.brokers.len();
+            let broker = self.next_broker();
             let correlation = self.correlation();
             self.metadata = Some((correlation, broker, now + self.config.request_timeout));
             // Ask again soon but not in a tight loop if this broker knows nothing.
             self.next_metadata_at = now + self.jittered(self.config.retry_backoff);
-            let body = RequestBody::Metadata { topics: Vec::new() };
-            let msg = Message::Request(Request { correlation, body });
+            let msg = Message::Request(Request { correlation, body: RequestBody::Metadata { topics: Vec::new() } });
+            self.outputs.push_back(ProducerOutput::Send { to: Peer::Node(broker), msg });
+        }
+        if wants_init && self.init.is_none() && self.next_init_at <= now {
+            let broker = self.next_broker();
+            let correlation = self.correlation();
+            self.init = Some((correlation, broker, now + self.config.request_timeout));
+            self.next_init_at = now + self.jittered(self.config.retry_backoff);
+            let msg = Message::Request(Request { correlation, body: RequestBody::InitProducer });
             self.outputs.push_back(ProducerOutput::Send { to: Peer::Node(broker), msg });
         }
     }
 
-    fn send_attempt(&mut self, id: SendId, leader: NodeId) {
+    /// Places sends whose topic's partition count is known into batches; ends those
+    /// past their deadline. True if some send still waits for metadata.
+    fn route(&mut self) -> bool {
+        let now = self.now;
+        let mut waiting = VecDeque::new();
+        while let Some(u) = self.unrouted.pop_front() {
+            let topic = u.request.topic.clone();
+            let Some(&count) = self.partition_counts.get(&topic) else {
+                if u.give_up_at <= now {
+                    let error = WireError::new(
+                        ErrorCode::UnknownTopic,
+                        format!("no broker knew topic {topic} before the send's deadline; nothing was sent"),
+                    );
+                    self.end_unrouted(u, ProduceOutcome::Failed { error });
+                } else {
+                    waiting.push_back(u);
+                }
+                continue;
+            };
+            let key = u.request.records[0].key.clone();
+            let explicit = u.request.partition;
+            match choose_partition(self.partitioner.as_mut(), &topic, explicit, key.as_deref(), count) {
+                Ok(partition) => self.place(u, TopicPartition { topic, partition }),
+                Err(e) => {
+                    let code = match e {
+                        PartitionError::UnknownPartition { .. } | PartitionError::NoPartitions { .. } => {
+                            ErrorCode::UnknownPartition
+                        }
+                        _ => ErrorCode::InvalidRequest,
+                    };
+                    let error = WireError::new(code, format!("{e}; nothing was sent"));
+                    self.end_unrouted(u, ProduceOutcome::Failed { error });
+                }
+            }
+        }
+        let wants = !waiting.is_empty();
+        self.unrouted = waiting;
+        wants
+    }
+
+    fn end_unrouted(&mut self, u: Unrouted, outcome: ProduceOutcome) {
+        self.open_sends -= 1;
+        self.buffered_bytes -= u.bytes;
+        self.outputs.push_back(ProducerOutput::Done { id: u.id, outcome });
+    }
+
+    /// Adds a routed send to its partition's open batch, or opens one.
+    fn place(&mut self, u: Unrouted, tp: TopicPartition) {
+        let max = self.config.batch_max_bytes;
+        let q = self.queues.entry(tp.clone()).or_default();
+        let member = Member { id: u.id, records: u.request.records.len() as u32 };
+        if let Some(b) = q.batches.back().and_then(|bid| self.batches.get_mut(bid)) {
+            if !b.sealed && b.acks == u.request.acks && b.bytes + u.bytes <= max {
+                b.records.extend(u.request.records);
+                b.members.push(member);
+                b.bytes += u.bytes;
+                b.give_up_at = b.give_up_at.min(u.give_up_at);
+                return;
+            }
+        }
+        let bid = BatchId(self.next_batch);
+        self.next_batch += 1;
+        q.batches.push_back(bid);
+        let batch = Batch {
+            tp,
+            acks: u.request.acks,
+            records: u.request.records,
+            members: vec![member],
+            bytes: u.bytes,
+            created: self.now,
+            give_up_at: u.give_up_at,
+            sealed: false,
+            stamp: None,
+            attempts: 0,
+            indefinite: None,
+            last_error: None,
+            after_earlier: false,
+            stage: Stage::Waiting(self.now),
+        };
+        self.batches.insert(bid, batch);
+    }
+
+    fn send_attempt(&mut self, bid: BatchId, leader: NodeId) {
         let correlation = self.correlation();
         let deadline = self.now + self.config.request_timeout;
-        let Some(s) = self.sends.get_mut(&id) else { return };
-        if s.attempts > 0 {
+        let stamps = self.batches.get(&bid).is_some_and(|b| self.stamps(b));
+        let Some(b) = self.batches.get_mut(&bid) else { return };
+        b.sealed = true;
+        b.after_earlier = false;
+        if stamps && b.stamp.is_none() {
+            let q = self.queues.get_mut(&b.tp).expect("a batch's queue exists");
+            let (producer_id, producer_epoch) = *q.producer.get_or_insert_with(|| {
+                q.next_seq = Sequence(0);
+                self.identity.expect("stamped only with an identity")
+            });
+            b.stamp = Some(ProducerStamp { producer_id, producer_epoch, base_sequence: q.next_seq });
+            q.next_seq = q.next_seq.plus(b.records.len() as u32);
+        }
+        if b.attempts > 0 {
             self.retries += 1;
         }
-        s.attempts += 1;
-        let body = RequestBody::Produce {
-            topic: s.tp.topic.clone(),
-            partition: s.tp.partition,
-            acks: s.acks,
-            batch: s.batch.clone(),
-        };
+        b.attempts += 1;
+        let batch = RecordBatch { producer: b.stamp, ..RecordBatch::new(b.records.clone()) };
+        let body = RequestBody::Produce { topic: b.tp.topic.clone(), partition: b.tp.partition, acks: b.acks, batch };
         self.outputs.push_back(ProducerOutput::Send {
             to: Peer::Node(leader),
             msg: Message::Request(Request { correlation, body }),
         });
-        if s.acks == Acks::None {
+        if b.acks == Acks::None {
             let reason = "acks=0: the broker never confirms".to_owned();
-            self.finish(id, ProduceOutcome::Indefinite { reason });
+            self.finish(bid, |_| ProduceOutcome::Indefinite { reason: reason.clone() });
         } else {
-            s.stage = Stage::InFlight { correlation, to: leader, deadline };
-            self.requests.insert(correlation, id);
+            b.stage = Stage::InFlight { correlation, to: leader, deadline };
+            self.requests.insert(correlation, bid);
         }
     }
 
     fn on_metadata(&mut self, body: Result<ResponseBody, WireError>) {
         let Ok(ResponseBody::Metadata { topics, .. }) = body else { return };
         for t in topics {
+            self.partition_counts.insert(t.config.name.clone(), t.config.partitions);
             for p in t.partitions {
                 let tp = TopicPartition { topic: t.config.name.clone(), partition: p.partition };
                 let known = self.leaders.get(&tp);
@@ -451,75 +1031,152 @@ impl Producer {
         }
     }
 
-    fn on_produce_reply(&mut self, id: SendId, body: Result<ResponseBody, WireError>) {
+    fn on_init(&mut self, body: Result<ResponseBody, WireError>) {
+        // Anything else is retried after `next_init_at`, set when the request left.
+        if let Ok(ResponseBody::ProducerId { producer_id, producer_epoch }) = body {
+            self.identity = Some((producer_id, producer_epoch));
+        }
+    }
+
+    fn on_produce_reply(&mut self, bid: BatchId, body: Result<ResponseBody, WireError>) {
         match body {
             Ok(ResponseBody::Produced { partition, base_offset, .. }) => {
-                self.finish(id, ProduceOutcome::Ok { partition, base_offset });
+                let mut offset = base_offset;
+                self.finish(bid, |m| {
+                    let outcome = ProduceOutcome::Ok { partition, base_offset: offset };
+                    offset = Offset(offset.0 + u64::from(m.records));
+                    outcome
+                });
             }
             Ok(other) => {
                 let reason = format!("unexpected reply {other:?}");
-                self.mark_indefinite(id, reason.clone());
-                self.finish(id, ProduceOutcome::Indefinite { reason });
+                self.mark_indefinite(bid, reason.clone());
+                self.finish(bid, |_| ProduceOutcome::Indefinite { reason: reason.clone() });
             }
-            Err(error) if error.code.is_indefinite() => self.attempt_unknown(id, error.to_string()),
+            Err(error) if error.code.is_indefinite() => self.attempt_unknown(bid, error.to_string()),
             Err(error) if error.code == ErrorCode::TopicDeleted => {
-                self.mark_indefinite(id, error.to_string());
-                self.give_up(id);
+                self.mark_indefinite(bid, error.to_string());
+                self.give_up(bid);
+            }
+            Err(error) if error.code == ErrorCode::OutOfOrderSequence => self.on_out_of_order(bid, error),
+            Err(error) if error.code == ErrorCode::ProducerFenced => {
+                // Only a newer epoch of this producer id fences it, and the producer
+                // bumps epochs only once nothing older is out: a late attempt.
+                self.set_last_error(bid, error);
+                self.give_up(bid);
             }
             Err(error) => {
                 let retriable = error.code.is_retriable() || error.code == ErrorCode::UnknownTopic;
                 if error.code.means_stale_leader() {
-                    self.forget_leader(id);
+                    self.forget_leader(bid);
                 }
-                if let Some(s) = self.sends.get_mut(&id) {
-                    s.last_error = Some(error);
-                }
+                self.set_last_error(bid, error);
                 if retriable {
-                    self.retry_later(id);
+                    self.retry_later(bid);
                 } else {
-                    self.give_up(id);
+                    self.give_up(bid);
                 }
+            }
+        }
+    }
+
+    /// The leader expects another sequence. With an earlier batch of the partition
+    /// still unresolved, this one simply goes after it (the attempt does not
+    /// count). Otherwise the numbering itself is off: reset it under a new epoch,
+    /// unless this batch may already be in the log.
+    fn on_out_of_order(&mut self, bid: BatchId, error: WireError) {
+        let Some(b) = self.batches.get(&bid) else { return };
+        let tp = b.tp.clone();
+        let stamp = b.stamp;
+        let q = &self.queues[&tp];
+        let earlier = q.batches.iter().take_while(|x| **x != bid).any(|x| {
+            let s = self.batches[x].stamp;
+            s.is_some()
+                && s.map(|s| (s.producer_id, s.producer_epoch)) == stamp.map(|s| (s.producer_id, s.producer_epoch))
+        });
+        let possibly_appended = b.indefinite.is_some();
+        self.set_last_error(bid, error);
+        if earlier {
+            if let Some(b) = self.batches.get_mut(&bid) {
+                b.attempts -= 1;
+                b.after_earlier = true;
+                b.stage = Stage::Waiting(self.now);
+            }
+        } else if possibly_appended {
+            self.give_up(bid);
+        } else {
+            if let Some(q) = self.queues.get_mut(&tp) {
+                q.needs_reset = true;
+            }
+            self.retry_later(bid);
+        }
+    }
+
+    /// A new epoch for `tp`'s stamps, and fresh sequences from 0 for every batch
+    /// that cannot be in the log under its old stamp. Called with nothing of the
+    /// partition in flight.
+    fn reset_sequences(&mut self, tp: &TopicPartition) {
+        let Some(q) = self.queues.get_mut(tp) else { return };
+        q.needs_reset = false;
+        self.sequence_resets += 1;
+        match q.producer {
+            Some((id, epoch)) if epoch.0 < u16::MAX => q.producer = Some((id, ProducerEpoch(epoch.0 + 1))),
+            // Epochs exhausted: the next stamp takes the producer's current identity.
+            _ => q.producer = None,
+        }
+        q.next_seq = Sequence(0);
+        let ids: Vec<BatchId> = q.batches.iter().copied().collect();
+        for bid in ids {
+            let Some(b) = self.batches.get_mut(&bid) else { continue };
+            if b.stamp.is_some() && b.indefinite.is_none() {
+                b.stamp = None; // stamped again, in queue order, when it next leaves
             }
         }
     }
 
     /// An attempt whose effect is unknown: remember that, and retry.
-    fn attempt_unknown(&mut self, id: SendId, reason: String) {
-        if let Some(Stage::InFlight { correlation, .. }) = self.sends.get(&id).map(|s| s.stage.clone()) {
+    fn attempt_unknown(&mut self, bid: BatchId, reason: String) {
+        if let Some(Stage::InFlight { correlation, .. }) = self.batches.get(&bid).map(|b| b.stage.clone()) {
             self.requests.remove(&correlation);
         }
-        self.mark_indefinite(id, reason);
-        self.forget_leader(id);
-        self.retry_later(id);
+        self.mark_indefinite(bid, reason);
+        self.forget_leader(bid);
+        self.retry_later(bid);
     }
 
-    fn mark_indefinite(&mut self, id: SendId, reason: String) {
-        if let Some(s) = self.sends.get_mut(&id) {
-            s.indefinite.get_or_insert(reason);
+    fn mark_indefinite(&mut self, bid: BatchId, reason: String) {
+        if let Some(b) = self.batches.get_mut(&bid) {
+            b.indefinite.get_or_insert(reason);
         }
     }
 
-    fn forget_leader(&mut self, id: SendId) {
-        let Some(s) = self.sends.get(&id) else { return };
-        let bad = match s.stage {
+    fn set_last_error(&mut self, bid: BatchId, error: WireError) {
+        if let Some(b) = self.batches.get_mut(&bid) {
+            b.last_error = Some(error);
+        }
+    }
+
+    fn forget_leader(&mut self, bid: BatchId) {
+        let Some(b) = self.batches.get(&bid) else { return };
+        let bad = match b.stage {
             Stage::InFlight { to, .. } => Some(to),
             Stage::Waiting(_) => None,
         };
-        if let Some(info) = self.leaders.get_mut(&s.tp) {
+        if let Some(info) = self.leaders.get_mut(&b.tp) {
             if bad.is_none() || info.leader == bad {
                 info.leader = None;
             }
         }
     }
 
-    fn retry_later(&mut self, id: SendId) {
+    fn retry_later(&mut self, bid: BatchId) {
         let base = self.config.retry_backoff.as_nanos();
-        let Some(attempts) = self.sends.get(&id).map(|s| s.attempts) else { return };
+        let Some(attempts) = self.batches.get(&bid).map(|b| b.attempts) else { return };
         let exp = base.saturating_mul(1u64 << attempts.saturating_sub(1).min(20));
         let wait = self.jittered(Duration::from_nanos(exp.min(self.config.retry_backoff_max.as_nanos())));
         let at = self.now + wait;
-        if let Some(s) = self.sends.get_mut(&id) {
-            s.stage = Stage::Waiting(at);
+        if let Some(b) = self.batches.get_mut(&bid) {
+            b.stage = Stage::Waiting(at);
         }
     }
 
@@ -530,29 +1187,40 @@ impl Producer {
     }
 
     /// No more attempts: indefinite if any attempt may have appended, else failed.
-    fn give_up(&mut self, id: SendId) {
-        let Some(s) = self.sends.get(&id) else { return };
-        let outcome = match (&s.indefinite, &s.last_error) {
+    fn give_up(&mut self, bid: BatchId) {
+        let Some(b) = self.batches.get(&bid) else { return };
+        let outcome = match (&b.indefinite, &b.last_error) {
             (Some(reason), _) => {
-                ProduceOutcome::Indefinite { reason: format!("{reason}; gave up after {} attempt(s)", s.attempts) }
+                ProduceOutcome::Indefinite { reason: format!("{reason}; gave up after {} attempt(s)", b.attempts) }
             }
             (None, Some(error)) => ProduceOutcome::Failed { error: error.clone() },
             (None, None) => ProduceOutcome::Failed {
                 error: WireError::new(
                     ErrorCode::NotLeader,
-                    format!("no leader of {} found within {}; nothing was sent", s.tp, self.config.delivery_timeout),
+                    format!("no leader of {} found before the send's deadline; nothing was sent", b.tp),
                 ),
             },
         };
-        self.finish(id, outcome);
+        self.finish(bid, |_| outcome.clone());
     }
 
-    fn finish(&mut self, id: SendId, outcome: ProduceOutcome) {
-        if let Some(s) = self.sends.remove(&id) {
-            if let Stage::InFlight { correlation, .. } = s.stage {
-                self.requests.remove(&correlation);
+    /// Ends a batch: one outcome per member send, in order.
+    fn finish(&mut self, bid: BatchId, mut outcome: impl FnMut(&Member) -> ProduceOutcome) {
+        let Some(b) = self.batches.remove(&bid) else { return };
+        if let Stage::InFlight { correlation, .. } = b.stage {
+            self.requests.remove(&correlation);
+        }
+        let q = self.queues.get_mut(&b.tp).expect("a batch's queue exists");
+        q.batches.retain(|x| *x != bid);
+        self.buffered_bytes -= b.bytes;
+        self.open_sends -= b.members.len();
+        for m in &b.members {
+            let outcome = outcome(m);
+            if b.stamp.is_some() && !matches!(outcome, ProduceOutcome::Ok { .. }) {
+                // The numbering after it has a hole, or an unknown: start afresh.
+                q.needs_reset = true;
             }
-            self.outputs.push_back(ProducerOutput::Done { id, outcome });
+            self.outputs.push_back(ProducerOutput::Done { id: m.id, outcome });
         }
     }
 }
@@ -566,69 +1234,130 @@ mod tests {
         std::iter::from_fn(|| p.poll_output()).collect()
     }
 
-    fn request_of(outs: &[ProducerOutput]) -> (NodeId, CorrelationId, RequestBody) {
+    fn requests(outs: &[ProducerOutput]) -> Vec<(NodeId, CorrelationId, RequestBody)> {
         outs.iter()
-            .find_map(|o| match o {
+            .filter_map(|o| match o {
                 ProducerOutput::Send { to: Peer::Node(n), msg: Message::Request(r) } => {
                     Some((*n, r.correlation, r.body.clone()))
                 }
                 _ => None,
             })
-            .expect("a request")
+            .collect()
+    }
+
+    fn request_of(outs: &[ProducerOutput]) -> (NodeId, CorrelationId, RequestBody) {
+        requests(outs).into_iter().next().expect("a request")
+    }
+
+    fn done(outs: &[ProducerOutput]) -> Vec<(SendId, ProduceOutcome)> {
+        outs.iter()
+            .filter_map(|o| match o {
+                ProducerOutput::Done { id, outcome } => Some((*id, outcome.clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     fn reply(from: NodeId, corr: CorrelationId, body: Result<ResponseBody, WireError>) -> Input {
         Input::Message { from: Peer::Node(from), msg: Message::Response(Response { correlation: corr, body }) }
     }
 
-    fn metadata(leader: u32, epoch: u32) -> Result<ResponseBody, WireError> {
-        let info = PartitionInfo {
-            partition: PartitionId(0),
-            leader: Some(NodeId(leader)),
-            leader_epoch: LeaderEpoch(epoch),
-            replicas: vec![NodeId(1), NodeId(2)],
-            isr: vec![NodeId(1), NodeId(2)],
-            log_start: Offset(0),
-            high_watermark: Offset(0),
-        };
+    fn metadata_n(leader: u32, epoch: u32, partitions: u32) -> Result<ResponseBody, WireError> {
+        let infos = (0..partitions)
+            .map(|p| PartitionInfo {
+                partition: PartitionId(p),
+                leader: Some(NodeId(leader)),
+                leader_epoch: LeaderEpoch(epoch),
+                replicas: vec![NodeId(1), NodeId(2)],
+                isr: vec![NodeId(1), NodeId(2)],
+                log_start: Offset(0),
+                high_watermark: Offset(0),
+            })
+            .collect();
         Ok(ResponseBody::Metadata {
             brokers: vec![NodeId(1), NodeId(2)],
             controller: Some(NodeId(1)),
-            topics: vec![TopicInfo { config: TopicConfig::new("t", 1), partitions: vec![info] }],
+            topics: vec![TopicInfo { config: TopicConfig::new("t", partitions), partitions: infos }],
         })
     }
 
-    fn two_brokers() -> Producer {
-        let cfg = ProducerConfig { brokers: vec![NodeId(1), NodeId(2)], ..ProducerConfig::default() };
-        Producer::new(cfg, 7)
+    fn metadata(leader: u32, epoch: u32) -> Result<ResponseBody, WireError> {
+        metadata_n(leader, epoch, 1)
     }
 
-    /// Sends one record to t/0 and answers the metadata request with `leader`.
+    fn produced(base: u64) -> Result<ResponseBody, WireError> {
+        Ok(ResponseBody::Produced { partition: PartitionId(0), base_offset: Offset(base), append_time_ms: 0 })
+    }
+
+    fn two_brokers() -> Producer {
+        Producer::new(ProducerConfig::new([NodeId(1), NodeId(2)]), 7).unwrap()
+    }
+
+    /// Answers metadata (leader `leader`, one partition) and producer-id requests
+    /// among `outs`; returns the produce requests.
+    fn serve(p: &mut Producer, now: Instant, leader: u32) -> Vec<(NodeId, CorrelationId, RecordBatch)> {
+        let mut produce = Vec::new();
+        let mut outs = outputs(p);
+        loop {
+            let mut answered = false;
+            for (to, corr, body) in requests(&outs) {
+                match body {
+                    RequestBody::Metadata { .. } => {
+                        p.handle(now, reply(to, corr, metadata(leader, 1)));
+                        answered = true;
+                    }
+                    RequestBody::InitProducer => {
+                        let id = Ok(ResponseBody::ProducerId {
+                            producer_id: ProducerId(42),
+                            producer_epoch: ProducerEpoch(0),
+                        });
+                        p.handle(now, reply(to, corr, id));
+                        answered = true;
+                    }
+                    RequestBody::Produce { batch, .. } => produce.push((to, corr, batch)),
+                    other => panic!("unexpected request {other:?}"),
+                }
+            }
+            if !answered {
+                return produce;
+            }
+            outs = outputs(p);
+        }
+    }
+
+    /// Sends one record to t/0 and answers metadata (and the producer id) so that
+    /// the produce request goes to `leader`.
     fn send_to_leader(p: &mut Producer, acks: Acks, leader: u32) -> (SendId, CorrelationId) {
         let id = p.send(Instant::ZERO, "t", PartitionId(0), acks, vec![Record::from_value("a")]).unwrap();
-        let (to, corr, body) = request_of(&outputs(p));
-        assert!(matches!(body, RequestBody::Metadata { .. }));
-        p.handle(Instant::ZERO, reply(to, corr, metadata(leader, 1)));
-        let (to, corr, body) = request_of(&outputs(p));
-        assert_eq!(to, NodeId(leader));
-        assert!(matches!(body, RequestBody::Produce { .. }));
-        (id, corr)
+        let produce = serve(p, Instant::ZERO, leader);
+        assert_eq!(produce.len(), 1, "one produce request");
+        assert_eq!(produce[0].0, NodeId(leader));
+        (id, produce[0].1)
+    }
+
+    /// Fires timeouts until `p` has nothing scheduled before `until`.
+    fn run_until(p: &mut Producer, mut now: Instant, until: Instant) -> Vec<ProducerOutput> {
+        let mut all = Vec::new();
+        while let Some(t) = p.poll_timeout().filter(|t| *t <= until) {
+            now = t.max(now);
+            p.handle(now, Input::Timeout);
+            all.extend(outputs(p));
+        }
+        all
     }
 
     #[test]
     fn a_send_asks_metadata_then_goes_to_the_leader_and_acks_once() {
         let mut p = two_brokers();
         let (id, corr) = send_to_leader(&mut p, Acks::All, 2);
-        let ok = Ok(ResponseBody::Produced { partition: PartitionId(0), base_offset: Offset(7), append_time_ms: 0 });
-        p.handle(Instant::ZERO, reply(NodeId(2), corr, ok.clone()));
-        p.handle(Instant::ZERO, reply(NodeId(2), corr, ok));
+        p.handle(Instant::ZERO, reply(NodeId(2), corr, produced(7)));
+        p.handle(Instant::ZERO, reply(NodeId(2), corr, produced(7)));
         assert_eq!(
-            outputs(&mut p),
-            vec![ProducerOutput::Done {
-                id,
-                outcome: ProduceOutcome::Ok { partition: PartitionId(0), base_offset: Offset(7) }
-            }]
+            done(&outputs(&mut p)),
+            vec![(id, ProduceOutcome::Ok { partition: PartitionId(0), base_offset: Offset(7) })]
         );
+        assert_eq!(p.inflight(), 0);
+        assert_eq!(p.buffered_bytes(), 0);
     }
 
     #[test]
@@ -652,8 +1381,8 @@ mod tests {
 
     #[test]
     fn refused_on_every_attempt_is_definite_but_one_timeout_keeps_it_indefinite() {
-        let cfg = ProducerConfig { max_attempts: 2, ..ProducerConfig::default() };
-        let mut p = Producer::new(cfg.clone(), 1);
+        let cfg = ProducerConfig::default().max_attempts(2);
+        let mut p = Producer::new(cfg.clone(), 1).unwrap();
         let (_, corr) = send_to_leader(&mut p, Acks::All, 1);
         let refuse = || Err(WireError::new(ErrorCode::NotEnoughReplicas, "isr too small"));
         p.handle(Instant::ZERO, reply(NodeId(1), corr, refuse()));
@@ -661,32 +1390,25 @@ mod tests {
         p.handle(t, Input::Timeout);
         let (_, corr, _) = request_of(&outputs(&mut p));
         p.handle(t, reply(NodeId(1), corr, refuse()));
-        assert!(matches!(
-            outputs(&mut p).as_slice(),
-            [ProducerOutput::Done { outcome: ProduceOutcome::Failed { .. }, .. }]
-        ));
+        assert!(matches!(done(&outputs(&mut p)).as_slice(), [(_, ProduceOutcome::Failed { .. })]));
 
-        let mut p = Producer::new(cfg, 1);
+        let mut p = Producer::new(cfg, 1).unwrap();
         let (_, _) = send_to_leader(&mut p, Acks::All, 1);
         let t = p.poll_timeout().unwrap();
         p.handle(t, Input::Timeout); // the first attempt's deadline: unknown effect
         let mut t = t;
         loop {
             let outs = outputs(&mut p);
-            if let Some(ProducerOutput::Done { outcome, .. }) =
-                outs.iter().find(|o| matches!(o, ProducerOutput::Done { .. }))
-            {
+            if let Some((_, outcome)) = done(&outs).first() {
                 assert!(matches!(outcome, ProduceOutcome::Indefinite { .. }), "{outcome:?}");
                 break;
             }
-            for o in outs {
-                if let ProducerOutput::Send { to: Peer::Node(n), msg: Message::Request(r) } = o {
-                    let body = match r.body {
-                        RequestBody::Metadata { .. } => metadata(1, 1),
-                        _ => refuse(),
-                    };
-                    p.handle(t, reply(n, r.correlation, body));
-                }
+            for (n, corr, body) in requests(&outs) {
+                let body = match body {
+                    RequestBody::Metadata { .. } => metadata(1, 1),
+                    _ => refuse(),
+                };
+                p.handle(t, reply(n, corr, body));
             }
             if let Some(next) = p.poll_timeout() {
                 t = next.max(t);
@@ -697,17 +1419,20 @@ mod tests {
 
     #[test]
     fn acks_zero_is_indefinite_once_sent_and_sends_are_bounded() {
-        let cfg = ProducerConfig { max_inflight: 1, ..ProducerConfig::default() };
-        let mut p = Producer::new(cfg, 3);
+        let cfg = ProducerConfig::default().max_inflight(1);
+        let mut p = Producer::new(cfg, 3).unwrap();
         let id = p.send(Instant::ZERO, "t", PartitionId(0), Acks::None, vec![Record::from_value("a")]).unwrap();
         let err = p.send(Instant::ZERO, "t", PartitionId(0), Acks::All, vec![Record::from_value("b")]);
         assert_eq!(err, Err(ProduceError::Backpressure(1)));
         let (to, corr, _) = request_of(&outputs(&mut p));
         p.handle(Instant::ZERO, reply(to, corr, metadata(1, 1)));
         let outs = outputs(&mut p);
-        assert!(outs.iter().any(
-            |o| matches!(o, ProducerOutput::Done { id: i, outcome: ProduceOutcome::Indefinite { .. } } if *i == id)
-        ));
+        let reqs = requests(&outs);
+        assert!(
+            matches!(reqs.as_slice(), [(_, _, RequestBody::Produce { batch, .. })] if batch.producer.is_none()),
+            "acks=0 batches carry no idempotent stamp: {reqs:?}"
+        );
+        assert!(matches!(done(&outs).as_slice(), [(i, ProduceOutcome::Indefinite { .. })] if *i == id));
         assert_eq!(p.inflight(), 0);
     }
 
@@ -717,5 +1442,212 @@ mod tests {
         let _ = send_to_leader(&mut p, Acks::All, 2);
         p.on_metadata(metadata(1, 0));
         assert_eq!(p.leader(&TopicPartition::new("t", 0)), Some(NodeId(2)));
+    }
+
+    #[test]
+    fn sends_made_while_a_batch_is_out_pack_into_one_batch_with_their_own_offsets() {
+        let cfg = ProducerConfig::default().max_inflight_per_partition(1);
+        let mut p = Producer::new(cfg, 1).unwrap();
+        let (first, corr) = send_to_leader(&mut p, Acks::All, 1);
+        let a = p.send(Instant::ZERO, "t", PartitionId(0), Acks::All, vec![Record::from_value("b")]).unwrap();
+        let records = vec![Record::from_value("c"), Record::from_value("d")];
+        let b = p.send(Instant::ZERO, "t", PartitionId(0), Acks::All, records).unwrap();
+        assert!(requests(&outputs(&mut p)).is_empty(), "the partition's one slot is taken");
+        p.handle(Instant::ZERO, reply(NodeId(1), corr, produced(0)));
+        let outs = outputs(&mut p);
+        assert_eq!(
+            done(&outs),
+            vec![(first, ProduceOutcome::Ok { partition: PartitionId(0), base_offset: Offset(0) })]
+        );
+        let reqs = requests(&outs);
+        let [(_, corr, RequestBody::Produce { batch, .. })] = reqs.as_slice() else { panic!("one batch: {reqs:?}") };
+        assert_eq!(batch.len(), 3);
+        let stamp = batch.producer.expect("stamped");
+        assert_eq!(stamp.base_sequence, Sequence(1), "sequences continue over batches");
+        p.handle(Instant::ZERO, reply(NodeId(1), *corr, produced(1)));
+        assert_eq!(
+            done(&outputs(&mut p)),
+            vec![
+                (a, ProduceOutcome::Ok { partition: PartitionId(0), base_offset: Offset(1) }),
+                (b, ProduceOutcome::Ok { partition: PartitionId(0), base_offset: Offset(2) }),
+            ]
+        );
+    }
+
+    #[test]
+    fn linger_holds_a_batch_until_it_is_full_or_the_linger_ends() {
+        let one = Record::from_value(vec![0u8; 100]).size_bytes();
+        let cfg =
+            ProducerConfig::default().linger(Duration::from_millis(5)).batch_max_bytes(one * 3).idempotence(false);
+        let mut p = Producer::new(cfg, 1).unwrap();
+        let send = |p: &mut Producer, now| {
+            p.send(now, "t", PartitionId(0), Acks::Leader, vec![Record::from_value(vec![0u8; 100])]).unwrap()
+        };
+        send(&mut p, Instant::ZERO);
+        assert!(serve(&mut p, Instant::ZERO, 1).is_empty(), "lingering");
+        assert_eq!(p.poll_timeout(), Some(Instant::ZERO + Duration::from_millis(5)));
+        send(&mut p, Instant::ZERO + Duration::from_millis(1));
+        send(&mut p, Instant::ZERO + Duration::from_millis(2));
+        let reqs = requests(&outputs(&mut p));
+        assert!(
+            matches!(reqs.as_slice(), [(_, _, RequestBody::Produce { batch, .. })] if batch.len() == 3),
+            "a full batch leaves before its linger ends: {reqs:?}"
+        );
+        send(&mut p, Instant::ZERO + Duration::from_millis(3));
+        let outs =
+            run_until(&mut p, Instant::ZERO + Duration::from_millis(3), Instant::ZERO + Duration::from_millis(8));
+        let reqs = requests(&outs);
+        assert!(matches!(reqs.as_slice(), [(_, _, RequestBody::Produce { batch, .. })] if batch.len() == 1));
+    }
+
+    #[test]
+    fn a_full_buffer_refuses_with_backpressure_and_frees_on_outcomes() {
+        let one = Record::from_value(vec![0u8; 1000]).size_bytes();
+        let cfg = ProducerConfig::default().batch_max_bytes(one).buffer_max_bytes(one * 2);
+        let mut p = Producer::new(cfg, 1).unwrap();
+        let big = || vec![Record::from_value(vec![0u8; 1000])];
+        let (first, corr) = {
+            let id = p.send(Instant::ZERO, "t", PartitionId(0), Acks::All, big()).unwrap();
+            let produce = serve(&mut p, Instant::ZERO, 1);
+            (id, produce[0].1)
+        };
+        p.send(Instant::ZERO, "t", PartitionId(0), Acks::All, big()).unwrap();
+        let err = p.send(Instant::ZERO, "t", PartitionId(0), Acks::All, big()).unwrap_err();
+        assert_eq!(err, ProduceError::BufferFull { used: one * 2, limit: one * 2, needed: one });
+        let huge = vec![Record::from_value(vec![0u8; 3000])];
+        assert!(matches!(
+            p.send(Instant::ZERO, "t", PartitionId(0), Acks::All, huge),
+            Err(ProduceError::TooLarge { .. })
+        ));
+        p.handle(Instant::ZERO, reply(NodeId(1), corr, produced(0)));
+        assert_eq!(done(&outputs(&mut p))[0].0, first);
+        p.send(Instant::ZERO, "t", PartitionId(0), Acks::All, big()).expect("room again");
+    }
+
+    #[test]
+    fn a_retry_keeps_its_stamp_and_holds_back_the_batches_after_it() {
+        let mut p = two_brokers();
+        let (_, c0) = send_to_leader(&mut p, Acks::All, 1);
+        p.send(Instant::ZERO, "t", PartitionId(0), Acks::All, vec![Record::from_value("b")]).unwrap();
+        let reqs = requests(&outputs(&mut p));
+        let [(_, c1, RequestBody::Produce { batch: b1, .. })] = reqs.as_slice() else { panic!("{reqs:?}") };
+        assert_eq!(b1.producer.unwrap().base_sequence, Sequence(1));
+        // The first batch is lost (timeout); the second arrives out of order.
+        p.handle(Instant::ZERO, reply(NodeId(1), *c1, Err(WireError::new(ErrorCode::OutOfOrderSequence, "want 0"))));
+        let t = Instant::ZERO + p.config().request_timeout;
+        p.handle(t, Input::Timeout);
+        assert!(p.batches.values().all(|b| b.attempts <= 1), "the out-of-order attempt does not count");
+        let mut now = t;
+        let mut seqs = Vec::new();
+        while seqs.len() < 2 {
+            for (to, corr, batch) in serve(&mut p, now, 1) {
+                seqs.push(batch.producer.unwrap().base_sequence);
+                if seqs.len() == 1 {
+                    // Batch 1 stays back until batch 0 is resolved.
+                    assert!(p.poll_timeout().is_none_or(|d| d >= now + p.config().request_timeout));
+                    p.handle(now, reply(to, corr, produced(0)));
+                }
+            }
+            now = p.poll_timeout().expect("a retry is due").max(now);
+            p.handle(now, Input::Timeout);
+        }
+        assert_eq!(seqs, [Sequence(0), Sequence(1)], "resent in sequence order with the same stamps");
+        let _ = c0;
+    }
+
+    #[test]
+    fn a_batch_that_ends_unacknowledged_resets_the_partition_under_a_new_epoch() {
+        let cfg = ProducerConfig::default().max_attempts(1);
+        let mut p = Producer::new(cfg, 1).unwrap();
+        let (_, c0) = send_to_leader(&mut p, Acks::All, 1);
+        p.send(Instant::ZERO, "t", PartitionId(0), Acks::All, vec![Record::from_value("b")]).unwrap();
+        let reqs = requests(&outputs(&mut p));
+        let [(_, c1, _)] = reqs.as_slice() else { panic!("{reqs:?}") };
+        p.handle(Instant::ZERO, reply(NodeId(1), c0, Err(WireError::new(ErrorCode::NotEnoughReplicas, "small isr"))));
+        assert!(matches!(done(&outputs(&mut p)).as_slice(), [(_, ProduceOutcome::Failed { .. })]));
+        // Nothing is renumbered while the second batch is out under the old numbering.
+        p.handle(Instant::ZERO, reply(NodeId(1), *c1, Err(WireError::new(ErrorCode::OutOfOrderSequence, "want 0"))));
+        let outs = outputs(&mut p);
+        // max_attempts 1: the refused attempt used it up, nothing was appended.
+        assert!(matches!(done(&outs).as_slice(), [(_, ProduceOutcome::Failed { .. })]), "{outs:?}");
+        let id = p.send(Instant::ZERO, "t", PartitionId(0), Acks::All, vec![Record::from_value("c")]).unwrap();
+        let reqs = requests(&outputs(&mut p));
+        let [(_, c2, RequestBody::Produce { batch, .. })] = reqs.as_slice() else { panic!("{reqs:?}") };
+        let stamp = batch.producer.unwrap();
+        assert_eq!((stamp.producer_epoch, stamp.base_sequence), (ProducerEpoch(1), Sequence(0)));
+        assert!(p.sequence_resets() >= 1);
+        p.handle(Instant::ZERO, reply(NodeId(1), *c2, produced(0)));
+        assert!(matches!(done(&outputs(&mut p)).as_slice(), [(i, ProduceOutcome::Ok { .. })] if *i == id));
+    }
+
+    #[test]
+    fn sends_without_a_partition_wait_for_metadata_and_follow_the_partitioner() {
+        let cfg = ProducerConfig::default().partitioner(PartitionerKind::KeyHash).idempotence(false);
+        let mut p = Producer::new(cfg, 1).unwrap();
+        let keyed = SendRequest::new("t").acks(Acks::Leader).record(Record::keyed("foobar", "v"));
+        p.submit(Instant::ZERO, keyed.clone()).unwrap();
+        let (to, corr, body) = request_of(&outputs(&mut p));
+        assert!(matches!(body, RequestBody::Metadata { .. }));
+        p.handle(Instant::ZERO, reply(to, corr, metadata_n(1, 1, 50)));
+        p.submit(Instant::ZERO, keyed).unwrap();
+        let reqs = requests(&outputs(&mut p));
+        let parts: Vec<PartitionId> = reqs
+            .iter()
+            .filter_map(|(_, _, b)| match b {
+                RequestBody::Produce { partition, .. } => Some(*partition),
+                _ => None,
+            })
+            .collect();
+        // Kafka's murmur2 of "foobar" over 50 partitions (see partitioner.rs).
+        assert_eq!(parts, vec![PartitionId(16), PartitionId(16)]);
+    }
+
+    #[test]
+    fn an_explicit_partition_out_of_range_fails_definitely() {
+        let mut p = Producer::new(ProducerConfig::default(), 1).unwrap();
+        let id = p.send(Instant::ZERO, "t", PartitionId(9), Acks::All, vec![Record::from_value("a")]).unwrap();
+        let (to, corr, _) = request_of(&outputs(&mut p));
+        p.handle(Instant::ZERO, reply(to, corr, metadata(1, 1)));
+        let outs = done(&outputs(&mut p));
+        assert!(
+            matches!(outs.as_slice(), [(i, ProduceOutcome::Failed { error })] if *i == id && error.code == ErrorCode::UnknownPartition),
+            "{outs:?}"
+        );
+        assert_eq!(p.inflight(), 0);
+    }
+
+    #[test]
+    fn a_send_to_a_topic_nobody_knows_fails_at_its_own_deadline() {
+        let mut p = Producer::new(ProducerConfig::default(), 1).unwrap();
+        let req = SendRequest::new("nope").record(Record::from_value("a")).timeout(Duration::from_millis(300));
+        let id = p.submit(Instant::ZERO, req).unwrap();
+        let mut now = Instant::ZERO;
+        let mut ended = Vec::new();
+        while ended.is_empty() {
+            for (to, corr, _) in requests(&outputs(&mut p)) {
+                p.handle(now, reply(to, corr, metadata(1, 1)));
+            }
+            ended = done(&outputs(&mut p));
+            if ended.is_empty() {
+                now = p.poll_timeout().expect("a deadline").max(now);
+                p.handle(now, Input::Timeout);
+                ended = done(&outputs(&mut p));
+            }
+        }
+        assert!(now <= Instant::ZERO + Duration::from_millis(300));
+        assert!(
+            matches!(ended.as_slice(), [(i, ProduceOutcome::Failed { error })] if *i == id && error.code == ErrorCode::UnknownTopic)
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_setting_named() {
+        let bad = |c: ProducerConfig| Producer::new(c, 1).unwrap_err().to_string();
+        assert!(bad(ProducerConfig::new([])).contains("brokers"));
+        assert!(bad(ProducerConfig::default().max_inflight_per_partition(6)).contains("max_inflight_per_partition"));
+        assert!(bad(ProducerConfig::default().buffer_max_bytes(10)).contains("buffer_max_bytes"));
+        let weights = PartitionerKind::WeightedRoundRobin { weights: vec![0, 0] };
+        assert!(bad(ProducerConfig::default().partitioner(weights)).contains("partitioner"));
+        assert!(Producer::new(ProducerConfig::default().idempotence(false).max_inflight_per_partition(50), 1).is_ok());
     }
 }

@@ -104,7 +104,10 @@ impl Node {
             return Err(WireError::new(ErrorCode::Backpressure, format!("{tp} has too many writes waiting to commit")));
         }
         if let Some(stamp) = batch.producer {
-            match slot.replica.producers.check(&stamp, batch.len()) {
+            // Retention may have removed a producer's whole history; only then is an
+            // unknown producer id accepted at any sequence.
+            let history_complete = slot.replica.log.log_start() == Offset(0);
+            match slot.replica.producers.check(&stamp, batch.len(), history_complete) {
                 SequenceCheck::Accept => {}
                 SequenceCheck::Duplicate { base_offset, end } => {
                     // A retry of a batch already in the log: answer with the original
@@ -127,7 +130,7 @@ impl Node {
                 }
                 SequenceCheck::Fenced { current } => {
                     return Err(WireError::new(
-                        ErrorCode::FencedEpoch,
+                        ErrorCode::ProducerFenced,
                         format!(
                             "producer {} epoch {} is fenced by epoch {current} on {tp}",
                             stamp.producer_id, stamp.producer_epoch

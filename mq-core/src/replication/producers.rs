@@ -81,16 +81,27 @@ impl ProducerTable {
     }
 
     /// Checks a stamped batch of `count` records. A producer id the table does not
-    /// know is accepted at any sequence: retention may have removed its history
-    /// (Kafka's KIP-360 leniency), and within a known history every retry is
-    /// recognised.
-    pub fn check(&self, stamp: &ProducerStamp, count: u64) -> SequenceCheck {
-        let Some(entry) = self.entries.get(&stamp.producer_id) else { return SequenceCheck::Accept };
+    /// know starts at sequence 0 while `history_complete` (the log still holds
+    /// every batch it ever appended); once retention has removed records it may
+    /// have removed that producer's whole history, and the id is accepted at any
+    /// sequence (Kafka's KIP-360 leniency). Within a known history every retry of
+    /// a remembered batch is recognised.
+    pub fn check(&self, stamp: &ProducerStamp, count: u64, history_complete: bool) -> SequenceCheck {
+        let Some(entry) = self.entries.get(&stamp.producer_id) else {
+            if history_complete && stamp.base_sequence != Sequence(0) {
+                return SequenceCheck::OutOfOrder { expected: Sequence(0) };
+            }
+            return SequenceCheck::Accept;
+        };
         if stamp.producer_epoch < entry.epoch {
             return SequenceCheck::Fenced { current: entry.epoch };
         }
         if stamp.producer_epoch > entry.epoch {
-            // A new epoch restarts its sequences.
+            // A new epoch restarts its sequences at 0; a later batch of it that
+            // arrives first must wait for that one.
+            if stamp.base_sequence != Sequence(0) {
+                return SequenceCheck::OutOfOrder { expected: Sequence(0) };
+            }
             return SequenceCheck::Accept;
         }
         let last_seq = stamp.base_sequence.plus(count.saturating_sub(1) as u32);
@@ -159,31 +170,39 @@ mod tests {
     fn a_retry_of_a_remembered_batch_is_a_duplicate_with_its_original_offsets() {
         let log = log_with(&[batch(stamp(7, 0, 0), 3), batch(stamp(7, 0, 3), 2)]);
         let t = ProducerTable::rebuild(&log);
-        assert_eq!(t.check(&stamp(7, 0, 3), 2), SequenceCheck::Duplicate { base_offset: Offset(3), end: Offset(5) });
-        assert_eq!(t.check(&stamp(7, 0, 5), 1), SequenceCheck::Accept);
+        assert_eq!(
+            t.check(&stamp(7, 0, 3), 2, false),
+            SequenceCheck::Duplicate { base_offset: Offset(3), end: Offset(5) }
+        );
+        assert_eq!(t.check(&stamp(7, 0, 5), 1, false), SequenceCheck::Accept);
     }
 
     #[test]
     fn a_gap_or_a_stale_sequence_is_out_of_order() {
         let t = ProducerTable::rebuild(&log_with(&[batch(stamp(7, 0, 0), 3)]));
-        assert_eq!(t.check(&stamp(7, 0, 4), 1), SequenceCheck::OutOfOrder { expected: Sequence(3) });
-        assert_eq!(t.check(&stamp(7, 0, 1), 1), SequenceCheck::OutOfOrder { expected: Sequence(3) });
+        assert_eq!(t.check(&stamp(7, 0, 4), 1, false), SequenceCheck::OutOfOrder { expected: Sequence(3) });
+        assert_eq!(t.check(&stamp(7, 0, 1), 1, false), SequenceCheck::OutOfOrder { expected: Sequence(3) });
     }
 
     #[test]
     fn an_older_epoch_is_fenced_and_a_newer_one_restarts() {
         let t = ProducerTable::rebuild(&log_with(&[batch(stamp(7, 2, 0), 1)]));
-        assert_eq!(t.check(&stamp(7, 1, 1), 1), SequenceCheck::Fenced { current: ProducerEpoch(2) });
-        assert_eq!(t.check(&stamp(7, 3, 0), 1), SequenceCheck::Accept);
+        assert_eq!(t.check(&stamp(7, 1, 1), 1, false), SequenceCheck::Fenced { current: ProducerEpoch(2) });
+        assert_eq!(t.check(&stamp(7, 3, 0), 1, false), SequenceCheck::Accept);
+        // A newer epoch starts at sequence 0: its later batches wait for that one.
+        assert_eq!(t.check(&stamp(7, 3, 5), 1, false), SequenceCheck::OutOfOrder { expected: Sequence(0) });
     }
 
     #[test]
     fn only_the_last_five_batches_are_remembered() {
         let batches: Vec<RecordBatch> = (0..7).map(|i| batch(stamp(1, 0, i), 1)).collect();
         let t = ProducerTable::rebuild(&log_with(&batches));
-        assert!(matches!(t.check(&stamp(1, 0, 2), 1), SequenceCheck::Duplicate { .. }));
-        assert!(matches!(t.check(&stamp(1, 0, 1), 1), SequenceCheck::OutOfOrder { .. }));
-        // Unknown producers start anywhere.
-        assert_eq!(t.check(&stamp(2, 0, 99), 1), SequenceCheck::Accept);
+        assert!(matches!(t.check(&stamp(1, 0, 2), 1, false), SequenceCheck::Duplicate { .. }));
+        assert!(matches!(t.check(&stamp(1, 0, 1), 1, false), SequenceCheck::OutOfOrder { .. }));
+        // Unknown producers start at 0 while the log is whole, anywhere once
+        // retention may have removed their history.
+        assert_eq!(t.check(&stamp(2, 0, 99), 1, true), SequenceCheck::OutOfOrder { expected: Sequence(0) });
+        assert_eq!(t.check(&stamp(2, 0, 0), 1, true), SequenceCheck::Accept);
+        assert_eq!(t.check(&stamp(2, 0, 99), 1, false), SequenceCheck::Accept);
     }
 }
