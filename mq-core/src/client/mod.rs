@@ -6,10 +6,10 @@
 //! the client wants sent and what it has to report, and `poll_timeout()` says when it
 //! next needs [`crate::Input::Timeout`]. They never read a clock or open a socket.
 //!
-//! This first version is deliberately small: one broker per client, one request
-//! deadline, no retries. Later steps grow the producer (batching, idempotence) and
-//! the consumer (groups, acks) in this module. [`partitioner`] holds the
-//! producer-side partitioners (explicit, key hash, round robin, weighted, random).
+//! The [`Producer`] batches, partitions, retries and deduplicates (DESIGN.md
+//! section 6); [`partitioner`] holds its partitioners (explicit, key hash, round
+//! robin, weighted, random). The [`Consumer`] reads one partition, following its
+//! leader; consumer groups and acks (section 7) come next.
 
 mod consumer;
 pub mod partitioner;
