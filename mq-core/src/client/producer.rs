@@ -451,6 +451,18 @@ struct LeaderInfo {
     epoch: LeaderEpoch,
 }
 
+/// What the first waiting batch of a partition waits for.
+enum Next {
+    /// Its partition's room: a reply or a request deadline frees it.
+    Blocked,
+    /// The producer id (`InitProducer`).
+    Identity,
+    /// The partition's leader (metadata).
+    Leader,
+    /// Nothing more: it leaves to `leader` at `at`.
+    Leave { leader: NodeId, at: Instant },
+}
+
 /// A request for metadata or a producer id that is out: (correlation, broker,
 /// deadline).
 type Pending = Option<(CorrelationId, NodeId, Instant)>;
@@ -715,28 +727,21 @@ impl Producer {
                 }
             }
             let Some(b) = head else { continue };
-            let blocked = b.after_earlier && inflight > 0;
-            if q.needs_reset || blocked || inflight >= self.config.max_inflight_per_partition {
-                continue; // a reply or a request deadline comes first
-            }
-            if self.needs_identity(b, q) {
-                wants_init = true;
-            } else if self.leader(tp).is_none() {
-                wants_metadata = true;
-            } else {
-                t = t.min(self.ready_at(b));
+            match self.next_step(tp, q, b, inflight) {
+                Next::Blocked => {} // a reply or a request deadline comes first
+                Next::Identity => wants_init = true,
+                Next::Leader => wants_metadata = true,
+                Next::Leave { at, .. } => t = t.min(at),
             }
         }
-        match self.metadata {
-            Some((_, _, deadline)) => t = t.min(deadline),
-            None if wants_metadata => t = t.min(self.next_metadata_at),
-            None => {}
-        }
-        match self.init {
-            Some((_, _, deadline)) => t = t.min(deadline),
-            None if wants_init => t = t.min(self.next_init_at),
-            None => {}
-        }
+        // A request out wakes at its deadline; one wanted, once it may be sent.
+        let wake = |pending: Pending, wanted: bool, next_at: Instant| match pending {
+            Some((_, _, deadline)) => deadline,
+            None if wanted => next_at,
+            None => Instant::MAX,
+        };
+        t = t.min(wake(self.metadata, wants_metadata, self.next_metadata_at));
+        t = t.min(wake(self.init, wants_init, self.next_init_at));
         (t != Instant::MAX).then_some(t)
     }
 
@@ -850,56 +855,73 @@ impl Producer {
                 }
             }
             let Some(q) = self.queues.get(&tp) else { continue };
-            let inflight = q.batches.iter().filter(|b| matches!(self.batches[b].stage, Stage::InFlight { .. })).count();
+            let mut inflight =
+                q.batches.iter().filter(|b| matches!(self.batches[b].stage, Stage::InFlight { .. })).count();
             if q.needs_reset {
                 if inflight > 0 {
                     continue; // reset once nothing of the old numbering is out
                 }
                 self.reset_sequences(&tp);
             }
-            let mut inflight = inflight;
             let ids: Vec<BatchId> = self.queues[&tp].batches.iter().copied().collect();
             for bid in ids {
                 let b = &self.batches[&bid];
                 if matches!(b.stage, Stage::InFlight { .. }) {
                     continue;
                 }
-                if inflight >= self.config.max_inflight_per_partition || (b.after_earlier && inflight > 0) {
-                    break;
+                // The producer id and the leader are learnt meanwhile, so that the
+                // batch can leave as soon as its linger or backoff ends.
+                match self.next_step(&tp, &self.queues[&tp], b, inflight) {
+                    Next::Leave { leader, at } if at <= now => {
+                        self.send_attempt(bid, leader);
+                        inflight += 1;
+                    }
+                    Next::Identity => {
+                        wants_init = true;
+                        break;
+                    }
+                    Next::Leader => {
+                        wants_metadata = true;
+                        break;
+                    }
+                    Next::Leave { .. } | Next::Blocked => break,
                 }
-                // Learn the producer id and the leader meanwhile, so the batch can
-                // leave as soon as its linger or backoff ends.
-                if self.needs_identity(b, &self.queues[&tp]) {
-                    wants_init = true;
-                    break;
-                }
-                let Some(leader) = self.leader(&tp) else {
-                    wants_metadata = true;
-                    break;
-                };
-                if self.ready_at(b) > now {
-                    break;
-                }
-                self.send_attempt(bid, leader);
-                inflight += 1;
             }
         }
         if wants_metadata && self.metadata.is_none() && self.next_metadata_at <= now {
-            let broker = self.next_broker();
-            let correlation = self.correlation();
-            self.metadata = Some((correlation, broker, now + self.config.request_timeout));
+            self.metadata = Some(self.ask_any_broker(RequestBody::Metadata { topics: Vec::new() }));
             // Ask again soon but not in a tight loop if this broker knows nothing.
             self.next_metadata_at = now + self.jittered(self.config.retry_backoff);
-            let msg = Message::Request(Request { correlation, body: RequestBody::Metadata { topics: Vec::new() } });
-            self.outputs.push_back(ProducerOutput::Send { to: Peer::Node(broker), msg });
         }
         if wants_init && self.init.is_none() && self.next_init_at <= now {
-            let broker = self.next_broker();
-            let correlation = self.correlation();
-            self.init = Some((correlation, broker, now + self.config.request_timeout));
+            self.init = Some(self.ask_any_broker(RequestBody::InitProducer));
             self.next_init_at = now + self.jittered(self.config.retry_backoff);
-            let msg = Message::Request(Request { correlation, body: RequestBody::InitProducer });
-            self.outputs.push_back(ProducerOutput::Send { to: Peer::Node(broker), msg });
+        }
+    }
+
+    /// Sends `body` to the next broker in rotation; returns what to wait for.
+    fn ask_any_broker(&mut self, body: RequestBody) -> (CorrelationId, NodeId, Instant) {
+        let broker = self.next_broker();
+        let correlation = self.correlation();
+        let msg = Message::Request(Request { correlation, body });
+        self.outputs.push_back(ProducerOutput::Send { to: Peer::Node(broker), msg });
+        (correlation, broker, self.now + self.config.request_timeout)
+    }
+
+    /// What `b`, the first batch of `tp` not out, waits for while `inflight` of
+    /// the partition's batches are out. `drive` acts on it; `poll_timeout` wakes
+    /// for it.
+    fn next_step(&self, tp: &TopicPartition, q: &PartitionQueue, b: &Batch, inflight: usize) -> Next {
+        let full = inflight >= self.config.max_inflight_per_partition;
+        if q.needs_reset || full || (b.after_earlier && inflight > 0) {
+            Next::Blocked
+        } else if self.needs_identity(b, q) {
+            Next::Identity
+        } else {
+            match self.leader(tp) {
+                None => Next::Leader,
+                Some(leader) => Next::Leave { leader, at: self.ready_at(b) },
+            }
         }
     }
 
@@ -1217,13 +1239,15 @@ impl Producer {
         q.batches.retain(|x| *x != bid);
         self.buffered_bytes -= b.bytes;
         self.open_sends -= b.members.len();
+        let mut acked = true;
         for m in &b.members {
             let outcome = outcome(m);
-            if b.stamp.is_some() && !matches!(outcome, ProduceOutcome::Ok { .. }) {
-                // The numbering after it has a hole, or an unknown: start afresh.
-                q.needs_reset = true;
-            }
+            acked = matches!(outcome, ProduceOutcome::Ok { .. });
             self.outputs.push_back(ProducerOutput::Done { id: m.id, outcome });
+        }
+        if b.stamp.is_some() && !acked {
+            // The numbering after it has a hole, or an unknown: start afresh.
+            q.needs_reset = true;
         }
     }
 }
