@@ -11,9 +11,10 @@ use mq_core::wire::codec::{
     decode_stored_batches, encode_stored_batch, StoredTail, BATCH_HEADER_BYTES, FRAME_HEADER_BYTES, FRAME_VERSION,
 };
 use mq_core::wire::{
-    decode_frame, encode_frame, frame_bytes, Acks, BatchKind, CodecError, ErrorCode, Header, JoinGroup, Joined,
-    Message, OffsetSpec, PartitionInfo, ProducerStamp, Record, RecordBatch, Request, RequestBody, Response,
-    ResponseBody, TopicConfig, TopicInfo, WireError, DEFAULT_MAX_FRAME_BYTES,
+    decode_frame, encode_frame, frame_bytes, AckKind, Acks, BatchKind, CodecError, DeliveredRecord, ErrorCode,
+    FetchMode, GroupAck, GroupFetch, GroupSeek, GroupSettings, GroupView, Header, JoinGroup, Joined, Message,
+    OffsetSpec, PartitionInfo, ProducerStamp, Record, RecordBatch, Request, RequestBody, Response, ResponseBody,
+    SeekTo, StartPosition, TopicConfig, TopicInfo, WireError, DEFAULT_MAX_FRAME_BYTES,
 };
 use mq_core::{
     CorrelationId, Duration, Generation, GroupGeneration, LeaderEpoch, MemberId, NodeId, Offset, PartitionId,
@@ -151,6 +152,77 @@ fn group_generation() -> impl Strategy<Value = GroupGeneration> {
         .prop_map(|(e, g)| GroupGeneration { coordinator_epoch: LeaderEpoch(e), generation: Generation(g) })
 }
 
+fn group_settings() -> impl Strategy<Value = GroupSettings> {
+    (prop::collection::vec(text(), 0..3), any::<u64>(), any::<u32>(), any::<bool>()).prop_map(
+        |(filter, t, n, latest)| GroupSettings {
+            filter,
+            ack_timeout: Duration::from_nanos(t),
+            max_deliveries: n,
+            start: if latest { StartPosition::Latest } else { StartPosition::Earliest },
+        },
+    )
+}
+
+fn members() -> impl Strategy<Value = Vec<(MemberId, u32)>> {
+    prop::collection::vec((any::<u64>().prop_map(MemberId), any::<u32>()), 0..4)
+}
+
+fn tp() -> impl Strategy<Value = TopicPartition> {
+    (text(), any::<u32>()).prop_map(|(t, p)| TopicPartition::new(t, p))
+}
+
+fn delivery_request_body() -> impl Strategy<Value = RequestBody> {
+    let view = (text(), any::<u64>(), group_generation(), group_mode(), group_settings(), members()).prop_map(
+        |(group, m, generation, mode, settings, members)| GroupView {
+            group,
+            member: MemberId(m),
+            generation,
+            mode,
+            settings,
+            members,
+        },
+    );
+    let fetch_mode = prop_oneof![
+        any::<u64>().prop_map(|t| FetchMode::Pull { max_wait: Duration::from_nanos(t) }),
+        any::<u32>().prop_map(|prefetch| FetchMode::Push { prefetch }),
+    ];
+    let ack_kind = prop_oneof![
+        Just(AckKind::Ack),
+        any::<u64>().prop_map(|t| AckKind::Nack { delay: Duration::from_nanos(t) }),
+        Just(AckKind::Reject),
+    ];
+    let seek_to = prop_oneof![
+        any::<u64>().prop_map(|o| SeekTo::Offset(Offset(o))),
+        any::<u64>().prop_map(SeekTo::Timestamp),
+        Just(SeekTo::Earliest),
+        Just(SeekTo::Latest),
+    ];
+    prop_oneof![
+        (view, tp(), any::<u32>(), fetch_mode).prop_map(|(view, tp, max_records, mode)| RequestBody::GroupFetch(
+            GroupFetch { view, tp, max_records, mode }
+        )),
+        (
+            text(),
+            any::<u64>(),
+            group_generation(),
+            tp(),
+            prop::collection::vec((any::<u64>().prop_map(Offset), ack_kind), 0..4),
+            prop::option::of(any::<u64>().prop_map(Offset))
+        )
+            .prop_map(|(group, m, generation, tp, acks, up_to)| RequestBody::GroupAck(GroupAck {
+                group,
+                member: MemberId(m),
+                generation,
+                tp,
+                acks,
+                up_to
+            })),
+        (text(), any::<u64>(), group_generation(), tp(), seek_to).prop_map(|(group, m, generation, tp, to)| {
+            RequestBody::GroupSeek(GroupSeek { group, member: MemberId(m), generation, tp, to })
+        }),
+    ]
+}
+
 fn group_request_body() -> impl Strategy<Value = RequestBody> {
     prop_oneof![
         text().prop_map(|group| RequestBody::FindCoordinator { group }),
@@ -161,6 +233,8 @@ fn group_request_body() -> impl Strategy<Value = RequestBody> {
                 topics,
                 mode,
                 session_timeout: Duration::from_nanos(t),
+                settings: GroupSettings::default(),
+                weight: 1,
             })),
         (text(), any::<u64>(), group_generation()).prop_map(|(group, m, generation)| RequestBody::Heartbeat {
             group,
@@ -194,6 +268,7 @@ fn request_body() -> impl Strategy<Value = RequestBody> {
             spec
         }),
         group_request_body(),
+        delivery_request_body(),
     ]
 }
 
@@ -249,8 +324,27 @@ fn response_body() -> impl Strategy<Value = ResponseBody> {
                 generation,
                 assignment: tps.into_iter().map(|(t, p)| TopicPartition::new(t, p)).collect(),
                 heartbeat_interval: Duration::from_nanos(hb),
+                settings: GroupSettings::default(),
+                peers: vec![("t".to_string(), vec![(MemberId(m), 1)])],
             })
         ),
+        (tp(), any::<u64>(), prop::collection::vec((any::<u64>(), any::<u32>(), record()), 0..3)).prop_map(
+            |(tp, hw, rs)| ResponseBody::Delivered {
+                tp,
+                high_watermark: Offset(hw),
+                records: rs
+                    .into_iter()
+                    .map(|(o, delivery, record)| DeliveredRecord { offset: Offset(o), delivery, record })
+                    .collect(),
+            }
+        ),
+        (
+            tp(),
+            any::<u64>(),
+            prop::collection::vec((any::<u64>().prop_map(Offset), prop::sample::select(ERROR_CODES.to_vec())), 0..3)
+        )
+            .prop_map(|(tp, p, refused)| ResponseBody::Acked { tp, prefix: Offset(p), refused }),
+        (tp(), any::<u64>()).prop_map(|(tp, o)| ResponseBody::Sought { tp, offset: Offset(o) }),
         Just(ResponseBody::HeartbeatOk),
         Just(ResponseBody::Left),
     ]

@@ -100,6 +100,8 @@ fn join_group_request_frame_bytes() {
             topics: vec!["orders".into()],
             mode: GroupMode::Exclusive(Assignor::Sticky),
             session_timeout: Duration::from_secs(10),
+            settings: mq_core::wire::GroupSettings::default(),
+            weight: 1,
         }),
     });
     let bytes = frame_bytes(&msg).unwrap();
@@ -116,6 +118,8 @@ fn joined_response_frame_bytes() {
             generation: GroupGeneration { coordinator_epoch: LeaderEpoch(2), generation: Generation(7) },
             assignment: vec![TopicPartition::new("orders", 0), TopicPartition::new("orders", 3)],
             heartbeat_interval: Duration::from_millis(3333),
+            settings: mq_core::wire::GroupSettings::default(),
+            peers: vec![("orders".into(), vec![(MemberId(2 << 32 | 5), 1)])],
         })),
     });
     let bytes = frame_bytes(&msg).unwrap();

@@ -69,6 +69,8 @@ impl Member {
             topics: vec!["orders".into()],
             mode,
             session_timeout: SESSION,
+            settings: mq_core::wire::GroupSettings::default(),
+            weight: 1,
         };
         h.request(self.client, coordinator, RequestBody::JoinGroup(join))
     }
@@ -305,6 +307,8 @@ fn bad_group_requests_get_clear_errors_and_no_panic() {
         topics: vec!["missing".into()],
         mode: range(),
         session_timeout: SESSION,
+        settings: mq_core::wire::GroupSettings::default(),
+        weight: 1,
     };
     let c = h.request(CLIENT, coord, RequestBody::JoinGroup(join));
     assert_eq!(err(&mut h, c).0, ErrorCode::UnknownTopic);
@@ -449,6 +453,8 @@ proptest::proptest! {
                         topics: vec![topics[topic].into()],
                         mode: modes[mode],
                         session_timeout: Duration::from_millis(session_ms),
+                        settings: mq_core::wire::GroupSettings::default(),
+                        weight: 1,
                     };
                     (client, h.request(client, 1, RequestBody::JoinGroup(join)), true)
                 }

@@ -28,6 +28,8 @@ async fn a_member_joins_heartbeats_and_leaves_over_tcp() {
         topics: vec!["orders".into()],
         mode: GroupMode::Exclusive(Assignor::Range),
         session_timeout: Duration::from_secs(10).into(),
+        settings: mq_core::wire::GroupSettings::default(),
+        weight: 1,
     };
     // The coordinator may still be starting on the new partition's leader.
     let mut joined = None;

@@ -29,7 +29,7 @@ use super::GroupMode;
 use crate::contract::Peer;
 use crate::ids::{CorrelationId, Generation, GroupGeneration, LeaderEpoch, MemberId, PartitionId, TopicPartition};
 use crate::time::{Duration, Instant};
-use crate::wire::{ErrorCode, JoinGroup, Joined, ResponseBody, WireError};
+use crate::wire::{ErrorCode, GroupSettings, JoinGroup, Joined, ResponseBody, WireError};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// The internal topic whose partition leaders coordinate groups.
@@ -37,6 +37,16 @@ pub const GROUPS_TOPIC: &str = "__groups";
 
 /// Longest group name.
 pub const MAX_GROUP_NAME_LEN: usize = 249;
+/// The largest member weight of a shared group.
+pub const MAX_WEIGHT: u32 = 1_000;
+/// The shortest ack timeout a group may ask for.
+pub const MIN_ACK_TIMEOUT: Duration = Duration::from_millis(10);
+/// The longest ack timeout a group may ask for.
+pub const MAX_ACK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+/// The most tags in a group's filter.
+pub const MAX_FILTER_TAGS: usize = 64;
+/// The longest tag in a filter, in bytes.
+pub const MAX_TAG_LEN: usize = 256;
 
 /// Limits and ranges a coordinator enforces (STYLE.md item 7: every map bounded).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,6 +155,8 @@ enum Phase {
 struct Member {
     topics: BTreeSet<String>,
     session_timeout: Duration,
+    /// Its weight in a shared group.
+    weight: u32,
     /// Evicted once `now` reaches this without a heartbeat or join (not while its
     /// join is held: it is waiting for us).
     deadline: Instant,
@@ -157,6 +169,8 @@ struct Member {
 #[derive(Clone, Debug)]
 struct Group {
     mode: GroupMode,
+    /// Fixed by the first join.
+    settings: GroupSettings,
     generation: Generation,
     phase: Phase,
     members: BTreeMap<MemberId, Member>,
@@ -354,7 +368,7 @@ impl Coordinator {
     fn join(&mut self, from: Peer, correlation: CorrelationId, join: JoinGroup) -> Result<(), WireError> {
         validate_group_name(&join.group)?;
         let topics = self.validate_subscription(&join)?;
-        let JoinGroup { group: name, member, mode, session_timeout, .. } = join;
+        let JoinGroup { group: name, member, mode, session_timeout, settings, weight, .. } = join;
         let now = self.now;
         if !self.groups.contains_key(&name) {
             if let Some(id) = member {
@@ -371,6 +385,7 @@ impl Coordinator {
             }
             let group = Group {
                 mode,
+                settings: settings.clone(),
                 generation: Generation(0),
                 phase: Phase::Rebalancing { deadline: now },
                 members: BTreeMap::new(),
@@ -385,6 +400,12 @@ impl Coordinator {
             return Err(WireError::new(
                 ErrorCode::InconsistentGroup,
                 format!("group {name} runs in mode {:?}; this member asked for {mode:?}", g.mode),
+            ));
+        }
+        if g.settings != settings {
+            return Err(WireError::new(
+                ErrorCode::InconsistentGroup,
+                format!("group {name} runs with settings {:?}; this member asked for {settings:?}", g.settings),
             ));
         }
         let id = match member {
@@ -410,6 +431,7 @@ impl Coordinator {
                     Member {
                         topics: BTreeSet::new(),
                         session_timeout,
+                        weight,
                         deadline: now,
                         join: None,
                         assignment: Vec::new(),
@@ -425,9 +447,10 @@ impl Coordinator {
             }
         };
         let m = g.members.get_mut(&id).expect("present");
-        let changed = m.topics != topics || m.session_timeout != session_timeout;
+        let changed = m.topics != topics || m.session_timeout != session_timeout || m.weight != weight;
         m.topics = topics;
         m.session_timeout = session_timeout;
+        m.weight = weight;
         m.deadline = now + session_timeout;
         if g.phase == Phase::Stable && !changed {
             // A rejoin that changes nothing (say its earlier answer was lost): the
@@ -456,6 +479,22 @@ impl Coordinator {
         let (lo, hi) = (self.config.min_session_timeout, self.config.max_session_timeout);
         if join.session_timeout < lo || join.session_timeout > hi {
             return invalid(format!("session timeout {} is outside the allowed {lo} to {hi}", join.session_timeout));
+        }
+        if join.weight == 0 || join.weight > MAX_WEIGHT {
+            return invalid(format!("weight {} is outside the allowed 1 to {MAX_WEIGHT}", join.weight));
+        }
+        let s = &join.settings;
+        if s.max_deliveries == 0 {
+            return invalid("max_deliveries must be at least 1".to_string());
+        }
+        if s.ack_timeout < MIN_ACK_TIMEOUT || s.ack_timeout > MAX_ACK_TIMEOUT {
+            return invalid(format!(
+                "ack timeout {} is outside the allowed {MIN_ACK_TIMEOUT} to {MAX_ACK_TIMEOUT}",
+                s.ack_timeout
+            ));
+        }
+        if s.filter.len() > MAX_FILTER_TAGS || s.filter.iter().any(|t| t.is_empty() || t.len() > MAX_TAG_LEN) {
+            return invalid(format!("a filter holds at most {MAX_FILTER_TAGS} tags of 1 to {MAX_TAG_LEN} bytes each"));
         }
         for t in &join.topics {
             if t.starts_with("__") {
@@ -638,11 +677,22 @@ impl Coordinator {
     fn joined(&self, name: &str, id: MemberId) -> ResponseBody {
         let g = &self.groups[name];
         let m = &g.members[&id];
+        let peers = m
+            .topics
+            .iter()
+            .map(|t| {
+                let subscribed =
+                    g.members.iter().filter(|(_, o)| o.topics.contains(t)).map(|(oid, o)| (*oid, o.weight));
+                (t.clone(), subscribed.collect())
+            })
+            .collect();
         ResponseBody::Joined(Joined {
             member: id,
             generation: self.generation_of(g),
             assignment: m.assignment.clone(),
             heartbeat_interval: Duration::from_nanos(m.session_timeout.as_nanos() / 3),
+            settings: g.settings.clone(),
+            peers,
         })
     }
 

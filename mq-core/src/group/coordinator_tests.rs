@@ -50,6 +50,8 @@ impl T {
             topics: topics.iter().map(|t| t.to_string()).collect(),
             mode,
             session_timeout: SESSION,
+            settings: crate::wire::GroupSettings::default(),
+            weight: 1,
         };
         let out = self.feed(CoordinatorInput::Join { from: Peer::Client(ClientId(client)), correlation, join });
         (correlation, out)
@@ -267,6 +269,8 @@ fn bad_joins_get_clear_errors() {
         topics: vec!["orders".into()],
         mode: RANGE,
         session_timeout: Duration::from_millis(1),
+        settings: crate::wire::GroupSettings::default(),
+        weight: 1,
     };
     let out = t.feed(CoordinatorInput::Join { from: Peer::Client(ClientId(1)), correlation, join });
     assert_eq!(code(reply_to(&out, correlation).unwrap()), ErrorCode::InvalidRequest);
@@ -391,4 +395,61 @@ proptest! {
             prop_assert_eq!(owned, expected);
         }
     }
+}
+
+#[test]
+fn joined_names_the_peers_of_each_topic_with_their_weights_and_the_group_settings() {
+    let mut t = T::new(&[("orders", 2)]);
+    let (a, b) = t.pair(GroupMode::Shared);
+    assert_eq!(a.settings, crate::wire::GroupSettings::default());
+    let mut expected = vec![(a.member, 1), (b.member, 1)];
+    expected.sort();
+    assert_eq!(a.peers, vec![("orders".to_string(), expected.clone())]);
+    assert_eq!(b.peers, a.peers);
+}
+
+#[test]
+fn a_join_with_other_settings_or_a_bad_weight_is_refused_and_changes_nothing() {
+    let mut t = T::new(&[("orders", 2)]);
+    let (c1, out) = t.join_as(1, None, &["orders"], GroupMode::Shared);
+    let first = joined(&out, c1);
+    let before = t.view();
+    let other = crate::wire::GroupSettings { max_deliveries: 3, ..Default::default() };
+    let mut bad_weight = JoinGroup {
+        group: "g".into(),
+        member: None,
+        topics: vec!["orders".into()],
+        mode: GroupMode::Shared,
+        session_timeout: SESSION,
+        settings: other,
+        weight: 1,
+    };
+    for (join, code) in [
+        (bad_weight.clone(), ErrorCode::InconsistentGroup),
+        (
+            {
+                bad_weight.settings = Default::default();
+                bad_weight.weight = 0;
+                bad_weight.clone()
+            },
+            ErrorCode::InvalidRequest,
+        ),
+        (
+            {
+                bad_weight.weight = 1;
+                bad_weight.settings.max_deliveries = 0;
+                bad_weight.clone()
+            },
+            ErrorCode::InvalidRequest,
+        ),
+    ] {
+        let correlation = t.corr();
+        let out = t.feed(CoordinatorInput::Join { from: Peer::Client(ClientId(9)), correlation, join });
+        match reply_to(&out, correlation) {
+            Some(Err(e)) => assert_eq!(e.code, code, "{e}"),
+            other => panic!("expected {code:?}, got {other:?}"),
+        }
+    }
+    assert_eq!(t.view(), before);
+    assert_eq!(t.heartbeat(first.member, first.generation), Ok(ResponseBody::HeartbeatOk));
 }

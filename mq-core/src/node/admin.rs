@@ -24,6 +24,10 @@ impl Node {
                     Err(not_ready(self.id()))
                 }
             }
+            RequestBody::GroupFetch(_) | RequestBody::GroupAck(_) | RequestBody::GroupSeek(_) => Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                "group delivery is not implemented yet (docs/consumers.md section 6)",
+            )),
             RequestBody::Produce { topic, partition, acks, batch } => {
                 self.produce(from, corr, topic, partition, acks, batch)
             }

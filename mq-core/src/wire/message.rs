@@ -3,6 +3,7 @@
 //! Variant order is part of the wire format: add new variants at the end only.
 
 use super::error::WireError;
+use super::group::{DeliveredRecord, GroupAck, GroupFetch, GroupSeek, GroupSettings};
 use super::record::RecordBatch;
 use crate::controller::raft::{Entry, LogIndex, RaftMessage};
 use crate::controller::ControllerRequest;
@@ -166,6 +167,14 @@ pub enum RequestBody {
         /// The member leaving.
         member: MemberId,
     },
+    /// Records of a group from a partition leader, pulled or pushed
+    /// (docs/consumers.md section 6).
+    GroupFetch(GroupFetch),
+    /// Acks, nacks and rejects on one partition, answered `Acked` once the group's
+    /// cursor record holding them is committed.
+    GroupAck(GroupAck),
+    /// Moves a group's cursor on one partition, answered `Sought` once committed.
+    GroupSeek(GroupSeek),
 }
 
 /// A member's request to join a group. The coordinator computes every member's
@@ -184,6 +193,12 @@ pub struct JoinGroup {
     pub mode: GroupMode,
     /// The member is evicted after this long without a heartbeat or join.
     pub session_timeout: Duration,
+    /// The group's settings; the first join fixes them and later joins must ask
+    /// for the same (`InconsistentGroup` otherwise).
+    pub settings: GroupSettings,
+    /// This member's share of a shared group's records relative to the others
+    /// (weighted round robin; at least 1; ignored by other modes).
+    pub weight: u32,
 }
 
 /// The coordinator's answer to a join: the member's share at a new generation.
@@ -199,6 +214,12 @@ pub struct Joined {
     pub assignment: Vec<TopicPartition>,
     /// Heartbeat this often (a third of the session timeout).
     pub heartbeat_interval: Duration,
+    /// The group's settings.
+    pub settings: GroupSettings,
+    /// For each topic of the member: the members subscribed to it at this
+    /// generation with their weights, sorted by id. The member shows the list of a
+    /// partition's topic to its leader in every `GroupFetch` (`GroupView`).
+    pub peers: Vec<(String, Vec<(MemberId, u32)>)>,
 }
 
 /// One partition's state as reported to clients.
@@ -303,6 +324,35 @@ pub enum ResponseBody {
     HeartbeatOk,
     /// The member left the group.
     Left,
+    /// Records for a group member (one answer of a pull, or one push of a push
+    /// subscription). Never control records; only records below the high
+    /// watermark.
+    Delivered {
+        /// The partition.
+        tp: TopicPartition,
+        /// Its high watermark.
+        high_watermark: Offset,
+        /// The records, in offset order within this answer.
+        records: Vec<DeliveredRecord>,
+    },
+    /// The acks were applied and the cursor record holding them is committed.
+    Acked {
+        /// The partition.
+        tp: TopicPartition,
+        /// The group's acked prefix on the partition after these acks.
+        prefix: Offset,
+        /// Entries not applied, with why (a nack or reject of a record that is not
+        /// leased to this member, an offset not below the high watermark, ...).
+        refused: Vec<(Offset, super::error::ErrorCode)>,
+    },
+    /// The cursor moved and is committed.
+    Sought {
+        /// The partition.
+        tp: TopicPartition,
+        /// The new acked prefix: the next record delivered is the first one at or
+        /// after it.
+        offset: Offset,
+    },
 }
 
 /// Messages among brokers.

@@ -3,11 +3,16 @@
 
 pub mod codec;
 mod error;
+mod group;
 mod message;
 mod record;
 
 pub use codec::{decode_frame, encode_frame, frame_bytes, CodecError, DEFAULT_MAX_FRAME_BYTES};
 pub use error::{ErrorCode, WireError};
+pub use group::{
+    AckKind, DeliveredRecord, FetchMode, GroupAck, GroupFetch, GroupSeek, GroupSettings, GroupView, SeekTo,
+    StartPosition,
+};
 pub use message::{
     Acks, ControllerReply, JoinGroup, Joined, Message, OffsetSpec, PartitionInfo, PeerMessage, ReplicaData,
     ReplicaFetch, Request, RequestBody, Response, ResponseBody, TopicConfig, TopicInfo,
