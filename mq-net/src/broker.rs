@@ -113,7 +113,10 @@ impl Broker {
         let local = LocalNode { id: NodeId(config.id), cluster_size: config.cluster_size() };
         let clock = Clock::start();
         let seed = config.seed.unwrap_or_else(|| clock.now().as_nanos() ^ u64::from(config.id));
-        let options = StorageOptions { segment_bytes: config.segment_bytes };
+        let local_addr =
+            listener.local_addr().map_err(|source| BrokerError::Bind { addr: config.listen.clone(), source })?;
+        let owner = format!("mq broker {} listening on {local_addr}", config.id);
+        let options = StorageOptions { segment_bytes: config.segment_bytes, owner };
         let data_dir = config.data_dir.clone();
         let (store, recovered) = tokio::task::spawn_blocking(move || DiskStore::open(data_dir, options))
             .await
@@ -130,8 +133,6 @@ impl Broker {
             partitions = recovered.state.logs.len(),
             "recovered"
         );
-        let local_addr =
-            listener.local_addr().map_err(|source| BrokerError::Bind { addr: config.listen.clone(), source })?;
 
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shutdown_tx = Arc::new(shutdown_tx);
@@ -387,10 +388,14 @@ impl Driver {
 
     fn send(&mut self, to: Peer, msg: mq_core::wire::Message) {
         if let Peer::Node(id) = to {
-            match self.links.get(&id).map(|tx| tx.try_send(msg)) {
-                Some(Ok(())) => {}
-                Some(Err(TrySendError::Full(_))) => tracing::debug!(%to, "link queue full; message dropped"),
-                Some(Err(TrySendError::Closed(_))) | None => tracing::debug!(%to, "no link; message dropped"),
+            let Some(link) = self.links.get(&id) else {
+                tracing::debug!(%to, "no link; message dropped");
+                return;
+            };
+            match link.try_send(msg) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => tracing::debug!(%to, "link queue full; message dropped"),
+                Err(TrySendError::Closed(_)) => tracing::debug!(%to, "no link; message dropped"),
             }
             return;
         }

@@ -187,6 +187,24 @@ fn client_commands_fail_fast_without_a_broker() {
 }
 
 #[test]
+fn a_second_mq_broker_on_the_same_data_dir_exits_1_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = BrokerProcess::start(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_mq"))
+        .args(["broker", "--listen", "127.0.0.1:0", "--data-dir", dir.path().to_str().unwrap()])
+        .env("MQ_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("in use by pid {} (mq broker 1 listening on {})", first.child.id(), first.addr)),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "no readiness line");
+}
+
+#[test]
 fn broker_refuses_invalid_settings_with_exit_code_2() {
     let out = Command::new(env!("CARGO_BIN_EXE_mq"))
         .args(["broker", "--peers", "2=localhost:9093", "--listen", "127.0.0.1:0"])

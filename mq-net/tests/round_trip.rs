@@ -212,3 +212,26 @@ async fn producer_sends_keyed_records_to_the_key_partition_and_unkeyed_round_rob
     assert!(c.producer("missing").build().await.is_err());
     broker.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_second_broker_on_a_data_dir_in_use_refuses_to_start_and_a_restart_after_stop_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = start(dir.path()).await;
+    let c = client(first.local_addr()).await;
+    c.create_topic(NewTopic::new("locked", 1)).await.unwrap();
+    let d = c.produce("locked", 0, Acks::All, values("kept", 1)).await.unwrap();
+
+    let err = mq_net::Broker::start(common::config(dir.path())).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("is in use by"), "{msg}");
+    assert!(msg.contains(&format!("listening on {}", first.local_addr())), "the error names the holder: {msg}");
+    // The refused broker wrote nothing: the first one still serves.
+    assert_eq!(c.produce("locked", 0, Acks::All, values("more", 1)).await.unwrap().offset, d.offset.next());
+    drop(c);
+    first.stop().await.unwrap();
+
+    let again = start(dir.path()).await;
+    let c = client(again.local_addr()).await;
+    assert_eq!(read_all(&c, "locked", 0).await.len(), 2, "the restart recovered the data");
+    again.stop().await.unwrap();
+}

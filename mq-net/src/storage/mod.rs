@@ -9,6 +9,7 @@
 //! Layout of a data directory (docs/operations.md):
 //!
 //! ```text
+//! <data-dir>/mq.lock                            advisory lock: one store per directory
 //! <data-dir>/raft.wal                           metadata quorum: term, vote, log (append-only)
 //! <data-dir>/logs/<topic>/<partition>/log-start  first offset kept (atomic replace)
 //! <data-dir>/logs/<topic>/<partition>/<base>.log    stored batches: len | crc32c | payload
@@ -18,10 +19,12 @@
 //! `<base>` is the segment's first offset, zero-padded to 20 digits so names sort.
 
 mod files;
+mod lock;
 mod partition;
 mod raft_wal;
 
 use files::{sync_dir, TMP_SUFFIX};
+use lock::DirLock;
 use mq_core::storage::{DurableState, Write};
 use mq_core::{Offset, TopicPartition};
 use partition::PartitionFiles;
@@ -70,6 +73,18 @@ pub enum StorageError {
         /// What was wrong.
         reason: String,
     },
+    /// Another store (another broker) holds the data directory's lock.
+    #[error(
+        "data directory {} is in use by {holder}; two brokers must never share a data directory: \
+         give each broker its own --data-dir, or stop the other one first",
+        dir.display()
+    )]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// Who holds it, as its lock file says (pid and description).
+        holder: String,
+    },
     /// The core sent a kind of write this build cannot store.
     #[error("unsupported write {0}; mq-net is older than mq-core")]
     UnsupportedWrite(String),
@@ -91,11 +106,14 @@ impl<T> IoContext<T> for io::Result<T> {
 pub struct StorageOptions {
     /// A segment rolls over once appending would take it past this size.
     pub segment_bytes: u64,
+    /// Who opens the store ("broker 1 on 127.0.0.1:9092"), written with the pid
+    /// into the lock file so that a second opener's error can name the holder.
+    pub owner: String,
 }
 
 impl Default for StorageOptions {
     fn default() -> Self {
-        StorageOptions { segment_bytes: 64 * 1024 * 1024 }
+        StorageOptions { segment_bytes: 64 * 1024 * 1024, owner: String::new() }
     }
 }
 
@@ -153,14 +171,20 @@ pub struct DiskStore {
     /// Directories whose entries changed since the last sync.
     dirs_to_sync: BTreeSet<PathBuf>,
     scratch: Vec<u8>,
+    /// Held for the store's whole life; dropping the store releases it.
+    _lock: DirLock,
 }
 
 impl DiskStore {
     /// Opens (creating if needed) the store at `root` and recovers its contents.
+    /// Fails with [`StorageError::Locked`] while another store has `root` open, in
+    /// this process or another; the lock is released when the store is dropped.
     pub fn open(root: impl Into<PathBuf>, options: StorageOptions) -> Result<(DiskStore, Recovered), StorageError> {
         let root = root.into();
         let logs_root = root.join("logs");
         fs::create_dir_all(&logs_root).ctx("create data directory", &logs_root)?;
+        // Before anything is read: another broker may be writing.
+        let lock = DirLock::acquire(&root, &options.owner)?;
         let mut notes = Vec::new();
         remove_tmp_files(&root, &mut notes)?;
         let (raft, raft_state, torn) = RaftWal::open(&root)?;
@@ -176,6 +200,7 @@ impl DiskStore {
             dirty: BTreeSet::new(),
             dirs_to_sync: BTreeSet::new(),
             scratch: Vec::new(),
+            _lock: lock,
         };
         let mut state = DurableState { raft: raft_state, ..DurableState::default() };
         for entry in fs::read_dir(&store.logs_root).ctx("list", &store.logs_root)? {

@@ -23,7 +23,7 @@ fn append(p: u32, base: u64, n: usize) -> Write {
 }
 
 fn small_segments() -> StorageOptions {
-    StorageOptions { segment_bytes: 256 }
+    StorageOptions { segment_bytes: 256, ..StorageOptions::default() }
 }
 
 /// The core's reference store after `writes`.
@@ -231,4 +231,22 @@ fn unsafe_topic_names_never_reach_the_filesystem() {
     let write = Write::Append { tp: TopicPartition::new("../escape", 0), batches: vec![batch(0, 1)] };
     assert!(store.persist(&[write]).is_err());
     assert!(!dir.path().join("escape").exists());
+}
+
+#[test]
+fn a_second_store_on_the_same_directory_is_refused_until_the_first_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let owner = StorageOptions { owner: "broker 1 on 127.0.0.1:9092".into(), ..StorageOptions::default() };
+    let (first, _) = DiskStore::open(dir.path(), owner).unwrap();
+    let err = DiskStore::open(dir.path(), StorageOptions::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, StorageError::Locked { .. }), "{msg}");
+    let holder = format!("pid {} (broker 1 on 127.0.0.1:9092)", std::process::id());
+    assert!(msg.contains(&holder), "the error names the holder: {msg}");
+    assert!(msg.contains("never share a data directory"), "{msg}");
+    drop(first);
+    // The lock file stays behind; only the lock counts.
+    assert!(dir.path().join("mq.lock").exists());
+    let (_again, recovered) = DiskStore::open(dir.path(), StorageOptions::default()).unwrap();
+    assert!(recovered.notes.is_empty(), "the lock file is not an orphan: {:?}", recovered.notes);
 }
