@@ -109,6 +109,23 @@ impl AckSet {
         }
     }
 
+    /// Whether a decoded set is canonical and within bounds (`Err` says why);
+    /// cursor records from the log are checked with it before they are trusted.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.above.first().is_some_and(|o| *o <= self.prefix) {
+            return Err(format!("an individual ack at or below the prefix {}", self.prefix));
+        }
+        if self.above.len() > self.max_individual {
+            return Err(format!("{} individual acks, more than the {} allowed", self.above.len(), self.max_individual));
+        }
+        Ok(())
+    }
+
+    /// The individual acks above the prefix, lowest first.
+    pub fn acked_above(&self) -> impl Iterator<Item = Offset> + '_ {
+        self.above.iter().copied()
+    }
+
     /// Panics if the representation is not canonical.
     pub fn check_invariants(&self) {
         assert!(self.above.first().is_none_or(|o| *o > self.prefix), "an individual ack at or below the prefix");

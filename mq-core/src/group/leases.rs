@@ -167,6 +167,37 @@ impl Leases {
         self.redeliver.remove(&o);
     }
 
+    /// Records leased to `member` now.
+    pub fn held_by(&self, member: MemberId) -> usize {
+        self.leased.values().filter(|l| l.member == member).count()
+    }
+
+    /// Changes the group's settings (a newer generation may carry others); leases
+    /// already granted keep their expiry.
+    pub fn set_limits(&mut self, ack_timeout: Duration, max_deliveries: u32) {
+        self.ack_timeout = ack_timeout;
+        self.max_deliveries = max_deliveries.max(1);
+    }
+
+    /// Forgets every record below `end` (a cumulative ack or a seek past them).
+    pub fn forget_below(&mut self, end: Offset) {
+        self.leased = self.leased.split_off(&end);
+        self.redeliver = self.redeliver.split_off(&end);
+    }
+
+    /// Leased or waiting records, for invariant checks.
+    pub fn offsets(&self) -> impl Iterator<Item = Offset> + '_ {
+        self.leased.keys().chain(self.redeliver.keys()).copied()
+    }
+
+    /// The next lease expiry, or the next nack delay ending after `after` (delays
+    /// that ended at or before it were already acted on by the caller).
+    pub fn next_after(&self, after: Instant) -> Option<Instant> {
+        let lease = self.leased.values().map(|l| l.expires).min();
+        let due = self.redeliver.values().map(|(at, _)| *at).filter(|at| *at > after).min();
+        lease.into_iter().chain(due).min()
+    }
+
     /// The next time something expires or becomes due.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let lease = self.leased.values().map(|l| l.expires).min();

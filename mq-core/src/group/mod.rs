@@ -11,12 +11,15 @@
 //!   generations, session-timeout eviction and assignment (docs/consumers.md).
 //! - [`shared`]: smooth weighted round robin for `shared` groups.
 //! - [`keyshared`]: consistent hashing of record keys for `key_shared` groups.
+//! - [`cursor`]: one group's delivery state on one partition (acks, leases,
+//!   views, who gets which record, the cursor record).
 //! - [`leases`]: in-flight deliveries, ack timeouts, nack delays, rejects and
 //!   `max_deliveries` towards the dead-letter topic.
 
 pub mod acks;
 pub mod assign;
 pub mod coordinator;
+pub mod cursor;
 pub mod keyshared;
 pub mod leases;
 pub mod shared;

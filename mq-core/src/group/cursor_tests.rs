@@ -1,0 +1,367 @@
+//! Unit and property tests of [`super::Cursor`] (docs/consumers.md section 6).
+
+use super::*;
+use crate::group::assign::Assignor;
+use crate::ids::{Generation, LeaderEpoch, TopicPartition};
+use crate::time::Duration;
+use proptest::prelude::*;
+
+const M1: MemberId = MemberId(1);
+const M2: MemberId = MemberId(2);
+const M3: MemberId = MemberId(3);
+
+fn t(ms: u64) -> Instant {
+    Instant::from_millis(ms)
+}
+
+fn gen(n: u32) -> GroupGeneration {
+    GroupGeneration { coordinator_epoch: LeaderEpoch(1), generation: Generation(n) }
+}
+
+fn view(member: MemberId, generation: GroupGeneration, mode: GroupMode, members: &[(MemberId, u32)]) -> GroupView {
+    GroupView {
+        group: "g".into(),
+        member,
+        generation,
+        mode,
+        settings: GroupSettings { ack_timeout: Duration::from_millis(100), max_deliveries: 3, ..Default::default() },
+        members: members.to_vec(),
+    }
+}
+
+fn rec(v: &str) -> Record {
+    Record::from_value(Bytes::copy_from_slice(v.as_bytes()))
+}
+
+/// A committed log of `batches`, each appended as one batch.
+fn log_of(batches: Vec<RecordBatch>) -> PartitionLog {
+    let mut log = PartitionLog::new(TopicPartition::new("t", 0));
+    for b in batches {
+        log.append(b, LeaderEpoch(1), 0);
+    }
+    log.mark_persisted(log.log_end());
+    log.advance_high_watermark(log.log_end());
+    log
+}
+
+fn data(n: usize) -> RecordBatch {
+    RecordBatch::new((0..n).map(|i| rec(&format!("v{i}"))).collect())
+}
+
+fn offsets(d: &BTreeMap<MemberId, Vec<DeliveredRecord>>, m: MemberId) -> Vec<u64> {
+    d.get(&m).map(|v| v.iter().map(|r| r.offset.0).collect()).unwrap_or_default()
+}
+
+fn room(entries: &[(MemberId, usize)]) -> BTreeMap<MemberId, usize> {
+    entries.iter().copied().collect()
+}
+
+fn exclusive() -> GroupMode {
+    GroupMode::Exclusive(Assignor::Sticky)
+}
+
+fn started(v: &GroupView, log: &PartitionLog) -> Cursor {
+    let mut c = Cursor::start(v, log);
+    c.observe(v, log, t(0)).unwrap();
+    c
+}
+
+#[test]
+fn exclusive_delivers_in_offset_order_and_skips_leased_records() {
+    let log = log_of(vec![data(5)]);
+    let v = view(M1, gen(1), exclusive(), &[(M1, 1)]);
+    let mut c = started(&v, &log);
+    let d = c.deal(&log, t(0), &room(&[(M1, 2)]));
+    assert_eq!(offsets(&d, M1), vec![0, 1]);
+    let d = c.deal(&log, t(1), &room(&[(M1, 10)]));
+    assert_eq!(offsets(&d, M1), vec![2, 3, 4], "leased records are not delivered twice");
+    assert!(c.deal(&log, t(2), &room(&[(M1, 10)])).is_empty());
+    c.check_invariants();
+}
+
+#[test]
+fn an_expired_lease_is_delivered_again_with_its_count() {
+    let log = log_of(vec![data(1)]);
+    let v = view(M1, gen(1), exclusive(), &[(M1, 1)]);
+    let mut c = started(&v, &log);
+    c.deal(&log, t(0), &room(&[(M1, 1)]));
+    assert_eq!(c.poll_timeout(t(0)), Some(t(100)));
+    assert!(c.expire(t(100)).is_empty());
+    let d = c.deal(&log, t(100), &room(&[(M1, 1)]));
+    assert_eq!(d[&M1][0].delivery, 2);
+}
+
+#[test]
+fn control_and_filtered_records_are_skipped_and_folded_into_the_prefix() {
+    let mut tagged = rec("x");
+    tagged.tags = vec!["blue".into()];
+    let control = encode_cursor("other", &AckSet::new(Offset(0)));
+    let log = log_of(vec![data(1), control, RecordBatch::new(vec![rec("untagged"), tagged])]);
+    let mut v = view(M1, gen(1), exclusive(), &[(M1, 1)]);
+    v.settings.filter = vec!["blue".into()];
+    let mut c = started(&v, &log);
+    let d = c.deal(&log, t(0), &room(&[(M1, 10)]));
+    assert_eq!(offsets(&d, M1), vec![3], "only the tagged data record");
+    assert_eq!(c.acks().prefix(), Offset(3), "offsets 0 to 2 are not for the group");
+}
+
+#[test]
+fn the_prefix_moves_over_control_and_filtered_records_once_acked_below() {
+    let control = encode_cursor("other", &AckSet::new(Offset(0)));
+    let log = log_of(vec![data(1), control, data(1)]);
+    let v = view(M1, gen(1), GroupMode::Shared, &[(M1, 1)]);
+    let mut c = started(&v, &log);
+    let d = c.deal(&log, t(0), &room(&[(M1, 1)]));
+    assert_eq!(offsets(&d, M1), vec![0]);
+    let out = c.apply_acks(M1, &[(Offset(0), AckKind::Ack)], None, log.high_watermark(), t(1));
+    assert!(out.changed && out.refused.is_empty());
+    let d = c.deal(&log, t(1), &room(&[(M1, 5)]));
+    assert_eq!(offsets(&d, M1), vec![2]);
+    assert_eq!(c.acks().prefix(), Offset(2), "the control record at 1 is folded into the prefix");
+}
+
+#[test]
+fn shared_push_deals_by_weight() {
+    let log = log_of(vec![data(60)]);
+    let v = view(M1, gen(1), GroupMode::Shared, &[(M1, 1), (M2, 2), (M3, 3)]);
+    let mut c = started(&v, &log);
+    let d = c.deal(&log, t(0), &room(&[(M1, 100), (M2, 100), (M3, 100)]));
+    assert_eq!((offsets(&d, M1).len(), offsets(&d, M2).len(), offsets(&d, M3).len()), (10, 20, 30));
+    // A member without room is skipped.
+    let log = log_of(vec![data(6)]);
+    let mut c = started(&v, &log);
+    let d = c.deal(&log, t(0), &room(&[(M1, 2), (M2, 0), (M3, 1)]));
+    assert_eq!((offsets(&d, M1).len(), offsets(&d, M2).len(), offsets(&d, M3).len()), (2, 0, 1));
+}
+
+#[test]
+fn key_shared_sends_each_key_to_one_member_and_skips_the_others_keys() {
+    let records: Vec<Record> = (0..40).map(|i| Record::keyed(format!("k{}", i % 8), format!("v{i}"))).collect();
+    let log = log_of(vec![RecordBatch::new(records)]);
+    let v = view(M1, gen(1), GroupMode::KeyShared, &[(M1, 1), (M2, 1)]);
+    let mut c = started(&v, &log);
+    let d1 = c.deal(&log, t(0), &room(&[(M1, 100)]));
+    let d2 = c.deal(&log, t(0), &room(&[(M2, 100)]));
+    let keys = |d: &BTreeMap<MemberId, Vec<DeliveredRecord>>, m| -> BTreeSet<Bytes> {
+        d.get(&m).map(|v| v.iter().map(|r| r.record.key.clone().unwrap()).collect()).unwrap_or_default()
+    };
+    let (k1, k2) = (keys(&d1, M1), keys(&d2, M2));
+    assert!(!k1.is_empty() && !k2.is_empty(), "{k1:?} {k2:?}");
+    assert!(k1.is_disjoint(&k2));
+    assert_eq!(offsets(&d1, M1).len() + offsets(&d2, M2).len(), 40);
+}
+
+#[test]
+fn an_older_generation_is_refused_and_a_newer_one_releases_leases() {
+    let log = log_of(vec![data(4)]);
+    let v1 = view(M1, gen(2), GroupMode::Shared, &[(M1, 1), (M2, 1)]);
+    let mut c = started(&v1, &log);
+    c.deal(&log, t(0), &room(&[(M1, 2), (M2, 2)]));
+    let stale = view(M1, gen(1), GroupMode::Shared, &[(M1, 1)]);
+    assert!(matches!(c.observe(&stale, &log, t(1)), Err(CursorError::StaleGeneration { .. })));
+    assert_eq!(c.check_generation(gen(1)).unwrap_err().code(), ErrorCode::IllegalGeneration);
+    // M2 died: its leases end, M1 keeps its own.
+    let v3 = view(M1, gen(3), GroupMode::Shared, &[(M1, 1)]);
+    c.observe(&v3, &log, t(1)).unwrap();
+    assert_eq!((c.held_by(M1), c.held_by(M2)), (2, 0));
+    // Exclusive: every lease ends with a new generation.
+    let mut c = started(&view(M1, gen(1), exclusive(), &[(M1, 1)]), &log);
+    c.deal(&log, t(0), &room(&[(M1, 4)]));
+    c.observe(&view(M1, gen(2), exclusive(), &[(M1, 1)]), &log, t(1)).unwrap();
+    assert_eq!(c.held_by(M1), 0);
+    assert_eq!(offsets(&c.deal(&log, t(1), &room(&[(M1, 9)])), M1), vec![0, 1, 2, 3]);
+}
+
+#[test]
+fn a_view_without_its_own_member_is_refused() {
+    let log = log_of(vec![data(1)]);
+    let v = view(M1, gen(1), GroupMode::Shared, &[(M2, 1)]);
+    let mut c = Cursor::start(&v, &log);
+    assert_eq!(c.observe(&v, &log, t(0)).unwrap_err().code(), ErrorCode::InvalidRequest);
+}
+
+#[test]
+fn acks_nacks_rejects_and_refusals() {
+    let log = log_of(vec![data(6)]);
+    let hw = log.high_watermark();
+    let v = view(M1, gen(1), GroupMode::Shared, &[(M1, 1), (M2, 1)]);
+    let mut c = started(&v, &log);
+    c.deal(&log, t(0), &room(&[(M1, 4)]));
+    c.deal(&log, t(0), &room(&[(M2, 1)]));
+    let acks = [
+        (Offset(0), AckKind::Ack),
+        (Offset(1), AckKind::Nack { delay: Duration::from_millis(50) }),
+        (Offset(2), AckKind::Reject),
+        (Offset(4), AckKind::Reject),
+        (Offset(9), AckKind::Ack),
+    ];
+    let out = c.apply_acks(M1, &acks, None, hw, t(10));
+    assert!(out.changed);
+    assert_eq!(out.refused, vec![(Offset(4), ErrorCode::InvalidRequest), (Offset(9), ErrorCode::OffsetOutOfRange)]);
+    assert_eq!(out.dead_letters, vec![(Offset(2), DeadLetterReason::Rejected)]);
+    assert!(c.is_dead_lettering(Offset(2)));
+    // Offset 1 waits out its delay; 2 waits for its dead letter; 3 is leased to M1.
+    assert_eq!(offsets(&c.deal(&log, t(20), &room(&[(M2, 9)])), M2), vec![5]);
+    assert_eq!(c.poll_timeout(t(20)), Some(t(60)));
+    assert_eq!(offsets(&c.deal(&log, t(60), &room(&[(M2, 9)])), M2), vec![1]);
+    assert!(c.dead_lettered(Offset(2)));
+    // M2's ack of M1's record counts: the work is done.
+    let out = c.apply_acks(M2, &[(Offset(3), AckKind::Ack)], Some(Offset(2)), hw, t(61));
+    assert!(out.changed && out.refused.is_empty());
+    assert_eq!(c.acks().prefix(), Offset(4));
+    c.check_invariants();
+}
+
+#[test]
+fn max_deliveries_sends_to_the_dead_letter_topic_instead_of_redelivering() {
+    let log = log_of(vec![data(1)]);
+    let v = view(M1, gen(1), GroupMode::Shared, &[(M1, 1)]);
+    let mut c = started(&v, &log);
+    for i in 0..2 {
+        assert_eq!(offsets(&c.deal(&log, t(i * 100), &room(&[(M1, 1)])), M1), vec![0]);
+        assert!(c.expire(t(i * 100 + 100)).is_empty());
+    }
+    c.deal(&log, t(200), &room(&[(M1, 1)]));
+    assert_eq!(c.expire(t(300)), vec![(Offset(0), DeadLetterReason::MaxDeliveries)]);
+    assert!(c.deal(&log, t(300), &room(&[(M1, 1)])).is_empty(), "not delivered while dead-lettering");
+}
+
+#[test]
+fn a_seek_replays_from_its_offset() {
+    let log = log_of(vec![data(4)]);
+    let v = view(M1, gen(1), exclusive(), &[(M1, 1)]);
+    let mut c = started(&v, &log);
+    c.deal(&log, t(0), &room(&[(M1, 4)]));
+    c.apply_acks(M1, &[], Some(Offset(4)), log.high_watermark(), t(1));
+    c.seek(Offset(1));
+    assert_eq!(offsets(&c.deal(&log, t(2), &room(&[(M1, 9)])), M1), vec![1, 2, 3]);
+}
+
+#[test]
+fn a_cumulative_ack_above_the_high_watermark_is_refused() {
+    let log = log_of(vec![data(2)]);
+    let v = view(M1, gen(1), exclusive(), &[(M1, 1)]);
+    let mut c = started(&v, &log);
+    let out = c.apply_acks(M1, &[], Some(Offset(3)), log.high_watermark(), t(0));
+    assert_eq!(out.refused, vec![(Offset(3), ErrorCode::OffsetOutOfRange)]);
+    assert!(!out.changed);
+}
+
+#[test]
+fn a_latest_group_made_by_acks_does_not_replay_history() {
+    let log = log_of(vec![data(10)]);
+    let mut c = Cursor::provisional("g", &log);
+    c.apply_acks(M1, &[(Offset(8), AckKind::Ack)], None, log.high_watermark(), t(0));
+    let mut v = view(M1, gen(1), exclusive(), &[(M1, 1)]);
+    v.settings.start = StartPosition::Latest;
+    c.observe(&v, &log, t(0)).unwrap();
+    assert_eq!(offsets(&c.deal(&log, t(0), &room(&[(M1, 9)])), M1), vec![9]);
+}
+
+#[test]
+fn records_removed_by_retention_count_as_done() {
+    let mut log = log_of(vec![data(2), data(2)]);
+    let v = view(M1, gen(1), exclusive(), &[(M1, 1)]);
+    let mut c = started(&v, &log);
+    log.advance_log_start(Offset(2));
+    assert_eq!(offsets(&c.deal(&log, t(0), &room(&[(M1, 9)])), M1), vec![2, 3]);
+    assert_eq!(c.acks().prefix(), Offset(2));
+}
+
+#[test]
+fn cursor_records_round_trip_and_rebuild_takes_the_newest_per_group() {
+    let mut a = AckSet::new(Offset(3));
+    a.ack(Offset(7)).unwrap();
+    let b = encode_cursor("g", &a);
+    assert_eq!(b.kind, BatchKind::Control);
+    assert_eq!(cursor_of_batch(&b).unwrap().unwrap(), CursorPayload { group: "g".into(), acks: a.clone() });
+    let mut newer = a.clone();
+    newer.ack_up_to(Offset(9));
+    let log = log_of(vec![b, data(1), encode_cursor("h", &a), encode_cursor("g", &newer)]);
+    let Rebuilt { cursors: found, bad } = rebuild(&log);
+    assert!(bad.is_empty());
+    assert_eq!(found["g"], (Offset(3), newer));
+    assert_eq!(found["h"], (Offset(2), a));
+}
+
+#[test]
+fn garbage_cursor_records_are_refused() {
+    assert!(matches!(decode_cursor(&[]), Err(CursorDecodeError::Garbage(_))));
+    assert!(matches!(decode_cursor(&[9, 1, 2]), Err(CursorDecodeError::Garbage(_))));
+    // A non-canonical set: an individual ack below the prefix.
+    let bad = (String::from("g"), (Offset(5), vec![Offset(2)]));
+    let mut value = vec![CURSOR_VERSION];
+    value.extend(postcard::to_allocvec(&bad).unwrap());
+    assert!(matches!(decode_cursor(&value), Err(CursorDecodeError::Invalid(_))));
+    let two = RecordBatch { kind: BatchKind::Control, ..data(2) };
+    assert!(matches!(cursor_of_batch(&two), Some(Err(CursorDecodeError::NotACursor(_)))));
+    assert!(cursor_of_batch(&data(1)).is_none());
+}
+
+proptest! {
+    /// Whatever bytes a control record holds, decoding answers without panicking.
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = decode_cursor(&bytes);
+        let mut versioned = vec![CURSOR_VERSION];
+        versioned.extend(&bytes);
+        if let Ok(p) = decode_cursor(&versioned) {
+            prop_assert!(p.acks.validate().is_ok());
+        }
+    }
+
+    /// Random deals, acks, expiries and views: invariants hold, an acked record is
+    /// never delivered again, a leased record never goes to a second member, and
+    /// key_shared keys stay with one member within a generation.
+    #[test]
+    fn deliveries_respect_acks_and_leases(
+        ops in proptest::collection::vec((0u8..6, 1u64..4, 0u64..30, 1u64..50), 1..120),
+        mode in 0u8..3,
+    ) {
+        let records: Vec<Record> = (0..30).map(|i| Record::keyed(format!("k{}", i % 5), format!("v{i}"))).collect();
+        let log = log_of(vec![RecordBatch::new(records)]);
+        let hw = log.high_watermark();
+        let mode = match mode { 0 => exclusive(), 1 => GroupMode::Shared, _ => GroupMode::KeyShared };
+        let all = [(M1, 1), (M2, 2), (M3, 1)];
+        let mut g = 1;
+        let mut c = started(&view(M1, gen(g), mode, &all), &log);
+        let mut now = 0;
+        let mut acked = BTreeSet::new();
+        let mut key_owner: BTreeMap<(u32, Bytes), MemberId> = BTreeMap::new();
+        for (op, m, o, dt) in ops {
+            now += dt;
+            let m = MemberId(m);
+            match op {
+                0 | 1 => {
+                    let d = c.deal(&log, t(now), &room(&[(m, o as usize % 7 + 1), (M3, 2)]));
+                    for (who, recs) in d {
+                        for r in recs {
+                            prop_assert!(!acked.contains(&r.offset.0), "acked offset {} delivered", r.offset);
+                            prop_assert_eq!(c.leases().lease(r.offset).map(|l| l.member), Some(who));
+                            if mode == GroupMode::KeyShared {
+                                let k = (g, r.record.key.clone().unwrap());
+                                let owner = *key_owner.entry(k).or_insert(who);
+                                prop_assert_eq!(owner, who);
+                            }
+                        }
+                    }
+                }
+                2 => {
+                    let out = c.apply_acks(m, &[(Offset(o), AckKind::Ack)], None, hw, t(now));
+                    if out.refused.is_empty() { acked.insert(o); }
+                }
+                3 => { c.apply_acks(m, &[(Offset(o), AckKind::Nack { delay: Duration::from_millis(dt) })], None, hw, t(now)); }
+                4 => { for (o, _) in c.expire(t(now)) { c.dead_lettered(o); acked.insert(o.0); } }
+                _ => {
+                    g += 1;
+                    let members: Vec<(MemberId, u32)> = all.iter().copied().filter(|(x, _)| *x != MemberId(o % 3 + 1) || *x == M1).collect();
+                    c.observe(&view(M1, gen(g), mode, &members), &log, t(now)).unwrap();
+                }
+            }
+            c.check_invariants();
+            for a in &acked {
+                prop_assert!(c.acks().is_acked(Offset(*a)));
+            }
+        }
+    }
+}
