@@ -14,7 +14,7 @@ use bytes::Bytes;
 use mq_core::controller::raft::Entry;
 use mq_core::controller::{MetadataRecord, Raft};
 use mq_core::log::PartitionLog;
-use mq_core::wire::Acks;
+use mq_core::wire::{Acks, BatchKind};
 use mq_core::{LeaderEpoch, Node, NodeId, Offset, PartitionId, Term, TopicPartition};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,6 +40,8 @@ struct PartModel {
     last_of_client: BTreeMap<u64, (u64, usize)>,
     /// Exempt duplicates (see `idempotent_record`).
     duplicates_after_retention: u64,
+    /// Committed control records (group cursors); `None` in `committed`.
+    control: u64,
 }
 
 impl PartModel {
@@ -205,9 +207,21 @@ impl Checker {
 
     /// Committed records seen (the lossy partitions' up to their last HW).
     pub fn committed(&self) -> u64 {
-        let checked: u64 = self.parts.values().map(|p| p.committed.len() as u64).sum();
+        let checked: u64 = self.parts.values().map(|p| p.committed.len() as u64 - p.control).sum();
         let lossy: u64 = self.lossy_hw.iter().map(|(tp, hw)| hw.0.saturating_sub(self.high_watermark(tp).0)).sum();
         checked + lossy
+    }
+
+    /// The committed data records of `tp` the checker holds, with their offsets
+    /// (not control records, not records retention removed before it looked).
+    pub fn committed_records<'a>(&'a self, tp: &TopicPartition) -> impl Iterator<Item = (Offset, &'a Bytes)> + 'a {
+        let slots = self.parts.get(tp).map(|p| p.committed.as_slice()).unwrap_or_default();
+        slots.iter().enumerate().filter_map(|(o, v)| v.as_ref().map(|v| (Offset(o as u64), v)))
+    }
+
+    /// The partitions the checker has seen committed records of.
+    pub fn partitions(&self) -> impl Iterator<Item = &TopicPartition> {
+        self.parts.keys()
     }
 
     /// The highest high watermark seen for `tp`.
@@ -299,11 +313,20 @@ impl Checker {
                     model.committed.push(None); // removed by retention before we looked
                     next = next.next();
                 }
+                if b.kind == BatchKind::Control {
+                    // A group cursor record: committed like data, but no producer's.
+                    model.committed.push(None);
+                    model.control += 1;
+                    next = next.next();
+                    continue;
+                }
                 match h.origin(&r.value) {
                     None => {
                         bad.get_or_insert(format!("{tp}@{o} on n{node} holds {:?}, which no producer sent", r.value));
                     }
-                    Some((op, i)) if op.idempotent => {
+                    // Only the producer's own stamped batches: a dead-letter copy of
+                    // an idempotent record is appended unstamped by a broker.
+                    Some((op, i)) if op.idempotent && b.producer.is_some() => {
                         if let Some(what) = model.idempotent_record(op.client, op.id, i, o, log.log_start()) {
                             producer_bad.get_or_insert(what);
                         }

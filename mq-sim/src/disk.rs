@@ -36,6 +36,11 @@ pub struct Disk {
     slow_prob: f64,
     slow_max_ns: u64,
     torn_prob: f64,
+    /// Persists submitted before this time take `stall` longer (a scripted slow
+    /// disk; see `Sim::figure8_step`).
+    pub stall_until: Instant,
+    /// The extra latency of a stalled Persist.
+    pub stall: Duration,
 }
 
 impl Disk {
@@ -50,6 +55,8 @@ impl Disk {
             slow_prob: o.fsync_slow_prob,
             slow_max_ns: o.fsync_slow_max_ms * 1_000_000,
             torn_prob: o.torn_prob,
+            stall_until: Instant::ZERO,
+            stall: Duration::ZERO,
         }
     }
 
@@ -59,6 +66,9 @@ impl Disk {
         let slow = self.slow_prob > 0.0 && rng.random_bool(self.slow_prob);
         if slow {
             latency += rng.random_range(0..=self.slow_max_ns);
+        }
+        if now < self.stall_until {
+            latency += self.stall.as_nanos();
         }
         let done = (now + Duration::from_nanos(latency)).max(self.last_completion);
         self.last_completion = done;

@@ -21,6 +21,7 @@
 pub mod checker;
 pub mod clock;
 pub mod disk;
+pub mod groups;
 pub mod history;
 pub mod network;
 pub mod options;
@@ -146,6 +147,8 @@ counters!(
     new_controller_crashes,
     /// Nodes cut off (one way) right after winning a Raft election (aimed fault).
     new_controller_isolations,
+    /// Scripted figure-8 sequences that reached their third election.
+    figure8_scripts,
     /// Node restarts from durable state.
     restarts,
     /// Crashes that left a torn write on disk.

@@ -4,6 +4,7 @@
 //! would never reach. Heal times are always finite: a partition, clog or pause
 //! always ends.
 
+use mq_core::group::{assign::Assignor, GroupMode};
 use mq_core::Seed;
 use rand::Rng as _;
 use std::fmt;
@@ -22,6 +23,35 @@ pub struct AcksMix {
     pub leader: u32,
     /// Weight of `acks=all`.
     pub all: u32,
+}
+
+/// One consumer group of a run (all members share its settings).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GroupOptions {
+    /// Its mode.
+    pub mode: GroupMode,
+    /// Members (1..=3), each a group consumer client.
+    pub members: u32,
+    /// Push subscriptions with this prefetch window (else long polls).
+    pub push_prefetch: Option<u32>,
+    /// Records per fetch answer.
+    pub max_records: u32,
+    /// Only `blue` records (a third of them) when true.
+    pub filter_blue: bool,
+    /// Lease length (milliseconds).
+    pub ack_timeout_ms: u64,
+    /// Deliveries before the dead-letter topic.
+    pub max_deliveries: u32,
+    /// Probability that a member nacks a record (redelivered after a delay).
+    pub nack_prob: f64,
+    /// Probability that a member rejects a record (to the dead-letter topic).
+    pub reject_prob: f64,
+    /// Probability that a member never answers for a record (its lease expires).
+    pub forget_prob: f64,
+    /// Mean time a member takes to process a delivered batch (microseconds).
+    pub process_us: u64,
+    /// Member weights (shared groups).
+    pub weights: Vec<u32>,
 }
 
 /// Every option of one run.
@@ -135,6 +165,41 @@ pub struct Options {
     pub batch_max_bytes: usize,
     /// Producer batches out per partition.
     pub max_inflight_per_partition: usize,
+    // ----- consumer groups -----
+    /// The run's consumer groups (each consumes every topic of the run).
+    pub groups: Vec<GroupOptions>,
+    /// Weight of member faults: a group member crashes (a new client takes its
+    /// place and joins afresh) or leaves and joins again.
+    pub w_member: u32,
+    /// The scripted figure-8 profile (three voters only): the simulator steers
+    /// three elections into Raft's figure 8 (docs/simulator.md, "Aimed faults").
+    pub figure8: bool,
+}
+
+fn draw_group(r: &mut mq_core::Rng) -> GroupOptions {
+    let mode = match r.random_range(0..5) {
+        0 => GroupMode::Exclusive(Assignor::Range),
+        1 => GroupMode::Exclusive(Assignor::RoundRobin),
+        2 => GroupMode::Exclusive(Assignor::Sticky),
+        3 => GroupMode::Shared,
+        _ => GroupMode::KeyShared,
+    };
+    let members = r.random_range(1..=3);
+    let lossy = r.random_bool(0.7);
+    GroupOptions {
+        mode,
+        members,
+        push_prefetch: r.random_bool(0.5).then(|| r.random_range(1..=64)),
+        max_records: r.random_range(1..=100),
+        filter_blue: r.random_bool(0.3),
+        ack_timeout_ms: r.random_range(100..=2_000),
+        max_deliveries: r.random_range(2..=6),
+        nack_prob: if lossy { r.random_range(0.0..0.05) } else { 0.0 },
+        reject_prob: if lossy { r.random_range(0.0..0.02) } else { 0.0 },
+        forget_prob: if lossy { r.random_range(0.0..0.02) } else { 0.0 },
+        process_us: r.random_range(0..=5_000),
+        weights: (0..members).map(|_| r.random_range(1..=4)).collect(),
+    }
 }
 
 fn weight(rng: &mut mq_core::Rng, on_prob: f64) -> u32 {
@@ -220,7 +285,22 @@ impl Options {
             linger_us: if r.random_bool(0.5) { 0 } else { r.random_range(1..=5_000) },
             batch_max_bytes: r.random_range(256..=16_384),
             max_inflight_per_partition: r.random_range(1..=5),
+            groups: Vec::new(),
+            w_member: 0,
+            figure8: false,
         };
+        // Drawn last so that adding them left every earlier option of a seed as it
+        // was.
+        if voter_count == 3 && r.random_bool(0.25) {
+            // The script owns the network cut and the controller's fate.
+            o.figure8 = true;
+            o.crash_new_controller_prob = 0.0;
+            o.w_partition = 0;
+            o.w_crash_controller = 0;
+        }
+        let groups = r.random_range(0..=2);
+        o.groups = (0..groups).map(|_| draw_group(&mut r)).collect();
+        o.w_member = if groups > 0 { weight(&mut r, 0.6) } else { 0 };
         if o.crash_new_controller_prob > 0.0 {
             // Controller churn: quick elections and restarts give the aimed fault
             // many elections to act on within the safety phase.
@@ -270,6 +350,24 @@ impl fmt::Display for Options {
             "producer: idempotence={} linger_us={} batch_max_bytes={} max_inflight_per_partition={}",
             self.idempotence, self.linger_us, self.batch_max_bytes, self.max_inflight_per_partition
         )?;
+        for (i, g) in self.groups.iter().enumerate() {
+            writeln!(
+                f,
+                "group g{i}: mode={:?} members={} push_prefetch={} max_records={} filter_blue={} ack_timeout_ms={} max_deliveries={} nack/reject/forget={:.3}/{:.3}/{:.3} process_us={} weights={:?}",
+                g.mode,
+                g.members,
+                opt(g.push_prefetch.map(u64::from)),
+                g.max_records,
+                g.filter_blue,
+                g.ack_timeout_ms,
+                g.max_deliveries,
+                g.nack_prob,
+                g.reject_prob,
+                g.forget_prob,
+                g.process_us,
+                g.weights
+            )?;
+        }
         writeln!(f, "phases: safety_ms={} liveness_ms={}", self.safety_ms, self.liveness_ms)?;
         writeln!(
             f,
@@ -291,7 +389,7 @@ impl fmt::Display for Options {
         writeln!(f, "clocks: drift_max_ppm={} step_max_ms={}", self.drift_max_ppm, self.clock_step_max_ms)?;
         write!(
             f,
-            "faults: interval_ms={} weights(crash/pause/partition/clog/clock_step/crash_controller)={}/{}/{}/{}/{}/{} election_timeout_ms={} heal_mean_ms={} restart_mean_ms={} crash_new_controller={:.3}/{}us",
+            "faults: interval_ms={} weights(crash/pause/partition/clog/clock_step/crash_controller/member)={}/{}/{}/{}/{}/{}/{} election_timeout_ms={} heal_mean_ms={} restart_mean_ms={} crash_new_controller={:.3}/{}us figure8={}",
             self.fault_interval_ms,
             self.w_crash,
             self.w_pause,
@@ -299,11 +397,13 @@ impl fmt::Display for Options {
             self.w_clog,
             self.w_clock_step,
             self.w_crash_controller,
+            self.w_member,
             self.election_timeout_ms,
             self.heal_mean_ms,
             self.restart_mean_ms,
             self.crash_new_controller_prob,
-            self.crash_new_controller_within_us
+            self.crash_new_controller_within_us,
+            self.figure8
         )
     }
 }

@@ -90,6 +90,24 @@ impl Ord for Scheduled {
     }
 }
 
+/// Where the scripted figure-8 profile is (`Sim::figure8_step`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Figure8 {
+    Off,
+    /// Waiting for a first controller leader `a`.
+    First,
+    /// `a` won and was cut off at once (its `LeaderChange` exists on it alone);
+    /// waiting for another voter to win.
+    Second {
+        a: usize,
+    },
+    /// `v` won and was cut off at once; `a` is back, with a stalled disk.
+    Third {
+        a: usize,
+    },
+    Done,
+}
+
 struct NodeSlot {
     id: NodeId,
     config: NodeConfig,
@@ -103,6 +121,8 @@ struct NodeSlot {
     timer_generation: u64,
     /// The metadata commit index `metadata_commit_protected` last checked.
     commit_checked: u64,
+    /// The last Raft term this node was seen leading in.
+    raft_leader_term: Option<mq_core::Term>,
 }
 
 /// The admin client: creates the run's topics, retrying until each is confirmed.
@@ -143,6 +163,7 @@ pub struct Sim {
     /// Aimed faults (drawn from their own stream so that they leave the random
     /// fault schedule of a seed as it was).
     rng_aimed: Rng,
+    figure8: Figure8,
     topics: Vec<TopicPartition>,
     cut_id: u64,
     liveness_start: Option<Instant>,
@@ -201,6 +222,7 @@ impl Sim {
                     timer: None,
                     timer_generation: 0,
                     commit_checked: 0,
+                    raft_leader_term: None,
                 }
             })
             .collect();
@@ -275,6 +297,7 @@ impl Sim {
             rng_workload: Seed(seed).stream("workload"),
             rng_faults: Seed(seed).stream("faults"),
             rng_aimed: Seed(seed).stream("aimed"),
+            figure8: if opts.figure8 { Figure8::First } else { Figure8::Off },
             // Producers stop well before the end so consumers can catch up, and late
             // enough that a healed cluster (elections, registration) has time to commit.
             produce_until: safety_end + Duration::from_millis(opts.liveness_ms * 6 / 10),
@@ -536,7 +559,25 @@ impl Sim {
             self.node_output(n, o);
         }
         self.scratch = outs;
+        self.on_raft_leadership(n);
         self.schedule_node_timer(n);
+    }
+
+    /// Runs the aimed faults when node `n` has just won a Raft election: its
+    /// `LeaderChange` entry and the appends carrying it are in flight, not yet
+    /// durable anywhere but maybe on it (the `ControllerLeader` event comes later,
+    /// once that entry is committed).
+    fn on_raft_leadership(&mut self, n: usize) {
+        let Some(node) = self.nodes[n].node.as_ref() else { return };
+        let raft = node.raft();
+        if raft.role() != mq_core::controller::raft::RaftRole::Leader
+            || self.nodes[n].raft_leader_term == Some(raft.term())
+        {
+            return;
+        }
+        self.nodes[n].raft_leader_term = Some(raft.term());
+        self.maybe_crash_new_controller(n);
+        self.figure8_step(n);
     }
 
     fn node_output(&mut self, n: usize, out: Output) {
@@ -573,7 +614,6 @@ impl Sim {
                     Event::ControllerLeader { term } => {
                         self.counters.controller_elections += 1;
                         self.checker.on_controller_leader(id, *term);
-                        self.maybe_crash_new_controller(n);
                     }
                     Event::IsrChanged { shrink: true, .. } => self.counters.isr_shrinks += 1,
                     Event::IsrChanged { shrink: false, .. } => self.counters.isr_expands += 1,
@@ -655,6 +695,57 @@ impl Sim {
             let within = self.rng_aimed.random_range(0..=self.opts.crash_new_controller_within_us * 1_000);
             let incarnation = self.nodes[n].incarnation;
             self.push(now + Duration::from_nanos(within), Ev::Crash { node: n, incarnation });
+        }
+    }
+
+    /// The scripted figure-8 profile (Raft §5.4.2, figure 8, on three voters):
+    /// 1. the first controller leader `a` is cut off one way as it wins: its
+    ///    `LeaderChange` entry (term 1) stays on it alone;
+    /// 2. the next winner `v` is cut off the same way (its `LeaderChange`, of a
+    ///    higher term, stays on it alone) and `a` is let back in, its disk stalled;
+    /// 3. `a` wins again (only it can: the third voter's log is shorter and `v`
+    ///    cannot answer) and sends its old entry with its new `LeaderChange`; the
+    ///    follower acknowledges both before `a`'s own stalled write of the new
+    ///    entry completes.
+    ///
+    /// Correct Raft commits nothing until `a`'s entry of its own term is durable on
+    /// a majority. A leader that commits the old entry by counting replicas commits
+    /// an entry `v` can still overwrite (it can win `a`'s vote), which
+    /// `metadata_commit_protected` flags at once.
+    fn figure8_step(&mut self, n: usize) {
+        if self.liveness_start.is_some() {
+            return;
+        }
+        let now = self.now;
+        let cut_off = |sim: &mut Sim, n: usize| {
+            let node = Peer::Node(sim.nodes[n].id);
+            sim.cut_id += 1;
+            sim.counters.new_controller_isolations += 1;
+            sim.trace.event(now, Actor::Sim, "isolate-new-controller", sim.cut_id, 2, || format!("{node} (figure 8)"));
+            sim.net.cut = Some(Cut { side: [node].into_iter().collect(), one_way: true });
+            // Healed long after the script needs it.
+            let heal = now + Duration::from_millis(sim.opts.election_timeout_ms * 6);
+            sim.push(heal, Ev::HealCut { id: sim.cut_id });
+        };
+        match self.figure8 {
+            Figure8::First => {
+                cut_off(self, n);
+                self.figure8 = Figure8::Second { a: n };
+            }
+            Figure8::Second { a } if a != n => {
+                cut_off(self, n);
+                let disk = &mut self.nodes[a].disk;
+                disk.stall_until = Instant::MAX;
+                disk.stall = Duration::from_millis(self.rng_aimed.random_range(20..=200));
+                self.figure8 = Figure8::Third { a };
+            }
+            Figure8::Third { a } if a == n => {
+                // This step's writes (the new `LeaderChange`) are still stalled.
+                self.nodes[a].disk.stall_until = now + Duration::from_nanos(1);
+                self.counters.figure8_scripts += 1;
+                self.figure8 = Figure8::Done;
+            }
+            _ => {}
         }
     }
 

@@ -1,0 +1,396 @@
+//! Consumer-group invariants (docs/invariants.md, "Consumer groups"), checked
+//! outside the core from what brokers report (`GroupDelivered`, `GroupAckCommitted`,
+//! `DeadLettered` events) and what members are told (`Joined`).
+//!
+//! - `group_ack_final`: once a leader confirmed an ack of a record to a group, no
+//!   leader delivers that record to that group again.
+//! - `group_read_committed`: a group is only handed records below the high
+//!   watermark.
+//! - `exclusive_owner`: in an exclusive group, one member owns a partition per
+//!   generation, and only its owner is handed the partition's records.
+//! - `exclusive_order`: an exclusive group's leader hands out first deliveries of
+//!   a partition in offset order (per leader tenure and generation).
+//! - `key_shared_sticky`: in a key_shared group, all records with one key go to one
+//!   member per generation (membership is fixed within a generation).
+//! - `group_completion` (liveness): after healing, every committed record that
+//!   matches a group's filter is acked by the group or dead-lettered.
+//!
+//! The workload derives each record's key and tags from its value, so the checker
+//! recomputes them: [`key_of`], [`tags_of`].
+
+use bytes::Bytes;
+use mq_core::group::GroupMode;
+use mq_core::wire::GroupSettings;
+use mq_core::{GroupGeneration, Instant, MemberId, NodeId, Offset, TopicPartition};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Distinct keys in the workload.
+pub const KEYS: u64 = 8;
+
+fn fnv(value: &[u8]) -> u64 {
+    value.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The key the workload gives the record with this value.
+pub fn key_of(value: &[u8]) -> Bytes {
+    Bytes::from(format!("k{}", fnv(value) % KEYS))
+}
+
+/// The tags the workload gives the record with this value: a third are `blue`.
+pub fn tags_of(value: &[u8]) -> Vec<String> {
+    vec![if fnv(value) / KEYS % 3 == 0 { "blue".to_string() } else { "red".to_string() }]
+}
+
+/// What the checker is told of one group when the run starts.
+#[derive(Clone, Debug)]
+pub struct GroupSpec {
+    /// The group's mode.
+    pub mode: GroupMode,
+    /// Its settings (the checker uses the tag filter).
+    pub settings: GroupSettings,
+    /// Its topics.
+    pub topics: BTreeSet<String>,
+}
+
+/// A record a leader handed to a member (from `Event::GroupDelivered`).
+#[derive(Clone, Debug)]
+pub struct Handed<'a> {
+    /// When.
+    pub at: Instant,
+    /// The leader.
+    pub node: NodeId,
+    /// The leader's incarnation (a restart is a new tenure).
+    pub incarnation: u64,
+    /// The group.
+    pub group: &'a str,
+    /// The member.
+    pub member: MemberId,
+    /// The generation the leader served.
+    pub generation: GroupGeneration,
+    /// The partition.
+    pub tp: &'a TopicPartition,
+    /// The record's offset.
+    pub offset: Offset,
+    /// Its delivery count at that leader.
+    pub delivery: u32,
+    /// The value the checker's committed model holds at that offset (`None` if the
+    /// offset is above the committed prefix, a control record or removed by
+    /// retention).
+    pub committed: Option<&'a Bytes>,
+    /// The committed prefix's end (the highest HW seen).
+    pub high_watermark: Offset,
+}
+
+#[derive(Debug, Default)]
+struct GroupModel {
+    spec: Option<GroupSpec>,
+    /// Per partition: offsets whose ack was confirmed (from when).
+    confirmed: BTreeMap<TopicPartition, BTreeMap<Offset, Instant>>,
+    /// Per partition: confirmed acked prefix (everything below is acked).
+    prefix: BTreeMap<TopicPartition, Offset>,
+    /// Dead-lettered offsets per partition.
+    dead: BTreeMap<TopicPartition, BTreeSet<Offset>>,
+    /// Exclusive owners per generation, from `Joined`.
+    owners: BTreeMap<(GroupGeneration, TopicPartition), MemberId>,
+    /// Last first-delivered offset per (partition, leader, incarnation, generation).
+    first_order: BTreeMap<(TopicPartition, NodeId, u64, GroupGeneration), Offset>,
+    /// Key owners per generation.
+    key_owner: BTreeMap<(GroupGeneration, Bytes), MemberId>,
+}
+
+/// The online consumer-group checker of one run.
+#[derive(Debug, Default)]
+pub struct GroupChecker {
+    groups: BTreeMap<String, GroupModel>,
+    /// Records handed to members.
+    pub deliveries: u64,
+    /// Of which deliveries after the first (delivery count above 1).
+    pub redeliveries: u64,
+    /// Acks confirmed (offsets newly covered).
+    pub acks_confirmed: u64,
+    /// Records dead-lettered.
+    pub dead_letters: u64,
+}
+
+/// A broken group invariant: (name, what was seen, liveness).
+pub type GroupViolation = (&'static str, String, bool);
+
+impl GroupChecker {
+    /// Declares a group of the run.
+    pub fn add_group(&mut self, name: &str, spec: GroupSpec) {
+        self.groups.entry(name.to_string()).or_default().spec = Some(spec);
+    }
+
+    /// A leader handed a record to a member.
+    pub fn on_handed(&mut self, h: &Handed<'_>, key: Option<&Bytes>) -> Option<GroupViolation> {
+        self.deliveries += 1;
+        if h.delivery > 1 {
+            self.redeliveries += 1;
+        }
+        let g = self.groups.entry(h.group.to_string()).or_default();
+        if h.offset >= h.high_watermark {
+            let what = format!(
+                "n{} handed {}@{} to member {} of group {} above the committed prefix ({})",
+                h.node, h.tp, h.offset, h.member, h.group, h.high_watermark
+            );
+            return Some(("group_read_committed", what, false));
+        }
+        let prefix = g.prefix.get(h.tp).copied().unwrap_or(Offset(0));
+        let acked_at = g.confirmed.get(h.tp).and_then(|c| c.get(&h.offset)).copied();
+        if h.offset < prefix || acked_at.is_some() {
+            let when = acked_at.map_or("earlier".to_string(), |t| format!("at {t}"));
+            let what = format!(
+                "n{} handed {}@{} to member {} of group {} at {} (delivery {}); its ack was confirmed {when}",
+                h.node, h.tp, h.offset, h.member, h.group, h.at, h.delivery
+            );
+            return Some(("group_ack_final", what, false));
+        }
+        let mode = g.spec.as_ref().map(|s| s.mode);
+        match mode {
+            Some(GroupMode::Exclusive(_)) => {
+                if let Some(owner) = g.owners.get(&(h.generation, h.tp.clone())) {
+                    if *owner != h.member {
+                        let what = format!(
+                            "n{} handed {}@{} of group {} to member {} in generation {}, whose owner is {owner}",
+                            h.node, h.tp, h.offset, h.group, h.member, h.generation
+                        );
+                        return Some(("exclusive_owner", what, false));
+                    }
+                }
+                if h.delivery == 1 {
+                    let k = (h.tp.clone(), h.node, h.incarnation, h.generation);
+                    if let Some(last) = g.first_order.insert(k, h.offset) {
+                        if last >= h.offset {
+                            let what = format!(
+                                "n{} first-delivered {}@{} to member {} of group {} after {} (generation {})",
+                                h.node, h.tp, h.offset, h.member, h.group, last, h.generation
+                            );
+                            return Some(("exclusive_order", what, false));
+                        }
+                    }
+                }
+            }
+            Some(GroupMode::KeyShared) => {
+                let key = key.cloned().unwrap_or_default();
+                let owner = *g.key_owner.entry((h.generation, key.clone())).or_insert(h.member);
+                if owner != h.member {
+                    let what = format!(
+                        "n{} handed {}@{} (key {key:?}) of group {} to member {} in generation {}; member {owner} has that key",
+                        h.node, h.tp, h.offset, h.group, h.member, h.generation
+                    );
+                    return Some(("key_shared_sticky", what, false));
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// A leader confirmed acks of `group` on `tp`: everything below `prefix` and
+    /// the offsets in `above`.
+    pub fn on_ack_confirmed(
+        &mut self,
+        at: Instant,
+        group: &str,
+        tp: &TopicPartition,
+        prefix: Offset,
+        above: &[Offset],
+    ) {
+        let g = self.groups.entry(group.to_string()).or_default();
+        let old = g.prefix.entry(tp.clone()).or_insert(Offset(0));
+        let confirmed = g.confirmed.entry(tp.clone()).or_default();
+        for o in old.0..prefix.0 {
+            if confirmed.insert(Offset(o), at).is_none() {
+                self.acks_confirmed += 1;
+            }
+        }
+        *old = (*old).max(prefix);
+        for o in above {
+            if confirmed.insert(*o, at).is_none() {
+                self.acks_confirmed += 1;
+            }
+        }
+    }
+
+    /// A leader's dead-letter append of `tp@offset` for `group` was acknowledged.
+    pub fn on_dead_lettered(&mut self, group: &str, tp: &TopicPartition, offset: Offset) {
+        self.dead_letters += 1;
+        self.groups.entry(group.to_string()).or_default().dead.entry(tp.clone()).or_default().insert(offset);
+    }
+
+    /// A member was told its assignment at `generation` (exclusive groups: each
+    /// partition has one owner per generation).
+    pub fn on_joined(
+        &mut self,
+        group: &str,
+        member: MemberId,
+        generation: GroupGeneration,
+        assignment: &[TopicPartition],
+    ) -> Option<GroupViolation> {
+        let g = self.groups.entry(group.to_string()).or_default();
+        if !matches!(g.spec.as_ref().map(|s| s.mode), Some(GroupMode::Exclusive(_))) {
+            return None;
+        }
+        for tp in assignment {
+            let owner = *g.owners.entry((generation, tp.clone())).or_insert(member);
+            if owner != member {
+                let what = format!(
+                    "{tp} of group {group} is assigned to members {owner} and {member} in generation {generation}"
+                );
+                return Some(("exclusive_owner", what, false));
+            }
+        }
+        None
+    }
+
+    /// At the end of a healed run: every committed record of `tp` (from
+    /// `records`, below the partition's `log_start` excluded) that matches the
+    /// group's filter is acked or dead-lettered.
+    pub fn check_completion<'a>(
+        &self,
+        tp: &TopicPartition,
+        log_start: Offset,
+        records: impl Iterator<Item = (Offset, &'a Bytes)>,
+    ) -> Option<GroupViolation> {
+        let records: Vec<(Offset, &Bytes)> = records.filter(|(o, _)| *o >= log_start).collect();
+        for (name, g) in &self.groups {
+            let Some(spec) = &g.spec else { continue };
+            if !spec.topics.contains(&tp.topic) {
+                continue;
+            }
+            let prefix = g.prefix.get(tp).copied().unwrap_or(Offset(0));
+            let confirmed = g.confirmed.get(tp);
+            let dead = g.dead.get(tp);
+            let missing: Vec<Offset> = records
+                .iter()
+                .filter(|(o, v)| {
+                    spec.settings.matches(&tags_of(v))
+                        && *o >= prefix
+                        && !confirmed.is_some_and(|c| c.contains_key(o))
+                        && !dead.is_some_and(|d| d.contains(o))
+                })
+                .map(|(o, _)| *o)
+                .collect();
+            if let Some(first) = missing.first() {
+                let what = format!(
+                    "group {name}: {} committed records of {tp} matching its filter are neither acked nor dead-lettered after healing (first {first}; acked prefix {prefix})",
+                    missing.len()
+                );
+                return Some(("group_completion", what, true));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mq_core::group::assign::Assignor;
+    use mq_core::{Generation, LeaderEpoch};
+
+    fn generation(g: u32) -> GroupGeneration {
+        GroupGeneration { coordinator_epoch: LeaderEpoch(1), generation: Generation(g) }
+    }
+
+    fn handed<'a>(tp: &'a TopicPartition, member: u64, g: u32, offset: u64, delivery: u32) -> Handed<'a> {
+        Handed {
+            at: Instant::ZERO,
+            node: NodeId(1),
+            incarnation: 0,
+            group: "g",
+            member: MemberId(member),
+            generation: generation(g),
+            tp,
+            offset: Offset(offset),
+            delivery,
+            committed: None,
+            high_watermark: Offset(100),
+        }
+    }
+
+    fn checker(mode: GroupMode, filter: &[&str]) -> GroupChecker {
+        let mut c = GroupChecker::default();
+        let spec = GroupSpec {
+            mode,
+            settings: GroupSettings { filter: filter.iter().map(|s| s.to_string()).collect(), ..Default::default() },
+            topics: ["t0".to_string()].into(),
+        };
+        c.add_group("g", spec);
+        c
+    }
+
+    #[test]
+    fn a_delivery_after_a_confirmed_ack_is_caught_but_not_before() {
+        let tp = TopicPartition::new("t0", 0);
+        let mut c = checker(GroupMode::Shared, &[]);
+        assert!(c.on_handed(&handed(&tp, 1, 1, 5, 1), None).is_none());
+        assert!(c.on_handed(&handed(&tp, 2, 1, 5, 2), None).is_none(), "redelivery before any ack is fine");
+        c.on_ack_confirmed(Instant::ZERO, "g", &tp, Offset(3), &[Offset(5)]);
+        let v = c.on_handed(&handed(&tp, 1, 1, 5, 3), None).expect("caught");
+        assert_eq!(v.0, "group_ack_final");
+        let v = c.on_handed(&handed(&tp, 1, 1, 2, 1), None).expect("below the prefix");
+        assert_eq!(v.0, "group_ack_final");
+        assert!(c.on_handed(&handed(&tp, 1, 1, 4, 1), None).is_none());
+        assert_eq!(c.acks_confirmed, 4);
+    }
+
+    #[test]
+    fn a_delivery_above_the_committed_prefix_is_caught() {
+        let tp = TopicPartition::new("t0", 0);
+        let mut c = checker(GroupMode::Shared, &[]);
+        let v = c.on_handed(&handed(&tp, 1, 1, 100, 1), None).expect("caught");
+        assert_eq!(v.0, "group_read_committed");
+    }
+
+    #[test]
+    fn exclusive_groups_have_one_owner_and_first_deliveries_in_order() {
+        let tp = TopicPartition::new("t0", 0);
+        let mut c = checker(GroupMode::Exclusive(Assignor::Sticky), &[]);
+        assert!(c.on_joined("g", MemberId(1), generation(1), std::slice::from_ref(&tp)).is_none());
+        assert_eq!(
+            c.on_joined("g", MemberId(2), generation(1), std::slice::from_ref(&tp)).unwrap().0,
+            "exclusive_owner"
+        );
+        assert!(c.on_joined("g", MemberId(2), generation(2), std::slice::from_ref(&tp)).is_none());
+        assert!(c.on_handed(&handed(&tp, 1, 1, 1, 1), None).is_none());
+        assert!(c.on_handed(&handed(&tp, 1, 1, 2, 1), None).is_none());
+        assert!(c.on_handed(&handed(&tp, 1, 1, 1, 2), None).is_none(), "a redelivery may go back");
+        assert_eq!(c.on_handed(&handed(&tp, 1, 1, 2, 1), None).unwrap().0, "exclusive_order");
+        assert_eq!(c.on_handed(&handed(&tp, 1, 2, 3, 1), None).unwrap().0, "exclusive_owner");
+        assert!(c.on_handed(&handed(&tp, 2, 2, 1, 1), None).is_none(), "a new generation starts over");
+    }
+
+    #[test]
+    fn key_shared_keys_stay_with_one_member_per_generation() {
+        let tp = TopicPartition::new("t0", 0);
+        let mut c = checker(GroupMode::KeyShared, &[]);
+        let k = Bytes::from("k1");
+        assert!(c.on_handed(&handed(&tp, 1, 1, 1, 1), Some(&k)).is_none());
+        assert!(c.on_handed(&handed(&tp, 2, 1, 2, 1), Some(&Bytes::from("k2"))).is_none());
+        assert_eq!(c.on_handed(&handed(&tp, 2, 1, 3, 1), Some(&k)).unwrap().0, "key_shared_sticky");
+        assert!(c.on_handed(&handed(&tp, 2, 2, 3, 1), Some(&k)).is_none(), "membership changed");
+    }
+
+    #[test]
+    fn completion_needs_every_matching_record_acked_or_dead_lettered() {
+        let tp = TopicPartition::new("t0", 0);
+        let mut c = checker(GroupMode::Shared, &["blue"]);
+        let values: Vec<Bytes> = (0..30).map(|i| Bytes::from(format!("v{i}.0"))).collect();
+        let blue: Vec<u64> = (0..30).filter(|i| tags_of(&values[*i as usize]) == ["blue"]).collect();
+        let red = (0..30).find(|i| !blue.contains(i)).expect("some red");
+        assert!(!blue.is_empty() && blue.len() < 30, "the workload mixes tags");
+        let records = || values.iter().enumerate().map(|(o, v)| (Offset(o as u64), v));
+        let v = c.check_completion(&tp, Offset(0), records()).expect("nothing acked");
+        assert_eq!(v.0, "group_completion");
+        let (last, rest) = blue.split_last().unwrap();
+        let above: Vec<Offset> = rest.iter().map(|o| Offset(*o)).collect();
+        c.on_ack_confirmed(Instant::ZERO, "g", &tp, Offset(0), &above);
+        assert!(c.check_completion(&tp, Offset(0), records()).is_some(), "one blue record left");
+        assert!(c.check_completion(&tp, Offset(last + 1), records()).is_none(), "below the log start is exempt");
+        c.on_dead_lettered("g", &tp, Offset(*last));
+        assert!(c.check_completion(&tp, Offset(0), records()).is_none(), "red records are not for the group");
+        let _ = red;
+        assert!(c.check_completion(&TopicPartition::new("t9", 0), Offset(0), records()).is_none());
+    }
+}
