@@ -16,7 +16,7 @@ async fn main() -> Result<(), ClientError> {
         Err(e) if e.code() == Some(ErrorCode::TopicExists) => {}
         Err(e) => return Err(e),
     }
-    let mut producer = client.producer("example").acks(Acks::All).build().await?;
+    let producer = client.producer("example").acks(Acks::All).build().await?;
     for i in 0..4 {
         let d = producer.send(Record::keyed(format!("user-{}", i % 2), format!("event {i}"))).await?;
         println!("sent event {i} to partition {} offset {}", d.partition, d.offset);

@@ -28,7 +28,8 @@
 //!
 //! Delivery is at least once: a produce retried after an indefinite outcome
 //! (`LeadershipLost`, a timeout, a lost connection) may be stored twice. The
-//! idempotent producer of mq-core will remove those duplicates.
+//! [`crate::Producer`], which runs mq-core's producer machine, deduplicates its
+//! retries (idempotent producer) and batches; prefer it for sending.
 
 use mq_core::wire::{
     decode_frame, encode_frame, Acks, ErrorCode, Message, OffsetSpec, Record, RecordBatch, Request, RequestBody,
@@ -87,6 +88,17 @@ pub enum ClientError {
          in the bootstrap list (the brokers' --peers list)"
     )]
     UnknownBrokerAddress(u32),
+    /// A send's outcome is unknown: a reply was lost or late, the leader changed
+    /// before the batch committed, or it was sent with `acks=0`. The records may
+    /// be stored.
+    #[error("outcome unknown (the records may be stored): {reason}")]
+    OutcomeUnknown {
+        /// Why.
+        reason: String,
+    },
+    /// The producer was closed (or its task stopped) before it took the send.
+    #[error("the producer is closed")]
+    ProducerClosed,
     /// Retries ran out before the request succeeded. When `indefinite`, an
     /// attempt's outcome was unknown (`LeadershipLost`, a timeout, a lost
     /// connection): it may have taken effect.
@@ -122,7 +134,7 @@ impl ClientError {
     pub fn is_indefinite(&self) -> bool {
         match self {
             ClientError::Broker { code, .. } => code.is_indefinite(),
-            ClientError::Disconnected(_) | ClientError::Timeout(_) => true,
+            ClientError::Disconnected(_) | ClientError::Timeout(_) | ClientError::OutcomeUnknown { .. } => true,
             ClientError::RetriesExhausted { indefinite, last, .. } => *indefinite || last.is_indefinite(),
             _ => false,
         }
@@ -145,9 +157,9 @@ impl From<WireError> for ClientError {
     }
 }
 
-/// Where an acknowledged batch went.
+/// Where a batch appended by [`Client::produce`] went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Delivery {
+pub struct Appended {
     /// The partition.
     pub partition: PartitionId,
     /// The offset of the batch's first record; record `i` is at `offset + i`.
@@ -272,9 +284,9 @@ pub struct BrokerView {
 #[derive(Clone, Debug)]
 pub struct ClientBuilder {
     bootstrap: String,
-    connect_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
     request_timeout: Duration,
-    max_frame_bytes: usize,
+    pub(crate) max_frame_bytes: usize,
 }
 
 impl Default for ClientBuilder {
@@ -413,6 +425,16 @@ impl Client {
     pub fn addr(&self) -> String {
         let st = self.state();
         st.preferred.clone().unwrap_or_else(|| self.inner.bootstrap[0].1.clone())
+    }
+
+    /// A builder with this client's bootstrap list and limits.
+    pub(crate) fn settings(&self) -> ClientBuilder {
+        ClientBuilder {
+            bootstrap: self.inner.bootstrap_text.clone(),
+            connect_timeout: self.inner.connect_timeout,
+            request_timeout: self.inner.request_timeout,
+            max_frame_bytes: self.inner.max_frame_bytes,
+        }
     }
 
     /// Known broker addresses by id.
@@ -713,14 +735,14 @@ impl Client {
         partition: u32,
         acks: Acks,
         records: Vec<Record>,
-    ) -> Result<Delivery, ClientError> {
+    ) -> Result<Appended, ClientError> {
         if acks == Acks::None {
             return Err(ClientError::InvalidArgument("acks=0 gets no reply; use send_one_way".into()));
         }
         let body = produce_body(topic, partition, acks, records);
         match self.request_leader(topic, partition, body).await? {
             ResponseBody::Produced { partition, base_offset, append_time_ms } => {
-                Ok(Delivery { partition, offset: base_offset, append_time_ms })
+                Ok(Appended { partition, offset: base_offset, append_time_ms })
             }
             other => Err(unexpected(&other)),
         }
@@ -772,10 +794,12 @@ impl Client {
     }
 }
 
-/// The partition for `key` among `partitions`: xxh3 of the key bytes, so every client
-/// (in any language) that hashes the same way agrees.
+/// The partition for `key` among `partitions`: the protocol's key hash (Kafka's
+/// murmur2, docs/protocol.md section 7), the one [`crate::Producer`] uses, so every
+/// client agrees.
 pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
-    (xxhash_rust::xxh3::xxh3_64(key) % u64::from(partitions.max(1))) as u32
+    let n = std::num::NonZeroU32::new(partitions).unwrap_or(std::num::NonZeroU32::MIN);
+    mq_core::client::key_partition(key, n).0
 }
 
 fn produce_body(topic: &str, partition: u32, acks: Acks, records: Vec<Record>) -> RequestBody {
@@ -861,80 +885,6 @@ fn route_replies(buf: &mut Vec<u8>, pending: &mut Pending, max_frame_bytes: usiz
             Ok(None) => return Ok(()),
             Err(e) => return Err(format!("malformed frame from the broker: {e}")),
         }
-    }
-}
-
-/// Builds a [`Producer`]: `client.producer("orders").acks(Acks::All).build().await?`.
-#[derive(Clone, Debug)]
-pub struct ProducerBuilder {
-    client: Client,
-    topic: String,
-    acks: Acks,
-}
-
-impl ProducerBuilder {
-    /// When a send counts as done (default `Acks::All`; `Acks::None` is refused, use
-    /// [`Client::send_one_way`]).
-    pub fn acks(mut self, acks: Acks) -> Self {
-        self.acks = acks;
-        self
-    }
-
-    /// Looks the topic up (its partition count drives partitioning) and returns the
-    /// producer.
-    pub async fn build(self) -> Result<Producer, ClientError> {
-        if self.acks == Acks::None {
-            return Err(ClientError::InvalidArgument("a Producer waits for acks; use Client::send_one_way".into()));
-        }
-        let partitions = self.client.describe_topic(&self.topic).await?.config.partitions;
-        Ok(Producer { client: self.client, topic: self.topic, acks: self.acks, partitions, next: 0 })
-    }
-}
-
-/// Sends records to one topic and returns where each landed. Partitioning: a keyed
-/// record goes to [`partition_for_key`]; an unkeyed one round robin.
-///
-/// Each `send` is one request; batching (linger, batch size), retries and idempotence
-/// come with mq-core's producer state machine.
-#[derive(Clone, Debug)]
-pub struct Producer {
-    client: Client,
-    topic: String,
-    acks: Acks,
-    partitions: u32,
-    next: u32,
-}
-
-impl Client {
-    /// A producer for `topic`.
-    pub fn producer(&self, topic: impl Into<String>) -> ProducerBuilder {
-        ProducerBuilder { client: self.clone(), topic: topic.into(), acks: Acks::All }
-    }
-}
-
-impl Producer {
-    /// The partition `record` goes to.
-    pub fn partition_for(&mut self, record: &Record) -> u32 {
-        match &record.key {
-            Some(k) => partition_for_key(k, self.partitions),
-            None => {
-                let p = self.next;
-                self.next = (self.next + 1) % self.partitions.max(1);
-                p
-            }
-        }
-    }
-
-    /// Sends one record and waits for its acknowledgement.
-    pub async fn send(&mut self, record: Record) -> Result<Delivery, ClientError> {
-        let p = self.partition_for(&record);
-        self.client.produce(&self.topic, p, self.acks, vec![record]).await
-    }
-
-    /// Sends records to one partition as one batch; record `i` lands at
-    /// `delivery.offset + i`.
-    pub async fn send_batch(&mut self, partition: u32, records: Vec<Record>) -> Result<Delivery, ClientError> {
-        self.client.produce(&self.topic, partition, self.acks, records).await
     }
 }
 

@@ -10,6 +10,8 @@
 //!   files and the Raft log ([`storage`]).
 //! - [`Client`]: the async request layer for applications and the CLI; routes to
 //!   partition leaders from cluster metadata and retries across failover.
+//! - [`Producer`]: mq-core's producer machine (batching, partitioners, idempotent
+//!   retries) driven by one task over TCP ([`producer`]).
 //! - [`BrokerConfig`]: the TOML file and flags of `mq broker`.
 //!
 //! No protocol decision lives here: every `if` about the protocol is in mq-core.
@@ -22,14 +24,16 @@ pub mod broker;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod producer;
 pub mod storage;
 mod transport;
 
 pub use broker::{Broker, BrokerError};
 pub use client::{
-    partition_for_key, BrokerView, Client, ClientBuilder, ClientError, ClusterMetadata, Delivery, Fetched, NewTopic,
-    Producer, ProducerBuilder,
+    partition_for_key, Appended, BrokerView, Client, ClientBuilder, ClientError, ClusterMetadata, Fetched, NewTopic,
 };
 pub use config::{BrokerConfig, ConfigError};
+pub use mq_core::client::{PartitionerKind, SendRequest};
 pub use mq_core::wire::{Acks, ErrorCode, OffsetSpec, Record};
 pub use mq_core::Offset;
+pub use producer::{Delivery, PendingDelivery, Producer, ProducerBuilder};

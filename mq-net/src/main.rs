@@ -5,8 +5,10 @@
 #![allow(clippy::disallowed_methods)]
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use mq_core::PartitionId;
 use mq_net::{
-    partition_for_key, Acks, Broker, BrokerConfig, Client, ClientError, ErrorCode, NewTopic, Offset, OffsetSpec, Record,
+    Acks, Broker, BrokerConfig, Client, ClientError, ErrorCode, NewTopic, Offset, OffsetSpec, PendingDelivery, Record,
+    SendRequest,
 };
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -427,9 +429,20 @@ async fn run_topic(command: TopicCommand) -> ExitCode {
     }
 }
 
-/// Lines read ahead and sent in one request per partition, at most.
-const PRODUCE_BATCH_RECORDS: usize = 500;
+/// Largest batch `mq produce` builds from the lines waiting (the broker's
+/// `max_batch_bytes` is 1 MiB by default).
 const PRODUCE_BATCH_BYTES: usize = 256 * 1024;
+/// Lines read ahead of their outcomes.
+const PRODUCE_READ_AHEAD: usize = 4096;
+/// How long `mq produce` waits for its connections to write what is queued at the end.
+const PRODUCE_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Tallies of `mq produce`.
+#[derive(Default)]
+struct ProduceCounts {
+    sent: u64,
+    failed: u64,
+}
 
 async fn run_produce(args: ProduceArgs) -> ExitCode {
     let client = match connect(&args.conn).await {
@@ -449,114 +462,105 @@ async fn run_produce(args: ProduceArgs) -> ExitCode {
         AcksArg::One => Acks::Leader,
         AcksArg::All => Acks::All,
     };
-    // Stdin is read by its own task so that lines already available are batched.
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(PRODUCE_BATCH_RECORDS * 4);
-    tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if tx.send(line).await.is_err() {
-                break;
-            }
+    // mq-core's producer partitions (key hash, else round robin from 0), batches the
+    // lines waiting, and retries for up to its 30 s delivery timeout.
+    let producer = match client
+        .producer(args.topic.clone())
+        .acks(acks)
+        .batch_max_bytes(PRODUCE_BATCH_BYTES)
+        .connect_timeout(Duration::from_secs(args.conn.connect_timeout.max(1)))
+        .build()
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return client_error(&e),
+    };
+    // Outcomes are printed in input order by their own task while lines keep going in.
+    let (tx, rx) = tokio::sync::mpsc::channel(PRODUCE_READ_AHEAD);
+    let printer = tokio::spawn(print_outcomes(rx, acks, args.json));
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let record = match &args.key {
+            Some(k) => Record::keyed(k.clone(), line.clone()),
+            None => Record::from_value(line.clone()),
+        };
+        let mut request = SendRequest::new(args.topic.clone()).acks(acks).record(record);
+        if let Some(p) = args.partition {
+            request = request.partition(PartitionId(p));
         }
-    });
-    let mut next_round_robin = 0u32;
-    let mut used_partitions = std::collections::BTreeSet::new();
-    let (mut sent, mut failed) = (0u64, 0u64);
-    let stdout = std::io::stdout();
-    while let Some(first) = rx.recv().await {
-        let mut lines = vec![first];
-        let mut bytes = lines[0].len();
-        while lines.len() < PRODUCE_BATCH_RECORDS && bytes < PRODUCE_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(l) => {
-                    bytes += l.len();
-                    lines.push(l);
-                }
-                Err(_) => break,
-            }
-        }
-        // Group by partition, keeping each partition's lines in input order.
-        let mut groups: Vec<(u32, Vec<String>)> = Vec::new();
-        for line in lines {
-            let p = match (args.partition, &args.key) {
-                (Some(p), _) => p,
-                (None, Some(k)) => partition_for_key(k.as_bytes(), partitions),
-                (None, None) => {
-                    let p = next_round_robin;
-                    next_round_robin = (next_round_robin + 1) % partitions;
-                    p
-                }
-            };
-            match groups.iter_mut().find(|(gp, _)| *gp == p) {
-                Some((_, g)) => g.push(line),
-                None => groups.push((p, vec![line])),
-            }
-        }
-        for (p, group) in groups {
-            let records: Vec<Record> = group
-                .iter()
-                .map(|l| match &args.key {
-                    Some(k) => Record::keyed(k.clone(), l.clone()),
-                    None => Record::from_value(l.clone()),
-                })
-                .collect();
-            let n = records.len() as u64;
-            if acks == Acks::None {
-                used_partitions.insert(p);
-                match client.send_one_way(&args.topic, p, records).await {
-                    Ok(()) => sent += n,
-                    Err(e) => {
-                        failed += n;
-                        for l in &group {
-                            eprintln!("mq: not sent: {e}: {l}");
-                        }
-                    }
-                }
-                continue;
-            }
-            match client.produce(&args.topic, p, acks, records).await {
-                Ok(d) => {
-                    sent += n;
-                    if args.json {
-                        let mut out = stdout.lock();
-                        for (i, l) in group.iter().enumerate() {
-                            let _ = writeln!(
-                                out,
-                                "{{\"partition\":{},\"offset\":{},\"value\":{}}}",
-                                d.partition,
-                                d.offset.0 + i as u64,
-                                json_string(l)
-                            );
-                        }
-                        let _ = out.flush();
-                    }
-                }
-                Err(e) => {
-                    failed += n;
-                    let what = if e.is_indefinite() { "outcome unknown (may be stored)" } else { "not stored" };
-                    for l in &group {
-                        eprintln!("mq: not acknowledged, {what}: {e}: {l}");
-                    }
+        match producer.enqueue(request).await {
+            Ok(pending) => {
+                if tx.send((line, pending)).await.is_err() {
+                    break;
                 }
             }
-        }
-    }
-    if acks == Acks::None {
-        // One round trip per leader: a broker handles a connection's requests in
-        // order, so when it answers, it has taken every record sent before.
-        for p in used_partitions {
-            if let Err(e) = client.list_offsets(&args.topic, p, OffsetSpec::Latest).await {
-                eprintln!("mq: could not confirm the leader of partition {p} received the acks=0 records: {e}");
+            Err(e) => {
+                eprintln!("mq: {e}");
                 return ExitCode::FAILURE;
             }
         }
-        eprintln!("mq: sent {sent} record(s) with acks=0 (not acknowledged)");
     }
-    if failed > 0 {
-        eprintln!("mq: {failed} record(s) failed, {sent} succeeded");
+    drop(tx);
+    // The printer ends once every outcome is in.
+    let counts = printer.await.unwrap_or_default();
+    // Writes what is queued and waits until the brokers read it: acks=0 records
+    // are on the broker when this returns.
+    if let Err(e) = producer.close(PRODUCE_CLOSE_TIMEOUT).await {
+        eprintln!("mq: closing the producer: {e}");
+        return ExitCode::FAILURE;
+    }
+    if acks == Acks::None {
+        eprintln!("mq: sent {} record(s) with acks=0 (not acknowledged)", counts.sent);
+    }
+    if counts.failed > 0 {
+        eprintln!("mq: {} record(s) failed, {} succeeded", counts.failed, counts.sent);
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// Awaits each line's outcome in input order: prints acknowledged ones with
+/// `--json`, failed ones on stderr.
+async fn print_outcomes(
+    mut rx: tokio::sync::mpsc::Receiver<(String, PendingDelivery)>,
+    acks: Acks,
+    json: bool,
+) -> ProduceCounts {
+    let mut counts = ProduceCounts::default();
+    let stdout = std::io::stdout();
+    while let Some((line, pending)) = rx.recv().await {
+        match pending.await {
+            Ok(d) => {
+                counts.sent += 1;
+                if json {
+                    let mut out = stdout.lock();
+                    let _ = writeln!(
+                        out,
+                        "{{\"partition\":{},\"offset\":{},\"value\":{}}}",
+                        d.partition,
+                        d.offset,
+                        json_string(&line)
+                    );
+                    if rx.is_empty() {
+                        let _ = out.flush();
+                    }
+                }
+            }
+            // An acks=0 send ends "unknown" once written: that is all it promises.
+            Err(ClientError::OutcomeUnknown { .. }) if acks == Acks::None => counts.sent += 1,
+            Err(e) if acks == Acks::None => {
+                counts.failed += 1;
+                eprintln!("mq: not sent: {e}: {line}");
+            }
+            Err(e) => {
+                counts.failed += 1;
+                let what = if e.is_indefinite() { "outcome unknown (may be stored)" } else { "not stored" };
+                eprintln!("mq: not acknowledged, {what}: {e}: {line}");
+            }
+        }
+    }
+    let _ = std::io::stdout().flush();
+    counts
 }
 
 /// Poll interval while no new record is committed (fetch has no long poll yet).

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{peers_list, WAIT};
-use mq_net::{Acks, Broker, BrokerConfig, Client, ClientError, NewTopic, OffsetSpec, Record};
+use mq_net::{Acks, Broker, BrokerConfig, Client, ClientError, NewTopic, OffsetSpec, Producer, Record, SendRequest};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -76,10 +76,14 @@ async fn produce_acked(c: &Client, tag: &str, n: usize, per: usize, acked: &mut 
 }
 
 async fn read_all(c: &Client) -> BTreeMap<u64, String> {
+    read_topic(c, "f").await
+}
+
+async fn read_topic(c: &Client, topic: &str) -> BTreeMap<u64, String> {
     let mut out = BTreeMap::new();
-    let mut pos = c.list_offsets("f", 0, OffsetSpec::Earliest).await.unwrap();
+    let mut pos = c.list_offsets(topic, 0, OffsetSpec::Earliest).await.unwrap();
     loop {
-        let f = c.fetch("f", 0, pos, 256 * 1024).await.unwrap();
+        let f = c.fetch(topic, 0, pos, 256 * 1024).await.unwrap();
         let before = out.len();
         for (o, r) in f.records_from(pos) {
             out.insert(o.0, String::from_utf8_lossy(&r.value).into_owned());
@@ -169,6 +173,59 @@ async fn requests_to_a_leader_without_a_known_address_say_how_to_fix_it() {
         }
     }
     assert_eq!(unknown, 3, "without ids the client cannot route to any leader");
+    let err = Producer::builder().bootstrap(addrs[0].clone()).build().await.unwrap_err();
+    assert!(matches!(err, ClientError::UnknownBrokerAddress(_)), "the producer's startup check says so: {err}");
+    for b in brokers.into_iter().flatten() {
+        b.stop().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_producer_rides_a_leader_stop_and_stores_each_acked_send_once_in_order() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (mut brokers, _, peers) = start_cluster(&dirs).await;
+    let c = cluster_client(&peers).await;
+    c.create_topic(NewTopic::new("g", 1).replication_factor(3).min_insync_replicas(2)).await.unwrap();
+    let producer = Producer::builder()
+        .bootstrap(peers.clone())
+        .topic("g")
+        .linger(Duration::from_millis(2))
+        .request_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    let mut stopped = None;
+    for i in 0..600 {
+        let value = format!("g{i:04}");
+        pending.push((
+            value.clone(),
+            producer.enqueue(SendRequest::new("g").record(Record::from_value(value))).await.unwrap(),
+        ));
+        if i == 200 {
+            let leader = c.describe_topic("g").await.unwrap().partitions[0].leader.expect("a leader").0;
+            brokers[leader as usize - 1].take().unwrap().stop().await.unwrap();
+            stopped = Some(leader);
+        }
+        if i % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let mut acked = BTreeMap::new();
+    for (value, p) in pending {
+        match p.await {
+            Ok(d) => assert!(acked.insert(d.offset.0, value).is_none(), "offset acknowledged twice"),
+            Err(e) => panic!("send {value} not acknowledged within the delivery timeout: {e}"),
+        }
+    }
+    producer.close(Duration::from_secs(5)).await.unwrap();
+    let t = c.describe_topic("g").await.unwrap();
+    assert_ne!(t.partitions[0].leader.map(|l| l.0), stopped, "leadership moved");
+
+    let stored = read_topic(&c, "g").await;
+    assert_eq!(stored, acked, "every acknowledged send once, at its offset, nothing else");
+    let values: Vec<&String> = stored.values().collect();
+    assert!(values.windows(2).all(|w| w[0] < w[1]), "sends stored in send order");
     for b in brokers.into_iter().flatten() {
         b.stop().await.unwrap();
     }

@@ -179,6 +179,35 @@ fn cli_creates_produces_consumes_and_describes() {
 }
 
 #[test]
+fn cli_produce_prints_outcomes_in_input_order_and_acks_0_records_reach_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(dir.path());
+    let b = broker.addr.as_str();
+    let (ok, _, err) = mq(&["topic", "create", "lines", "--partitions", "3", "--bootstrap", b], None);
+    assert!(ok, "{err}");
+    let input: String = (0..3000).map(|i| format!("line-{i}\n")).collect();
+    let (ok, out, err) = mq(&["produce", "lines", "--json", "--bootstrap", b], Some(&input));
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3000, "one line per acknowledged record");
+    let mut next = [0u64; 3];
+    for (i, l) in lines.iter().enumerate() {
+        // Round robin from partition 0; each partition's offsets run on.
+        let p = i % 3;
+        assert_eq!(*l, format!("{{\"partition\":{p},\"offset\":{},\"value\":\"line-{i}\"}}", next[p]));
+        next[p] += 1;
+    }
+    let input: String = (0..500).map(|i| format!("fast-{i}\n")).collect();
+    let (ok, out, err) = mq(&["produce", "lines", "--acks", "0", "--json", "--bootstrap", b], Some(&input));
+    assert!(ok, "{err}");
+    assert!(out.is_empty(), "acks=0 prints no acknowledgement: {out}");
+    assert!(err.contains("sent 500 record(s) with acks=0"), "{err}");
+    let (ok, out, err) = mq(&["consume", "lines", "--max", "3500", "--idle-timeout", "10", "--bootstrap", b], None);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("fast-")).count(), 500, "every acks=0 record arrived");
+}
+
+#[test]
 fn client_commands_fail_fast_without_a_broker() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (ok, _, err) = mq(&["topic", "list", "--bootstrap", &format!("127.0.0.1:{port}")], None);

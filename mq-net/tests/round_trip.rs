@@ -190,30 +190,6 @@ async fn retention_deletes_old_segments_and_the_new_start_survives_restart() {
 }
 
 #[tokio::test]
-async fn producer_sends_keyed_records_to_the_key_partition_and_unkeyed_round_robin() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = start(dir.path()).await;
-    let c = client(broker.local_addr()).await;
-    c.create_topic(NewTopic::new("p", 4)).await.unwrap();
-    let mut producer = c.producer("p").build().await.unwrap();
-    let want = mq_net::partition_for_key(b"user-7", 4);
-    for _ in 0..3 {
-        let d = producer.send(Record::keyed("user-7", "x")).await.unwrap();
-        assert_eq!(d.partition.0, want);
-    }
-    let spread: Vec<u32> = {
-        let mut v = Vec::new();
-        for _ in 0..4 {
-            v.push(producer.send(Record::from_value("y")).await.unwrap().partition.0);
-        }
-        v
-    };
-    assert_eq!(spread, vec![0, 1, 2, 3]);
-    assert!(c.producer("missing").build().await.is_err());
-    broker.stop().await.unwrap();
-}
-
-#[tokio::test]
 async fn a_second_broker_on_a_data_dir_in_use_refuses_to_start_and_a_restart_after_stop_works() {
     let dir = tempfile::tempdir().unwrap();
     let first = start(dir.path()).await;
