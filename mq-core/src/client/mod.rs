@@ -14,6 +14,7 @@
 mod consumer;
 pub mod partitioner;
 mod producer;
+mod retry;
 
 pub use consumer::{Consumer, ConsumerConfig, ConsumerOutput};
 pub use partitioner::{

@@ -60,16 +60,16 @@
 use crate::client::partitioner::{
     choose_partition, PartitionError, Partitioner, PartitionerConfigError, PartitionerKind,
 };
+use crate::client::retry::{backoff, jittered, BrokerRotation, Leaders};
 use crate::contract::{Input, Peer};
 use crate::ids::{
-    CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, ProducerEpoch, ProducerId, Sequence, TopicPartition,
+    CorrelationId, NodeId, Offset, PartitionId, ProducerEpoch, ProducerId, Sequence, TopicPartition,
 };
 use crate::rng::{Rng, Seed};
 use crate::time::{Duration, Instant};
 use crate::wire::{
     Acks, ErrorCode, Message, ProducerStamp, Record, RecordBatch, Request, RequestBody, ResponseBody, WireError,
 };
-use rand::Rng as _;
 use std::collections::{BTreeMap, VecDeque};
 
 /// Producer settings. Build them with [`ProducerConfig::new`] and the chained
@@ -445,12 +445,6 @@ struct PartitionQueue {
     needs_reset: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct LeaderInfo {
-    leader: Option<NodeId>,
-    epoch: LeaderEpoch,
-}
-
 /// What the first waiting batch of a partition waits for.
 enum Next {
     /// Its partition's room: a reply or a request deadline frees it.
@@ -484,7 +478,7 @@ pub struct Producer {
     queues: BTreeMap<TopicPartition, PartitionQueue>,
     /// Produce requests out, to the batch they carry.
     requests: BTreeMap<CorrelationId, BatchId>,
-    leaders: BTreeMap<TopicPartition, LeaderInfo>,
+    leaders: Leaders,
     /// Partition count per topic, from metadata.
     partition_counts: BTreeMap<String, u32>,
     metadata: Pending,
@@ -493,7 +487,7 @@ pub struct Producer {
     identity: Option<(ProducerId, ProducerEpoch)>,
     init: Pending,
     next_init_at: Instant,
-    next_broker: usize,
+    brokers: BrokerRotation,
     buffered_bytes: usize,
     retries: u64,
     sequence_resets: u64,
@@ -507,7 +501,7 @@ impl Producer {
         config.validate()?;
         let partitioner = config.partitioner.build(Seed(seed))?;
         let mut rng = Seed(seed).stream("producer");
-        let next_broker = rng.random_range(0..config.brokers.len());
+        let brokers = BrokerRotation::new(&config.brokers, &mut rng);
         Ok(Producer {
             config,
             partitioner,
@@ -521,14 +515,14 @@ impl Producer {
             batches: BTreeMap::new(),
             queues: BTreeMap::new(),
             requests: BTreeMap::new(),
-            leaders: BTreeMap::new(),
+            leaders: Leaders::default(),
             partition_counts: BTreeMap::new(),
             metadata: None,
             next_metadata_at: Instant::ZERO,
             identity: None,
             init: None,
             next_init_at: Instant::ZERO,
-            next_broker,
+            brokers,
             buffered_bytes: 0,
             retries: 0,
             sequence_resets: 0,
@@ -576,7 +570,7 @@ impl Producer {
 
     /// The leader this producer believes leads `tp`, if any.
     pub fn leader(&self, tp: &TopicPartition) -> Option<NodeId> {
-        self.leaders.get(tp).and_then(|l| l.leader)
+        self.leaders.get(tp)
     }
 
     // ----- application mutators -----
@@ -810,12 +804,6 @@ impl Producer {
         c
     }
 
-    fn next_broker(&mut self) -> NodeId {
-        let broker = self.config.brokers[self.next_broker % self.config.brokers.len()];
-        self.next_broker = (self.next_broker + 1) % self.config.brokers.len();
-        broker
-    }
-
     /// True when `b` must be stamped before it leaves and nothing can stamp it yet.
     fn needs_identity(&self, b: &Batch, q: &PartitionQueue) -> bool {
         self.stamps(b) && b.stamp.is_none() && q.producer.is_none() && self.identity.is_none()
@@ -891,17 +879,17 @@ impl Producer {
         if wants_metadata && self.metadata.is_none() && self.next_metadata_at <= now {
             self.metadata = Some(self.ask_any_broker(RequestBody::Metadata { topics: Vec::new() }));
             // Ask again soon but not in a tight loop if this broker knows nothing.
-            self.next_metadata_at = now + self.jittered(self.config.retry_backoff);
+            self.next_metadata_at = now + jittered(&mut self.rng, self.config.retry_backoff);
         }
         if wants_init && self.init.is_none() && self.next_init_at <= now {
             self.init = Some(self.ask_any_broker(RequestBody::InitProducer));
-            self.next_init_at = now + self.jittered(self.config.retry_backoff);
+            self.next_init_at = now + jittered(&mut self.rng, self.config.retry_backoff);
         }
     }
 
     /// Sends `body` to the next broker in rotation; returns what to wait for.
     fn ask_any_broker(&mut self, body: RequestBody) -> (CorrelationId, NodeId, Instant) {
-        let broker = self.next_broker();
+        let broker = self.brokers.next();
         let correlation = self.correlation();
         let msg = Message::Request(Request { correlation, body });
         self.outputs.push_back(ProducerOutput::Send { to: Peer::Node(broker), msg });
@@ -1044,16 +1032,10 @@ impl Producer {
 
     fn on_metadata(&mut self, body: Result<ResponseBody, WireError>) {
         let Ok(ResponseBody::Metadata { topics, .. }) = body else { return };
-        for t in topics {
+        for t in &topics {
             self.partition_counts.insert(t.config.name.clone(), t.config.partitions);
-            for p in t.partitions {
-                let tp = TopicPartition { topic: t.config.name.clone(), partition: p.partition };
-                let known = self.leaders.get(&tp);
-                if known.is_none_or(|k| p.leader_epoch >= k.epoch) {
-                    self.leaders.insert(tp, LeaderInfo { leader: p.leader, epoch: p.leader_epoch });
-                }
-            }
         }
+        self.leaders.apply(&topics);
     }
 
     fn on_init(&mut self, body: Result<ResponseBody, WireError>) {
@@ -1187,28 +1169,16 @@ impl Producer {
             Stage::InFlight { to, .. } => Some(to),
             Stage::Waiting(_) => None,
         };
-        if let Some(info) = self.leaders.get_mut(&b.tp) {
-            if bad.is_none() || info.leader == bad {
-                info.leader = None;
-            }
-        }
+        self.leaders.forget(&b.tp, bad);
     }
 
     fn retry_later(&mut self, bid: BatchId) {
-        let base = self.config.retry_backoff.as_nanos();
         let Some(attempts) = self.batches.get(&bid).map(|b| b.attempts) else { return };
-        let exp = base.saturating_mul(1u64 << attempts.saturating_sub(1).min(20));
-        let wait = self.jittered(Duration::from_nanos(exp.min(self.config.retry_backoff_max.as_nanos())));
+        let wait = backoff(&mut self.rng, self.config.retry_backoff, self.config.retry_backoff_max, attempts);
         let at = self.now + wait;
         if let Some(b) = self.batches.get_mut(&bid) {
             b.stage = Stage::Waiting(at);
         }
-    }
-
-    /// `d` scaled by a factor drawn from [0.5, 1.0].
-    fn jittered(&mut self, d: Duration) -> Duration {
-        let n = d.as_nanos().max(1);
-        Duration::from_nanos(n / 2 + self.rng.random_range(0..=n / 2))
     }
 
     /// No more attempts: indefinite if any attempt may have appended, else failed.
@@ -1255,6 +1225,7 @@ impl Producer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::LeaderEpoch;
     use crate::wire::{PartitionInfo, Response, TopicConfig, TopicInfo};
 
     fn outputs(p: &mut Producer) -> Vec<ProducerOutput> {
