@@ -12,11 +12,16 @@
 //! leader; consumer groups and acks (section 7) come next.
 
 mod consumer;
+mod group_consumer;
 pub mod partitioner;
 mod producer;
 mod retry;
 
 pub use consumer::{Consumer, ConsumerConfig, ConsumerOutput};
+pub use group_consumer::{
+    AckError, ConsumedRecord, Delivery, GroupConsumer, GroupConsumerConfig, GroupConsumerConfigError,
+    GroupConsumerOutput, GroupEvent,
+};
 pub use partitioner::{
     choose_partition, key_partition, murmur2, PartitionError, Partitioner, PartitionerConfigError, PartitionerKind,
 };
