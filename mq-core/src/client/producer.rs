@@ -62,9 +62,7 @@ use crate::client::partitioner::{
 };
 use crate::client::retry::{backoff, jittered, BrokerRotation, Leaders};
 use crate::contract::{Input, Peer};
-use crate::ids::{
-    CorrelationId, NodeId, Offset, PartitionId, ProducerEpoch, ProducerId, Sequence, TopicPartition,
-};
+use crate::ids::{CorrelationId, NodeId, Offset, PartitionId, ProducerEpoch, ProducerId, Sequence, TopicPartition};
 use crate::rng::{Rng, Seed};
 use crate::time::{Duration, Instant};
 use crate::wire::{
