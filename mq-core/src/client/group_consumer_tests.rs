@@ -107,20 +107,27 @@ fn coordinator(n: u32) -> Result<ResponseBody, WireError> {
     })
 }
 
-/// A consumer that found coordinator 1, joined as member 7 at generation 1.1 with
-/// partition t/0, and learnt that broker 2 leads it; returns its first fetch.
-fn stable(config: GroupConsumerConfig) -> (GroupConsumer, CorrelationId, RequestBody) {
+/// A new consumer that found coordinator `coord` at 1 ms; returns it and its
+/// first join (sent to `coord`).
+fn joining(config: GroupConsumerConfig, coord: u32) -> (GroupConsumer, CorrelationId, JoinGroup) {
     let mut c = GroupConsumer::new(config, 1).unwrap();
     c.handle(at(0), Input::Timeout);
     let (to, corr, body) = one(&mut c);
     assert!(matches!(body, RequestBody::FindCoordinator { ref group } if group == "g"), "{body:?}");
-    answer(&mut c, at(1), to, corr, coordinator(1));
+    answer(&mut c, at(1), to, corr, coordinator(coord));
     let (to, corr, body) = one(&mut c);
-    assert_eq!(to, NodeId(1));
+    assert_eq!(to, NodeId(coord), "joins go to the coordinator");
     let RequestBody::JoinGroup(join) = body else { panic!("a join, got {body:?}") };
+    (c, corr, join)
+}
+
+/// A consumer that found coordinator 1, joined as member 7 at generation 1.1 with
+/// partition t/0, and learnt that broker 2 leads it; returns its first fetch.
+fn stable(config: GroupConsumerConfig) -> (GroupConsumer, CorrelationId, RequestBody) {
+    let (mut c, corr, join) = joining(config, 1);
     assert_eq!(join.member, None, "a first join has no member id");
     assert_eq!(join.topics, vec!["t".to_string()]);
-    answer(&mut c, at(2), to, corr, joined(7, gen(1, 1), &[0]));
+    answer(&mut c, at(2), NodeId(1), corr, joined(7, gen(1, 1), &[0]));
     assert_eq!(
         events(&mut c),
         vec![GroupEvent::Rebalanced { member: MemberId(7), generation: gen(1, 1), assignment: vec![tp(0)] }]
@@ -233,9 +240,7 @@ fn rebalance_stops_fetching_flushes_acks_with_the_old_generation_then_rejoins_wi
 #[test]
 fn acks_queued_during_a_rebalance_leave_with_the_old_generation() {
     let (mut c, _, _) = stable(config());
-    c.handle(at(1_002), Input::Timeout);
-    let (to, hb, _) = one(&mut c);
-    answer(&mut c, at(1_003), to, hb, err(ErrorCode::RebalanceInProgress));
+    heartbeat_refused(&mut c, ErrorCode::RebalanceInProgress);
     let _join = one(&mut c);
     c.ack(at(1_004), &tp(0), Offset(3)).unwrap();
     let (to, _, body) = one(&mut c);
@@ -244,31 +249,19 @@ fn acks_queued_during_a_rebalance_leave_with_the_old_generation() {
 }
 
 #[test]
-fn unknown_member_joins_again_without_an_id() {
-    let (mut c, _, _) = stable(config());
-    c.handle(at(1_002), Input::Timeout);
-    let (to, hb, _) = one(&mut c);
-    answer(&mut c, at(1_003), to, hb, err(ErrorCode::UnknownMember));
-    let RequestBody::JoinGroup(join) = one(&mut c).2 else { panic!("a join") };
-    assert_eq!(join.member, None);
-}
-
-#[test]
-fn illegal_generation_on_a_heartbeat_rejoins_with_the_id() {
-    let (mut c, _, _) = stable(config());
-    c.handle(at(1_002), Input::Timeout);
-    let (to, hb, _) = one(&mut c);
-    answer(&mut c, at(1_003), to, hb, err(ErrorCode::IllegalGeneration));
-    let RequestBody::JoinGroup(join) = one(&mut c).2 else { panic!("a join") };
-    assert_eq!(join.member, Some(MemberId(7)));
+fn unknown_member_joins_without_an_id_and_illegal_generation_with_it() {
+    for (code, id) in [(ErrorCode::UnknownMember, None), (ErrorCode::IllegalGeneration, Some(MemberId(7)))] {
+        let (mut c, _, _) = stable(config());
+        heartbeat_refused(&mut c, code);
+        let RequestBody::JoinGroup(join) = one(&mut c).2 else { panic!("a join") };
+        assert_eq!(join.member, id, "after {code}");
+    }
 }
 
 #[test]
 fn a_moved_coordinator_is_looked_up_again_and_the_member_rejoins_there() {
     let (mut c, _, _) = stable(config());
-    c.handle(at(1_002), Input::Timeout);
-    let (to, hb, _) = one(&mut c);
-    answer(&mut c, at(1_003), to, hb, err(ErrorCode::NotCoordinator));
+    heartbeat_refused(&mut c, ErrorCode::NotCoordinator);
     assert_eq!(c.coordinator(), None);
     assert!(c.is_stable(), "a stale coordinator alone does not stop fetching");
     // After a backoff of 50 to 100 ms it asks any broker again.
@@ -291,17 +284,21 @@ fn a_moved_coordinator_is_looked_up_again_and_the_member_rejoins_there() {
 
 #[test]
 fn a_join_refused_not_coordinator_finds_the_coordinator_again() {
-    let mut c = GroupConsumer::new(config(), 1).unwrap();
-    c.handle(at(0), Input::Timeout);
-    let (to, corr, _) = one(&mut c);
-    answer(&mut c, at(1), to, corr, coordinator(1));
-    let (to, corr, _) = one(&mut c);
-    answer(&mut c, at(2), to, corr, err(ErrorCode::NotCoordinator));
+    let (mut c, corr, _) = joining(config(), 1);
+    answer(&mut c, at(2), NodeId(1), corr, err(ErrorCode::NotCoordinator));
     assert_eq!(c.coordinator(), None);
     let t = c.poll_timeout().unwrap();
     assert!(t >= at(52) && t <= at(102), "find again after a backoff: {t}");
     c.handle(t, Input::Timeout);
     assert!(matches!(one(&mut c).2, RequestBody::FindCoordinator { .. }));
+}
+
+/// The first heartbeat (due at 1002 ms) is answered `code`.
+fn heartbeat_refused(c: &mut GroupConsumer, code: ErrorCode) {
+    c.handle(at(1_002), Input::Timeout);
+    let (to, hb, body) = one(c);
+    assert!(matches!(body, RequestBody::Heartbeat { .. }), "{body:?}");
+    answer(c, at(1_003), to, hb, err(code));
 }
 
 /// Runs the consumer to its next wake-up; returns it and what it sent.
@@ -480,12 +477,8 @@ fn close_drops_acks_unconfirmed_at_its_deadline_and_still_leaves() {
 
 #[test]
 fn a_new_assignment_drops_acks_and_records_of_revoked_partitions_and_keeps_the_rest() {
-    let mut c = GroupConsumer::new(config(), 1).unwrap();
-    c.handle(at(0), Input::Timeout);
-    let (to, corr, _) = one(&mut c);
-    answer(&mut c, at(1), to, corr, coordinator(1));
-    let (to, corr, _) = one(&mut c);
-    answer(&mut c, at(2), to, corr, joined(7, gen(1, 1), &[0, 1]));
+    let (mut c, corr, _) = joining(config(), 1);
+    answer(&mut c, at(2), NodeId(1), corr, joined(7, gen(1, 1), &[0, 1]));
     let (to, corr, _) = one(&mut c);
     answer(&mut c, at(3), to, corr, metadata(2, 1));
     let fetches = sends(&mut c);
@@ -595,23 +588,15 @@ fn acks_queued_before_a_seek_leave_before_it() {
 fn join_carries_the_configured_mode_settings_and_weight() {
     let settings = GroupSettings { max_deliveries: 3, ..GroupSettings::default() };
     let config = config().mode(GroupMode::Shared).settings(settings.clone()).weight(5);
-    let mut c = GroupConsumer::new(config, 1).unwrap();
-    c.handle(at(0), Input::Timeout);
-    let (to, corr, _) = one(&mut c);
-    answer(&mut c, at(1), to, corr, coordinator(2));
-    let RequestBody::JoinGroup(j) = one(&mut c).2 else { panic!("a join") };
+    let (_, _, j) = joining(config, 2);
     assert_eq!((j.mode, j.settings, j.weight), (GroupMode::Shared, settings, 5));
     assert_eq!(j.session_timeout, Duration::from_secs(3));
 }
 
 #[test]
 fn inconsistent_group_is_reported_and_retried_after_the_longest_backoff() {
-    let mut c = GroupConsumer::new(config().mode(GroupMode::Exclusive(Assignor::Range)), 1).unwrap();
-    c.handle(at(0), Input::Timeout);
-    let (to, corr, _) = one(&mut c);
-    answer(&mut c, at(1), to, corr, coordinator(1));
-    let (to, corr, _) = one(&mut c);
-    answer(&mut c, at(2), to, corr, err(ErrorCode::InconsistentGroup));
+    let (mut c, corr, _) = joining(config().mode(GroupMode::Exclusive(Assignor::Range)), 1);
+    answer(&mut c, at(2), NodeId(1), corr, err(ErrorCode::InconsistentGroup));
     assert!(matches!(&events(&mut c)[..], [GroupEvent::Error { error }] if error.code == ErrorCode::InconsistentGroup));
     let t = c.poll_timeout().unwrap();
     assert!(t >= at(402) && t <= at(802), "{t}");
