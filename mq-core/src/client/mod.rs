@@ -1,7 +1,7 @@
-//! Client state machines (producer and consumer), sans-IO like the broker node
+//! Client state machines (producer, consumer, group consumer), sans-IO like the broker node
 //! (DESIGN.md sections 2, 6 and 7).
 //!
-//! Both follow the core contract: `handle(now, input)` feeds one [`crate::Input`]
+//! All follow the core contract: `handle(now, input)` feeds one [`crate::Input`]
 //! (a broker's response, a timeout, a closed connection), `poll_output()` drains what
 //! the client wants sent and what it has to report, and `poll_timeout()` says when it
 //! next needs [`crate::Input::Timeout`]. They never read a clock or open a socket.
@@ -9,7 +9,9 @@
 //! The [`Producer`] batches, partitions, retries and deduplicates (DESIGN.md
 //! section 6); [`partitioner`] holds its partitioners (explicit, key hash, round
 //! robin, weighted, random). The [`Consumer`] reads one partition, following its
-//! leader; consumer groups and acks (section 7) come next.
+//! leader. The [`GroupConsumer`] is a member of a consumer group (section 7,
+//! docs/consumers.md section 6.6): membership, pull or push delivery from the
+//! partition leaders, and acks confirmed once committed.
 
 mod consumer;
 mod group_consumer;
