@@ -4,7 +4,10 @@
 // The CLI and the broker it starts own the process clock (see mq-net's lib.rs).
 #![allow(clippy::disallowed_methods)]
 
+mod progress;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::ProgressBar;
 use mq_core::PartitionId;
 use mq_net::{
     Acks, Broker, BrokerConfig, Client, ClientError, ErrorCode, NewTopic, Offset, OffsetSpec, PendingDelivery, Record,
@@ -477,7 +480,9 @@ async fn run_produce(args: ProduceArgs) -> ExitCode {
     };
     // Outcomes are printed in input order by their own task while lines keep going in.
     let (tx, rx) = tokio::sync::mpsc::channel(PRODUCE_READ_AHEAD);
-    let printer = tokio::spawn(print_outcomes(rx, acks, args.json));
+    let what = if acks == Acks::None { "records sent" } else { "records acknowledged" };
+    let bar = progress::bar(None, what, args.json);
+    let printer = tokio::spawn(print_outcomes(rx, acks, args.json, bar.clone()));
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let record = match &args.key {
@@ -503,6 +508,7 @@ async fn run_produce(args: ProduceArgs) -> ExitCode {
     drop(tx);
     // The printer ends once every outcome is in.
     let counts = printer.await.unwrap_or_default();
+    bar.finish();
     // Writes what is queued and waits until the brokers read it: acks=0 records
     // are on the broker when this returns.
     if let Err(e) = producer.close(PRODUCE_CLOSE_TIMEOUT).await {
@@ -525,6 +531,7 @@ async fn print_outcomes(
     mut rx: tokio::sync::mpsc::Receiver<(String, PendingDelivery)>,
     acks: Acks,
     json: bool,
+    bar: ProgressBar,
 ) -> ProduceCounts {
     let mut counts = ProduceCounts::default();
     let stdout = std::io::stdout();
@@ -532,6 +539,7 @@ async fn print_outcomes(
         match pending.await {
             Ok(d) => {
                 counts.sent += 1;
+                bar.inc(1);
                 if json {
                     let mut out = stdout.lock();
                     let _ = writeln!(
@@ -547,16 +555,22 @@ async fn print_outcomes(
                 }
             }
             // An acks=0 send ends "unknown" once written: that is all it promises.
-            Err(ClientError::OutcomeUnknown { .. }) if acks == Acks::None => counts.sent += 1,
+            Err(ClientError::OutcomeUnknown { .. }) if acks == Acks::None => {
+                counts.sent += 1;
+                bar.inc(1);
+            }
             Err(e) if acks == Acks::None => {
                 counts.failed += 1;
-                eprintln!("mq: not sent: {e}: {line}");
+                bar.suspend(|| eprintln!("mq: not sent: {e}: {line}"));
             }
             Err(e) => {
                 counts.failed += 1;
                 let what = if e.is_indefinite() { "outcome unknown (may be stored)" } else { "not stored" };
-                eprintln!("mq: not acknowledged, {what}: {e}: {line}");
+                bar.suspend(|| eprintln!("mq: not acknowledged, {what}: {e}: {line}"));
             }
+        }
+        if counts.failed > 0 {
+            bar.set_message(format!("{} failed", counts.failed));
         }
     }
     let _ = std::io::stdout().flush();
@@ -567,6 +581,13 @@ async fn print_outcomes(
 const CONSUME_POLL: Duration = Duration::from_millis(100);
 
 async fn run_consume(args: ConsumeArgs) -> ExitCode {
+    let bar = progress::bar(args.max, "records", true);
+    let code = consume(args, &bar).await;
+    bar.finish();
+    code
+}
+
+async fn consume(args: ConsumeArgs, bar: &ProgressBar) -> ExitCode {
     if let Some(g) = &args.group {
         eprintln!(
             "mq: note: consumer groups are not implemented yet: group {g} keeps no offsets; reading every partition"
@@ -605,7 +626,11 @@ async fn run_consume(args: ConsumeArgs) -> ExitCode {
                     // Retention removed records before we read them: skip to the start.
                     match client.list_offsets(&args.topic, p, OffsetSpec::Earliest).await {
                         Ok(start) => {
-                            eprintln!("mq: partition {p}: offset {pos} is gone (retention); continuing from {start}");
+                            bar.suspend(|| {
+                                eprintln!(
+                                    "mq: partition {p}: offset {pos} is gone (retention); continuing from {start}"
+                                )
+                            });
                             positions[p as usize] = start;
                             continue;
                         }
@@ -630,6 +655,7 @@ async fn run_consume(args: ConsumeArgs) -> ExitCode {
                 positions[p as usize] = Offset(offset.0 + 1);
                 progressed = true;
                 count += 1;
+                bar.inc(1);
                 if args.max.is_some_and(|m| count >= m) {
                     let _ = out.flush();
                     return ExitCode::SUCCESS;

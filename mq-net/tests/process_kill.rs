@@ -188,6 +188,7 @@ fn cli_produce_prints_outcomes_in_input_order_and_acks_0_records_reach_the_broke
     let input: String = (0..3000).map(|i| format!("line-{i}\n")).collect();
     let (ok, out, err) = mq(&["produce", "lines", "--json", "--bootstrap", b], Some(&input));
     assert!(ok, "{err}");
+    assert_eq!(err, "", "no progress bar on a captured stderr");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3000, "one line per acknowledged record");
     let mut next = [0u64; 3];
