@@ -10,7 +10,7 @@
 //! every token up to `t` is durable. Nothing that promises durability leaves a
 //! machine before the writes it depends on were reported persisted.
 
-use crate::ids::{BrokerEpoch, ClientId, GroupGeneration, LeaderEpoch, NodeId, Offset, Term, TopicPartition};
+use crate::ids::{BrokerEpoch, ClientId, GroupGeneration, LeaderEpoch, MemberId, NodeId, Offset, Term, TopicPartition};
 use crate::storage::Write;
 use crate::wire::Message;
 use serde::{Deserialize, Serialize};
@@ -184,5 +184,54 @@ pub enum Event {
         members: usize,
         /// Partitions it consumes.
         partitions: usize,
+    },
+    /// A partition leader handed a record to a group member (docs/consumers.md
+    /// section 6.2); one event per record and delivery.
+    GroupDelivered {
+        /// The group.
+        group: String,
+        /// The member it went to.
+        member: MemberId,
+        /// The partition.
+        tp: TopicPartition,
+        /// The record's offset.
+        offset: Offset,
+        /// 1 for the first delivery by this leader, then 2, ... (leases are soft
+        /// state: a new leader counts from 1 again).
+        delivery: u32,
+        /// The generation of the view the leader delivered under.
+        generation: GroupGeneration,
+    },
+    /// A leader answered `Acked` (or `Sought`): the cursor record holding this
+    /// acked state is committed (below the high watermark), so the state survives
+    /// any clean failover.
+    GroupAckCommitted {
+        /// The group.
+        group: String,
+        /// The partition.
+        tp: TopicPartition,
+        /// Every offset below it is acked.
+        prefix: Offset,
+        /// The individual acks above the prefix, lowest first.
+        acked_above: Vec<Offset>,
+        /// The offset of the committed cursor record holding this state.
+        cursor_offset: Offset,
+        /// True for a `Sought` answer: the cursor moved, possibly backwards
+        /// (records from `prefix` on may be delivered again).
+        sought: bool,
+    },
+    /// A record's dead-letter append was acknowledged (acks=all) by the leader of
+    /// the dead-letter partition; the source record is acked for the group next.
+    DeadLettered {
+        /// The group.
+        group: String,
+        /// The source partition.
+        tp: TopicPartition,
+        /// The source record's offset.
+        offset: Offset,
+        /// `rejected` or `max_deliveries`.
+        reason: &'static str,
+        /// Where it went: the dead-letter partition and offset.
+        dead_letter: (TopicPartition, Offset),
     },
 }

@@ -1322,5 +1322,7 @@ fn peer_summary(p: &PeerMessage) -> String {
             ),
             Err(e) => format!("replica-data {tp} epoch={leader_epoch} error {e}"),
         },
+        PeerMessage::DeadLetter { correlation, tp, .. } => format!("dead-letter#{correlation} to {tp}"),
+        PeerMessage::DeadLetterReply { correlation, result } => format!("dead-letter-reply#{correlation} {result:?}"),
     }
 }

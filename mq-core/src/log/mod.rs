@@ -227,11 +227,29 @@ impl PartitionLog {
     /// one batch when any is available). Consumers read up to the HW; followers up to
     /// the leader's persisted end.
     pub fn read_range(&self, from: Offset, upper: Offset, max_bytes: usize) -> Vec<RecordBatch> {
+        self.read_filtered(from, upper, max_bytes, false)
+    }
+
+    /// Like [`PartitionLog::read_committed`] without `Control` batches (group
+    /// cursors): what clients' plain fetches get. Control batches count neither
+    /// towards `max_bytes` nor as the one batch always returned, so a reader
+    /// positioned on one still gets the data after it.
+    pub fn read_committed_data(&self, offset: Offset, max_bytes: usize) -> Vec<RecordBatch> {
+        if offset >= self.high_watermark || offset < self.log_start {
+            return Vec::new();
+        }
+        self.read_filtered(offset, self.high_watermark, max_bytes, true)
+    }
+
+    fn read_filtered(&self, from: Offset, upper: Offset, max_bytes: usize, data_only: bool) -> Vec<RecordBatch> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         for b in self.batches_from(from) {
             if b.base_offset >= upper {
                 break;
+            }
+            if data_only && b.kind != crate::wire::BatchKind::Data {
+                continue;
             }
             let mut view = if b.base_offset < from { b.slice_from(from) } else { b.clone() };
             if view.end_offset() > upper {

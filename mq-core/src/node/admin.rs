@@ -24,10 +24,9 @@ impl Node {
                     Err(not_ready(self.id()))
                 }
             }
-            RequestBody::GroupFetch(_) | RequestBody::GroupAck(_) | RequestBody::GroupSeek(_) => Err(WireError::new(
-                ErrorCode::InvalidRequest,
-                "group delivery is not implemented yet (docs/consumers.md section 6)",
-            )),
+            body @ (RequestBody::GroupFetch(_) | RequestBody::GroupAck(_) | RequestBody::GroupSeek(_)) => {
+                self.delivery_request(from, corr, body)
+            }
             RequestBody::Produce { topic, partition, acks, batch } => {
                 self.produce(from, corr, topic, partition, acks, batch)
             }
@@ -153,13 +152,17 @@ impl Node {
 
     /// Retention on every replica this broker holds: whole committed batches only.
     pub(super) fn run_retention(&mut self) {
+        let cursor_limits = self.cursor_retention_limits();
         let now_ms = self.now.as_millis();
         let mut writes = Vec::new();
         let mut events = Vec::new();
         for (tp, slot) in &mut self.slots {
             let Some(t) = self.image.topics.get(&tp.topic) else { continue };
             let min_time = t.config.retention_time.map(|d| now_ms.saturating_sub(d.as_millis()));
-            if let Some(start) = slot.replica.log.retention_point(min_time, t.config.retention_bytes) {
+            let point = slot.replica.log.retention_point(min_time, t.config.retention_bytes);
+            // A leader keeps every group's newest cursor record (docs/consumers.md 6.3).
+            let point = point.map(|p| cursor_limits.get(tp).map_or(p, |limit| p.min(*limit)));
+            if let Some(start) = point.filter(|p| *p > slot.replica.log.log_start()) {
                 slot.replica.log.advance_log_start(start);
                 events.push(crate::contract::Event::LogStartAdvanced { tp: tp.clone(), log_start: start });
                 writes.push(crate::storage::Write::AdvanceLogStart { tp: tp.clone(), log_start: start });

@@ -63,6 +63,8 @@ pub(super) enum Purpose {
     Shutdown,
     /// Creating `__groups` for the group coordinators.
     CreateGroupsTopic,
+    /// Creating the dead-letter topic of this name (docs/consumers.md 6.4).
+    CreateDeadLetterTopic(String),
     /// An admin request forwarded for a client; `body` answers it on success.
     Forward(PendingReply),
 }
@@ -259,7 +261,7 @@ impl Node {
                 tracing::debug!(error = %e, "controlled shutdown could not reach the controller");
                 self.session.stopping = Some(Stopping::Done);
             }
-            Purpose::CreateGroupsTopic => {
+            Purpose::CreateGroupsTopic | Purpose::CreateDeadLetterTopic(_) => {
                 // `TopicExists`: another broker won the race. Otherwise the next
                 // FindCoordinator asks again.
                 if e.code == ErrorCode::NotLeader || e.code == ErrorCode::Timeout {
@@ -350,7 +352,7 @@ impl Node {
         request: ControllerRequest,
         ok: ResponseBody,
     ) {
-        let pending = PendingReply { to: client, correlation, body: ok };
+        let pending = PendingReply { to: client, correlation, body: ok, event: None };
         self.call_controller(request, Purpose::Forward(pending));
     }
 }

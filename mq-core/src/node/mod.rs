@@ -22,6 +22,7 @@
 mod admin;
 mod broker;
 mod config;
+mod delivery;
 mod groups;
 mod partitions;
 mod quorum_host;
@@ -54,6 +55,8 @@ pub(crate) struct PendingReply {
     pub(crate) to: Peer,
     pub(crate) correlation: CorrelationId,
     pub(crate) body: ResponseBody,
+    /// Reported when the reply is sent (not when it fails).
+    pub(crate) event: Option<Box<Event>>,
 }
 
 /// What to do once a Persist completes.
@@ -116,6 +119,9 @@ pub struct Node {
     coordinators: BTreeMap<PartitionId, Coordinator>,
     /// The metadata index whose topics the coordinators last heard of.
     coordinator_topics_applied: LogIndex,
+    /// Group delivery on the partitions this broker leads (docs/consumers.md
+    /// section 6).
+    deliveries: delivery::Deliveries,
 }
 
 impl Node {
@@ -171,6 +177,7 @@ impl Node {
             next_isr_check: Instant::ZERO,
             coordinators: BTreeMap::new(),
             coordinator_topics_applied: 0,
+            deliveries: delivery::Deliveries::default(),
             config,
         }
     }
@@ -282,7 +289,8 @@ impl Node {
         self.now = self.now.max(now);
         match input {
             Input::Message { from, msg } => self.handle_message(from, msg),
-            Input::Connected { .. } | Input::Disconnected { .. } => {}
+            Input::Connected { .. } => {}
+            Input::Disconnected { peer } => self.delivery_disconnected(peer),
             Input::Timeout => self.handle_timeout(),
             Input::Persisted { token } => self.handle_persisted(token),
         }
@@ -320,6 +328,7 @@ impl Node {
         consider(self.admin_waiters.iter().map(|w| w.1).min());
         consider(self.partitions_timeout());
         consider(self.coordinators_timeout());
+        consider(self.delivery_timeout());
         let any_retention =
             self.image.topics.values().any(|t| t.config.retention_bytes.is_some() || t.config.retention_time.is_some());
         if any_retention {
@@ -365,6 +374,7 @@ impl Node {
             assert!(self.raft.leader() == Some(self.id()), "an active controller that does not lead Raft");
         }
         self.check_coordinators();
+        self.check_deliveries();
     }
 
     /// The group coordinator of `__groups/partition` on this broker, if it leads
@@ -409,6 +419,8 @@ impl Node {
             PeerMessage::ReplicaFetchReply { tp, leader_epoch, result } => {
                 self.handle_replica_fetch_reply(from, tp, leader_epoch, result)
             }
+            PeerMessage::DeadLetter { correlation, tp, batch } => self.handle_dead_letter(from, correlation, tp, batch),
+            PeerMessage::DeadLetterReply { correlation, result } => self.handle_dead_letter_reply(correlation, result),
         }
     }
 
@@ -422,6 +434,7 @@ impl Node {
         self.admin_tick();
         self.partitions_tick();
         self.coordinators_tick();
+        self.delivery_tick();
         if now >= self.next_retention_check {
             self.next_retention_check = now + self.config.retention_check_interval;
             self.run_retention();
@@ -460,6 +473,7 @@ impl Node {
             }
         }
         self.sync_coordinators();
+        self.sync_deliveries();
     }
 
     // ----- the persist pipeline -----
@@ -507,10 +521,23 @@ impl Node {
     }
 
     fn reply(&mut self, to: Peer, correlation: CorrelationId, body: Result<ResponseBody, WireError>) {
+        if let Peer::Node(n) = to {
+            // The only requests brokers make of each other through the client
+            // path are dead-letter appends (docs/consumers.md section 6.4).
+            let result = body.and_then(|b| match b {
+                ResponseBody::Produced { base_offset, .. } => Ok(base_offset),
+                other => Err(WireError::new(ErrorCode::Internal, format!("unexpected answer to a broker: {other:?}"))),
+            });
+            self.send_peer(n, PeerMessage::DeadLetterReply { correlation, result });
+            return;
+        }
         self.outputs.push_back(Output::Send { to, msg: Message::Response(Response { correlation, body }) });
     }
 
     fn send_reply(&mut self, r: PendingReply) {
+        if let Some(e) = r.event {
+            self.event(*e);
+        }
         self.reply(r.to, r.correlation, Ok(r.body));
     }
 

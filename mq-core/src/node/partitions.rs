@@ -124,7 +124,7 @@ impl Node {
                         return Ok(Some(body));
                     }
                     let deadline = self.now + self.config.produce_timeout;
-                    let reply = PendingReply { to: from, correlation: corr, body };
+                    let reply = PendingReply { to: from, correlation: corr, body, event: None };
                     slot.hw_waiters.push_back((end, deadline, reply));
                     return Ok(None);
                 }
@@ -159,6 +159,7 @@ impl Node {
                 base_offset: stamped.base_offset,
                 append_time_ms: stamped.append_time_ms,
             },
+            event: None,
         });
         let end = stamped.end_offset();
         let write = Write::Append { tp: tp.clone(), batches: vec![stamped] };
@@ -198,7 +199,7 @@ impl Node {
             partition,
             high_watermark: log.high_watermark(),
             log_start: log.log_start(),
-            batches: log.read_committed(offset, max_bytes.min(cap)),
+            batches: log.read_committed_data(offset, max_bytes.min(cap)),
         })
     }
 
@@ -303,6 +304,7 @@ impl Node {
         for r in ready {
             self.send_reply(r);
         }
+        self.delivery_on_high_watermark(tp);
     }
 
     // ----- replication: leader side -----

@@ -399,6 +399,24 @@ pub enum PeerMessage {
         /// Records, or why not.
         result: Result<ReplicaData, WireError>,
     },
+    /// A partition leader asks the leader of a dead-letter partition to append a
+    /// dead letter with acks=all (docs/consumers.md section 6.4).
+    DeadLetter {
+        /// Echoed in the reply.
+        correlation: CorrelationId,
+        /// The dead-letter partition (`<topic>.dlq`, `p % P`).
+        tp: TopicPartition,
+        /// One record with the `mq.dlq.*` headers.
+        batch: RecordBatch,
+    },
+    /// The answer to [`PeerMessage::DeadLetter`], sent once the append committed
+    /// (or failed).
+    DeadLetterReply {
+        /// The request's correlation id.
+        correlation: CorrelationId,
+        /// The dead letter's offset, or why it was not appended.
+        result: Result<Offset, WireError>,
+    },
 }
 
 /// What the controller answers.

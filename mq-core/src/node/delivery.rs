@@ -1,0 +1,854 @@
+//! Group delivery on partition leaders (docs/consumers.md section 6): `GroupFetch`
+//! (pull long polls and push subscriptions), `GroupAck` and `GroupSeek`, lease
+//! expiry and nack delays, cursor records, retention of cursors, and dead letters.
+//! The rules of who gets which record live in [`crate::group::cursor`]; this file
+//! is the glue to the node's log, persist pipeline, timers and peers.
+//!
+//! - State exists per partition this broker leads, for one leader epoch. It is
+//!   built on first use from the newest cursor record of each group in the log
+//!   (committed or not; leases restart) and dropped, with its waiting requests
+//!   answered `NotLeader`, as soon as leadership moves ([`Node::sync_deliveries`]
+//!   runs after every input).
+//! - A cursor record goes through the leader's normal append path (staged,
+//!   persisted, replicated); `Acked` and `Sought` are `acks=all` waiters on it, so
+//!   they are answered only once the high watermark passes it, and fail like a
+//!   produce when leadership moves or it does not commit in time.
+//! - Dead letters (6.4) are appended with acks=all by the leader of the
+//!   dead-letter partition, locally or through [`PeerMessage::DeadLetter`]; once
+//!   acknowledged the source record is acked with a cursor record.
+
+use super::broker::Purpose;
+use super::{not_ready, validate_topic_name, Effect, Node, PendingReply};
+use crate::contract::{Event, Peer};
+use crate::controller::ControllerRequest;
+use crate::group::coordinator::validate_group_name;
+use crate::group::cursor::{self, Cursor, DeadLetterReason};
+use crate::group::dead_letter_topic;
+use crate::ids::{CorrelationId, GroupGeneration, LeaderEpoch, MemberId, NodeId, Offset, TopicPartition};
+use crate::storage::Write;
+use crate::time::{Duration, Instant};
+use crate::wire::{
+    Acks, ErrorCode, FetchMode, GroupAck, GroupFetch, GroupSeek, Header, PeerMessage, RecordBatch, RequestBody,
+    ResponseBody, SeekTo, TopicConfig, WireError,
+};
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Most records one `GroupFetch` answer may ask for.
+pub const MAX_RECORDS_PER_FETCH: u32 = 10_000;
+/// Largest push window.
+pub const MAX_PREFETCH: u32 = 100_000;
+/// Longest pull wait; longer ones are shortened to it.
+pub const MAX_PULL_WAIT: Duration = Duration::from_secs(300);
+/// Parked pulls plus push subscriptions per broker.
+pub const MAX_GROUP_WAITERS: usize = 10_000;
+/// Entries in one `GroupAck`.
+pub const MAX_ACKS_PER_REQUEST: usize = 10_000;
+/// Members in one view (the coordinator allows at most 1 000 per group).
+pub const MAX_VIEW_MEMBERS: usize = 10_000;
+/// Dead letters waiting or in flight per broker; beyond it records are delivered
+/// again instead.
+pub const MAX_DEAD_LETTERS: usize = 10_000;
+/// Pause before a dead letter is tried again.
+const DEAD_LETTER_RETRY: Duration = Duration::from_millis(200);
+
+/// Group delivery state of the whole broker.
+#[derive(Debug, Default)]
+pub(super) struct Deliveries {
+    parts: BTreeMap<TopicPartition, PartDelivery>,
+    dead_letters: BTreeMap<CorrelationId, DeadLetter>,
+    next_dead_letter: u64,
+    /// Nack delays ending at or before this were acted on (they stay in the leases
+    /// until a member takes the record, so the timer must not report them again).
+    checked_at: Instant,
+}
+
+/// Delivery on one partition this broker leads, for one leader epoch.
+#[derive(Debug)]
+struct PartDelivery {
+    leader_epoch: LeaderEpoch,
+    cursors: BTreeMap<String, Cursor>,
+    /// The offset of each group's newest cursor record in the log.
+    newest_cursor: BTreeMap<String, Offset>,
+    waiters: Vec<Waiter>,
+}
+
+/// A parked pull or a push subscription.
+#[derive(Debug)]
+struct Waiter {
+    to: Peer,
+    correlation: CorrelationId,
+    group: String,
+    member: MemberId,
+    generation: GroupGeneration,
+    max_records: usize,
+    kind: WaitKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WaitKind {
+    Pull { deadline: Instant },
+    Push { prefetch: usize },
+}
+
+#[derive(Debug)]
+struct DeadLetter {
+    source: TopicPartition,
+    source_epoch: LeaderEpoch,
+    group: String,
+    offset: Offset,
+    reason: DeadLetterReason,
+    batch: RecordBatch,
+    state: DeadLetterState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum DeadLetterState {
+    Waiting { not_before: Instant },
+    InFlight { deadline: Instant, to: TopicPartition },
+}
+
+fn invalid(message: impl Into<String>) -> WireError {
+    WireError::new(ErrorCode::InvalidRequest, message)
+}
+
+impl Node {
+    /// `GroupFetch`, `GroupAck` and `GroupSeek`. `Ok(None)`: answered later.
+    pub(super) fn delivery_request(
+        &mut self,
+        from: Peer,
+        correlation: CorrelationId,
+        body: RequestBody,
+    ) -> Result<Option<ResponseBody>, WireError> {
+        match body {
+            RequestBody::GroupFetch(f) => self.group_fetch(from, correlation, f),
+            RequestBody::GroupAck(a) => self.group_ack(from, correlation, a),
+            RequestBody::GroupSeek(s) => self.group_seek(from, correlation, s),
+            other => Err(invalid(format!("not a group delivery request: {other:?}"))),
+        }
+    }
+
+    /// Checks what every delivery request shares and makes sure this broker has
+    /// delivery state for `tp` in its current leader epoch.
+    fn delivery_preamble(&mut self, group: &str, tp: &TopicPartition) -> Result<(), WireError> {
+        validate_group_name(group)?;
+        if tp.topic.starts_with("__") {
+            return Err(invalid(format!("{tp} is an internal partition; groups cannot consume it")));
+        }
+        if !self.is_ready() {
+            return Err(not_ready(self.id()));
+        }
+        self.ensure_delivery(tp)
+    }
+
+    /// Builds delivery state for `tp` from its log if this broker leads it and has
+    /// none for its current epoch.
+    fn ensure_delivery(&mut self, tp: &TopicPartition) -> Result<(), WireError> {
+        let Some(slot) = self.slots.get(tp).filter(|s| s.replica.is_leader()) else {
+            return Err(self.missing_partition(&tp.topic, tp.partition));
+        };
+        let epoch = slot.replica.leader_epoch;
+        if self.deliveries.parts.get(tp).is_some_and(|p| p.leader_epoch == epoch) {
+            return Ok(());
+        }
+        let rebuilt = cursor::rebuild(&slot.replica.log);
+        for (offset, e) in &rebuilt.bad {
+            tracing::warn!(%tp, %offset, error = %e, "skipping a control record that is not a valid cursor");
+        }
+        let mut part = PartDelivery {
+            leader_epoch: epoch,
+            cursors: BTreeMap::new(),
+            newest_cursor: BTreeMap::new(),
+            waiters: Vec::new(),
+        };
+        for (group, (offset, acks)) in rebuilt.cursors {
+            part.cursors.insert(group.clone(), Cursor::new(group.clone(), acks));
+            part.newest_cursor.insert(group, offset);
+        }
+        if let Some(old) = self.deliveries.parts.insert(tp.clone(), part) {
+            self.fail_waiters_of(tp, old.waiters);
+        }
+        Ok(())
+    }
+
+    fn waiter_count(&self) -> usize {
+        self.deliveries.parts.values().map(|p| p.waiters.len()).sum()
+    }
+
+    // ----- GroupFetch -----
+
+    fn group_fetch(
+        &mut self,
+        from: Peer,
+        correlation: CorrelationId,
+        f: GroupFetch,
+    ) -> Result<Option<ResponseBody>, WireError> {
+        if f.max_records == 0 || f.max_records > MAX_RECORDS_PER_FETCH {
+            return Err(invalid(format!(
+                "max_records {} must be between 1 and {MAX_RECORDS_PER_FETCH}",
+                f.max_records
+            )));
+        }
+        let kind = match f.mode {
+            FetchMode::Pull { max_wait } => WaitKind::Pull { deadline: self.now + max_wait.min(MAX_PULL_WAIT) },
+            FetchMode::Push { prefetch } if prefetch == 0 || prefetch > MAX_PREFETCH => {
+                return Err(invalid(format!("prefetch {prefetch} must be between 1 and {MAX_PREFETCH}")));
+            }
+            FetchMode::Push { prefetch } => WaitKind::Push { prefetch: prefetch as usize },
+        };
+        if f.view.members.is_empty() || f.view.members.len() > MAX_VIEW_MEMBERS {
+            return Err(invalid(format!(
+                "a group view lists 1 to {MAX_VIEW_MEMBERS} members, not {}",
+                f.view.members.len()
+            )));
+        }
+        let tp = f.tp.clone();
+        let group = f.view.group.clone();
+        self.delivery_preamble(&group, &tp)?;
+        let now = self.now;
+        let same_member = |w: &Waiter| w.group == group && w.member == f.view.member;
+        let replacing = self.deliveries.parts[&tp].waiters.iter().any(same_member);
+        let others = self.waiter_count() - usize::from(replacing);
+        if others >= MAX_GROUP_WAITERS {
+            return Err(WireError::new(
+                ErrorCode::Backpressure,
+                format!("broker {} holds {others} group fetches already; retry later", self.config.node_id),
+            ));
+        }
+        let (dead, adopted, replaced, hw) = {
+            let log = &self.slots[&tp].replica.log;
+            let part = self.deliveries.parts.get_mut(&tp).expect("ensure_delivery made it");
+            let c = part.cursors.entry(group.clone()).or_insert_with(|| Cursor::start(&f.view, log));
+            let before = c.generation();
+            let dead = c.observe(&f.view, log, now).map_err(|e| WireError::new(e.code(), e.to_string()))?;
+            let adopted = c.generation() != before;
+            let replaced = part.waiters.iter().position(same_member).map(|i| part.waiters.remove(i));
+            (dead, adopted, replaced, log.high_watermark())
+        };
+        // The member's previous fetch of this partition ends: a parked pull gets
+        // an empty answer, a push subscription simply stops.
+        if let Some(old) = replaced.filter(|w| matches!(w.kind, WaitKind::Pull { .. })) {
+            let body = ResponseBody::Delivered { tp: tp.clone(), high_watermark: hw, records: Vec::new() };
+            self.reply(old.to, old.correlation, Ok(body));
+        }
+        if adopted {
+            self.end_stale_waiters(&tp, &group);
+        }
+        let waiter = Waiter {
+            to: from,
+            correlation,
+            group: group.clone(),
+            member: f.view.member,
+            generation: f.view.generation,
+            max_records: f.max_records as usize,
+            kind,
+        };
+        if let Some(part) = self.deliveries.parts.get_mut(&tp) {
+            part.waiters.push(waiter);
+        }
+        self.enqueue_dead_letters(&tp, &group, dead);
+        self.serve_group(&tp, &group);
+        // A pull with no wait that got nothing is answered empty at once.
+        if let WaitKind::Pull { deadline } = kind {
+            if deadline <= now {
+                self.end_pulls(&tp, |w| w.correlation == correlation && w.to == from);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Ends, with `IllegalGeneration`, the waiters of `group` on `tp` from
+    /// generations older than the newest the leader adopted.
+    fn end_stale_waiters(&mut self, tp: &TopicPartition, group: &str) {
+        let Some(part) = self.deliveries.parts.get_mut(tp) else { return };
+        let Some(newest) = part.cursors.get(group).and_then(Cursor::generation) else { return };
+        let mut stale = Vec::new();
+        part.waiters.retain(|w| {
+            let keep = w.group != group || w.generation >= newest;
+            if !keep {
+                stale.push((w.to, w.correlation, w.generation));
+            }
+            keep
+        });
+        for (to, correlation, g) in stale {
+            let e = WireError::new(
+                ErrorCode::IllegalGeneration,
+                format!("group {group} moved to generation {newest} (yours is {g}) on {tp}; rejoin the group"),
+            );
+            self.reply(to, correlation, Err(e));
+        }
+    }
+
+    /// Answers parked pulls of `tp` matching `pick` with no records.
+    fn end_pulls(&mut self, tp: &TopicPartition, pick: impl Fn(&Waiter) -> bool) {
+        let Some(part) = self.deliveries.parts.get_mut(tp) else { return };
+        let hw = self.slots.get(tp).map_or(Offset(0), |s| s.replica.log.high_watermark());
+        let mut done = Vec::new();
+        part.waiters.retain(|w| {
+            let end = matches!(w.kind, WaitKind::Pull { .. }) && pick(w);
+            if end {
+                done.push((w.to, w.correlation));
+            }
+            !end
+        });
+        for (to, correlation) in done {
+            let body = ResponseBody::Delivered { tp: tp.clone(), high_watermark: hw, records: Vec::new() };
+            self.reply(to, correlation, Ok(body));
+        }
+    }
+
+    /// Deals what `group` may get now on `tp` to its waiting members.
+    fn serve_group(&mut self, tp: &TopicPartition, group: &str) {
+        let now = self.now;
+        let Some(slot) = self.slots.get(tp) else { return };
+        let log = &slot.replica.log;
+        let Some(part) = self.deliveries.parts.get_mut(tp) else { return };
+        let Some(c) = part.cursors.get_mut(group) else { return };
+        let mut room = BTreeMap::new();
+        for w in part.waiters.iter().filter(|w| w.group == group) {
+            let n = match w.kind {
+                WaitKind::Pull { .. } => w.max_records,
+                WaitKind::Push { prefetch } => prefetch.saturating_sub(c.held_by(w.member)).min(w.max_records),
+            };
+            room.insert(w.member, n);
+        }
+        if room.values().all(|n| *n == 0) {
+            return;
+        }
+        let mut dealt = c.deal(log, now, &room);
+        if dealt.is_empty() {
+            return;
+        }
+        let generation = c.generation().unwrap_or_default();
+        let hw = log.high_watermark();
+        let mut answers = Vec::new();
+        part.waiters.retain(|w| {
+            if w.group != group {
+                return true;
+            }
+            match dealt.remove(&w.member) {
+                Some(records) => {
+                    answers.push((w.to, w.correlation, w.member, records));
+                    matches!(w.kind, WaitKind::Push { .. })
+                }
+                None => true,
+            }
+        });
+        for (to, correlation, member, records) in answers {
+            for r in &records {
+                self.event(Event::GroupDelivered {
+                    group: group.to_string(),
+                    member,
+                    tp: tp.clone(),
+                    offset: r.offset,
+                    delivery: r.delivery,
+                    generation,
+                });
+            }
+            let body = ResponseBody::Delivered { tp: tp.clone(), high_watermark: hw, records };
+            self.reply(to, correlation, Ok(body));
+        }
+    }
+
+    /// Serves every group with waiters on `tp`.
+    fn serve_partition(&mut self, tp: &TopicPartition) {
+        let groups: BTreeSet<String> = match self.deliveries.parts.get(tp) {
+            Some(p) => p.waiters.iter().map(|w| w.group.clone()).collect(),
+            None => return,
+        };
+        for g in groups {
+            self.serve_group(tp, &g);
+        }
+    }
+
+    /// The high watermark of `tp` moved: new records may be deliverable.
+    pub(super) fn delivery_on_high_watermark(&mut self, tp: &TopicPartition) {
+        if self.deliveries.parts.get(tp).is_some_and(|p| !p.waiters.is_empty()) {
+            self.serve_partition(tp);
+        }
+    }
+
+    // ----- GroupAck and GroupSeek -----
+
+    /// Refuses a cursor append the partition cannot commit or hold right now.
+    fn check_cursor_append(&self, tp: &TopicPartition) -> Result<(), WireError> {
+        let slot = self.slots.get(tp).expect("checked by ensure_delivery");
+        let r = &slot.replica;
+        if r.isr.len() < r.min_insync {
+            return Err(WireError::new(
+                ErrorCode::NotEnoughReplicas,
+                format!(
+                    "{tp} has {} in-sync replica(s), fewer than min_insync_replicas {}; acks cannot commit now",
+                    r.isr.len(),
+                    r.min_insync
+                ),
+            ));
+        }
+        if slot.hw_waiters.len() >= self.config.max_waiters_per_partition
+            || self.pending_write_bytes > self.config.max_pending_write_bytes
+        {
+            return Err(WireError::new(ErrorCode::Backpressure, format!("{tp} has too many writes waiting to commit")));
+        }
+        Ok(())
+    }
+
+    /// The cursor of `group` on `tp` for an ack or seek of `member` at
+    /// `generation`: refused if the generation is stale, or current and without
+    /// the member. Created provisionally when the leader knows nothing of the
+    /// group (no cursor in the log, no fetch since it took over).
+    fn cursor_for_update(
+        &mut self,
+        tp: &TopicPartition,
+        group: &str,
+        member: MemberId,
+        generation: GroupGeneration,
+    ) -> Result<&mut Cursor, WireError> {
+        let log = &self.slots.get(tp).expect("checked by ensure_delivery").replica.log;
+        let part = self.deliveries.parts.get_mut(tp).expect("made by ensure_delivery");
+        let c = part.cursors.entry(group.to_string()).or_insert_with(|| Cursor::provisional(group, log));
+        c.check_generation(generation).map_err(|e| WireError::new(e.code(), e.to_string()))?;
+        if c.generation() == Some(generation) && !c.has_member(member) {
+            return Err(WireError::new(
+                ErrorCode::UnknownMember,
+                format!("member {member} is not in generation {generation} of group {group}; join again"),
+            ));
+        }
+        Ok(c)
+    }
+
+    fn group_ack(
+        &mut self,
+        from: Peer,
+        correlation: CorrelationId,
+        a: GroupAck,
+    ) -> Result<Option<ResponseBody>, WireError> {
+        if a.acks.len() > MAX_ACKS_PER_REQUEST {
+            return Err(invalid(format!("{} acks in one request; send at most {MAX_ACKS_PER_REQUEST}", a.acks.len())));
+        }
+        self.delivery_preamble(&a.group, &a.tp)?;
+        self.check_cursor_append(&a.tp)?;
+        let now = self.now;
+        let hw = self.slots[&a.tp].replica.log.high_watermark();
+        let c = self.cursor_for_update(&a.tp, &a.group, a.member, a.generation)?;
+        let out = c.apply_acks(a.member, &a.acks, a.up_to, hw, now);
+        let body = ResponseBody::Acked { tp: a.tp.clone(), prefix: c.acks().prefix(), refused: out.refused };
+        let reply = PendingReply { to: from, correlation, body, event: None };
+        self.enqueue_dead_letters(&a.tp, &a.group, out.dead_letters);
+        if out.changed {
+            self.append_cursor(&a.tp, &a.group, Some(reply), false);
+        } else {
+            self.answer_when_cursor_commits(&a.tp, &a.group, reply);
+        }
+        self.serve_group(&a.tp, &a.group);
+        Ok(None)
+    }
+
+    fn group_seek(
+        &mut self,
+        from: Peer,
+        correlation: CorrelationId,
+        s: GroupSeek,
+    ) -> Result<Option<ResponseBody>, WireError> {
+        self.delivery_preamble(&s.group, &s.tp)?;
+        self.check_cursor_append(&s.tp)?;
+        let log = &self.slots[&s.tp].replica.log;
+        let target = match s.to {
+            SeekTo::Offset(o) if o < log.log_start() || o > log.high_watermark() => {
+                return Err(WireError::new(
+                    ErrorCode::OffsetOutOfRange,
+                    format!(
+                        "offset {o} is outside {}, which holds {}..{}; seek to the earliest or latest offset",
+                        s.tp,
+                        log.log_start(),
+                        log.high_watermark()
+                    ),
+                ));
+            }
+            SeekTo::Offset(o) => o,
+            SeekTo::Timestamp(ms) => log.offset_for_time(ms),
+            SeekTo::Earliest => log.log_start(),
+            SeekTo::Latest => log.high_watermark(),
+        };
+        let c = self.cursor_for_update(&s.tp, &s.group, s.member, s.generation)?;
+        c.seek(target);
+        let body = ResponseBody::Sought { tp: s.tp.clone(), offset: target };
+        let reply = PendingReply { to: from, correlation, body, event: None };
+        self.append_cursor(&s.tp, &s.group, Some(reply), true);
+        self.serve_group(&s.tp, &s.group);
+        Ok(None)
+    }
+
+    /// Appends `group`'s cursor record to `tp` through the leader's append path;
+    /// `reply` (with a `GroupAckCommitted` event) goes out once it commits.
+    fn append_cursor(&mut self, tp: &TopicPartition, group: &str, reply: Option<PendingReply>, sought: bool) {
+        let now_ms = self.now.as_millis();
+        let Some(slot) = self.slots.get_mut(tp).filter(|s| s.replica.is_leader()) else { return };
+        let Some(part) = self.deliveries.parts.get_mut(tp) else { return };
+        let Some(c) = part.cursors.get(group) else { return };
+        let batch = c.record();
+        let (prefix, acked_above) = (c.acks().prefix(), c.acks().acked_above().collect());
+        let epoch = slot.replica.leader_epoch;
+        let stamped = slot.replica.log.append(batch, epoch, now_ms);
+        part.newest_cursor.insert(group.to_string(), stamped.base_offset);
+        let event = Event::GroupAckCommitted {
+            group: group.to_string(),
+            tp: tp.clone(),
+            prefix,
+            acked_above,
+            cursor_offset: stamped.base_offset,
+            sought,
+        };
+        let reply = reply.map(|r| PendingReply { event: Some(Box::new(event)), ..r });
+        let (end, size) = (stamped.end_offset(), stamped.size_bytes());
+        let write = Write::Append { tp: tp.clone(), batches: vec![stamped] };
+        self.stage(write, Some(Effect::Appended { tp: tp.clone(), end, epoch, acks: Acks::All, reply }), size);
+    }
+
+    /// Nothing changed: answer once the group's newest cursor record (which holds
+    /// everything acked so far) is committed; at once if it is.
+    fn answer_when_cursor_commits(&mut self, tp: &TopicPartition, group: &str, reply: PendingReply) {
+        let deadline = self.now + self.config.produce_timeout;
+        let Some(slot) = self.slots.get_mut(tp) else { return };
+        let Some(part) = self.deliveries.parts.get(tp) else { return };
+        let Some(c) = part.cursors.get(group) else { return };
+        let newest = part.newest_cursor.get(group).copied();
+        let event = Event::GroupAckCommitted {
+            group: group.to_string(),
+            tp: tp.clone(),
+            prefix: c.acks().prefix(),
+            acked_above: c.acks().acked_above().collect(),
+            cursor_offset: newest.unwrap_or_default(),
+            sought: false,
+        };
+        match newest {
+            Some(o) if o >= slot.replica.log.high_watermark() => {
+                slot.hw_waiters.push_back((
+                    o.next(),
+                    deadline,
+                    PendingReply { event: Some(Box::new(event)), ..reply },
+                ));
+            }
+            Some(_) => self.send_reply(PendingReply { event: Some(Box::new(event)), ..reply }),
+            // No cursor at all: nothing was ever acked, nothing to promise.
+            None => self.send_reply(reply),
+        }
+    }
+
+    // ----- timers, connections, leadership -----
+
+    /// When delivery next needs a tick: pull deadlines, lease expiries, nack
+    /// delays, dead letters to try again.
+    pub(super) fn delivery_timeout(&self) -> Option<Instant> {
+        let after = self.deliveries.checked_at;
+        let parts = self.deliveries.parts.values();
+        let pulls = parts.clone().flat_map(|p| p.waiters.iter()).filter_map(|w| match w.kind {
+            WaitKind::Pull { deadline } => Some(deadline),
+            WaitKind::Push { .. } => None,
+        });
+        let leases = parts.flat_map(|p| p.cursors.values()).filter_map(|c| c.poll_timeout(after));
+        let dead = self.deliveries.dead_letters.values().map(|d| match &d.state {
+            DeadLetterState::Waiting { not_before } => *not_before,
+            DeadLetterState::InFlight { deadline, .. } => *deadline,
+        });
+        pulls.chain(leases).chain(dead).min()
+    }
+
+    pub(super) fn delivery_tick(&mut self) {
+        let now = self.now;
+        self.deliveries.checked_at = now;
+        let tps: Vec<TopicPartition> = self.deliveries.parts.keys().cloned().collect();
+        for tp in &tps {
+            let mut dead = Vec::new();
+            if let Some(part) = self.deliveries.parts.get_mut(tp) {
+                for (g, c) in part.cursors.iter_mut() {
+                    dead.extend(c.expire(now).into_iter().map(|d| (g.clone(), d)));
+                }
+            }
+            for (g, d) in dead {
+                self.enqueue_dead_letters(tp, &g, vec![d]);
+            }
+            self.serve_partition(tp);
+            self.end_pulls(tp, |w| matches!(w.kind, WaitKind::Pull { deadline } if deadline <= now));
+        }
+        for d in self.deliveries.dead_letters.values_mut() {
+            if matches!(d.state, DeadLetterState::InFlight { deadline, .. } if deadline <= now) {
+                d.state = DeadLetterState::Waiting { not_before: now };
+            }
+        }
+        self.drive_dead_letters();
+    }
+
+    /// A client connection closed: its pulls and subscriptions end.
+    pub(super) fn delivery_disconnected(&mut self, peer: Peer) {
+        for part in self.deliveries.parts.values_mut() {
+            part.waiters.retain(|w| w.to != peer);
+        }
+    }
+
+    /// Drops delivery state of partitions this broker no longer leads in the
+    /// state's epoch; their waiters are answered `NotLeader` (`TopicDeleted`).
+    pub(super) fn sync_deliveries(&mut self) {
+        let stale: Vec<TopicPartition> = self
+            .deliveries
+            .parts
+            .iter()
+            .filter(|(tp, p)| {
+                !self.slots.get(*tp).is_some_and(|s| s.replica.is_leader() && s.replica.leader_epoch == p.leader_epoch)
+            })
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in stale {
+            if let Some(part) = self.deliveries.parts.remove(&tp) {
+                self.fail_waiters_of(&tp, part.waiters);
+            }
+        }
+        let parts = &self.deliveries.parts;
+        // Dead letters of a tenure that ended are forgotten: the new leader
+        // delivers their records again.
+        self.deliveries
+            .dead_letters
+            .retain(|_, d| parts.get(&d.source).is_some_and(|p| p.leader_epoch == d.source_epoch));
+    }
+
+    fn fail_waiters_of(&mut self, tp: &TopicPartition, waiters: Vec<Waiter>) {
+        for w in waiters {
+            let e = if self.image.topics.contains_key(&tp.topic) {
+                self.not_leader(tp)
+            } else {
+                WireError::new(ErrorCode::TopicDeleted, format!("topic {} was deleted", tp.topic))
+            };
+            self.reply(w.to, w.correlation, Err(e));
+        }
+    }
+
+    /// Retention (docs 6.3): re-appends each group's newest cursor record once it
+    /// is in the older half of what retention keeps (so the copy commits on every
+    /// replica long before any replica's retention reaches the original), and
+    /// returns, per led partition, how far retention may go: never past a group's
+    /// newest cursor record.
+    pub(super) fn cursor_retention_limits(&mut self) -> BTreeMap<TopicPartition, Offset> {
+        let now_ms = self.now.as_millis();
+        let led: Vec<(TopicPartition, Option<u64>, Option<u64>)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.replica.is_leader())
+            .filter_map(|(tp, _)| {
+                let c = &self.image.topics.get(&tp.topic)?.config;
+                let half_time = c.retention_time.map(|d| now_ms.saturating_sub(d.as_millis() / 2));
+                let half_bytes = c.retention_bytes.map(|b| b / 2);
+                (half_time.is_some() || half_bytes.is_some()).then(|| (tp.clone(), half_time, half_bytes))
+            })
+            .collect();
+        let mut limits = BTreeMap::new();
+        for (tp, half_time, half_bytes) in led {
+            if !self.is_ready() || self.ensure_delivery(&tp).is_err() {
+                continue;
+            }
+            let log = &self.slots[&tp].replica.log;
+            let Some(half) = log.retention_point(half_time, half_bytes) else {
+                if let Some(min) = self.deliveries.parts[&tp].newest_cursor.values().min() {
+                    limits.insert(tp, *min);
+                }
+                continue;
+            };
+            let old: Vec<String> = self.deliveries.parts[&tp]
+                .newest_cursor
+                .iter()
+                .filter(|(_, o)| **o < half)
+                .map(|(g, _)| g.clone())
+                .collect();
+            for g in old {
+                self.append_cursor(&tp, &g, None, false);
+            }
+            if let Some(min) = self.deliveries.parts[&tp].newest_cursor.values().min() {
+                limits.insert(tp, *min);
+            }
+        }
+        limits
+    }
+
+    // ----- dead letters -----
+
+    fn enqueue_dead_letters(&mut self, tp: &TopicPartition, group: &str, dead: Vec<(Offset, DeadLetterReason)>) {
+        for (offset, reason) in dead {
+            let Some(part) = self.deliveries.parts.get_mut(tp) else { return };
+            let Some(c) = part.cursors.get_mut(group) else { return };
+            let log = &self.slots[tp].replica.log;
+            let record = log
+                .batches_from(offset)
+                .next()
+                .and_then(|b| b.iter_with_offsets().find(|(o, _)| *o == offset).map(|(_, r)| r.clone()));
+            let Some(mut record) = record.filter(|_| self.deliveries.dead_letters.len() < MAX_DEAD_LETTERS) else {
+                // Gone (retention) or too many in flight: deliver it again instead.
+                c.dead_letter_failed(offset);
+                continue;
+            };
+            let header = |key: &str, value: String| Header { key: key.to_string(), value: Bytes::from(value) };
+            record.headers.extend([
+                header("mq.dlq.topic", tp.topic.clone()),
+                header("mq.dlq.partition", tp.partition.to_string()),
+                header("mq.dlq.offset", offset.to_string()),
+                header("mq.dlq.group", group.to_string()),
+                header("mq.dlq.reason", reason.as_str().to_string()),
+            ]);
+            self.deliveries.next_dead_letter += 1;
+            let id = CorrelationId(self.deliveries.next_dead_letter);
+            let d = DeadLetter {
+                source: tp.clone(),
+                source_epoch: part.leader_epoch,
+                group: group.to_string(),
+                offset,
+                reason,
+                batch: RecordBatch::new(vec![record]),
+                state: DeadLetterState::Waiting { not_before: self.now },
+            };
+            self.deliveries.dead_letters.insert(id, d);
+        }
+        self.drive_dead_letters();
+    }
+
+    /// Sends every dead letter that is due to its partition's leader (creating
+    /// the dead-letter topic first if needed).
+    fn drive_dead_letters(&mut self) {
+        let now = self.now;
+        let due: Vec<CorrelationId> = self
+            .deliveries
+            .dead_letters
+            .iter()
+            .filter(|(_, d)| matches!(d.state, DeadLetterState::Waiting { not_before } if not_before <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let source = self.deliveries.dead_letters[&id].source.clone();
+            let dlq = dead_letter_topic(&source.topic);
+            let target = self.image.topics.get(&dlq).map(|t| {
+                let p = source.partition.0 % (t.partitions.len().max(1) as u32);
+                let tp = TopicPartition::new(dlq.clone(), p);
+                let leader = self.image.partition(&tp).and_then(|s| s.leader);
+                (tp, leader)
+            });
+            let retry = DeadLetterState::Waiting { not_before: now + DEAD_LETTER_RETRY };
+            match target {
+                None => {
+                    self.create_dead_letter_topic(&source.topic);
+                    self.set_dead_letter_state(id, retry);
+                }
+                Some((_, None)) => self.set_dead_letter_state(id, retry),
+                Some((tp, Some(leader))) => {
+                    let deadline = now + self.config.produce_timeout + self.config.controller_request_timeout;
+                    let batch = self.deliveries.dead_letters[&id].batch.clone();
+                    self.set_dead_letter_state(id, DeadLetterState::InFlight { deadline, to: tp.clone() });
+                    self.send_peer(leader, PeerMessage::DeadLetter { correlation: id, tp, batch });
+                }
+            }
+        }
+    }
+
+    fn set_dead_letter_state(&mut self, id: CorrelationId, state: DeadLetterState) {
+        if let Some(d) = self.deliveries.dead_letters.get_mut(&id) {
+            d.state = state;
+        }
+    }
+
+    /// Asks the controller for `<topic>.dlq` with the source topic's partition
+    /// count, replication factor and min ISR (one request at a time).
+    fn create_dead_letter_topic(&mut self, source: &str) {
+        let name = dead_letter_topic(source);
+        if self.has_call(|p| matches!(p, Purpose::CreateDeadLetterTopic(n) if *n == name)) {
+            return;
+        }
+        let Some(t) = self.image.topics.get(source) else { return };
+        if let Err(e) = validate_topic_name(&name) {
+            tracing::warn!(topic = %source, error = %e, "the dead-letter topic name is invalid; dead letters wait");
+            return;
+        }
+        let config = TopicConfig {
+            replication_factor: t.config.replication_factor,
+            min_insync_replicas: t.config.min_insync_replicas,
+            ..TopicConfig::new(name.clone(), t.partitions.len() as u32)
+        };
+        self.call_controller(ControllerRequest::CreateTopic(config), Purpose::CreateDeadLetterTopic(name));
+    }
+
+    /// Another partition leader asks this broker to append a dead letter.
+    pub(super) fn handle_dead_letter(
+        &mut self,
+        from: NodeId,
+        correlation: CorrelationId,
+        tp: TopicPartition,
+        batch: RecordBatch,
+    ) {
+        let to = Peer::Node(from);
+        match self.produce(to, correlation, tp.topic, tp.partition, Acks::All, batch) {
+            Ok(Some(body)) => self.reply(to, correlation, Ok(body)),
+            Ok(None) => {}
+            Err(e) => self.reply(to, correlation, Err(e)),
+        }
+    }
+
+    /// The answer to one of this broker's dead letters.
+    pub(super) fn handle_dead_letter_reply(&mut self, correlation: CorrelationId, result: Result<Offset, WireError>) {
+        let in_flight = self.deliveries.dead_letters.get(&correlation).and_then(|d| match &d.state {
+            DeadLetterState::InFlight { to, .. } => Some(to.clone()),
+            DeadLetterState::Waiting { .. } => None,
+        });
+        let Some(dlq_tp) = in_flight else { return };
+        match result {
+            Ok(dlq_offset) => {
+                let Some(d) = self.deliveries.dead_letters.remove(&correlation) else { return };
+                let Some(c) = self.deliveries.parts.get_mut(&d.source).and_then(|p| p.cursors.get_mut(&d.group)) else {
+                    return;
+                };
+                let changed = c.dead_lettered(d.offset);
+                self.event(Event::DeadLettered {
+                    group: d.group.clone(),
+                    tp: d.source.clone(),
+                    offset: d.offset,
+                    reason: d.reason.as_str(),
+                    dead_letter: (dlq_tp, dlq_offset),
+                });
+                if changed {
+                    self.append_cursor(&d.source, &d.group, None, false);
+                }
+                self.serve_group(&d.source, &d.group);
+            }
+            Err(e) if matches!(e.code, ErrorCode::InvalidRequest | ErrorCode::RecordTooLarge) => {
+                tracing::warn!(error = %e, "a dead letter was refused; the record will be delivered again");
+                if let Some(d) = self.deliveries.dead_letters.remove(&correlation) {
+                    if let Some(c) = self.deliveries.parts.get_mut(&d.source).and_then(|p| p.cursors.get_mut(&d.group))
+                    {
+                        c.dead_letter_failed(d.offset);
+                    }
+                    self.serve_group(&d.source, &d.group);
+                }
+            }
+            Err(_) => {
+                let retry = DeadLetterState::Waiting { not_before: self.now + DEAD_LETTER_RETRY };
+                self.set_dead_letter_state(correlation, retry);
+            }
+        }
+    }
+
+    /// Delivery state only on partitions led in its epoch; cursors consistent;
+    /// at most one waiter per member and partition; bounds kept.
+    pub(super) fn check_deliveries(&self) {
+        for (tp, part) in &self.deliveries.parts {
+            let slot = self.slots.get(tp).expect("delivery state without its partition");
+            assert!(slot.replica.is_leader(), "{tp}: delivery state on a broker that does not lead it");
+            assert_eq!(slot.replica.leader_epoch, part.leader_epoch, "{tp}: delivery state of an older epoch");
+            for c in part.cursors.values() {
+                c.check_invariants();
+            }
+            let mut seen = BTreeSet::new();
+            for w in &part.waiters {
+                assert!(seen.insert((&w.group, w.member)), "{tp}: two fetches of member {} of {}", w.member, w.group);
+                assert!(part.cursors.contains_key(&w.group), "{tp}: a waiter of a group without a cursor");
+            }
+            for (g, o) in &part.newest_cursor {
+                assert!(*o < slot.replica.log.log_end(), "{tp}: the cursor of {g} at {o} is beyond the log end");
+            }
+        }
+        assert!(self.waiter_count() <= MAX_GROUP_WAITERS);
+        assert!(self.deliveries.dead_letters.len() <= MAX_DEAD_LETTERS);
+    }
+}

@@ -1,0 +1,603 @@
+//! Group delivery on partition leaders (docs/consumers.md section 6): exclusive,
+//! shared and key_shared dealing, pull long polls and push windows, acks, nacks,
+//! rejects and dead letters, lease expiry, seeks, acks answered only once their
+//! cursor record commits and surviving a leader crash, stale generations, and
+//! cursor records hidden from plain fetches. Leaders never talk to coordinators,
+//! so these tests show them hand-made group views.
+
+mod support;
+
+use bytes::Bytes;
+use mq_core::group::assign::Assignor;
+use mq_core::group::GroupMode;
+use mq_core::harness::Harness;
+use mq_core::wire::{
+    AckKind, Acks, DeliveredRecord, ErrorCode, FetchMode, GroupAck, GroupFetch, GroupSeek, GroupSettings, GroupView,
+    Record, RecordBatch, RequestBody, Response, ResponseBody, SeekTo, TopicConfig, WireError,
+};
+use mq_core::{
+    CorrelationId, Duration, Event, Generation, GroupGeneration, LeaderEpoch, MemberId, NodeId, Offset, PartitionId,
+    TopicPartition,
+};
+use std::collections::BTreeSet;
+use support::{leader_of, ok, CLIENT};
+
+const TOPIC: &str = "orders";
+const GROUP: &str = "billing";
+const M1: MemberId = MemberId(1);
+const M2: MemberId = MemberId(2);
+const M3: MemberId = MemberId(3);
+
+fn tp() -> TopicPartition {
+    TopicPartition::new(TOPIC, 0)
+}
+
+fn gen(n: u32) -> GroupGeneration {
+    GroupGeneration { coordinator_epoch: LeaderEpoch(1), generation: Generation(n) }
+}
+
+/// A three-broker cluster with `orders` (one partition, `rf` replicas, `min_isr`).
+fn cluster(seed: u64, rf: u16, min_isr: u16) -> Harness {
+    let mut h = Harness::new(3, seed, |c| c);
+    h.wait_ready();
+    let config = TopicConfig { replication_factor: rf, min_insync_replicas: min_isr, ..TopicConfig::new(TOPIC, 1) };
+    let c = h.request(CLIENT, 1, RequestBody::CreateTopic(config));
+    h.advance(Duration::from_millis(500));
+    assert_eq!(ok(&mut h, c), ResponseBody::TopicCreated);
+    h
+}
+
+fn leader(h: &Harness) -> u32 {
+    leader_of(h, &tp()).expect("orders/0 has a leader")
+}
+
+fn client(m: MemberId) -> u64 {
+    10 + m.0
+}
+
+/// Produces `records` as one batch with acks=all to the leader and waits for it.
+fn produce(h: &mut Harness, records: Vec<Record>) -> Offset {
+    let l = leader(h);
+    let body = RequestBody::Produce {
+        topic: TOPIC.into(),
+        partition: PartitionId(0),
+        acks: Acks::All,
+        batch: RecordBatch::new(records),
+    };
+    let c = h.request(CLIENT, l, body);
+    h.advance(Duration::from_millis(100));
+    match ok(h, c) {
+        ResponseBody::Produced { base_offset, .. } => base_offset,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn values(n: usize) -> Vec<Record> {
+    (0..n).map(|i| Record::from_value(format!("v{i}"))).collect()
+}
+
+struct Group {
+    mode: GroupMode,
+    settings: GroupSettings,
+    generation: GroupGeneration,
+    members: Vec<(MemberId, u32)>,
+}
+
+impl Group {
+    fn new(mode: GroupMode, members: &[(MemberId, u32)]) -> Group {
+        let settings =
+            GroupSettings { ack_timeout: Duration::from_secs(5), max_deliveries: 3, ..GroupSettings::default() };
+        Group { mode, settings, generation: gen(1), members: members.to_vec() }
+    }
+
+    fn view(&self, member: MemberId) -> GroupView {
+        GroupView {
+            group: GROUP.into(),
+            member,
+            generation: self.generation,
+            mode: self.mode,
+            settings: self.settings.clone(),
+            members: self.members.clone(),
+        }
+    }
+
+    fn fetch(&self, h: &mut Harness, member: MemberId, max_records: u32, mode: FetchMode) -> CorrelationId {
+        let l = leader(h);
+        let f = GroupFetch { view: self.view(member), tp: tp(), max_records, mode };
+        h.request(client(member), l, RequestBody::GroupFetch(f))
+    }
+
+    /// A pull with no wait, answered at once: the offsets delivered.
+    fn poll(&self, h: &mut Harness, member: MemberId, max_records: u32) -> Vec<DeliveredRecord> {
+        let c = self.fetch(h, member, max_records, FetchMode::Pull { max_wait: Duration::ZERO });
+        delivered(h, member, c)
+    }
+
+    fn ack(&self, h: &mut Harness, member: MemberId, acks: &[(u64, AckKind)], up_to: Option<u64>) -> CorrelationId {
+        let l = leader(h);
+        let a = GroupAck {
+            group: GROUP.into(),
+            member,
+            generation: self.generation,
+            tp: tp(),
+            acks: acks.iter().map(|(o, k)| (Offset(*o), *k)).collect(),
+            up_to: up_to.map(Offset),
+        };
+        h.request(client(member), l, RequestBody::GroupAck(a))
+    }
+
+    /// Acks and waits for the answer: (prefix, refused).
+    fn ack_ok(
+        &self,
+        h: &mut Harness,
+        member: MemberId,
+        acks: &[(u64, AckKind)],
+        up_to: Option<u64>,
+    ) -> (u64, Vec<(u64, ErrorCode)>) {
+        let c = self.ack(h, member, acks, up_to);
+        h.advance(Duration::from_millis(100));
+        match answer(h, member, c) {
+            Ok(ResponseBody::Acked { prefix, refused, .. }) => {
+                (prefix.0, refused.into_iter().map(|(o, e)| (o.0, e)).collect())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn seek(&self, h: &mut Harness, member: MemberId, to: SeekTo) -> Result<u64, WireError> {
+        let l = leader(h);
+        let s = GroupSeek { group: GROUP.into(), member, generation: self.generation, tp: tp(), to };
+        let c = h.request(client(member), l, RequestBody::GroupSeek(s));
+        h.advance(Duration::from_millis(100));
+        match answer(h, member, c) {
+            Ok(ResponseBody::Sought { offset, .. }) => Ok(offset.0),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn answer(h: &mut Harness, member: MemberId, c: CorrelationId) -> Result<ResponseBody, WireError> {
+    h.take_response(client(member), c).unwrap_or_else(|| panic!("no answer to {c:?}")).body
+}
+
+fn delivered(h: &mut Harness, member: MemberId, c: CorrelationId) -> Vec<DeliveredRecord> {
+    match answer(h, member, c) {
+        Ok(ResponseBody::Delivered { records, .. }) => records,
+        other => panic!("expected Delivered, got {other:?}"),
+    }
+}
+
+fn offs(records: &[DeliveredRecord]) -> Vec<u64> {
+    records.iter().map(|r| r.offset.0).collect()
+}
+
+/// Every `Delivered` answer `member` got on correlation `c` so far, flattened.
+fn pushed(h: &mut Harness, member: MemberId, c: CorrelationId) -> Vec<DeliveredRecord> {
+    let all: Vec<Response> = h.take_responses(client(member));
+    let mut out = Vec::new();
+    for r in all {
+        assert_eq!(r.correlation, c, "an answer to another request: {r:?}");
+        match r.body {
+            Ok(ResponseBody::Delivered { records, .. }) => out.extend(records),
+            other => panic!("{other:?}"),
+        }
+    }
+    out
+}
+
+fn exclusive() -> GroupMode {
+    GroupMode::Exclusive(Assignor::Sticky)
+}
+
+#[test]
+fn exclusive_delivers_in_offset_order_and_not_again_while_leased() {
+    let mut h = cluster(1, 3, 1);
+    produce(&mut h, values(5));
+    let g = Group::new(exclusive(), &[(M1, 1)]);
+    assert_eq!(offs(&g.poll(&mut h, M1, 3)), vec![0, 1, 2]);
+    assert_eq!(offs(&g.poll(&mut h, M1, 10)), vec![3, 4]);
+    assert!(g.poll(&mut h, M1, 10).is_empty(), "leased records are not delivered twice");
+    let l = NodeId(leader(&h));
+    let events: Vec<u64> = h
+        .events()
+        .iter()
+        .filter_map(|(_, n, e)| match e {
+            Event::GroupDelivered { offset, member: M1, delivery: 1, generation, .. }
+                if *n == l && *generation == gen(1) =>
+            {
+                Some(offset.0)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events, vec![0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn shared_pull_goes_to_whoever_asks_and_push_deals_by_weight() {
+    let mut h = cluster(2, 3, 1);
+    produce(&mut h, values(4));
+    let g = Group::new(GroupMode::Shared, &[(M1, 1), (M2, 2), (M3, 3)]);
+    assert_eq!(offs(&g.poll(&mut h, M2, 3)), vec![0, 1, 2]);
+    assert_eq!(offs(&g.poll(&mut h, M1, 3)), vec![3]);
+    // Push: three subscriptions with room for everything; 60 records split 1:2:3.
+    let subs: Vec<(MemberId, CorrelationId)> =
+        [M1, M2, M3].iter().map(|m| (*m, g.fetch(&mut h, *m, 100, FetchMode::Push { prefetch: 100 }))).collect();
+    h.advance(Duration::from_millis(50));
+    produce(&mut h, values(60));
+    h.advance(Duration::from_millis(100));
+    let counts: Vec<usize> = subs.iter().map(|(m, c)| pushed(&mut h, *m, *c).len()).collect();
+    assert_eq!(counts, vec![10, 20, 30]);
+}
+
+#[test]
+fn key_shared_sends_each_key_to_one_member() {
+    let mut h = cluster(3, 3, 1);
+    let records: Vec<Record> = (0..40).map(|i| Record::keyed(format!("k{}", i % 8), format!("v{i}"))).collect();
+    produce(&mut h, records);
+    let g = Group::new(GroupMode::KeyShared, &[(M1, 1), (M2, 1)]);
+    let keys =
+        |recs: &[DeliveredRecord]| -> BTreeSet<Bytes> { recs.iter().map(|r| r.record.key.clone().unwrap()).collect() };
+    let a = g.poll(&mut h, M1, 100);
+    let b = g.poll(&mut h, M2, 100);
+    assert_eq!(a.len() + b.len(), 40);
+    assert!(!a.is_empty() && !b.is_empty());
+    assert!(keys(&a).is_disjoint(&keys(&b)), "a key went to both members");
+    // Later records of a key go to the same member.
+    produce(&mut h, (0..8).map(|i| Record::keyed(format!("k{i}"), "later")).collect());
+    let a2 = g.poll(&mut h, M1, 100);
+    assert_eq!(keys(&a2), keys(&a));
+}
+
+#[test]
+fn a_pull_long_poll_wakes_when_a_record_commits_and_ends_empty_after_max_wait() {
+    let mut h = cluster(4, 3, 1);
+    let g = Group::new(exclusive(), &[(M1, 1)]);
+    let c = g.fetch(&mut h, M1, 10, FetchMode::Pull { max_wait: Duration::from_secs(2) });
+    h.advance(Duration::from_millis(300));
+    assert!(h.take_response(client(M1), c).is_none(), "parked while nothing is committed");
+    produce(&mut h, values(1));
+    assert_eq!(offs(&delivered(&mut h, M1, c)), vec![0]);
+    let c = g.fetch(&mut h, M1, 10, FetchMode::Pull { max_wait: Duration::from_millis(500) });
+    h.advance(Duration::from_millis(400));
+    assert!(h.take_response(client(M1), c).is_none());
+    h.advance(Duration::from_millis(200));
+    assert!(delivered(&mut h, M1, c).is_empty(), "answered empty after max_wait");
+}
+
+#[test]
+fn push_respects_the_prefetch_window_and_acks_open_it() {
+    let mut h = cluster(5, 3, 1);
+    produce(&mut h, values(5));
+    let g = Group::new(exclusive(), &[(M1, 1)]);
+    let c = g.fetch(&mut h, M1, 10, FetchMode::Push { prefetch: 2 });
+    h.advance(Duration::from_millis(50));
+    assert_eq!(offs(&pushed(&mut h, M1, c)), vec![0, 1]);
+    let a = g.ack(&mut h, M1, &[(0, AckKind::Ack)], None);
+    h.advance(Duration::from_millis(100));
+    let mut got = Vec::new();
+    for r in h.take_responses(client(M1)) {
+        match r.body {
+            Ok(ResponseBody::Delivered { records, .. }) if r.correlation == c => got.extend(offs(&records)),
+            Ok(ResponseBody::Acked { prefix, .. }) if r.correlation == a => assert_eq!(prefix, Offset(1)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(got, vec![2], "one ack opens the window by one");
+}
+
+#[test]
+fn acks_batch_acks_and_cumulative_acks_are_never_redelivered() {
+    let mut h = cluster(6, 3, 1);
+    produce(&mut h, values(6));
+    let mut g = Group::new(exclusive(), &[(M1, 1)]);
+    g.settings.ack_timeout = Duration::from_millis(300);
+    assert_eq!(g.poll(&mut h, M1, 6).len(), 6);
+    assert_eq!(g.ack_ok(&mut h, M1, &[(4, AckKind::Ack)], None), (0, vec![]));
+    assert_eq!(g.ack_ok(&mut h, M1, &[(1, AckKind::Ack), (2, AckKind::Ack)], None), (0, vec![]));
+    assert_eq!(g.ack_ok(&mut h, M1, &[], Some(1)), (3, vec![]));
+    // Out of range is refused for that entry only.
+    assert_eq!(g.ack_ok(&mut h, M1, &[(99, AckKind::Ack)], None), (3, vec![(99, ErrorCode::OffsetOutOfRange)]));
+    h.advance(Duration::from_millis(500));
+    let again = g.poll(&mut h, M1, 10);
+    assert_eq!(offs(&again), vec![3, 5], "only the unacked records come back after their leases expire");
+    assert!(again.iter().all(|r| r.delivery == 2));
+    assert!(h.events().iter().any(|(_, _, e)| matches!(e,
+        Event::GroupAckCommitted { prefix: Offset(3), acked_above, sought: false, .. } if acked_above == &vec![Offset(4)])));
+}
+
+#[test]
+fn a_nack_is_delivered_again_after_its_delay() {
+    let mut h = cluster(7, 3, 1);
+    produce(&mut h, values(2));
+    let g = Group::new(GroupMode::Shared, &[(M1, 1), (M2, 1)]);
+    assert_eq!(offs(&g.poll(&mut h, M1, 1)), vec![0]);
+    let (_, refused) = g.ack_ok(
+        &mut h,
+        M1,
+        &[(0, AckKind::Nack { delay: Duration::from_secs(1) }), (1, AckKind::Nack { delay: Duration::ZERO })],
+        None,
+    );
+    assert_eq!(refused, vec![(1, ErrorCode::InvalidRequest)], "a nack of a record not leased to the member");
+    let c = g.fetch(&mut h, M2, 10, FetchMode::Pull { max_wait: Duration::from_secs(3) });
+    h.advance(Duration::from_millis(100));
+    let first = delivered(&mut h, M2, c);
+    assert_eq!(offs(&first), vec![1], "offset 0 waits out its delay");
+    let c = g.fetch(&mut h, M2, 10, FetchMode::Pull { max_wait: Duration::from_secs(3) });
+    h.advance(Duration::from_millis(500));
+    assert!(h.take_response(client(M2), c).is_none());
+    h.advance(Duration::from_millis(600));
+    let later = delivered(&mut h, M2, c);
+    assert_eq!(offs(&later), vec![0]);
+    assert_eq!(later[0].delivery, 2, "the nack counted as a delivery");
+}
+
+#[test]
+fn an_expired_lease_is_delivered_again_to_another_member() {
+    let mut h = cluster(8, 3, 1);
+    produce(&mut h, values(1));
+    let mut g = Group::new(GroupMode::Shared, &[(M1, 1), (M2, 1)]);
+    g.settings.ack_timeout = Duration::from_millis(200);
+    assert_eq!(offs(&g.poll(&mut h, M1, 1)), vec![0]);
+    let c = g.fetch(&mut h, M2, 1, FetchMode::Pull { max_wait: Duration::from_secs(1) });
+    h.advance(Duration::from_millis(100));
+    assert!(h.take_response(client(M2), c).is_none(), "leased to M1");
+    h.advance(Duration::from_millis(150));
+    let r = delivered(&mut h, M2, c);
+    assert_eq!((offs(&r), r[0].delivery), (vec![0], 2));
+}
+
+/// The dead letters in `orders.dlq` (all partitions), read from their leaders.
+fn dead_letters(h: &mut Harness) -> Vec<Record> {
+    let dlq = TopicPartition::new("orders.dlq", 0);
+    let l = leader_of(h, &dlq).expect("orders.dlq/0 exists and has a leader");
+    let body = RequestBody::Fetch {
+        topic: "orders.dlq".into(),
+        partition: PartitionId(0),
+        offset: Offset(0),
+        max_bytes: u32::MAX,
+    };
+    let c = h.request(CLIENT, l, body);
+    match ok(h, c) {
+        ResponseBody::Fetched { batches, .. } => batches.into_iter().flat_map(|b| b.records).collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn header(r: &Record, key: &str) -> String {
+    let h = r.headers.iter().find(|h| h.key == key).unwrap_or_else(|| panic!("no header {key}"));
+    String::from_utf8_lossy(&h.value).into_owned()
+}
+
+#[test]
+fn a_rejected_record_goes_to_the_dead_letter_topic_with_headers_and_is_done() {
+    let mut h = cluster(9, 3, 1);
+    produce(&mut h, values(3));
+    let g = Group::new(exclusive(), &[(M1, 1)]);
+    assert_eq!(g.poll(&mut h, M1, 3).len(), 3);
+    assert_eq!(g.ack_ok(&mut h, M1, &[(1, AckKind::Reject), (0, AckKind::Ack)], None), (1, vec![]));
+    h.advance(Duration::from_secs(2));
+    let topic = h.node(1).metadata().topics.get("orders.dlq").expect("created on demand");
+    assert_eq!((topic.partitions.len(), topic.config.replication_factor), (1, 3));
+    let dl = dead_letters(&mut h);
+    assert_eq!(dl.len(), 1);
+    assert_eq!(dl[0].value, Bytes::from("v1"));
+    assert_eq!(header(&dl[0], "mq.dlq.topic"), "orders");
+    assert_eq!(header(&dl[0], "mq.dlq.partition"), "0");
+    assert_eq!(header(&dl[0], "mq.dlq.offset"), "1");
+    assert_eq!(header(&dl[0], "mq.dlq.group"), GROUP);
+    assert_eq!(header(&dl[0], "mq.dlq.reason"), "rejected");
+    assert!(h
+        .events()
+        .iter()
+        .any(|(_, _, e)| matches!(e, Event::DeadLettered { offset: Offset(1), reason: "rejected", .. })));
+    // The source record is acked: the prefix passed it.
+    assert_eq!(g.ack_ok(&mut h, M1, &[(2, AckKind::Ack)], None), (3, vec![]));
+}
+
+#[test]
+fn max_deliveries_sends_the_record_to_the_dead_letter_topic() {
+    let mut h = cluster(10, 3, 1);
+    produce(&mut h, values(1));
+    let mut g = Group::new(exclusive(), &[(M1, 1)]);
+    g.settings.ack_timeout = Duration::from_millis(200);
+    g.settings.max_deliveries = 2;
+    for delivery in 1..=2 {
+        let r = g.poll(&mut h, M1, 1);
+        assert_eq!((offs(&r), r[0].delivery), (vec![0], delivery));
+        h.advance(Duration::from_millis(250));
+    }
+    h.advance(Duration::from_secs(2));
+    assert!(g.poll(&mut h, M1, 1).is_empty(), "not delivered a third time");
+    let dl = dead_letters(&mut h);
+    assert_eq!(dl.len(), 1);
+    assert_eq!(header(&dl[0], "mq.dlq.reason"), "max_deliveries");
+}
+
+#[test]
+fn seeks_move_the_cursor_by_offset_time_earliest_and_latest() {
+    let mut h = cluster(11, 3, 1);
+    produce(&mut h, values(3));
+    h.advance(Duration::from_secs(1));
+    let t = h.now().as_millis();
+    produce(&mut h, values(2));
+    let g = Group::new(exclusive(), &[(M1, 1)]);
+    assert_eq!(g.poll(&mut h, M1, 10).len(), 5);
+    assert_eq!(g.ack_ok(&mut h, M1, &[], Some(5)).0, 5);
+    assert_eq!(g.seek(&mut h, M1, SeekTo::Offset(Offset(1))), Ok(1));
+    assert_eq!(offs(&g.poll(&mut h, M1, 10)), vec![1, 2, 3, 4], "a replay from offset 1");
+    assert_eq!(g.seek(&mut h, M1, SeekTo::Timestamp(t)), Ok(3));
+    assert_eq!(offs(&g.poll(&mut h, M1, 10)), vec![3, 4]);
+    assert_eq!(g.seek(&mut h, M1, SeekTo::Earliest), Ok(0));
+    assert_eq!(g.poll(&mut h, M1, 10).len(), 5);
+    let hw = g.seek(&mut h, M1, SeekTo::Latest).unwrap();
+    assert!(hw > 5, "the high watermark, past the cursor records: {hw}");
+    assert!(g.poll(&mut h, M1, 10).is_empty());
+    assert_eq!(g.seek(&mut h, M1, SeekTo::Offset(Offset(10_000))).unwrap_err().code, ErrorCode::OffsetOutOfRange);
+}
+
+#[test]
+fn an_ack_is_answered_only_once_its_cursor_record_commits() {
+    let mut h = cluster(12, 3, 2);
+    produce(&mut h, values(2));
+    let g = Group::new(exclusive(), &[(M1, 1)]);
+    assert_eq!(g.poll(&mut h, M1, 2).len(), 2);
+    let l = leader(&h);
+    for f in (1..=3).filter(|n| *n != l) {
+        h.block_fetches(f, l);
+    }
+    let c = g.ack(&mut h, M1, &[(0, AckKind::Ack)], None);
+    h.advance(Duration::from_secs(1));
+    assert!(h.take_response(client(M1), c).is_none(), "answered before the cursor record committed");
+    assert!(!h.events().iter().any(|(_, _, e)| matches!(e, Event::GroupAckCommitted { .. })));
+    h.heal();
+    // The followers retry their lost fetches after the fetch timeout (2.5 s).
+    h.advance(Duration::from_secs(4));
+    match answer(&mut h, M1, c) {
+        Ok(ResponseBody::Acked { prefix, .. }) => assert_eq!(prefix, Offset(1)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_confirmed_ack_survives_a_leader_crash() {
+    let mut h = cluster(13, 3, 2);
+    produce(&mut h, values(4));
+    let g = Group::new(exclusive(), &[(M1, 1)]);
+    assert_eq!(g.poll(&mut h, M1, 4).len(), 4);
+    assert_eq!(g.ack_ok(&mut h, M1, &[(0, AckKind::Ack), (2, AckKind::Ack)], None), (1, vec![]));
+    let old = leader(&h);
+    h.crash(old);
+    h.advance(Duration::from_secs(8));
+    let new = leader(&h);
+    assert_ne!(new, old);
+    let again = g.poll(&mut h, M1, 10);
+    assert_eq!(offs(&again), vec![1, 3], "acked records are not delivered by the new leader");
+    assert!(again.iter().all(|r| r.delivery == 1), "delivery counts restart with a new leader");
+}
+
+#[test]
+fn a_stale_generation_is_refused_and_ends_older_subscriptions() {
+    let mut h = cluster(14, 3, 1);
+    produce(&mut h, values(2));
+    let old = Group::new(GroupMode::Shared, &[(M1, 1), (M2, 1)]);
+    let sub = old.fetch(&mut h, M2, 10, FetchMode::Push { prefetch: 1 });
+    h.advance(Duration::from_millis(50));
+    assert_eq!(pushed(&mut h, M2, sub).len(), 1);
+    let mut new = Group::new(GroupMode::Shared, &[(M1, 1)]);
+    new.generation = gen(2);
+    assert_eq!(new.poll(&mut h, M1, 10).len(), 2, "M2 left: its lease is released at once");
+    match answer(&mut h, M2, sub) {
+        Err(e) => assert_eq!(e.code, ErrorCode::IllegalGeneration),
+        other => panic!("{other:?}"),
+    }
+    let c = old.fetch(&mut h, M1, 10, FetchMode::Pull { max_wait: Duration::ZERO });
+    assert_eq!(answer(&mut h, M1, c).unwrap_err().code, ErrorCode::IllegalGeneration);
+    let c = old.ack(&mut h, M1, &[(0, AckKind::Ack)], None);
+    assert_eq!(answer(&mut h, M1, c).unwrap_err().code, ErrorCode::IllegalGeneration);
+}
+
+#[test]
+fn cursor_records_are_invisible_to_plain_fetches() {
+    let mut h = cluster(15, 3, 1);
+    produce(&mut h, values(2));
+    let g = Group::new(exclusive(), &[(M1, 1)]);
+    g.poll(&mut h, M1, 2);
+    g.ack_ok(&mut h, M1, &[(0, AckKind::Ack)], None);
+    produce(&mut h, values(1));
+    let l = leader(&h);
+    let log = h.node(l).log(&tp()).unwrap();
+    assert!(log.batches().any(|b| b.kind == mq_core::wire::BatchKind::Control), "a cursor record is in the log");
+    let fetch = |h: &mut Harness, offset: u64, max_bytes: u32| {
+        let body =
+            RequestBody::Fetch { topic: TOPIC.into(), partition: PartitionId(0), offset: Offset(offset), max_bytes };
+        let c = h.request(CLIENT, l, body);
+        match ok(h, c) {
+            ResponseBody::Fetched { batches, .. } => batches,
+            other => panic!("{other:?}"),
+        }
+    };
+    let all = fetch(&mut h, 0, u32::MAX);
+    assert!(all.iter().all(|b| b.kind == mq_core::wire::BatchKind::Data));
+    let offsets: Vec<u64> = all.iter().flat_map(|b| b.iter_with_offsets().map(|(o, _)| o.0)).collect();
+    assert_eq!(offsets, vec![0, 1, 3]);
+    // A reader positioned on the cursor record with a tiny limit still gets the data after it.
+    let from_cursor = fetch(&mut h, 2, 1);
+    assert_eq!(from_cursor.iter().flat_map(|b| b.iter_with_offsets().map(|(o, _)| o.0)).collect::<Vec<_>>(), vec![3]);
+}
+
+#[test]
+fn bad_group_requests_get_clear_errors() {
+    let mut h = cluster(16, 3, 1);
+    produce(&mut h, values(1));
+    let g = Group::new(exclusive(), &[(M1, 1)]);
+    let l = leader(&h);
+    let other = (1..=3).find(|n| *n != l).unwrap();
+    let mut cases: Vec<(RequestBody, u32, ErrorCode)> = Vec::new();
+    let fetch = |max_records, mode, tp: TopicPartition| {
+        RequestBody::GroupFetch(GroupFetch { view: g.view(M1), tp, max_records, mode })
+    };
+    let pull = FetchMode::Pull { max_wait: Duration::ZERO };
+    cases.push((fetch(0, pull, tp()), l, ErrorCode::InvalidRequest));
+    cases.push((fetch(1_000_000, pull, tp()), l, ErrorCode::InvalidRequest));
+    cases.push((fetch(1, FetchMode::Push { prefetch: 0 }, tp()), l, ErrorCode::InvalidRequest));
+    cases.push((fetch(1, pull, TopicPartition::new("nope", 0)), l, ErrorCode::UnknownTopic));
+    cases.push((fetch(1, pull, TopicPartition::new(TOPIC, 7)), l, ErrorCode::UnknownPartition));
+    cases.push((fetch(1, pull, tp()), other, ErrorCode::NotLeader));
+    cases.push((fetch(1, pull, TopicPartition::new("__groups", 0)), l, ErrorCode::InvalidRequest));
+    let mut bad_view = g.view(M1);
+    bad_view.members = vec![(M2, 1)];
+    cases.push((
+        RequestBody::GroupFetch(GroupFetch { view: bad_view, tp: tp(), max_records: 1, mode: pull }),
+        l,
+        ErrorCode::InvalidRequest,
+    ));
+    let mut bad_name = g.view(M1);
+    bad_name.group = "no spaces".into();
+    cases.push((
+        RequestBody::GroupFetch(GroupFetch { view: bad_name, tp: tp(), max_records: 1, mode: pull }),
+        l,
+        ErrorCode::InvalidRequest,
+    ));
+    let ack = GroupAck {
+        group: GROUP.into(),
+        member: M1,
+        generation: gen(1),
+        tp: tp(),
+        acks: vec![(Offset(0), AckKind::Ack); 20_000],
+        up_to: None,
+    };
+    cases.push((RequestBody::GroupAck(ack), l, ErrorCode::InvalidRequest));
+    for (body, to, code) in cases {
+        let what = format!("{body:?}").chars().take(120).collect::<String>();
+        let c = h.request(CLIENT, to, body);
+        match h.take_response(CLIENT, c).map(|r| r.body) {
+            Some(Err(e)) => {
+                assert_eq!(e.code, code, "{what}: {e}");
+                assert!(!e.message.is_empty());
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_closed_connection_ends_its_subscription_and_lost_leadership_ends_pulls() {
+    let mut h = cluster(17, 3, 1);
+    let g = Group::new(GroupMode::Shared, &[(M1, 1), (M2, 1)]);
+    let sub = g.fetch(&mut h, M1, 10, FetchMode::Push { prefetch: 10 });
+    let pull = g.fetch(&mut h, M2, 10, FetchMode::Pull { max_wait: Duration::from_secs(60) });
+    h.advance(Duration::from_millis(50));
+    let l = leader(&h);
+    h.input(l, mq_core::Input::Disconnected { peer: mq_core::Peer::Client(mq_core::ClientId(client(M1))) });
+    produce(&mut h, values(3));
+    assert!(h.take_response(client(M1), sub).is_none(), "no pushes after the connection closed");
+    assert_eq!(delivered(&mut h, M2, pull).len(), 3, "the remaining member's pull took them");
+    // Leadership moves: a parked pull is answered NotLeader.
+    let pull = g.fetch(&mut h, M2, 10, FetchMode::Pull { max_wait: Duration::from_secs(60) });
+    h.advance(Duration::from_millis(50));
+    h.begin_shutdown(l);
+    h.advance(Duration::from_secs(3));
+    assert_eq!(answer(&mut h, M2, pull).unwrap_err().code, ErrorCode::NotLeader);
+}
