@@ -601,3 +601,31 @@ fn a_closed_connection_ends_its_subscription_and_lost_leadership_ends_pulls() {
     h.advance(Duration::from_secs(3));
     assert_eq!(answer(&mut h, M2, pull).unwrap_err().code, ErrorCode::NotLeader);
 }
+
+#[test]
+fn retention_keeps_a_copy_of_each_groups_newest_cursor() {
+    let mut h = Harness::new(3, 18, |c| mq_core::NodeConfig { retention_check_interval: Duration::from_secs(1), ..c });
+    h.wait_ready();
+    let config = TopicConfig {
+        replication_factor: 3,
+        retention_time: Some(Duration::from_secs(6)),
+        ..TopicConfig::new(TOPIC, 1)
+    };
+    let c = h.request(CLIENT, 1, RequestBody::CreateTopic(config));
+    h.advance(Duration::from_millis(500));
+    assert_eq!(ok(&mut h, c), ResponseBody::TopicCreated);
+    produce(&mut h, values(3));
+    let g = Group::new(exclusive(), &[(M1, 1)]);
+    assert_eq!(g.poll(&mut h, M1, 3).len(), 3);
+    assert_eq!(g.ack_ok(&mut h, M1, &[(0, AckKind::Ack), (2, AckKind::Ack)], None), (1, vec![]));
+    for _ in 0..20 {
+        produce(&mut h, values(1));
+        h.advance(Duration::from_millis(900));
+    }
+    let l = leader(&h);
+    let log = h.node(l).log(&tp()).unwrap();
+    assert!(log.log_start() > Offset(3), "retention removed the first cursor record (at 3): {}", log.log_start());
+    let rebuilt = mq_core::group::cursor::rebuild(log);
+    let (_, acks) = rebuilt.cursors.get(GROUP).expect("a copy of the group's cursor is still in the log");
+    assert!(acks.is_acked(Offset(2)) && !acks.is_acked(Offset(1)), "{acks:?}");
+}

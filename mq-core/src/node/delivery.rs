@@ -522,11 +522,7 @@ impl Node {
         };
         match newest {
             Some(o) if o >= slot.replica.log.high_watermark() => {
-                slot.hw_waiters.push_back((
-                    o.next(),
-                    deadline,
-                    PendingReply { event: Some(Box::new(event)), ..reply },
-                ));
+                slot.hw_waiters.push_back((o.next(), deadline, PendingReply { event: Some(Box::new(event)), ..reply }));
             }
             Some(_) => self.send_reply(PendingReply { event: Some(Box::new(event)), ..reply }),
             // No cursor at all: nothing was ever acked, nothing to promise.
@@ -555,19 +551,26 @@ impl Node {
 
     pub(super) fn delivery_tick(&mut self) {
         let now = self.now;
-        self.deliveries.checked_at = now;
+        let before = std::mem::replace(&mut self.deliveries.checked_at, now);
         let tps: Vec<TopicPartition> = self.deliveries.parts.keys().cloned().collect();
         for tp in &tps {
             let mut dead = Vec::new();
+            let mut due = false;
             if let Some(part) = self.deliveries.parts.get_mut(tp) {
                 for (g, c) in part.cursors.iter_mut() {
+                    // Something expired or a nack delay ended since the last tick:
+                    // records may be deliverable again. (Dealing scans the log, so
+                    // it runs only then, not on every timer of the node.)
+                    due |= c.poll_timeout(before).is_some_and(|t| t <= now);
                     dead.extend(c.expire(now).into_iter().map(|d| (g.clone(), d)));
                 }
             }
             for (g, d) in dead {
                 self.enqueue_dead_letters(tp, &g, vec![d]);
             }
-            self.serve_partition(tp);
+            if due {
+                self.serve_partition(tp);
+            }
             self.end_pulls(tp, |w| matches!(w.kind, WaitKind::Pull { deadline } if deadline <= now));
         }
         for d in self.deliveries.dead_letters.values_mut() {
