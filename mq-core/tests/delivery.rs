@@ -629,3 +629,115 @@ fn retention_keeps_a_copy_of_each_groups_newest_cursor() {
     let (_, acks) = rebuilt.cursors.get(GROUP).expect("a copy of the group's cursor is still in the log");
     assert!(acks.is_acked(Offset(2)) && !acks.is_acked(Offset(1)), "{acks:?}");
 }
+
+/// One random delivery request (or a pause) for the property test below.
+#[derive(Clone, Debug)]
+enum Op {
+    Fetch { member: u64, generation: u32, mode: u8, max_records: u32, push: bool, wait_ms: u64, topic: usize },
+    Ack { member: u64, generation: u32, offsets: Vec<(u64, u8)>, up_to: Option<u64> },
+    Seek { member: u64, generation: u32, to: u8, offset: u64 },
+    Produce { n: usize },
+    Advance { ms: u64 },
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (1u64..4, 0u32..4, 0u8..3, 0u32..5, any::<bool>(), 0u64..800, 0usize..3).prop_map(
+            |(member, generation, mode, max_records, push, wait_ms, topic)| Op::Fetch {
+                member,
+                generation,
+                mode,
+                max_records,
+                push,
+                wait_ms,
+                topic
+            }
+        ),
+        (1u64..4, 0u32..4, proptest::collection::vec((0u64..30, 0u8..3), 0..6), proptest::option::of(0u64..30))
+            .prop_map(|(member, generation, offsets, up_to)| Op::Ack { member, generation, offsets, up_to }),
+        (1u64..4, 0u32..4, 0u8..4, 0u64..40).prop_map(|(member, generation, to, offset)| Op::Seek {
+            member,
+            generation,
+            to,
+            offset
+        }),
+        (1usize..5).prop_map(|n| Op::Produce { n }),
+        (1u64..3_000).prop_map(|ms| Op::Advance { ms }),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(16))]
+    /// Random, stale, malformed and racing delivery requests in every mode never
+    /// panic the broker (which checks its invariants, the cursors' included, after
+    /// every input), and every pull, ack and seek is answered.
+    #[test]
+    fn random_delivery_requests_never_panic_the_broker(ops in proptest::collection::vec(op(), 1..40)) {
+        let mut h = Harness::single();
+        let c = h.request(CLIENT, 1, RequestBody::CreateTopic(TopicConfig::new(TOPIC, 1)));
+        h.drive();
+        assert_eq!(ok(&mut h, c), ResponseBody::TopicCreated);
+        let modes = [exclusive(), GroupMode::Shared, GroupMode::KeyShared];
+        let topics = [TOPIC, "missing", "__groups"];
+        let mut open: Vec<(u64, CorrelationId, bool)> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Fetch { member, generation, mode, max_records, push, wait_ms, topic } => {
+                    let mut g = Group::new(modes[mode as usize], &[(M1, 1), (M2, 3), (M3, 1)]);
+                    g.generation = gen(generation);
+                    g.settings.ack_timeout = Duration::from_millis(400);
+                    let mode = if push {
+                        FetchMode::Push { prefetch: max_records }
+                    } else {
+                        FetchMode::Pull { max_wait: Duration::from_millis(wait_ms) }
+                    };
+                    let f = GroupFetch { view: g.view(MemberId(member)), tp: TopicPartition::new(topics[topic], 0), max_records, mode };
+                    let c = h.request(client(MemberId(member)), 1, RequestBody::GroupFetch(f));
+                    open.push((client(MemberId(member)), c, push));
+                }
+                Op::Ack { member, generation, offsets, up_to } => {
+                    let kinds = [AckKind::Ack, AckKind::Nack { delay: Duration::from_millis(100) }, AckKind::Reject];
+                    let a = GroupAck {
+                        group: GROUP.into(),
+                        member: MemberId(member),
+                        generation: gen(generation),
+                        tp: tp(),
+                        acks: offsets.iter().map(|(o, k)| (Offset(*o), kinds[*k as usize])).collect(),
+                        up_to: up_to.map(Offset),
+                    };
+                    let c = h.request(client(MemberId(member)), 1, RequestBody::GroupAck(a));
+                    open.push((client(MemberId(member)), c, false));
+                }
+                Op::Seek { member, generation, to, offset } => {
+                    let to = match to {
+                        0 => SeekTo::Offset(Offset(offset)),
+                        1 => SeekTo::Timestamp(offset * 100),
+                        2 => SeekTo::Earliest,
+                        _ => SeekTo::Latest,
+                    };
+                    let s = GroupSeek { group: GROUP.into(), member: MemberId(member), generation: gen(generation), tp: tp(), to };
+                    let c = h.request(client(MemberId(member)), 1, RequestBody::GroupSeek(s));
+                    open.push((client(MemberId(member)), c, false));
+                }
+                Op::Produce { n } => {
+                    let body = RequestBody::Produce { topic: TOPIC.into(), partition: PartitionId(0), acks: Acks::Leader, batch: RecordBatch::new(values(n)) };
+                    h.request(CLIENT, 1, body);
+                }
+                Op::Advance { ms } => h.advance(Duration::from_millis(ms)),
+            }
+        }
+        // Everything but push subscriptions is answered within the longest wait
+        // (pulls 0.8 s, acks and seeks once committed, dead letters a few tries).
+        h.advance(Duration::from_secs(12));
+        let mut answered: BTreeSet<(u64, CorrelationId)> = BTreeSet::new();
+        for m in [M1, M2, M3] {
+            for r in h.take_responses(client(m)) {
+                answered.insert((client(m), r.correlation));
+            }
+        }
+        for (c, corr, push) in open {
+            proptest::prop_assert!(push || answered.contains(&(c, corr)), "request {corr:?} of client {c} never answered");
+        }
+    }
+}
