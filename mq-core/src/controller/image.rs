@@ -7,6 +7,8 @@
 use super::metadata::MetadataRecord;
 use super::raft::LogIndex;
 use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, PartitionId, ProducerId, TopicPartition};
+use crate::security::acl::Acls;
+use crate::security::StoredCredential;
 use crate::wire::TopicConfig;
 use std::collections::BTreeMap;
 
@@ -59,6 +61,10 @@ pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicImage>,
     /// The next producer id to hand out.
     pub next_producer_id: ProducerId,
+    /// Principals (app keys) with their salted credentials.
+    pub principals: BTreeMap<String, StoredCredential>,
+    /// The ACL grants in force.
+    pub acls: Acls,
 }
 
 impl MetadataImage {
@@ -108,6 +114,15 @@ impl MetadataImage {
             MetadataRecord::AllocateProducerIds { first, count } => {
                 self.next_producer_id = ProducerId(first.0.saturating_add(*count));
             }
+            MetadataRecord::PutPrincipal { app_key, credential } => {
+                self.principals.insert(app_key.clone(), credential.clone());
+            }
+            MetadataRecord::DeletePrincipal { app_key } => {
+                self.principals.remove(app_key);
+                self.acls.revoke_principal(app_key);
+            }
+            MetadataRecord::PutAcl(grant) => self.acls.grant(grant.clone()),
+            MetadataRecord::DeleteAcl(grant) => self.acls.revoke(grant),
         }
     }
 

@@ -4,6 +4,8 @@
 //! stored and wire format: append new variants at the end only.
 
 use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, ProducerId, TopicPartition};
+use crate::security::acl::Grant;
+use crate::security::StoredCredential;
 use crate::wire::TopicConfig;
 use serde::{Deserialize, Serialize};
 
@@ -71,4 +73,21 @@ pub enum MetadataRecord {
         /// How many ids.
         count: u64,
     },
+    /// A principal was created or its secret replaced (docs/security.md). Only the
+    /// salted credential is stored, never the secret.
+    PutPrincipal {
+        /// The app key.
+        app_key: String,
+        /// The salted hash of its secret.
+        credential: StoredCredential,
+    },
+    /// A principal was deleted, with every grant naming it.
+    DeletePrincipal {
+        /// The app key.
+        app_key: String,
+    },
+    /// An ACL grant was added.
+    PutAcl(Grant),
+    /// An ACL grant was removed.
+    DeleteAcl(Grant),
 }

@@ -15,6 +15,8 @@ use super::metadata::MetadataRecord;
 use super::raft::LogIndex;
 use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, TopicPartition};
 use crate::node::validate_topic_name;
+use crate::security::acl::Grant;
+use crate::security::{validate_app_key, validate_grant, StoredCredential};
 use crate::time::{Duration, Instant};
 use crate::wire::{ErrorCode, TopicConfig, WireError};
 use serde::{Deserialize, Serialize};
@@ -74,6 +76,22 @@ pub enum ControllerRequest {
         /// Its incarnation.
         broker_epoch: BrokerEpoch,
     },
+    /// Create a principal or replace its credential (forwarded for an admin).
+    PutPrincipal {
+        /// The app key.
+        app_key: String,
+        /// The salted hash of its secret (computed by the admin's client).
+        credential: StoredCredential,
+    },
+    /// Delete a principal and its grants.
+    DeletePrincipal {
+        /// The app key.
+        app_key: String,
+    },
+    /// Add an ACL grant.
+    PutAcl(Grant),
+    /// Remove an ACL grant.
+    DeleteAcl(Grant),
 }
 
 /// Controller settings.
@@ -85,11 +103,21 @@ pub struct ControllerConfig {
     pub producer_id_block: u64,
     /// Most brokers the cluster may register.
     pub max_brokers: usize,
+    /// Most principals the cluster may hold.
+    pub max_principals: usize,
+    /// Most ACL grants the cluster may hold.
+    pub max_grants: usize,
 }
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        ControllerConfig { session_timeout: Duration::from_secs(9), producer_id_block: 1000, max_brokers: 1024 }
+        ControllerConfig {
+            session_timeout: Duration::from_secs(9),
+            producer_id_block: 1000,
+            max_brokers: 1024,
+            max_principals: 10_000,
+            max_grants: 100_000,
+        }
     }
 }
 
@@ -270,6 +298,40 @@ impl QuorumController {
                     first: self.image.next_producer_id,
                     count: self.config.producer_id_block,
                 }])
+            }
+            ControllerRequest::PutPrincipal { app_key, credential } => {
+                validate_app_key(&app_key)?;
+                if !self.image.principals.contains_key(&app_key)
+                    && self.image.principals.len() >= self.config.max_principals
+                {
+                    return Err(WireError::new(
+                        ErrorCode::InvalidConfig,
+                        format!("the cluster has its maximum of {} principals", self.config.max_principals),
+                    ));
+                }
+                Ok(vec![MetadataRecord::PutPrincipal { app_key, credential }])
+            }
+            ControllerRequest::DeletePrincipal { app_key } => {
+                if !self.image.principals.contains_key(&app_key) {
+                    return Err(WireError::new(ErrorCode::InvalidRequest, format!("unknown principal {app_key:?}")));
+                }
+                Ok(vec![MetadataRecord::DeletePrincipal { app_key }])
+            }
+            ControllerRequest::PutAcl(grant) => {
+                validate_grant(&grant)?;
+                if self.image.acls.len() >= self.config.max_grants {
+                    return Err(WireError::new(
+                        ErrorCode::InvalidConfig,
+                        format!("the cluster has its maximum of {} ACL grants", self.config.max_grants),
+                    ));
+                }
+                Ok(vec![MetadataRecord::PutAcl(grant)])
+            }
+            ControllerRequest::DeleteAcl(grant) => {
+                if !self.image.acls.grants().any(|g| *g == grant) {
+                    return Err(WireError::new(ErrorCode::InvalidRequest, format!("no such grant: {grant:?}")));
+                }
+                Ok(vec![MetadataRecord::DeleteAcl(grant)])
             }
         }
     }

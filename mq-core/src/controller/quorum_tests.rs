@@ -394,3 +394,56 @@ fn a_first_election_is_decided_alone_before_the_heartbeating_broker_is_unfenced(
     assert_eq!(p.leader_epoch, LeaderEpoch(1), "one first election: {p:?}");
     assert_eq!(p.isr, p.replicas, "a clean first election: {p:?}");
 }
+
+#[test]
+fn principals_and_grants_are_metadata_records_and_deleting_a_principal_revokes_its_grants() {
+    use crate::security::acl::{Grant, Operation, Resource};
+    use crate::security::StoredCredential;
+    let mut t = Ctl::new();
+    let credential = StoredCredential::new(b"s3cret", [1; 16]);
+    t.run(ControllerRequest::PutPrincipal { app_key: "billing".into(), credential: credential.clone() }).unwrap();
+    let grant = Grant {
+        principal: "billing".into(),
+        operation: Operation::Produce,
+        resource: Resource::Topic("orders*".into()),
+    };
+    t.run(ControllerRequest::PutAcl(grant.clone())).unwrap();
+    let image = t.c.image();
+    assert_eq!(image.principals.get("billing"), Some(&credential));
+    assert!(image.acls.allows("billing", Operation::Produce, &Resource::Topic("orders-eu".into())));
+    // The log holds the salted credential, never the secret.
+    let stored = format!("{:?}", t.log);
+    assert!(!stored.contains("s3cret"));
+    t.run(ControllerRequest::DeletePrincipal { app_key: "billing".into() }).unwrap();
+    let image = t.c.image();
+    assert!(image.principals.is_empty());
+    assert!(image.acls.is_empty(), "deleting a principal revokes its grants");
+}
+
+#[test]
+fn bad_principal_and_acl_requests_are_refused_with_nothing_proposed() {
+    use crate::security::acl::{Grant, Operation, Resource};
+    use crate::security::StoredCredential;
+    let mut t = Ctl::new();
+    let credential = StoredCredential::new(b"x", [1; 16]);
+    let bad = [
+        ControllerRequest::PutPrincipal { app_key: "has space".into(), credential: credential.clone() },
+        ControllerRequest::PutPrincipal { app_key: String::new(), credential },
+        ControllerRequest::DeletePrincipal { app_key: "nobody".into() },
+        ControllerRequest::PutAcl(Grant {
+            principal: "app".into(),
+            operation: Operation::Consume,
+            resource: Resource::Topic("bad/name".into()),
+        }),
+        ControllerRequest::DeleteAcl(Grant {
+            principal: "app".into(),
+            operation: Operation::Consume,
+            resource: Resource::Topic("never-granted".into()),
+        }),
+    ];
+    for req in bad {
+        let e = t.run(req.clone()).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest, "{req:?}: {e}");
+    }
+    assert!(t.log.is_empty());
+}

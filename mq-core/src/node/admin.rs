@@ -11,6 +11,10 @@ use crate::wire::{ErrorCode, PartitionInfo, Request, RequestBody, ResponseBody, 
 impl Node {
     pub(super) fn handle_request(&mut self, from: Peer, req: Request) {
         let corr = req.correlation;
+        if let Err(e) = self.authorize(from, &req.body) {
+            self.reply(from, corr, Err(e));
+            return;
+        }
         let result = match req.body {
             RequestBody::CreateTopic(config) => self.create_topic(from, corr, config),
             RequestBody::DeleteTopic { topic } => self.delete_topic(from, corr, topic),
@@ -40,6 +44,13 @@ impl Node {
             | RequestBody::JoinGroup(_)
             | RequestBody::Heartbeat { .. }
             | RequestBody::LeaveGroup { .. }) => self.group_request(from, corr, body),
+            body @ (RequestBody::AuthStart { .. }
+            | RequestBody::AuthProof { .. }
+            | RequestBody::PutPrincipal { .. }
+            | RequestBody::DeletePrincipal { .. }
+            | RequestBody::PutAcl(_)
+            | RequestBody::DeleteAcl(_)
+            | RequestBody::DescribeSecurity) => self.security_request(from, corr, body),
         };
         match result {
             Ok(Some(body)) => self.reply(from, corr, Ok(body)),

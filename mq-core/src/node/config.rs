@@ -56,6 +56,19 @@ pub struct NodeConfig {
     pub group_replication_factor: u16,
     /// Limits the group coordinators enforce.
     pub groups: crate::group::coordinator::GroupConfig,
+    /// Authentication and ACLs (docs/security.md); `None`: every client may do
+    /// everything (development and single-user setups).
+    pub auth: Option<AuthConfig>,
+}
+
+/// Authentication settings of a broker (docs/security.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// The bootstrap admin principal: allowed everything, known to every broker
+    /// from its configuration (so the first principals and grants can be made).
+    pub admin_app_key: String,
+    /// The admin's salted credential (never its secret).
+    pub admin_credential: crate::security::StoredCredential,
 }
 
 impl Default for NodeConfig {
@@ -84,6 +97,7 @@ impl Default for NodeConfig {
             group_coordinator_partitions: 8,
             group_replication_factor: 3,
             groups: crate::group::coordinator::GroupConfig::default(),
+            auth: None,
         }
     }
 }

@@ -26,8 +26,9 @@ mod delivery;
 mod groups;
 mod partitions;
 mod quorum_host;
+mod security;
 
-pub use config::{NodeConfig, NodeConfigBuilder};
+pub use config::{AuthConfig, NodeConfig, NodeConfigBuilder};
 pub use partitions::Slot;
 
 use crate::contract::{Event, Input, Output, Peer, PersistToken};
@@ -122,6 +123,10 @@ pub struct Node {
     /// Group delivery on the partitions this broker leads (docs/consumers.md
     /// section 6).
     deliveries: delivery::Deliveries,
+    /// Authentication state of each client connection (with `config.auth`).
+    auth: BTreeMap<crate::ids::ClientId, crate::security::session::AuthState>,
+    /// This broker's secret for decoy salts (drawn from its seeded stream).
+    broker_key: [u8; crate::security::KEY_BYTES],
 }
 
 impl Node {
@@ -151,8 +156,10 @@ impl Node {
                 (tp.clone(), PartitionLog::recovered(tp.clone(), stored.log_start(), stored.read_batches()))
             })
             .collect();
+        let mut rng = seed.indexed_stream("node", u64::from(id.0));
+        let broker_key = security::random_key(&mut rng);
         Node {
-            rng: seed.indexed_stream("node", u64::from(id.0)),
+            rng,
             now: Instant::ZERO,
             raft,
             controller: None,
@@ -178,6 +185,8 @@ impl Node {
             coordinators: BTreeMap::new(),
             coordinator_topics_applied: 0,
             deliveries: delivery::Deliveries::default(),
+            auth: BTreeMap::new(),
+            broker_key,
             config,
         }
     }
@@ -290,7 +299,10 @@ impl Node {
         match input {
             Input::Message { from, msg } => self.handle_message(from, msg),
             Input::Connected { .. } => {}
-            Input::Disconnected { peer } => self.delivery_disconnected(peer),
+            Input::Disconnected { peer } => {
+                self.delivery_disconnected(peer);
+                self.forget_connection(peer);
+            }
             Input::Timeout => self.handle_timeout(),
             Input::Persisted { token } => self.handle_persisted(token),
         }

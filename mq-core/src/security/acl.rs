@@ -71,6 +71,26 @@ impl Acls {
         self.grants.remove(g);
     }
 
+    /// Removes every grant naming `principal`.
+    pub fn revoke_principal(&mut self, principal: &str) {
+        self.grants.retain(|g| g.principal != principal);
+    }
+
+    /// Every grant, in order.
+    pub fn grants(&self) -> impl Iterator<Item = &Grant> {
+        self.grants.iter()
+    }
+
+    /// Number of grants.
+    pub fn len(&self) -> usize {
+        self.grants.len()
+    }
+
+    /// True when nothing is granted.
+    pub fn is_empty(&self) -> bool {
+        self.grants.is_empty()
+    }
+
     /// Whether `principal` may do `operation` on `resource`: an exact or prefix
     /// grant of that operation on it, or admin on the cluster.
     pub fn allows(&self, principal: &str, operation: Operation, resource: &Resource) -> bool {

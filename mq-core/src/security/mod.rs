@@ -22,7 +22,10 @@
 //! passwords.
 
 pub mod acl;
+pub mod session;
 
+use crate::wire::{ErrorCode, WireError};
+use acl::{Grant, Resource};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -31,6 +34,46 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Bytes of every key, nonce and proof.
 pub const KEY_BYTES: usize = 32;
+
+/// The longest app key.
+pub const MAX_APP_KEY_LEN: usize = 128;
+
+/// App keys are 1 to [`MAX_APP_KEY_LEN`] characters of `A-Z a-z 0-9 . _ -`.
+pub fn validate_app_key(app_key: &str) -> Result<(), WireError> {
+    let ok = !app_key.is_empty()
+        && app_key.len() <= MAX_APP_KEY_LEN
+        && app_key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(WireError::new(
+            ErrorCode::InvalidRequest,
+            format!("app key {app_key:?} must be 1 to {MAX_APP_KEY_LEN} characters of A-Z a-z 0-9 . _ -"),
+        ))
+    }
+}
+
+/// A grant names a valid app key and a resource that is a name or a `prefix*`
+/// of the characters topic and group names use.
+pub fn validate_grant(g: &Grant) -> Result<(), WireError> {
+    validate_app_key(&g.principal)?;
+    let pattern = match &g.resource {
+        Resource::Cluster => return Ok(()),
+        Resource::Topic(p) | Resource::Group(p) => p,
+    };
+    let name = pattern.strip_suffix('*').unwrap_or(pattern);
+    let ok = name.len() <= 249
+        && (!name.is_empty() || pattern == "*")
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(WireError::new(
+            ErrorCode::InvalidRequest,
+            format!("resource pattern {pattern:?} must be a name or a prefix followed by '*'"),
+        ))
+    }
+}
 
 /// What the cluster stores for a principal: never the secret.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,8 @@ use crate::ids::{
     BrokerEpoch, CorrelationId, GroupGeneration, LeaderEpoch, MemberId, NodeId, Offset, PartitionId, ProducerEpoch,
     ProducerId, TopicPartition,
 };
+use crate::security::acl::Grant;
+use crate::security::{StoredCredential, KEY_BYTES};
 use crate::time::Duration;
 use serde::{Deserialize, Serialize};
 
@@ -175,6 +177,39 @@ pub enum RequestBody {
     GroupAck(GroupAck),
     /// Moves a group's cursor on one partition, answered `Sought` once committed.
     GroupSeek(GroupSeek),
+    /// Starts authenticating this connection as `app_key` (docs/security.md);
+    /// answered `AuthChallenge`.
+    AuthStart {
+        /// The principal.
+        app_key: String,
+        /// Random bytes of the client's.
+        client_nonce: [u8; KEY_BYTES],
+    },
+    /// Answers the pending challenge; answered `Authenticated` or
+    /// `Unauthenticated`.
+    AuthProof {
+        /// `client_key XOR HMAC(stored_key, app_key | server_nonce | client_nonce)`.
+        proof: [u8; KEY_BYTES],
+    },
+    /// Creates a principal or replaces its credential (admin on the cluster). The
+    /// client computes the salted credential: the secret never travels.
+    PutPrincipal {
+        /// The app key.
+        app_key: String,
+        /// The salted hash of its secret.
+        credential: StoredCredential,
+    },
+    /// Deletes a principal and every grant naming it (admin on the cluster).
+    DeletePrincipal {
+        /// The app key.
+        app_key: String,
+    },
+    /// Adds an ACL grant (admin on the cluster).
+    PutAcl(Grant),
+    /// Removes an ACL grant (admin on the cluster).
+    DeleteAcl(Grant),
+    /// Lists principals and grants (admin on the cluster).
+    DescribeSecurity,
 }
 
 /// A member's request to join a group. The coordinator computes every member's
@@ -352,6 +387,27 @@ pub enum ResponseBody {
         /// The new acked prefix: the next record delivered is the first one at or
         /// after it.
         offset: Offset,
+    },
+    /// The principal's salt and a fresh server nonce: compute the proof.
+    AuthChallenge {
+        /// The principal's salt (a decoy for an unknown app key).
+        salt: [u8; 16],
+        /// Random bytes of the broker's, good for one proof.
+        server_nonce: [u8; KEY_BYTES],
+    },
+    /// The connection now acts for this principal.
+    Authenticated {
+        /// The app key proved.
+        principal: String,
+    },
+    /// A principal or ACL change committed.
+    SecurityUpdated,
+    /// Principals and grants.
+    Security {
+        /// App keys of the principals in the metadata log (not the bootstrap admin).
+        principals: Vec<String>,
+        /// Every grant.
+        grants: Vec<Grant>,
     },
 }
 
