@@ -7,6 +7,8 @@
 
 use bytes::Bytes;
 use mq_core::group::{assign::Assignor, GroupMode};
+use mq_core::security::acl::{Grant, Operation, Resource};
+use mq_core::security::{StoredCredential, KEY_BYTES};
 use mq_core::wire::codec::{
     decode_stored_batches, encode_stored_batch, StoredTail, BATCH_HEADER_BYTES, FRAME_HEADER_BYTES, FRAME_VERSION,
 };
@@ -223,6 +225,29 @@ fn delivery_request_body() -> impl Strategy<Value = RequestBody> {
     ]
 }
 
+fn grant() -> impl Strategy<Value = Grant> {
+    let op = prop_oneof![Just(Operation::Produce), Just(Operation::Consume), Just(Operation::Admin)];
+    let res = prop_oneof![text().prop_map(Resource::Topic), text().prop_map(Resource::Group), Just(Resource::Cluster)];
+    (text(), op, res).prop_map(|(principal, operation, resource)| Grant { principal, operation, resource })
+}
+
+fn key() -> impl Strategy<Value = [u8; KEY_BYTES]> {
+    any::<[u8; KEY_BYTES]>()
+}
+
+fn security_request_body() -> impl Strategy<Value = RequestBody> {
+    let credential = (any::<[u8; 16]>(), key()).prop_map(|(salt, stored_key)| StoredCredential { salt, stored_key });
+    prop_oneof![
+        (text(), key()).prop_map(|(app_key, client_nonce)| RequestBody::AuthStart { app_key, client_nonce }),
+        key().prop_map(|proof| RequestBody::AuthProof { proof }),
+        (text(), credential).prop_map(|(app_key, credential)| RequestBody::PutPrincipal { app_key, credential }),
+        text().prop_map(|app_key| RequestBody::DeletePrincipal { app_key }),
+        grant().prop_map(RequestBody::PutAcl),
+        grant().prop_map(RequestBody::DeleteAcl),
+        Just(RequestBody::DescribeSecurity),
+    ]
+}
+
 fn group_request_body() -> impl Strategy<Value = RequestBody> {
     prop_oneof![
         text().prop_map(|group| RequestBody::FindCoordinator { group }),
@@ -269,6 +294,7 @@ fn request_body() -> impl Strategy<Value = RequestBody> {
         }),
         group_request_body(),
         delivery_request_body(),
+        security_request_body(),
     ]
 }
 
@@ -345,6 +371,11 @@ fn response_body() -> impl Strategy<Value = ResponseBody> {
         )
             .prop_map(|(tp, p, refused)| ResponseBody::Acked { tp, prefix: Offset(p), refused }),
         (tp(), any::<u64>()).prop_map(|(tp, o)| ResponseBody::Sought { tp, offset: Offset(o) }),
+        (any::<[u8; 16]>(), key()).prop_map(|(salt, server_nonce)| ResponseBody::AuthChallenge { salt, server_nonce }),
+        text().prop_map(|principal| ResponseBody::Authenticated { principal }),
+        Just(ResponseBody::SecurityUpdated),
+        (prop::collection::vec(text(), 0..3), prop::collection::vec(grant(), 0..3))
+            .prop_map(|(principals, grants)| ResponseBody::Security { principals, grants }),
         Just(ResponseBody::HeartbeatOk),
         Just(ResponseBody::Left),
     ]
