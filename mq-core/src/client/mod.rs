@@ -13,6 +13,7 @@
 //! docs/consumers.md section 6.6): membership, pull or push delivery from the
 //! partition leaders, and acks confirmed once committed.
 
+pub mod auth;
 mod consumer;
 mod group_consumer;
 pub mod partitioner;
