@@ -681,6 +681,7 @@ proptest::proptest! {
         let modes = [exclusive(), GroupMode::Shared, GroupMode::KeyShared];
         let topics = [TOPIC, "missing", "__groups"];
         let mut open: Vec<(u64, CorrelationId, bool)> = Vec::new();
+        let seeks = ops.iter().any(|o| matches!(o, Op::Seek { .. }));
         for op in ops {
             match op {
                 Op::Fetch { member, generation, mode, max_records, push, wait_ms, topic } => {
@@ -738,6 +739,25 @@ proptest::proptest! {
         }
         for (c, corr, push) in open {
             proptest::prop_assert!(push || answered.contains(&(c, corr)), "request {corr:?} of client {c} never answered");
+        }
+        // Without seeks, a confirmed ack is final: nothing it covers is delivered
+        // after the `Acked` answer went out.
+        if !seeks {
+            let mut done_below = Offset(0);
+            let mut done: BTreeSet<Offset> = BTreeSet::new();
+            for (_, _, e) in h.events() {
+                match e {
+                    Event::GroupAckCommitted { prefix, acked_above, .. } => {
+                        done_below = done_below.max(*prefix);
+                        done.extend(acked_above.iter().copied());
+                    }
+                    Event::GroupDelivered { offset, .. } => proptest::prop_assert!(
+                        *offset >= done_below && !done.contains(offset),
+                        "{offset} delivered after an ack of it was confirmed"
+                    ),
+                    _ => {}
+                }
+            }
         }
     }
 }

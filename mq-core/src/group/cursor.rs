@@ -187,6 +187,8 @@ pub struct Cursor {
     /// view: the lowest offset acked, so that a `Latest` group's first view does
     /// not replay history (see [`Cursor::observe`]).
     provisional_floor: Option<Offset>,
+    /// Seeks so far: a dead letter sent before a seek does not ack its record.
+    seeks: u64,
 }
 
 impl Cursor {
@@ -206,6 +208,7 @@ impl Cursor {
             acks,
             dead_lettering: BTreeSet::new(),
             provisional_floor: None,
+            seeks: 0,
         }
     }
 
@@ -252,6 +255,12 @@ impl Cursor {
     /// The group's mode as the newest view says.
     pub fn mode(&self) -> GroupMode {
         self.mode
+    }
+
+    /// Seeks applied so far (dead letters remember it: one acknowledged after a
+    /// seek does not ack its record).
+    pub fn seeks(&self) -> u64 {
+        self.seeks
     }
 
     /// Unacked deliveries `member` holds.
@@ -535,6 +544,7 @@ impl Cursor {
         self.leases = Leases::new(self.settings.ack_timeout, self.settings.max_deliveries);
         self.dead_lettering.clear();
         self.provisional_floor = None;
+        self.seeks += 1;
     }
 
     /// Panics if the state is inconsistent.

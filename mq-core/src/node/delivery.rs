@@ -97,6 +97,8 @@ struct DeadLetter {
     source_epoch: LeaderEpoch,
     group: String,
     offset: Offset,
+    /// The cursor's seek count when the record was dead-lettered.
+    seeks: u64,
     reason: DeadLetterReason,
     batch: RecordBatch,
     state: DeadLetterState,
@@ -701,6 +703,7 @@ impl Node {
                 source_epoch: part.leader_epoch,
                 group: group.to_string(),
                 offset,
+                seeks: c.seeks(),
                 reason,
                 batch: RecordBatch::new(vec![record]),
                 state: DeadLetterState::Waiting { not_before: self.now },
@@ -802,7 +805,9 @@ impl Node {
                 let Some(c) = self.deliveries.parts.get_mut(&d.source).and_then(|p| p.cursors.get_mut(&d.group)) else {
                     return;
                 };
-                let changed = c.dead_lettered(d.offset);
+                // A seek since then replays the record: its dead letter stays
+                // written (at-least-once), but it is not acked here.
+                let changed = c.seeks() == d.seeks && c.dead_lettered(d.offset);
                 self.event(Event::DeadLettered {
                     group: d.group.clone(),
                     tp: d.source.clone(),
