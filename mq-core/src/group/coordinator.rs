@@ -203,6 +203,10 @@ pub struct Coordinator {
     topics: BTreeMap<String, u32>,
     groups: BTreeMap<String, Group>,
     next_member: u32,
+    /// The last generation handed to any group: generations increase across all
+    /// groups of this coordinator, so a group deleted (its last member left) and
+    /// created again never repeats a generation partition leaders have seen.
+    last_generation: Generation,
     outputs: VecDeque<CoordinatorOutput>,
 }
 
@@ -224,6 +228,7 @@ impl Coordinator {
             topics,
             groups: BTreeMap::new(),
             next_member: 0,
+            last_generation: Generation(0),
             outputs: VecDeque::new(),
         }
     }
@@ -620,7 +625,8 @@ impl Coordinator {
         let partitions = self.partitions_of(g);
         let now = self.now;
         let g = self.groups.get_mut(name).expect("checked");
-        g.generation = g.generation.next();
+        self.last_generation = self.last_generation.max(g.generation).next();
+        g.generation = self.last_generation;
         g.phase = Phase::Stable;
         let shares: BTreeMap<MemberId, Vec<TopicPartition>> = match g.mode {
             GroupMode::Exclusive(assignor) => {

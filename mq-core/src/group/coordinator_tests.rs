@@ -453,3 +453,18 @@ fn a_join_with_other_settings_or_a_bad_weight_is_refused_and_changes_nothing() {
     assert_eq!(t.view(), before);
     assert_eq!(t.heartbeat(first.member, first.generation), Ok(ResponseBody::HeartbeatOk));
 }
+
+#[test]
+fn a_group_deleted_and_created_again_never_repeats_a_generation() {
+    // Partition leaders keep the newest generation they saw per group and take an
+    // equal one as is: a recreated group must not start over at generation 1.
+    let mut t = T::new(&[("orders", 2)]);
+    let (c1, out) = t.join_as(1, None, &["orders"], GroupMode::Exclusive(Assignor::Sticky));
+    let first = joined(&out, c1);
+    assert_eq!(t.leave(first.member), Ok(ResponseBody::Left));
+    assert!(t.c.group("g").is_none(), "the last member leaving deletes the group");
+    let (c2, out) = t.join_as(2, None, &["orders"], GroupMode::Exclusive(Assignor::Sticky));
+    let second = joined(&out, c2);
+    assert_ne!(second.member, first.member);
+    assert!(second.generation > first.generation, "{} then {}", first.generation, second.generation);
+}
