@@ -1235,9 +1235,11 @@ impl GroupConsumer {
             generation: j.generation,
             settings: j.settings,
             peers: j.peers.into_iter().collect(),
-            heartbeat_interval: j.heartbeat_interval,
+            // A zero interval from a confused coordinator must not spin.
+            heartbeat_interval: j.heartbeat_interval.max(Duration::from_millis(1)),
         });
-        self.membership = Membership::Stable { next_heartbeat: now + j.heartbeat_interval };
+        self.membership =
+            Membership::Stable { next_heartbeat: now + j.heartbeat_interval.max(Duration::from_millis(1)) };
         self.events.push_back(GroupEvent::Rebalanced {
             member: j.member,
             generation: j.generation,
