@@ -815,6 +815,11 @@ impl GroupConsumer {
             assert_eq!(offsets.len(), p.acks.len(), "an offset queued twice on {tp}");
         }
         assert!(self.pending_acks() <= self.config.max_pending_acks, "more acks pending than allowed");
+        let out = |req: Req| self.requests.values().filter(|o| o.req == req).count();
+        let joining = usize::from(self.membership == Membership::Joining);
+        assert_eq!(out(Req::Join), joining, "a join is out exactly while joining");
+        assert_eq!(out(Req::Leave), usize::from(self.membership == Membership::Leaving), "leave out iff leaving");
+        assert!(out(Req::Heartbeat) <= 1 && out(Req::Find) <= 1 && out(Req::Metadata) <= 1, "duplicate requests");
         let joined = self.joined.is_some();
         assert!(joined || self.assignment.is_empty(), "an assignment without a join");
         if matches!(self.membership, Membership::Stable { .. }) {
@@ -1073,10 +1078,14 @@ impl GroupConsumer {
                 }
                 _ => self.find_failed(),
             },
-            Req::Join => self.on_join_answer(body, out.to),
+            Req::Join => {
+                // The join is no longer out, whatever its answer says.
+                self.membership = Membership::Join { at: self.now };
+                self.on_join_answer(body, out.to)
+            }
             Req::Heartbeat => match body {
                 Ok(_) => {}
-                Err(e) => self.on_group_error(e, out.to),
+                Err(e) => self.on_group_error(e, out.to, false),
             },
             Req::Leave => self.closed(),
             Req::Metadata => {
@@ -1125,7 +1134,11 @@ impl GroupConsumer {
         let lost = WireError::new(ErrorCode::Timeout, format!("no answer from broker {}", out.to));
         match out.req {
             Req::Find => self.find_failed(),
-            Req::Join | Req::Heartbeat => self.on_group_error(lost, out.to),
+            Req::Join => {
+                self.membership = Membership::Join { at: self.now };
+                self.on_group_error(lost, out.to, true)
+            }
+            Req::Heartbeat => self.on_group_error(lost, out.to, false),
             Req::Leave => self.closed(),
             Req::Metadata => {}
             Req::Fetch { tp, generation } => self.on_fetch_answer(corr, out.to, tp, generation, Err(lost)),
@@ -1149,34 +1162,31 @@ impl GroupConsumer {
     fn on_join_answer(&mut self, body: Result<ResponseBody, WireError>, from: NodeId) {
         match body {
             Ok(ResponseBody::Joined(j)) => self.on_joined(j),
-            Ok(other) => self.on_group_error(unexpected(&other), from),
-            Err(e) => self.on_group_error(e, from),
+            Ok(other) => self.on_group_error(unexpected(&other), from, true),
+            Err(e) => self.on_group_error(e, from, true),
         }
     }
 
     /// A coordinator's refusal of a join or heartbeat, or its silence.
-    fn on_group_error(&mut self, e: WireError, from: NodeId) {
-        if self.closing.is_some() && self.membership == Membership::Joining {
-            // No point joining any more: let `drive` finish the close.
-            self.membership = Membership::Join { at: self.now };
-            return;
+    /// `join`: the error answers a join (membership is `Join` again by now).
+    fn on_group_error(&mut self, e: WireError, from: NodeId, join: bool) {
+        if self.closing.is_some() && join {
+            return; // no point joining any more: `drive` finishes the close
         }
         match e.code {
             ErrorCode::UnknownMember => self.rejoin(false, e.code),
             ErrorCode::RebalanceInProgress | ErrorCode::IllegalGeneration => self.rejoin(true, e.code),
             c if c.means_stale_coordinator() || c == ErrorCode::Timeout => {
                 self.lose_coordinator(from);
-                match self.membership {
-                    // Heartbeat the new coordinator at once: a moved coordinator
-                    // answers UnknownMember and the member rejoins.
-                    Membership::Stable { .. } => self.membership = Membership::Stable { next_heartbeat: self.now },
-                    Membership::Joining => self.membership = Membership::Join { at: self.now },
-                    _ => {}
+                // Heartbeat the new coordinator at once: a moved coordinator
+                // answers UnknownMember and the member rejoins.
+                if let Membership::Stable { .. } = self.membership {
+                    self.membership = Membership::Stable { next_heartbeat: self.now };
                 }
             }
             _ => {
                 self.events.push_back(GroupEvent::Error { error: e });
-                if self.membership == Membership::Joining {
+                if join {
                     self.join_failures += 1;
                     let at = self.now + self.backoff(self.join_failures.max(21));
                     self.membership = Membership::Join { at };
@@ -1195,6 +1205,8 @@ impl GroupConsumer {
                 self.events.push_back(GroupEvent::RebalanceStarted { reason });
                 self.membership = Membership::Join { at: self.now };
                 self.stop_fetching();
+                // A heartbeat out is moot now: the join speaks for the member.
+                self.requests.retain(|_, o| o.req != Req::Heartbeat);
             }
             // A join out carries on: its answer decides.
             Membership::Joining => {}

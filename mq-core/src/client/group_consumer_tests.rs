@@ -259,6 +259,29 @@ fn unknown_member_joins_without_an_id_and_illegal_generation_with_it() {
 }
 
 #[test]
+fn a_rejoin_refused_joins_again_with_the_identity_the_refusal_asks_for() {
+    let (mut c, _, _) = stable(config());
+    heartbeat_refused(&mut c, ErrorCode::RebalanceInProgress);
+    let (to, corr, body) = one(&mut c);
+    assert!(matches!(&body, RequestBody::JoinGroup(j) if j.member == Some(MemberId(7))), "{body:?}");
+    answer(&mut c, at(1_004), to, corr, err(ErrorCode::IllegalGeneration));
+    let (to, corr, body) = one(&mut c);
+    assert!(matches!(&body, RequestBody::JoinGroup(j) if j.member == Some(MemberId(7))), "{body:?}");
+    answer(&mut c, at(1_005), to, corr, err(ErrorCode::UnknownMember));
+    let (to, corr, body) = one(&mut c);
+    assert!(matches!(&body, RequestBody::JoinGroup(j) if j.member.is_none()), "{body:?}");
+    // A join that goes unanswered finds the coordinator again, then joins.
+    c.handle(at(1_005) + Duration::from_secs(30), Input::Timeout);
+    assert_eq!(c.coordinator(), None);
+    let (_, sent) = wake(&mut c);
+    let [(fto, fcorr, RequestBody::FindCoordinator { .. })] = &sent[..] else { panic!("a find, got {sent:?}") };
+    answer(&mut c, at(40_000), *fto, *fcorr, coordinator(2));
+    let (to2, _, body) = one(&mut c);
+    assert!(matches!(&body, RequestBody::JoinGroup(j) if j.member.is_none()) && to2 == NodeId(2), "{body:?}");
+    let _ = (to, corr);
+}
+
+#[test]
 fn a_moved_coordinator_is_looked_up_again_and_the_member_rejoins_there() {
     let (mut c, _, _) = stable(config());
     heartbeat_refused(&mut c, ErrorCode::NotCoordinator);
