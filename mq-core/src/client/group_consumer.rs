@@ -390,7 +390,7 @@ pub enum GroupEvent {
         reason: String,
     },
     /// A seek is committed: the next record delivered from `tp` is at or after
-    /// `offset`. Buffered records of `tp` from before it were dropped.
+    /// `offset`. Buffered records of `tp` were dropped when the seek was sent.
     Sought {
         /// The partition.
         tp: TopicPartition,
@@ -1062,6 +1062,10 @@ impl GroupConsumer {
             (Req::Ack { tp: tp.clone(), generation, acks, up_to }, body)
         } else {
             let to = p.seek.take().expect("cursor work is acks or a seek");
+            // Records buffered now came before the seek; the seek makes them
+            // deliverable again. Records that come after it may be the replay
+            // (leased to this member): they stay.
+            self.drop_records(tp);
             let body = RequestBody::GroupSeek(GroupSeek { group, member, generation, tp: tp.clone(), to });
             (Req::Seek { tp: tp.clone(), generation, to }, body)
         };
@@ -1118,7 +1122,6 @@ impl GroupConsumer {
                 match body {
                     Ok(ResponseBody::Sought { offset, .. }) => {
                         self.parts.get_mut(&tp).expect("checked").cursor_failures = 0;
-                        self.drop_records(&tp);
                         self.events.push_back(GroupEvent::Sought { tp: tp.clone(), offset });
                     }
                     Ok(other) => self.seek_failed(&tp, out.to, generation, to, unexpected(&other)),

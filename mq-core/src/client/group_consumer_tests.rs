@@ -581,18 +581,21 @@ fn pending_acks_and_buffered_records_are_bounded() {
 }
 
 #[test]
-fn a_committed_seek_drops_the_partitions_buffered_records() {
+fn a_seek_drops_the_records_buffered_before_it_and_keeps_those_after() {
     let (mut c, fetch, _) = stable(config());
     answer(&mut c, at(10), NodeId(2), fetch, delivered(0, &[5, 6]));
-    let _ = sends(&mut c);
+    let (_, fetch, _) = one(&mut c);
     c.seek(at(11), &tp(0), SeekTo::Offset(Offset(0))).unwrap();
     let (to, corr, body) = one(&mut c);
     let RequestBody::GroupSeek(s) = body else { panic!("a seek, got {body:?}") };
     assert_eq!((to, s.to, s.generation), (NodeId(2), SeekTo::Offset(Offset(0)), gen(1, 1)));
-    assert_eq!(c.buffered_records(), 2, "kept until the seek is committed");
+    assert_eq!(c.buffered_records(), 0, "records from before the seek are dropped when it leaves");
+    // The leader applied the seek and replays before the seek's answer arrives.
+    answer(&mut c, at(12), NodeId(2), fetch, delivered(0, &[0]));
     answer(&mut c, at(12), to, corr, Ok(ResponseBody::Sought { tp: tp(0), offset: Offset(0) }));
-    assert_eq!(c.buffered_records(), 0);
+    assert_eq!(c.poll_record().map(|r| r.offset), Some(Offset(0)), "the replay is kept");
     let ev = events(&mut c);
+    assert_eq!(ev.first(), Some(&GroupEvent::RecordsDropped { tp: tp(0), count: 2 }), "{ev:?}");
     assert_eq!(ev.last(), Some(&GroupEvent::Sought { tp: tp(0), offset: Offset(0) }), "{ev:?}");
 }
 
