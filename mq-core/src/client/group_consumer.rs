@@ -15,7 +15,9 @@
 //! answered `UnknownMember`, which starts a fresh join).
 //!
 //! **Rebalances.** While it rejoins the member fetches nothing: fetches out are
-//! forgotten (their answers are ignored). Acks still waiting are sent at once with
+//! forgotten. In an exclusive group their answers are ignored; in shared and
+//! key_shared groups what they still bring is leased to this member, so it is
+//! taken until the next fetch of the partition replaces them. Acks still waiting are sent at once with
 //! the old generation (the "flush": a leader that has not seen the new generation
 //! yet takes them). On `Joined`, the partitions no longer assigned are revoked:
 //! their waiting acks and seeks are dropped with an event, and their buffered
@@ -61,8 +63,8 @@ use crate::ids::{CorrelationId, GroupGeneration, MemberId, NodeId, Offset, Topic
 use crate::rng::{Rng, Seed};
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    AckKind, ErrorCode, FetchMode, GroupAck, GroupFetch, GroupSeek, GroupSettings, GroupView, JoinGroup, Joined,
-    Message, Record, Request, RequestBody, ResponseBody, SeekTo, WireError,
+    AckKind, DeliveredRecord, ErrorCode, FetchMode, GroupAck, GroupFetch, GroupSeek, GroupSettings, GroupView,
+    JoinGroup, Joined, Message, Record, Request, RequestBody, ResponseBody, SeekTo, WireError,
 };
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -531,6 +533,11 @@ pub struct GroupConsumer {
     parts: BTreeMap<TopicPartition, Part>,
     next_metadata_at: Instant,
     records: VecDeque<ConsumedRecord>,
+    /// Fetches forgotten at a rebalance of a shared or key_shared group, at most
+    /// one per partition: what they still bring is leased to this member (which
+    /// stays in the view), so it is taken until the next fetch of the partition
+    /// replaces them. (broker, partition, generation)
+    orphans: BTreeMap<CorrelationId, (NodeId, TopicPartition, GroupGeneration)>,
     /// The close deadline, once closing.
     closing: Option<Instant>,
     /// Application calls queued work: `poll_output` drives before it drains.
@@ -569,6 +576,7 @@ impl GroupConsumer {
             parts: BTreeMap::new(),
             next_metadata_at: Instant::ZERO,
             records: VecDeque::new(),
+            orphans: BTreeMap::new(),
             closing: None,
             dirty: true,
             wake: Instant::ZERO,
@@ -698,6 +706,7 @@ impl GroupConsumer {
         }
         self.closing = Some(self.now + timeout);
         self.stop_fetching();
+        self.orphans.clear();
         let tps: Vec<TopicPartition> = self.parts.keys().cloned().collect();
         for tp in tps {
             self.drop_records(&tp);
@@ -716,9 +725,12 @@ impl GroupConsumer {
                 if let Some(out) = self.requests.get(&corr).filter(|o| o.to == from).cloned() {
                     self.requests.remove(&corr);
                     self.on_response(corr, out, resp.body);
+                } else if self.orphans.get(&corr).is_some_and(|(to, _, _)| *to == from) {
+                    self.on_orphan_answer(corr, resp.body);
                 }
             }
             Input::Disconnected { peer: Peer::Node(peer) } => {
+                self.orphans.retain(|_, (to, _, _)| *to != peer);
                 let lost: Vec<CorrelationId> =
                     self.requests.iter().filter(|(_, o)| o.to == peer).map(|(c, _)| *c).collect();
                 for corr in lost {
@@ -831,6 +843,14 @@ impl GroupConsumer {
         }
         if self.closing.is_some() {
             assert!(self.records.is_empty(), "records buffered while closing");
+            assert!(self.orphans.is_empty(), "orphaned fetches while closing");
+        }
+        let orphaned: BTreeSet<&TopicPartition> = self.orphans.values().map(|(_, tp, _)| tp).collect();
+        assert_eq!(orphaned.len(), self.orphans.len(), "two orphaned fetches of one partition");
+        for (corr, (_, tp, _)) in &self.orphans {
+            assert!(!self.requests.contains_key(corr), "an orphan is still out as a request");
+            assert!(self.assignment.contains(tp), "an orphan of unassigned {tp}");
+            assert!(!matches!(self.config.mode, GroupMode::Exclusive(_)), "orphans in an exclusive group");
         }
     }
 
@@ -1034,6 +1054,8 @@ impl GroupConsumer {
     }
 
     fn send_fetch(&mut self, tp: &TopicPartition, leader: NodeId) {
+        // The leader replaces the member's older subscription of the partition.
+        self.orphans.retain(|_, (_, t, _)| t != tp);
         let view = self.view(tp);
         let generation = view.generation;
         let (max_records, mode) = match self.config.delivery {
@@ -1218,11 +1240,47 @@ impl GroupConsumer {
         }
     }
 
+    /// Forgets the fetches out. In an exclusive group their answers are ignored
+    /// (the new generation releases every lease, so the records come again
+    /// promptly); in shared and key_shared groups they become orphans.
     fn stop_fetching(&mut self) {
-        for p in self.parts.values_mut() {
-            if let Some(c) = p.fetch.take() {
-                self.requests.remove(&c);
+        let keep = !matches!(self.config.mode, GroupMode::Exclusive(_)) && self.closing.is_none();
+        for (tp, p) in self.parts.iter_mut() {
+            let Some(c) = p.fetch.take() else { continue };
+            if let Some(Outstanding { to, req: Req::Fetch { generation, .. }, .. }) = self.requests.remove(&c) {
+                if keep {
+                    self.orphans.retain(|_, (_, t, _)| t != tp);
+                    self.orphans.insert(c, (to, tp.clone(), generation));
+                }
             }
+        }
+    }
+
+    /// An answer on an orphaned fetch: its records are this member's to process
+    /// while the partition stays assigned; an error or a pull's only answer ends it.
+    fn on_orphan_answer(&mut self, corr: CorrelationId, body: Result<ResponseBody, WireError>) {
+        let Some((_, tp, generation)) = self.orphans.get(&corr).cloned() else { return };
+        let push = matches!(self.config.delivery, Delivery::Push { .. });
+        match body {
+            Ok(ResponseBody::Delivered { tp: answered, records, .. }) if answered == tp => {
+                if !push {
+                    self.orphans.remove(&corr);
+                }
+                if self.assignment.contains(&tp) && self.closing.is_none() {
+                    self.take_records(&tp, generation, records);
+                }
+            }
+            _ => {
+                self.orphans.remove(&corr);
+            }
+        }
+    }
+
+    fn take_records(&mut self, tp: &TopicPartition, generation: GroupGeneration, records: Vec<DeliveredRecord>) {
+        self.records_received += records.len() as u64;
+        for r in records {
+            let (offset, delivery, record) = (r.offset, r.delivery, r.record);
+            self.records.push_back(ConsumedRecord { tp: tp.clone(), offset, delivery, generation, record });
         }
     }
 
@@ -1264,6 +1322,7 @@ impl GroupConsumer {
 
     /// The partition went to someone else: drop what waits for it.
     fn revoke(&mut self, tp: &TopicPartition) {
+        self.orphans.retain(|_, (_, t, _)| t != tp);
         self.drop_records(tp);
         let Some(p) = self.parts.get_mut(tp) else { return };
         let (acks, up_to, seek) = (std::mem::take(&mut p.acks), p.up_to.take(), p.seek.take());
@@ -1326,11 +1385,7 @@ impl GroupConsumer {
                         Outstanding { to: from, deadline, req: Req::Fetch { tp: tp.clone(), generation } },
                     );
                 }
-                self.records_received += records.len() as u64;
-                for r in records {
-                    let (offset, delivery, record) = (r.offset, r.delivery, r.record);
-                    self.records.push_back(ConsumedRecord { tp: tp.clone(), offset, delivery, generation, record });
-                }
+                self.take_records(&tp, generation, records);
             }
             Ok(other) => {
                 let e = unexpected(&other);
@@ -1481,6 +1536,7 @@ impl GroupConsumer {
 
     fn closed(&mut self) {
         self.requests.clear();
+        self.orphans.clear();
         self.records.clear();
         self.parts.clear();
         self.assignment.clear();

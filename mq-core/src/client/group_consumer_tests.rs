@@ -238,6 +238,25 @@ fn rebalance_stops_fetching_flushes_acks_with_the_old_generation_then_rejoins_wi
 }
 
 #[test]
+fn a_shared_member_keeps_taking_pushes_of_its_old_subscription_until_the_next_one_replaces_it() {
+    let (mut c, sub, _) = stable(config().mode(GroupMode::Shared).push(5, 20));
+    heartbeat_refused(&mut c, ErrorCode::RebalanceInProgress);
+    let (to, join, _) = one(&mut c);
+    // The leader still holds the subscription and pushes: those records are
+    // leased to this member, which stays in the shared group's view.
+    answer(&mut c, at(1_004), NodeId(2), sub, delivered(0, &[3]));
+    let r = c.poll_record().expect("taken while rejoining");
+    assert_eq!((r.offset, r.generation), (Offset(3), gen(1, 1)));
+    assert!(sends(&mut c).is_empty(), "no new fetch while rejoining");
+    answer(&mut c, at(1_005), to, join, joined(7, gen(1, 2), &[0]));
+    let (_, _, body) = one(&mut c);
+    assert!(matches!(&body, RequestBody::GroupFetch(f) if f.view.generation == gen(1, 2)), "{body:?}");
+    // The new subscription replaced the old one: its late pushes are ignored.
+    answer(&mut c, at(1_006), NodeId(2), sub, delivered(0, &[4]));
+    assert_eq!(c.poll_record(), None);
+}
+
+#[test]
 fn acks_queued_during_a_rebalance_leave_with_the_old_generation() {
     let (mut c, _, _) = stable(config());
     heartbeat_refused(&mut c, ErrorCode::RebalanceInProgress);
