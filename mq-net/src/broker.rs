@@ -18,6 +18,7 @@
 
 use crate::clock::Clock;
 use crate::config::{BrokerConfig, ConfigError};
+use crate::rt::Worker;
 use crate::storage::{DiskStore, RecoveryNote, StorageError, StorageOptions};
 use crate::transport::{accept_loop, peer_link, Limits, LocalNode, NodeEvent, Outbound};
 use mq_core::storage::Write;
@@ -118,9 +119,8 @@ impl Broker {
         let owner = format!("mq broker {} listening on {local_addr}", config.id);
         let options = StorageOptions { segment_bytes: config.segment_bytes, owner };
         let data_dir = config.data_dir.clone();
-        let (store, recovered) = tokio::task::spawn_blocking(move || DiskStore::open(data_dir, options))
-            .await
-            .map_err(|e| BrokerError::Task(e.to_string()))??;
+        let (store, recovered) =
+            crate::rt::blocking(move || DiskStore::open(data_dir, options)).await.map_err(BrokerError::Task)??;
         for note in &recovered.notes {
             log_recovery(note);
         }
@@ -147,18 +147,15 @@ impl Broker {
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
             outbound_queue: config.outbound_queue,
         };
-        let (persist_tx, persist_rx) = std::sync::mpsc::channel::<(PersistToken, Vec<Write>)>();
+        let (persist_tx, persist_rx) = mpsc::unbounded_channel::<(PersistToken, Vec<Write>)>();
         let (done_tx, done_rx) = mpsc::unbounded_channel::<Completion>();
-        let storage_thread = std::thread::Builder::new()
-            .name("mq-storage".into())
-            .spawn(move || storage_loop(store, persist_rx, done_tx))
-            .map_err(|source| {
-                BrokerError::Storage(StorageError::Io {
-                    op: "spawn storage thread",
-                    path: config.data_dir.clone(),
-                    source,
-                })
-            })?;
+        let mut store = store;
+        let storage_thread = Worker::start("mq-storage", persist_rx, move |(token, writes)| {
+            persist_one(&mut store, token, &writes, &done_tx)
+        })
+        .map_err(|source| {
+            BrokerError::Storage(StorageError::Io { op: "spawn storage thread", path: config.data_dir.clone(), source })
+        })?;
         tokio::spawn(accept_loop(listener, local, limits, events_tx, shutdown_rx.clone(), alive_tx));
         let mut links = HashMap::new();
         for (id, addr) in peers.into_iter().filter(|(id, _)| *id != local.id) {
@@ -182,11 +179,11 @@ impl Broker {
             let _ = stop_accepting.send(true);
             // The storage thread ends once the driver dropped its sender; every
             // Persist it took was fsynced before it reported back.
-            let joined = tokio::task::spawn_blocking(move || storage_thread.join()).await;
+            let joined = storage_thread.join().await;
             match (result, joined) {
                 (Err(e), _) => Err(e),
-                (Ok(()), Ok(Ok(()))) => Ok(()),
-                _ => Err(BrokerError::StorageThread),
+                (Ok(()), true) => Ok(()),
+                (Ok(()), false) => Err(BrokerError::StorageThread),
             }
         });
         let mut broker = Broker { id: config.id, local_addr, shutdown: shutdown_tx, task: Some(task) };
@@ -259,21 +256,19 @@ fn log_recovery(note: &RecoveryNote) {
     }
 }
 
-/// The storage thread: apply and fsync each Persist in order, report its token.
-fn storage_loop(
-    mut store: DiskStore,
-    persists: std::sync::mpsc::Receiver<(PersistToken, Vec<Write>)>,
-    done: mpsc::UnboundedSender<Completion>,
-) {
-    while let Ok((token, writes)) = persists.recv() {
-        let result = store.persist(&writes).map(|()| token);
-        let failed = result.is_err();
-        if done.send(result).is_err() || failed {
-            // After a failed write the files are in an unknown state: stop, and let
-            // the next start recover them.
-            break;
-        }
-    }
+/// One Persist on the storage thread: apply and fsync it, report its token. False
+/// when the thread must stop.
+fn persist_one(
+    store: &mut DiskStore,
+    token: PersistToken,
+    writes: &[Write],
+    done: &mpsc::UnboundedSender<Completion>,
+) -> bool {
+    let result = store.persist(writes).map(|()| token);
+    let failed = result.is_err();
+    // After a failed write the files are in an unknown state: stop, and let the
+    // next start recover them.
+    done.send(result).is_ok() && !failed
 }
 
 struct Driver {
@@ -282,7 +277,7 @@ struct Driver {
     conns: HashMap<Peer, mpsc::Sender<Outbound>>,
     /// Outbound links to the other brokers.
     links: HashMap<NodeId, mpsc::Sender<mq_core::wire::Message>>,
-    persist: std::sync::mpsc::Sender<(PersistToken, Vec<Write>)>,
+    persist: mpsc::UnboundedSender<(PersistToken, Vec<Write>)>,
     /// Told once, when the node first reports ready.
     ready: Option<tokio::sync::oneshot::Sender<()>>,
 }

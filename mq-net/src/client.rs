@@ -39,7 +39,7 @@ use mq_core::{CorrelationId, NodeId, Offset, PartitionId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -497,10 +497,10 @@ impl Client {
 
     /// Asks every known broker for its metadata, concurrently.
     pub async fn broker_views(&self) -> Vec<BrokerView> {
-        let mut set = tokio::task::JoinSet::new();
-        for (i, (id, addr)) in self.known_addrs().into_iter().enumerate() {
+        let mut asks = Vec::new();
+        for (id, addr) in self.known_addrs() {
             let c = self.clone();
-            set.spawn(async move {
+            asks.push(tokio::spawn(async move {
                 let body = RequestBody::Metadata { topics: Vec::new() };
                 let metadata = match c.call(&addr, body, c.inner.connect_timeout).await {
                     Ok(ResponseBody::Metadata { brokers, controller, topics }) => {
@@ -509,16 +509,15 @@ impl Client {
                     Ok(other) => Err(unexpected(&other)),
                     Err(e) => Err(e),
                 };
-                (i, BrokerView { addr, id, metadata })
-            });
+                BrokerView { addr, id, metadata }
+            }));
         }
         let mut views = Vec::new();
-        while let Some(joined) = set.join_next().await {
+        for ask in asks {
             // The tasks only await I/O; a panic would be a bug in this module.
-            views.push(joined.expect("metadata task panicked"));
+            views.push(ask.await.expect("metadata task panicked"));
         }
-        views.sort_by_key(|(i, _)| *i);
-        views.into_iter().map(|(_, v)| v).collect()
+        views
     }
 
     /// Refreshes the merged metadata from every known broker; fails only if none
@@ -820,7 +819,7 @@ type Pending = HashMap<u64, oneshot::Sender<Result<ResponseBody, ClientError>>>;
 
 /// Owns the socket: writes requests in call order and routes replies by correlation id.
 async fn connection_task(mut stream: TcpStream, mut calls: mpsc::Receiver<Call>, max_frame_bytes: usize) {
-    let (mut rd, mut wr) = stream.split();
+    let (mut rd, mut wr) = crate::rt::split(&mut stream);
     let mut pending: Pending = HashMap::new();
     let mut next = 1u64;
     let mut out = Vec::new();
@@ -843,7 +842,7 @@ async fn connection_task(mut stream: TcpStream, mut calls: mpsc::Receiver<Call>,
                 if let Some(tx) = call.reply {
                     pending.insert(correlation.0, tx);
                 }
-                if let Err(e) = wr.write_all(&out).await {
+                if let Err(e) = crate::rt::write(&mut wr, &out).await {
                     break format!("write failed: {e}");
                 }
             }

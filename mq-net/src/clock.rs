@@ -43,7 +43,7 @@ impl Clock {
         let now = StdInstant::now();
         let target = self.start.checked_add(std::time::Duration::from_nanos(since_start)).unwrap_or(now + CAP);
         let target = target.min(now + CAP);
-        tokio::time::Instant::from_std(target)
+        crate::rt::tokio_instant(target)
     }
 }
 

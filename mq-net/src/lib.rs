@@ -25,6 +25,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod producer;
+mod rt;
 pub mod storage;
 mod transport;
 

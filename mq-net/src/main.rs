@@ -291,7 +291,8 @@ async fn run_broker(args: BrokerArgs) -> ExitCode {
 }
 
 async fn shutdown_signal() {
-    #[cfg(unix)]
+    // madsim simulates Ctrl-C only; the binary is not run under it anyway.
+    #[cfg(all(unix, not(madsim)))]
     {
         use tokio::signal::unix::{signal, SignalKind};
         if let Ok(mut term) = signal(SignalKind::terminate()) {

@@ -58,7 +58,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 
 /// Commands waiting for the driver task.
 const COMMAND_QUEUE: usize = 1024;
@@ -238,7 +238,7 @@ impl ProducerBuilder {
             clock,
             addrs,
             conns: HashMap::new(),
-            conn_tasks: JoinSet::new(),
+            conn_tasks: Vec::new(),
             events_tx,
             waiters: HashMap::new(),
             blocked: VecDeque::new(),
@@ -412,7 +412,8 @@ struct Driver {
     addrs: BTreeMap<NodeId, String>,
     /// One connection per broker; removed only when its task reported its end.
     conns: HashMap<NodeId, mpsc::Sender<Message>>,
-    conn_tasks: JoinSet<()>,
+    /// Connection tasks not known to have ended.
+    conn_tasks: Vec<JoinHandle<()>>,
     events_tx: mpsc::Sender<ConnEvent>,
     waiters: HashMap<SendId, oneshot::Sender<ProduceOutcome>>,
     /// Sends waiting for room, in submission order.
@@ -483,9 +484,19 @@ impl Driver {
         self.conns.clear();
         drop(events);
         let until = closing.as_ref().map(|(t, _)| *t).unwrap_or_else(tokio::time::Instant::now);
-        let until = until.max(tokio::time::Instant::now() + Duration::from_millis(100));
-        let _ = tokio::time::timeout_at(until, async { while self.conn_tasks.join_next().await.is_some() {} }).await;
-        self.conn_tasks.abort_all();
+        let now = tokio::time::Instant::now();
+        let left = until.saturating_duration_since(now).max(Duration::from_millis(100));
+        let tasks = std::mem::take(&mut self.conn_tasks);
+        let aborts: Vec<_> = tasks.iter().map(|t| t.abort_handle()).collect();
+        let _ = tokio::time::timeout(left, async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        })
+        .await;
+        for a in aborts {
+            a.abort();
+        }
         if let Some((_, Some(done))) = closing {
             let result = match unfinished {
                 0 => Ok(()),
@@ -573,10 +584,11 @@ impl Driver {
             let (tx, rx) = mpsc::channel(CONNECTION_QUEUE);
             let events = self.events_tx.clone();
             let (connect_timeout, max_frame_bytes) = (self.connect_timeout, self.max_frame_bytes);
-            self.conn_tasks.spawn(async move {
+            self.conn_tasks.retain(|t| !t.is_finished());
+            self.conn_tasks.push(tokio::spawn(async move {
                 let reason = connection(addr, rx, &events, broker, connect_timeout, max_frame_bytes).await;
                 let _ = events.send(ConnEvent::Closed { from: broker, reason }).await;
-            });
+            }));
             self.conns.insert(broker, tx);
         }
         if let Some(conn) = self.conns.get(&broker) {
@@ -614,7 +626,7 @@ async fn connection(
         Err(_) => return format!("cannot connect to {addr}: no answer within {connect_timeout:?}"),
     };
     let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.split();
+    let (mut rd, mut wr) = crate::rt::split(&mut stream);
     let (mut out, mut buf) = (Vec::new(), Vec::new());
     let mut chunk = vec![0u8; READ_CHUNK_BYTES];
     let mut writing = true;
@@ -628,7 +640,7 @@ async fn connection(
                     while let Ok(m) = rx.try_recv() {
                         encode_into(&m, max_frame_bytes, &mut out);
                     }
-                    if let Err(e) = wr.write_all(&out).await {
+                    if let Err(e) = crate::rt::write(&mut wr, &out).await {
                         return format!("write to {addr} failed: {e}");
                     }
                 }

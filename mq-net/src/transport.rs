@@ -31,7 +31,7 @@ use mq_core::{ClientId, NodeId, Peer};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep_until, timeout, Instant};
@@ -55,7 +55,7 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// First and longest wait between dial attempts.
 const DIAL_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const DIAL_BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// Messages written to a link with one `write_all`.
+/// Messages written to a link with one write.
 const LINK_WRITE_BATCH: usize = 64;
 
 /// The first frame on an inter-broker link: who dials, and the cluster it believes
@@ -327,7 +327,7 @@ impl Connection {
     /// Reads requests and writes replies until something ends the connection;
     /// returns why. `buf` holds bytes already read.
     async fn serve(&mut self, mut stream: TcpStream, mut rx: mpsc::Receiver<Outbound>, mut buf: Vec<u8>) -> String {
-        let (mut rd, mut wr) = stream.split();
+        let (mut rd, mut wr) = crate::rt::split(&mut stream);
         let limits = self.limits;
         let mut chunk = vec![0u8; READ_CHUNK_BYTES];
         let mut out = Vec::new();
@@ -363,7 +363,7 @@ impl Connection {
                         if let Err(e) = encode_frame(&msg, limits.max_frame_bytes, &mut out) {
                             return format!("cannot encode a reply: {e}");
                         }
-                        match timeout(limits.write_timeout, wr.write_all(&out)).await {
+                        match timeout(limits.write_timeout, crate::rt::write(&mut wr, &out)).await {
                             Ok(Ok(())) => {}
                             Ok(Err(e)) => return format!("write failed: {e}"),
                             Err(_) => return format!("write timed out after {:?}", limits.write_timeout),
@@ -439,7 +439,7 @@ pub(crate) async fn peer_link(
                 .map_err(|e| e.to_string())?;
             let _ = stream.set_nodelay(true);
             let mut stream = stream;
-            timeout(limits.write_timeout, stream.write_all(&hello))
+            timeout(limits.write_timeout, crate::rt::write(&mut stream, &hello))
                 .await
                 .map_err(|_| "hello timed out".to_string())?
                 .map_err(|e| e.to_string())?;
@@ -491,7 +491,7 @@ async fn drop_while<F: std::future::Future>(rx: &mut mpsc::Receiver<Message>, fu
 /// Writes queued messages to an established link; returns why it broke, or `None`
 /// when the node task stopped.
 async fn write_link(mut stream: TcpStream, rx: &mut mpsc::Receiver<Message>, limits: Limits) -> Option<String> {
-    let (mut rd, mut wr) = stream.split();
+    let (mut rd, mut wr) = crate::rt::split(&mut stream);
     let mut out = Vec::new();
     let mut sink = [0u8; 256];
     loop {
@@ -512,7 +512,7 @@ async fn write_link(mut stream: TcpStream, rx: &mut mpsc::Receiver<Message>, lim
                         next = rx.try_recv().ok();
                     }
                 }
-                match timeout(limits.write_timeout, wr.write_all(&out)).await {
+                match timeout(limits.write_timeout, crate::rt::write(&mut wr, &out)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return Some(format!("write failed: {e}")),
                     Err(_) => return Some(format!("write timed out after {:?}", limits.write_timeout)),

@@ -1,0 +1,120 @@
+//! The few places where tokio and madsim differ. Under `RUSTFLAGS="--cfg madsim"`
+//! the crate's `tokio` is madsim-tokio (Cargo.toml): the same API with virtual time,
+//! a simulated network and one deterministic executor, so the broker, the client
+//! and the producer run unchanged in madsim's nodes (DESIGN.md section 12, layer 7).
+//! What madsim lacks or forbids is bridged here and nowhere else:
+//!
+//! - system threads: madsim refuses to spawn them (they would break determinism), so
+//!   the storage worker that owns the files is a thread in production (its fsyncs
+//!   block) and a task under madsim; file calls there are ordinary `std::fs` calls
+//!   that return at once, which madsim does not simulate;
+//! - blocking sections (`spawn_blocking`): run inline under madsim;
+//! - `TcpStream::split`: madsim's stream has none; tokio's generic `io::split`
+//!   does the same job;
+//! - `tokio::time::Instant`: madsim's is `std::time::Instant` itself (whose clock
+//!   it virtualizes);
+//! - writes: madsim's stream sends what was written only on `flush` (tokio's sends
+//!   at once and its flush does nothing), so every write goes through [`write`].
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Read and write halves of a connection, both borrowing it.
+#[cfg(not(madsim))]
+pub(crate) fn split(stream: &mut TcpStream) -> (impl AsyncRead + Unpin + '_, impl AsyncWrite + Unpin + '_) {
+    stream.split()
+}
+
+/// Read and write halves of a connection, both borrowing it.
+#[cfg(madsim)]
+pub(crate) fn split(stream: &mut TcpStream) -> (impl AsyncRead + Unpin + '_, impl AsyncWrite + Unpin + '_) {
+    tokio::io::split(stream)
+}
+
+/// Writes `bytes` and flushes them onto the connection.
+pub(crate) async fn write(w: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> std::io::Result<()> {
+    w.write_all(bytes).await?;
+    w.flush().await
+}
+
+/// Runs `f`, which may block on the file system, off the async workers.
+pub(crate) async fn blocking<F, R>(f: F) -> Result<R, String>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    #[cfg(not(madsim))]
+    {
+        tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())
+    }
+    #[cfg(madsim)]
+    {
+        Ok(f())
+    }
+}
+
+/// A monotonic instant as a tokio deadline.
+pub(crate) fn tokio_instant(t: std::time::Instant) -> tokio::time::Instant {
+    #[cfg(not(madsim))]
+    {
+        tokio::time::Instant::from_std(t)
+    }
+    #[cfg(madsim)]
+    {
+        t
+    }
+}
+
+/// The storage worker: see the module docs.
+#[cfg(not(madsim))]
+pub(crate) struct Worker(std::thread::JoinHandle<()>);
+
+/// The storage worker: see the module docs.
+#[cfg(madsim)]
+pub(crate) struct Worker(tokio::task::JoinHandle<()>);
+
+impl Worker {
+    /// Runs `next` until it returns false, in a thread (a task under madsim). `next`
+    /// takes each item of `items`.
+    pub(crate) fn start<T: Send + 'static>(
+        name: &str,
+        mut items: tokio::sync::mpsc::UnboundedReceiver<T>,
+        mut next: impl FnMut(T) -> bool + Send + 'static,
+    ) -> std::io::Result<Worker> {
+        #[cfg(not(madsim))]
+        {
+            let run = move || {
+                while let Some(item) = items.blocking_recv() {
+                    if !next(item) {
+                        break;
+                    }
+                }
+            };
+            std::thread::Builder::new().name(name.into()).spawn(run).map(Worker)
+        }
+        #[cfg(madsim)]
+        {
+            let _ = name;
+            Ok(Worker(tokio::spawn(async move {
+                while let Some(item) = items.recv().await {
+                    if !next(item) {
+                        break;
+                    }
+                }
+            })))
+        }
+    }
+
+    /// Waits until the worker ended; false if it panicked.
+    pub(crate) async fn join(self) -> bool {
+        #[cfg(not(madsim))]
+        {
+            let thread = self.0;
+            matches!(blocking(move || thread.join()).await, Ok(Ok(())))
+        }
+        #[cfg(madsim)]
+        {
+            self.0.await.is_ok()
+        }
+    }
+}
