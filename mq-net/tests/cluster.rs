@@ -79,20 +79,9 @@ async fn read_all(c: &Client) -> BTreeMap<u64, String> {
     read_topic(c, "f").await
 }
 
+/// Partition 0 of a one-partition topic, by offset.
 async fn read_topic(c: &Client, topic: &str) -> BTreeMap<u64, String> {
-    let mut out = BTreeMap::new();
-    let mut pos = c.list_offsets(topic, 0, OffsetSpec::Earliest).await.unwrap();
-    loop {
-        let f = c.fetch(topic, 0, pos, 256 * 1024).await.unwrap();
-        let before = out.len();
-        for (o, r) in f.records_from(pos) {
-            out.insert(o.0, String::from_utf8_lossy(&r.value).into_owned());
-            pos = o.next();
-        }
-        if out.len() == before {
-            return out;
-        }
-    }
+    common::read_everything(c, topic, 1).await.into_iter().map(|((_, o), v)| (o, v)).collect()
 }
 
 /// Polls `describe` until `cond` holds (bounded by WAIT).
