@@ -219,6 +219,30 @@ impl Checker {
         slots.iter().enumerate().filter_map(|(o, v)| v.as_ref().map(|v| (Offset(o as u64), v)))
     }
 
+    /// The committed value at `tp@offset`, if the checker holds it (not a control
+    /// record, not removed by retention before it looked, below the HW).
+    pub fn committed_value(&self, tp: &TopicPartition, offset: Offset) -> Option<&Bytes> {
+        self.parts.get(tp)?.committed.get(usize::try_from(offset.0).ok()?)?.as_ref()
+    }
+
+    /// The offset after the last committed data record of `tp` (control records
+    /// after it are not for plain consumers: their fetches skip them).
+    pub fn data_end(&self, tp: &TopicPartition) -> Offset {
+        let Some(p) = self.parts.get(tp) else { return Offset(0) };
+        let last = p.committed.iter().rposition(Option::is_some);
+        match last {
+            Some(i) => Offset(i as u64 + 1),
+            // Nothing but control records (or records retention removed before
+            // the checker saw them): the HW.
+            None => p.hw(),
+        }
+    }
+
+    /// Whether `tp` had an unclean election (its loss checks stopped).
+    pub fn is_lossy(&self, tp: &TopicPartition) -> bool {
+        self.lossy.contains(tp)
+    }
+
     /// The partitions the checker has seen committed records of.
     pub fn partitions(&self) -> impl Iterator<Item = &TopicPartition> {
         self.parts.keys()

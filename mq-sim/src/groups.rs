@@ -59,8 +59,9 @@ pub struct Handed<'a> {
     pub at: Instant,
     /// The leader.
     pub node: NodeId,
-    /// The leader's incarnation (a restart is a new tenure).
-    pub incarnation: u64,
+    /// The leader's tenure: its incarnation and leader epoch (the cursor is
+    /// rebuilt and first deliveries start again at each new tenure).
+    pub tenure: (u64, mq_core::LeaderEpoch),
     /// The group.
     pub group: &'a str,
     /// The member.
@@ -92,8 +93,8 @@ struct GroupModel {
     dead: BTreeMap<TopicPartition, BTreeSet<Offset>>,
     /// Exclusive owners per generation, from `Joined`.
     owners: BTreeMap<(GroupGeneration, TopicPartition), MemberId>,
-    /// Last first-delivered offset per (partition, leader, incarnation, generation).
-    first_order: BTreeMap<(TopicPartition, NodeId, u64, GroupGeneration), Offset>,
+    /// Last first-delivered offset per (partition, leader, tenure, generation).
+    first_order: BTreeMap<(TopicPartition, NodeId, (u64, mq_core::LeaderEpoch), GroupGeneration), Offset>,
     /// Key owners per generation.
     key_owner: BTreeMap<(GroupGeneration, Bytes), MemberId>,
 }
@@ -158,7 +159,7 @@ impl GroupChecker {
                     }
                 }
                 if h.delivery == 1 {
-                    let k = (h.tp.clone(), h.node, h.incarnation, h.generation);
+                    let k = (h.tp.clone(), h.node, h.tenure, h.generation);
                     if let Some(last) = g.first_order.insert(k, h.offset) {
                         if last >= h.offset {
                             let what = format!(
@@ -209,6 +210,16 @@ impl GroupChecker {
             if confirmed.insert(*o, at).is_none() {
                 self.acks_confirmed += 1;
             }
+        }
+    }
+
+    /// A leader committed a seek of `group` on `tp` to `offset`: records from it
+    /// on may be delivered again.
+    pub fn on_sought(&mut self, group: &str, tp: &TopicPartition, offset: Offset) {
+        let g = self.groups.entry(group.to_string()).or_default();
+        g.prefix.insert(tp.clone(), offset);
+        if let Some(c) = g.confirmed.get_mut(tp) {
+            c.retain(|o, _| *o < offset);
         }
     }
 
@@ -297,7 +308,7 @@ mod tests {
         Handed {
             at: Instant::ZERO,
             node: NodeId(1),
-            incarnation: 0,
+            tenure: (0, LeaderEpoch(1)),
             group: "g",
             member: MemberId(member),
             generation: generation(g),

@@ -23,6 +23,7 @@ pub mod clock;
 pub mod disk;
 pub mod groups;
 pub mod history;
+pub mod members;
 pub mod network;
 pub mod options;
 pub mod sim;
@@ -219,6 +220,26 @@ counters!(
     records_exempt_unclean,
     /// Times a consumer switched to another partition leader.
     consumer_leader_changes,
+    /// Records partition leaders handed to group members (`GroupDelivered`).
+    group_deliveries,
+    /// Of which deliveries after the first of a record at that leader.
+    group_redeliveries,
+    /// Records whose ack a leader confirmed (newly covered offsets).
+    group_acks_confirmed,
+    /// Records members nacked (consume later).
+    group_nacks,
+    /// Records members rejected.
+    group_rejects,
+    /// Records members never answered (their lease expires).
+    group_forgotten,
+    /// Records dead-lettered (acknowledged appends to `<topic>.dlq`).
+    group_dead_letters,
+    /// Rebalances members went through (`Rebalanced` events).
+    group_rebalances,
+    /// Group members crashed (replaced by a fresh client that joins again).
+    member_crashes,
+    /// Group members that left gracefully and joined again.
+    member_leaves,
 );
 
 impl fmt::Display for Counters {

@@ -52,6 +52,8 @@ pub struct GroupOptions {
     pub process_us: u64,
     /// Member weights (shared groups).
     pub weights: Vec<u32>,
+    /// Members' session timeout (milliseconds).
+    pub session_ms: u64,
 }
 
 /// Every option of one run.
@@ -199,6 +201,7 @@ fn draw_group(r: &mut mq_core::Rng) -> GroupOptions {
         forget_prob: if lossy { r.random_range(0.0..0.02) } else { 0.0 },
         process_us: r.random_range(0..=5_000),
         weights: (0..members).map(|_| r.random_range(1..=4)).collect(),
+        session_ms: r.random_range(500..=3_000),
     }
 }
 
@@ -353,7 +356,7 @@ impl fmt::Display for Options {
         for (i, g) in self.groups.iter().enumerate() {
             writeln!(
                 f,
-                "group g{i}: mode={:?} members={} push_prefetch={} max_records={} filter_blue={} ack_timeout_ms={} max_deliveries={} nack/reject/forget={:.3}/{:.3}/{:.3} process_us={} weights={:?}",
+                "group g{i}: mode={:?} members={} push_prefetch={} max_records={} filter_blue={} ack_timeout_ms={} max_deliveries={} nack/reject/forget={:.3}/{:.3}/{:.3} process_us={} weights={:?} session_ms={}",
                 g.mode,
                 g.members,
                 opt(g.push_prefetch.map(u64::from)),
@@ -365,7 +368,8 @@ impl fmt::Display for Options {
                 g.reject_prob,
                 g.forget_prob,
                 g.process_us,
-                g.weights
+                g.weights,
+                g.session_ms
             )?;
         }
         writeln!(f, "phases: safety_ms={} liveness_ms={}", self.safety_ms, self.liveness_ms)?;

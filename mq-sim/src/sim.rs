@@ -9,14 +9,17 @@
 use crate::checker::{Checker, CheckerSettings};
 use crate::clock::Clock;
 use crate::disk::Disk;
+use crate::groups::{GroupChecker, GroupSpec, Handed};
 use crate::history::{History, Outcome};
+use crate::members::{group_name, group_settings, Action, Member};
 use crate::network::{exp_sample, Cut, Drop, Fate, Network};
 use crate::options::Options;
 use crate::trace::{Actor, Trace};
 use crate::{Counters, Mutation, SimConfig};
 use bytes::Bytes;
 use mq_core::client::{
-    Consumer, ConsumerConfig, ConsumerOutput, ProduceOutcome, Producer, ProducerConfig, ProducerOutput, SendId,
+    Consumer, ConsumerConfig, ConsumerOutput, GroupConsumerOutput, GroupEvent, ProduceOutcome, Producer,
+    ProducerConfig, ProducerOutput, SendId,
 };
 use mq_core::controller::raft::Entry;
 use mq_core::replication::producers::SequenceCheck;
@@ -33,16 +36,51 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 /// Something scheduled to happen.
 enum Ev {
     // Boxed so queue entries stay small: the heap moves them on every push and pop.
-    Deliver { from: Peer, to: Peer, msg: Box<Message> },
-    NodeInput { node: usize, incarnation: u64, input: Box<Input> },
-    PersistDone { node: usize, incarnation: u64, token: PersistToken, apply: bool, notify: bool },
-    NodeTimer { node: usize, generation: u64 },
-    ClientTimer { client: usize, generation: u64 },
-    ProduceTick { client: usize },
+    Deliver {
+        from: Peer,
+        to: Peer,
+        msg: Box<Message>,
+    },
+    NodeInput {
+        node: usize,
+        incarnation: u64,
+        input: Box<Input>,
+    },
+    PersistDone {
+        node: usize,
+        incarnation: u64,
+        token: PersistToken,
+        apply: bool,
+        notify: bool,
+    },
+    NodeTimer {
+        node: usize,
+        generation: u64,
+    },
+    ClientTimer {
+        client: usize,
+        generation: u64,
+    },
+    ProduceTick {
+        client: usize,
+    },
+    /// A group member finished processing its current batch.
+    MemberTick {
+        client: usize,
+        incarnation: u64,
+    },
     Fault,
-    Restart { node: usize, incarnation: u64 },
-    Crash { node: usize, incarnation: u64 },
-    HealCut { id: u64 },
+    Restart {
+        node: usize,
+        incarnation: u64,
+    },
+    Crash {
+        node: usize,
+        incarnation: u64,
+    },
+    HealCut {
+        id: u64,
+    },
     Liveness,
     End,
 }
@@ -56,6 +94,7 @@ impl Ev {
             Ev::NodeTimer { .. } => "node-timer",
             Ev::ClientTimer { .. } => "client-timer",
             Ev::ProduceTick { .. } => "produce-tick",
+            Ev::MemberTick { .. } => "member-tick",
             Ev::Fault => "fault",
             Ev::Restart { .. } => "restart",
             Ev::Crash { .. } => "crash",
@@ -136,8 +175,14 @@ struct Admin {
 
 enum Role {
     Admin(Admin),
-    Producer { p: Box<Producer>, ops: BTreeMap<SendId, u64> },
+    Producer {
+        p: Box<Producer>,
+        ops: BTreeMap<SendId, u64>,
+    },
     Consumer(Consumer),
+    Member(Box<Member>),
+    /// A crashed or replaced group member's slot: late answers to it are dropped.
+    Gone,
 }
 
 struct ClientSlot {
@@ -163,6 +208,11 @@ pub struct Sim {
     /// Aimed faults (drawn from their own stream so that they leave the random
     /// fault schedule of a seed as it was).
     rng_aimed: Rng,
+    /// Group members' behaviour and member faults (own stream: seeds without
+    /// groups run as before).
+    rng_members: Rng,
+    /// The consumer-group checker.
+    pub groups: GroupChecker,
     figure8: Figure8,
     topics: Vec<TopicPartition>,
     cut_id: u64,
@@ -278,6 +328,20 @@ impl Sim {
                 clients.push(Role::Consumer(Consumer::new(config, seed)));
             }
         }
+        let topic_names: Vec<String> = (0..opts.topics).map(|t| format!("t{t}")).collect();
+        let mut group_checker = GroupChecker::default();
+        for (g, go) in opts.groups.iter().enumerate() {
+            let spec = GroupSpec {
+                mode: go.mode,
+                settings: group_settings(go),
+                topics: topic_names.iter().cloned().collect(),
+            };
+            group_checker.add_group(&group_name(g), spec);
+            for m in 0..go.members as usize {
+                let member = Member::new(seed, &opts, g, m, 0);
+                clients.push(Role::Member(Box::new(member)));
+            }
+        }
         let clients = clients
             .into_iter()
             .enumerate()
@@ -297,6 +361,8 @@ impl Sim {
             rng_workload: Seed(seed).stream("workload"),
             rng_faults: Seed(seed).stream("faults"),
             rng_aimed: Seed(seed).stream("aimed"),
+            rng_members: Seed(seed).stream("members"),
+            groups: group_checker,
             figure8: if opts.figure8 { Figure8::First } else { Figure8::Off },
             // Producers stop well before the end so consumers can catch up, and late
             // enough that a healed cluster (elections, registration) has time to commit.
@@ -382,12 +448,16 @@ impl Sim {
             match &c.role {
                 Role::Producer { p, .. } => self.counters.retries += p.retries(),
                 Role::Consumer(consumer) => self.counters.consumer_leader_changes += consumer.leader_changes(),
-                Role::Admin(_) => {}
+                Role::Admin(_) | Role::Member(_) | Role::Gone => {}
             }
         }
         self.counters.records_read = self.checker.records_read;
         self.counters.records_committed = self.checker.committed();
         self.counters.duplicates_after_retention = self.checker.duplicates_after_retention();
+        self.counters.group_deliveries = self.groups.deliveries;
+        self.counters.group_redeliveries = self.groups.redeliveries;
+        self.counters.group_acks_confirmed = self.groups.acks_confirmed;
+        self.counters.group_dead_letters = self.groups.dead_letters;
     }
 
     fn push(&mut self, at: Instant, ev: Ev) {
@@ -462,6 +532,7 @@ impl Sim {
                 self.client_input(client, Some(Input::Timeout));
             }
             Ev::ProduceTick { client } => self.produce_tick(client),
+            Ev::MemberTick { client, incarnation } => self.member_tick(client, incarnation),
             Ev::Fault => self.fault(),
             Ev::Restart { node, incarnation } => {
                 if self.nodes[node].incarnation == incarnation && self.nodes[node].node.is_none() {
@@ -621,6 +692,36 @@ impl Sim {
                         self.counters.truncations += 1;
                         self.counters.records_truncated += removed;
                     }
+                    Event::GroupDelivered { group, member, tp, offset, delivery, generation } => {
+                        let node = self.nodes[n].node.as_ref().expect("outputs come from a live node");
+                        let epoch = node.replica(tp).map_or(mq_core::LeaderEpoch(0), |r| r.leader_epoch);
+                        let committed = self.checker.committed_value(tp, *offset);
+                        let key = committed.map(|v| crate::groups::key_of(v));
+                        let handed = Handed {
+                            at: now,
+                            node: id,
+                            tenure: (self.nodes[n].incarnation, epoch),
+                            group,
+                            member: *member,
+                            generation: *generation,
+                            tp,
+                            offset: *offset,
+                            delivery: *delivery,
+                            committed,
+                            high_watermark: self.checker.high_watermark(tp),
+                        };
+                        if let Some((inv, what, _)) = self.groups.on_handed(&handed, key.as_ref()) {
+                            self.checker.fail(inv, what);
+                        }
+                    }
+                    Event::GroupAckCommitted { group, tp, prefix, acked_above, sought, .. } => {
+                        if *sought {
+                            self.groups.on_sought(group, tp, *prefix);
+                        } else {
+                            self.groups.on_ack_confirmed(now, group, tp, *prefix, acked_above);
+                        }
+                    }
+                    Event::DeadLettered { group, tp, offset, .. } => self.groups.on_dead_lettered(group, tp, *offset),
                     _ => {}
                 }
                 if let Event::HighWatermark { tp, high_watermark, leader_epoch } = &e {
@@ -913,6 +1014,12 @@ impl Sim {
                     }
                 }
             }
+            Role::Member(m) => {
+                if let Some(input) = input {
+                    m.gc.handle(now, input);
+                }
+            }
+            Role::Gone => return,
             Role::Consumer(consumer) => {
                 if let Some(input) = input {
                     consumer.handle(now, input);
@@ -943,10 +1050,113 @@ impl Sim {
                 }
             }
         }
+        let mut tick = None;
+        if let Role::Member(m) = &mut self.clients[c].role {
+            let go = &self.opts.groups[m.group];
+            let draining = now >= self.produce_until;
+            let mut took = false;
+            while let Some(r) = m.gc.poll_record() {
+                // After the producers stop, members behave so that the group can
+                // finish: every record is acked.
+                let action = if draining { Action::Ack } else { Member::decide(&mut self.rng_members, go, &r) };
+                m.todo.push((r.tp, r.offset, action));
+                took = true;
+            }
+            if took && m.busy_until.is_none() {
+                let mean = go.process_us as f64 * 1_000.0;
+                let at = now + Duration::from_nanos(exp_sample(&mut self.rng_members, mean) + 1);
+                m.busy_until = Some(at);
+                tick = Some((at, m.incarnation));
+            }
+            let name = group_name(m.group);
+            let mut replace = false;
+            while let Some(ev) = m.gc.poll_event() {
+                match &ev {
+                    GroupEvent::Rebalanced { member, generation, assignment } => {
+                        self.counters.group_rebalances += 1;
+                        if let Some((inv, what, _)) = self.groups.on_joined(&name, *member, *generation, assignment) {
+                            self.checker.fail(inv, what);
+                        }
+                    }
+                    GroupEvent::Closed => replace = true,
+                    _ => {}
+                }
+                self.trace.event(now, Actor::Client(cid.0), "group-event", 0, 0, || format!("{ev:?}"));
+            }
+            while let Some(GroupConsumerOutput::Send { to, msg }) = m.gc.poll_output() {
+                sends.push((to, msg));
+            }
+            if replace {
+                self.counters.member_leaves += 1;
+            }
+            for (to, msg) in sends.drain(..) {
+                self.send(Peer::Client(cid), to, msg);
+            }
+            if let Some((at, incarnation)) = tick {
+                self.push(at, Ev::MemberTick { client: c, incarnation });
+            }
+            if replace {
+                self.replace_member(c);
+                return;
+            }
+        }
         for (to, msg) in sends {
             self.send(Peer::Client(cid), to, msg);
         }
         self.schedule_client_timer(c);
+    }
+
+    /// A member's processing delay passed: it answers every record it took.
+    fn member_tick(&mut self, c: usize, incarnation: u64) {
+        let now = self.now;
+        let cid = self.clients[c].id;
+        let Role::Member(m) = &mut self.clients[c].role else { return };
+        if m.incarnation != incarnation {
+            return;
+        }
+        m.busy_until = None;
+        let mut acks: BTreeMap<TopicPartition, Vec<Offset>> = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (tp, offset, action) in std::mem::take(&mut m.todo) {
+            let result = match action {
+                Action::Ack => {
+                    acks.entry(tp).or_default().push(offset);
+                    Ok(())
+                }
+                Action::Nack(delay) => {
+                    self.counters.group_nacks += 1;
+                    m.gc.nack(now, &tp, offset, delay)
+                }
+                Action::Reject => {
+                    self.counters.group_rejects += 1;
+                    m.gc.reject(now, &tp, offset)
+                }
+                Action::Forget => {
+                    self.counters.group_forgotten += 1;
+                    Ok(())
+                }
+            };
+            errors.extend(result.err());
+        }
+        for (tp, offsets) in acks {
+            errors.extend(m.gc.ack_batch(now, &tp, &offsets).err());
+        }
+        for e in errors {
+            // A partition revoked meanwhile: its records go to the new owner.
+            self.trace.event(now, Actor::Client(cid.0), "ack-refused", 0, 0, || e.to_string());
+        }
+        self.client_input(c, None);
+    }
+
+    /// Replaces group member `c` (crashed, or left) by a fresh client in a new slot
+    /// that joins again; the old slot drops whatever still reaches it.
+    fn replace_member(&mut self, c: usize) {
+        let Role::Member(old) = std::mem::replace(&mut self.clients[c].role, Role::Gone) else { return };
+        let member = Member::new(self.cfg.seed, &self.opts, old.group, old.index, old.incarnation + 1);
+        let id = ClientId(self.clients.len() as u64 + 1);
+        self.clients.push(ClientSlot { id, role: Role::Member(Box::new(member)), timer: None, timer_generation: 0 });
+        self.trace.event(self.now, Actor::Client(id.0), "member-replaces", self.clients[c].id.0, 0, String::new);
+        self.schedule_client_timer(self.clients.len() - 1);
     }
 
     fn schedule_client_timer(&mut self, c: usize) {
@@ -955,6 +1165,8 @@ impl Sim {
             Role::Admin(a) => (!a.unconfirmed.is_empty()).then_some(a.next_attempt),
             Role::Producer { p, .. } => p.poll_timeout(),
             Role::Consumer(consumer) => consumer.poll_timeout(),
+            Role::Member(m) => m.gc.poll_timeout(),
+            Role::Gone => None,
         };
         if deadline == slot.timer {
             return;
@@ -998,7 +1210,17 @@ impl Sim {
         let n = r.random_range(1..=self.opts.batch_max_records);
         let op = self.history.invoke(cid.0, tp.clone(), acks, n, now);
         self.history.ops[op as usize].idempotent = acks == Acks::All && self.opts.idempotence;
-        let records = self.history.ops[op as usize].values.iter().cloned().map(Record::from_value).collect();
+        // Keys and tags derive from the value, so the group checker can recompute
+        // them (key_shared stickiness, filters).
+        let records = self.history.ops[op as usize]
+            .values
+            .iter()
+            .map(|v| Record {
+                key: Some(crate::groups::key_of(v)),
+                tags: crate::groups::tags_of(v),
+                ..Record::from_value(v.clone())
+            })
+            .collect();
         self.counters.ops_invoked += 1;
         let id = p.send(now, &tp.topic, tp.partition, acks, records).expect("in-flight room was checked");
         ops.insert(id, op);
@@ -1013,7 +1235,7 @@ impl Sim {
 
     fn fault_weight_total(&self) -> u32 {
         let o = &self.opts;
-        o.w_crash + o.w_pause + o.w_partition + o.w_clog + o.w_clock_step + o.w_crash_controller
+        o.w_crash + o.w_pause + o.w_partition + o.w_clog + o.w_clock_step + o.w_crash_controller + o.w_member
     }
 
     fn fault_gap(&mut self) -> Instant {
@@ -1040,7 +1262,7 @@ impl Sim {
         self.push(next, Ev::Fault);
         let now = self.now;
         let o = &self.opts;
-        let weights = [o.w_crash, o.w_pause, o.w_partition, o.w_clog, o.w_clock_step, o.w_crash_controller];
+        let weights = [o.w_crash, o.w_pause, o.w_partition, o.w_clog, o.w_clock_step, o.w_crash_controller, o.w_member];
         let mut pick = self.rng_faults.random_range(0..self.fault_weight_total());
         let kind = weights.iter().position(|w| {
             if pick < *w {
@@ -1096,6 +1318,7 @@ impl Sim {
                     });
                 }
             }
+            Some(6) => self.member_fault(),
             Some(4) => {
                 let max = self.opts.clock_step_max_ms as i64 * 1_000_000;
                 let step = self.rng_faults.random_range(-max..=max);
@@ -1104,6 +1327,31 @@ impl Sim {
                 self.trace.event(now, Actor::Node(id), "clock-step", step as u64, 0, || format!("{step}ns"));
             }
             _ => {}
+        }
+    }
+
+    /// A group member crashes (a fresh client replaces it at once; the old member
+    /// is evicted after its session timeout) or leaves gracefully (it flushes its
+    /// acks and leaves; a fresh client joins once it is done).
+    fn member_fault(&mut self) {
+        let members: Vec<usize> =
+            (0..self.clients.len()).filter(|c| matches!(self.clients[*c].role, Role::Member(_))).collect();
+        if members.is_empty() {
+            return;
+        }
+        let c = members[self.rng_members.random_range(0..members.len())];
+        let now = self.now;
+        let cid = self.clients[c].id.0;
+        if self.rng_members.random_bool(0.5) {
+            self.counters.member_crashes += 1;
+            self.trace.event(now, Actor::Client(cid), "member-crash", 0, 0, String::new);
+            self.replace_member(c);
+        } else if let Role::Member(m) = &mut self.clients[c].role {
+            if !m.gc.is_closed() {
+                self.trace.event(now, Actor::Client(cid), "member-leave", 0, 0, String::new);
+                m.gc.close(now, Duration::from_secs(2));
+                self.client_input(c, None);
+            }
         }
     }
 
@@ -1180,13 +1428,35 @@ impl Sim {
             self.checker.fail_liveness("liveness_leaders", what);
             return;
         }
+        if !self.opts.groups.is_empty() {
+            for tp in &self.topics {
+                if self.checker.is_lossy(tp) {
+                    continue;
+                }
+                let log_start = self
+                    .nodes
+                    .iter()
+                    .filter_map(|s| s.node.as_ref()?.log(tp).map(|l| l.log_start()))
+                    .max()
+                    .unwrap_or(Offset(0));
+                if let Some((inv, what, _)) =
+                    self.groups.check_completion(tp, log_start, self.checker.committed_records(tp))
+                {
+                    self.checker.fail_liveness(inv, what);
+                    return;
+                }
+            }
+        }
         for c in &self.clients {
             if let Role::Consumer(consumer) = &c.role {
                 let tp = &consumer.config().tp;
-                let hw = self.checker.high_watermark(tp);
+                let hw = self.checker.data_end(tp);
                 if consumer.position() < hw {
-                    let what =
-                        format!("c{} read {tp} only up to {} by the end; the HW is {hw}", c.id, consumer.position());
+                    let what = format!(
+                        "c{} read {tp} only up to {} by the end; its committed data ends at {hw}",
+                        c.id,
+                        consumer.position()
+                    );
                     self.checker.fail_liveness("liveness_consumers_caught_up", what);
                     return;
                 }
