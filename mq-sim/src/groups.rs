@@ -200,14 +200,16 @@ impl GroupChecker {
         let g = self.groups.entry(group.to_string()).or_default();
         let old = g.prefix.entry(tp.clone()).or_insert(Offset(0));
         let confirmed = g.confirmed.entry(tp.clone()).or_default();
-        for o in old.0..prefix.0 {
-            if confirmed.insert(Offset(o), at).is_none() {
-                self.acks_confirmed += 1;
-            }
+        if prefix > *old {
+            // Offsets below the prefix are covered by it; only those not confirmed
+            // individually before count as new.
+            let already = confirmed.range(*old..prefix).count() as u64;
+            self.acks_confirmed += prefix.0 - old.0 - already;
+            *confirmed = confirmed.split_off(&prefix);
+            *old = prefix;
         }
-        *old = (*old).max(prefix);
         for o in above {
-            if confirmed.insert(*o, at).is_none() {
+            if *o >= *old && confirmed.insert(*o, at).is_none() {
                 self.acks_confirmed += 1;
             }
         }

@@ -89,11 +89,13 @@ pub struct SimConfig {
     pub keep_trace: bool,
     /// A deliberate bug, for tests of the checker.
     pub mutation: Mutation,
-    /// Call a node's `check_invariants` after every `n`-th input it handles, and
-    /// always after a restart and at the end (DESIGN.md section 2). `1` checks after
-    /// every input; `0` never. The check walks every batch of every log, so checking
+    /// Call a node's `check_invariants` after every `n`-th input it handles (or
+    /// less often once its logs hold more than `8 n` batches: about eight batch
+    /// visits per input, `mq_core::node::full_check_spacing`), and always after a
+    /// restart and at the end (DESIGN.md section 2). `1` checks as often as that
+    /// allows; `0` never. The check walks every batch of every log, so checking
     /// after each input would make a run quadratic in its length; debug builds of
-    /// mq-core also check after every input inside `Node::handle`.
+    /// mq-core also space their own full checks inside `Node::handle` the same way.
     pub node_invariants_every: u64,
 }
 

@@ -191,15 +191,18 @@ fn draw_group(r: &mut mq_core::Rng) -> GroupOptions {
     GroupOptions {
         mode,
         members,
-        push_prefetch: r.random_bool(0.5).then(|| r.random_range(1..=64)),
-        max_records: r.random_range(1..=100),
+        // Windows and batches large enough for a group to keep up with the
+        // producers (thousands of records a second): a group that cannot would
+        // never finish, which tests nothing.
+        push_prefetch: r.random_bool(0.5).then(|| r.random_range(16..=256)),
+        max_records: r.random_range(4..=200),
         filter_blue: r.random_bool(0.3),
         ack_timeout_ms: r.random_range(100..=2_000),
         max_deliveries: r.random_range(2..=6),
         nack_prob: if lossy { r.random_range(0.0..0.05) } else { 0.0 },
         reject_prob: if lossy { r.random_range(0.0..0.02) } else { 0.0 },
         forget_prob: if lossy { r.random_range(0.0..0.02) } else { 0.0 },
-        process_us: r.random_range(0..=5_000),
+        process_us: r.random_range(0..=2_000),
         weights: (0..members).map(|_| r.random_range(1..=4)).collect(),
         session_ms: r.random_range(500..=3_000),
     }

@@ -162,6 +162,10 @@ struct NodeSlot {
     commit_checked: u64,
     /// The last Raft term this node was seen leading in.
     raft_leader_term: Option<mq_core::Term>,
+    /// Inputs fed to this node (all incarnations), and when the next full
+    /// invariant check is due.
+    inputs: u64,
+    next_check: u64,
 }
 
 /// The admin client: creates the run's topics, retrying until each is confirmed.
@@ -273,6 +277,8 @@ impl Sim {
                     timer_generation: 0,
                     commit_checked: 0,
                     raft_leader_term: None,
+                    inputs: 0,
+                    next_check: 0,
                 }
             })
             .collect();
@@ -617,10 +623,15 @@ impl Sim {
         }
         self.checker.on_metadata(slot.id, node.raft());
         self.check_commit_protected(n);
-        let Some(node) = self.nodes[n].node.as_mut() else { return };
         let every = self.cfg.node_invariants_every;
-        if every > 0 && self.node_inputs % every == 0 {
+        let slot = &mut self.nodes[n];
+        let Some(node) = slot.node.as_mut() else { return };
+        slot.inputs += 1;
+        if every > 0 && slot.inputs >= slot.next_check {
             node.check_invariants();
+            // As often as asked while the logs are short; then about eight batch
+            // visits per input (the full check walks every batch).
+            slot.next_check = slot.inputs + every.max(mq_core::node::full_check_spacing(node.batch_count()));
         }
         let mut outs = std::mem::take(&mut self.scratch);
         while let Some(o) = node.poll_output() {
@@ -1052,6 +1063,11 @@ impl Sim {
         }
         let mut tick = None;
         if let Role::Member(m) = &mut self.clients[c].role {
+            // Outputs first: draining them runs the machine (queued acks, a close),
+            // which may yield records and events.
+            while let Some(GroupConsumerOutput::Send { to, msg }) = m.gc.poll_output() {
+                sends.push((to, msg));
+            }
             let go = &self.opts.groups[m.group];
             let draining = now >= self.produce_until;
             let mut took = false;
@@ -1082,9 +1098,6 @@ impl Sim {
                     _ => {}
                 }
                 self.trace.event(now, Actor::Client(cid.0), "group-event", 0, 0, || format!("{ev:?}"));
-            }
-            while let Some(GroupConsumerOutput::Send { to, msg }) = m.gc.poll_output() {
-                sends.push((to, msg));
             }
             if replace {
                 self.counters.member_leaves += 1;

@@ -306,11 +306,13 @@ impl Node {
         let log = &slot.replica.log;
         let Some(part) = self.deliveries.parts.get_mut(tp) else { return };
         let Some(c) = part.cursors.get_mut(group) else { return };
+        // A pull takes one answer of up to `max_records`; a push subscription
+        // takes its whole open window, sent as answers of up to `max_records`.
         let mut room = BTreeMap::new();
         for w in part.waiters.iter().filter(|w| w.group == group) {
             let n = match w.kind {
                 WaitKind::Pull { .. } => w.max_records,
-                WaitKind::Push { prefetch } => prefetch.saturating_sub(c.held_by(w.member)).min(w.max_records),
+                WaitKind::Push { prefetch } => prefetch.saturating_sub(c.held_by(w.member)),
             };
             room.insert(w.member, n);
         }
@@ -330,13 +332,13 @@ impl Node {
             }
             match dealt.remove(&w.member) {
                 Some(records) => {
-                    answers.push((w.to, w.correlation, w.member, records));
+                    answers.push((w.to, w.correlation, w.member, w.max_records.max(1), records));
                     matches!(w.kind, WaitKind::Push { .. })
                 }
                 None => true,
             }
         });
-        for (to, correlation, member, records) in answers {
+        for (to, correlation, member, per_answer, records) in answers {
             for r in &records {
                 self.event(Event::GroupDelivered {
                     group: group.to_string(),
@@ -347,8 +349,10 @@ impl Node {
                     generation,
                 });
             }
-            let body = ResponseBody::Delivered { tp: tp.clone(), high_watermark: hw, records };
-            self.reply(to, correlation, Ok(body));
+            for chunk in records.chunks(per_answer) {
+                let body = ResponseBody::Delivered { tp: tp.clone(), high_watermark: hw, records: chunk.to_vec() };
+                self.reply(to, correlation, Ok(body));
+            }
         }
     }
 

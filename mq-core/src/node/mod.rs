@@ -47,6 +47,14 @@ use std::collections::{BTreeMap, VecDeque};
 /// `check_invariants` (the others get the constant-time subset).
 const FULL_CHECK_EVERY: u64 = 64;
 
+/// Inputs between two full invariant checks of a node holding `batches` batches:
+/// at least [`FULL_CHECK_EVERY`], and one per eight batches, so that the checks
+/// cost about eight batch visits per input however long the logs grow (group
+/// cursors append a small batch per ack).
+pub fn full_check_spacing(batches: usize) -> u64 {
+    FULL_CHECK_EVERY.max(batches as u64 / 8)
+}
+
 /// Longest topic name, as in Kafka.
 pub const MAX_TOPIC_NAME_LEN: usize = 249;
 
@@ -114,6 +122,8 @@ pub struct Node {
     local: VecDeque<PeerMessage>,
     /// Inputs handled, to space out the full invariant check in debug builds.
     inputs_handled: u64,
+    /// When (in inputs handled) the next full invariant check runs.
+    next_full_check: u64,
     next_retention_check: Instant,
     next_isr_check: Instant,
     /// Group coordinators of the `__groups` partitions this broker leads.
@@ -180,6 +190,7 @@ impl Node {
             pending_write_bytes: 0,
             local: VecDeque::new(),
             inputs_handled: 0,
+            next_full_check: FULL_CHECK_EVERY,
             next_retention_check: Instant::ZERO + config.retention_check_interval,
             next_isr_check: Instant::ZERO,
             coordinators: BTreeMap::new(),
@@ -285,6 +296,11 @@ impl Node {
         self.image.topics.keys().map(String::as_str)
     }
 
+    /// Batches held in every partition log (what a full invariant check walks).
+    pub fn batch_count(&self) -> usize {
+        self.slots.values().map(|s| s.replica.log.batch_count()).sum()
+    }
+
     /// Persists issued and not yet completed.
     pub fn inflight_persists(&self) -> usize {
         self.inflight.len()
@@ -311,10 +327,12 @@ impl Node {
         if cfg!(debug_assertions) {
             // The full check walks every batch and metadata entry; after every input
             // that would make long runs quadratic, so every input gets the
-            // constant-time checks and every 64th the full one.
+            // constant-time checks and the full one runs every 64th input, or less
+            // often while the logs are long (about eight batch visits per input).
             self.inputs_handled += 1;
-            if self.inputs_handled % FULL_CHECK_EVERY == 0 {
+            if self.inputs_handled >= self.next_full_check {
                 self.check_invariants();
+                self.next_full_check = self.inputs_handled + full_check_spacing(self.batch_count());
             } else {
                 self.check_positions();
             }
