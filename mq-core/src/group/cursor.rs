@@ -317,7 +317,7 @@ impl Cursor {
             if view.settings.start == StartPosition::Latest {
                 // Made by acks on a partition with no cursor: a `Latest` group
                 // starts at the high watermark it had then, not at the log start.
-                self.acks.ack_up_to(floor.min(log.high_watermark()));
+                self.settle_below(floor.min(log.high_watermark()));
             }
         }
         self.members = view.members.iter().map(|(m, w)| (*m, (*w).max(1))).collect();
@@ -375,9 +375,9 @@ impl Cursor {
     ) -> BTreeMap<MemberId, Vec<DeliveredRecord>> {
         let mut out: BTreeMap<MemberId, Vec<DeliveredRecord>> = BTreeMap::new();
         if log.log_start() > self.acks.prefix() {
-            // Retention removed them: nothing left to deliver.
-            self.acks.ack_up_to(log.log_start());
-            self.leases.forget_below(log.log_start());
+            // Retention removed them: they count as done, even one whose dead
+            // letter is in flight (its append still completes, acking nothing).
+            self.settle_below(log.log_start());
         }
         let hw = log.high_watermark();
         let mut left: BTreeMap<MemberId, usize> = room.iter().filter(|(_, n)| **n > 0).map(|(m, n)| (*m, *n)).collect();
@@ -438,9 +438,20 @@ impl Cursor {
             }
         }
         if fold_to > self.acks.prefix() {
-            self.acks.ack_up_to(fold_to);
+            self.settle_below(fold_to);
         }
         out
+    }
+
+    /// Everything below `end` is done: the prefix moves to it, and the leases,
+    /// nack delays and dead letters in flight below it are forgotten (such a dead
+    /// letter still completes, but acks nothing: see [`Cursor::dead_lettered`]).
+    /// Returns whether the acked state changed.
+    fn settle_below(&mut self, end: Offset) -> bool {
+        let changed = self.acks.ack_up_to(end);
+        self.leases.forget_below(end);
+        self.dead_lettering = self.dead_lettering.split_off(&end);
+        changed
     }
 
     /// Ends expired leases; returns the records due for the dead-letter topic.
@@ -466,9 +477,7 @@ impl Cursor {
         if let Some(end) = up_to {
             if end > hw {
                 out.refused.push((end, ErrorCode::OffsetOutOfRange));
-            } else if self.acks.ack_up_to(end) {
-                self.leases.forget_below(end);
-                self.dead_lettering = self.dead_lettering.split_off(&end);
+            } else if self.settle_below(end) {
                 self.note_provisional(end);
                 out.changed = true;
             }
@@ -520,7 +529,9 @@ impl Cursor {
         }
     }
 
-    /// A dead-letter append of `o` was acknowledged: the record is done.
+    /// A dead-letter append of `o` was acknowledged: the record is done. Returns
+    /// whether that changed the acked state: not if the record was acked
+    /// meanwhile (an ack, a cumulative ack, or retention removing it), which wins.
     pub fn dead_lettered(&mut self, o: Offset) -> bool {
         self.dead_lettering.remove(&o);
         self.leases.forget(o);

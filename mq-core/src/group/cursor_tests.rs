@@ -226,6 +226,59 @@ fn max_deliveries_sends_to_the_dead_letter_topic_instead_of_redelivering() {
     assert!(c.deal(&log, t(300), &room(&[(M1, 1)])).is_empty(), "not delivered while dead-lettering");
 }
 
+/// mq-sim seed 4: a record is rejected and its dead letter stays in flight (the
+/// dead-letter topic's leader is cut off); retention then removes the record, and
+/// the next deal moved the prefix over it while it was still dead-lettering.
+#[test]
+fn retention_over_a_record_being_dead_lettered_settles_it() {
+    let mut log = log_of(vec![data(3), data(3)]);
+    let hw = log.high_watermark();
+    let v = view(M1, gen(1), exclusive(), &[(M1, 1)]);
+    let mut c = started(&v, &log);
+    assert_eq!(offsets(&c.deal(&log, t(0), &room(&[(M1, 3)])), M1), vec![0, 1, 2]);
+    let acks = [(Offset(1), AckKind::Reject), (Offset(0), AckKind::Ack), (Offset(2), AckKind::Ack)];
+    let out = c.apply_acks(M1, &acks, None, hw, t(1));
+    assert_eq!(out.dead_letters, vec![(Offset(1), DeadLetterReason::Rejected)]);
+    assert_eq!(c.acks().prefix(), Offset(1));
+    log.advance_log_start(Offset(3));
+    assert_eq!(offsets(&c.deal(&log, t(2), &room(&[(M1, 9)])), M1), vec![3, 4, 5]);
+    c.check_invariants();
+    assert_eq!(c.acks().prefix(), Offset(3), "records retention removed count as done");
+    assert!(!c.is_dead_lettering(Offset(1)));
+    // The dead letter is acknowledged later: there is nothing left to ack.
+    assert!(!c.dead_lettered(Offset(1)));
+    c.check_invariants();
+}
+
+/// An ack (individual or cumulative) of a record whose dead letter is in flight
+/// wins: the record is done at once, and the dead letter's outcome changes nothing.
+#[test]
+fn an_ack_of_a_record_being_dead_lettered_wins() {
+    let log = log_of(vec![data(4)]);
+    let hw = log.high_watermark();
+    let v = view(M1, gen(1), GroupMode::Shared, &[(M1, 1), (M2, 1)]);
+    let mut c = started(&v, &log);
+    assert_eq!(offsets(&c.deal(&log, t(0), &room(&[(M1, 3)])), M1), vec![0, 1, 2]);
+    let rejects = [(Offset(1), AckKind::Reject), (Offset(2), AckKind::Reject)];
+    assert_eq!(c.apply_acks(M1, &rejects, None, hw, t(1)).dead_letters.len(), 2);
+    // M2 acks offset 1 (the work is done, whoever did it).
+    let out = c.apply_acks(M2, &[(Offset(1), AckKind::Ack)], None, hw, t(2));
+    assert!(out.changed && out.refused.is_empty());
+    assert!(!c.is_dead_lettering(Offset(1)) && c.acks().is_acked(Offset(1)));
+    c.check_invariants();
+    // A cumulative ack over offset 2.
+    let out = c.apply_acks(M2, &[], Some(Offset(3)), hw, t(3));
+    assert!(out.changed);
+    assert!(!c.is_dead_lettering(Offset(2)));
+    c.check_invariants();
+    // The dead letters' outcomes arrive: no change, nothing delivered again.
+    assert!(!c.dead_lettered(Offset(1)));
+    c.dead_letter_failed(Offset(2));
+    c.check_invariants();
+    assert_eq!(c.acks().prefix(), Offset(3));
+    assert_eq!(offsets(&c.deal(&log, t(4), &room(&[(M2, 9)])), M2), vec![3]);
+}
+
 #[test]
 fn a_seek_replays_from_its_offset() {
     let log = log_of(vec![data(4)]);
@@ -310,16 +363,17 @@ proptest! {
         }
     }
 
-    /// Random deals, acks, expiries and views: invariants hold, an acked record is
-    /// never delivered again, a leased record never goes to a second member, and
-    /// key_shared keys stay with one member within a generation.
+    /// Random deals, acks, rejects, cumulative acks, expiries, dead letters,
+    /// retention and views: invariants hold, an acked record is never delivered
+    /// again, nor one retention removed, a leased record never goes to a second
+    /// member, and key_shared keys stay with one member within a generation.
     #[test]
     fn deliveries_respect_acks_and_leases(
-        ops in proptest::collection::vec((0u8..6, 1u64..4, 0u64..30, 1u64..50), 1..120),
+        ops in proptest::collection::vec((0u8..9, 1u64..4, 0u64..30, 1u64..50), 1..120),
         mode in 0u8..3,
     ) {
-        let records: Vec<Record> = (0..30).map(|i| Record::keyed(format!("k{}", i % 5), format!("v{i}"))).collect();
-        let log = log_of(vec![RecordBatch::new(records)]);
+        let batch = |b: u64| RecordBatch::new((b * 5..b * 5 + 5).map(|i| Record::keyed(format!("k{}", i % 5), format!("v{i}"))).collect());
+        let mut log = log_of((0..6).map(batch).collect());
         let hw = log.high_watermark();
         let mode = match mode { 0 => exclusive(), 1 => GroupMode::Shared, _ => GroupMode::KeyShared };
         let all = [(M1, 1), (M2, 2), (M3, 1)];
@@ -327,6 +381,7 @@ proptest! {
         let mut c = started(&view(M1, gen(g), mode, &all), &log);
         let mut now = 0;
         let mut acked = BTreeSet::new();
+        let mut rejected = Vec::new();
         let mut key_owner: BTreeMap<(u32, Bytes), MemberId> = BTreeMap::new();
         for (op, m, o, dt) in ops {
             now += dt;
@@ -337,6 +392,7 @@ proptest! {
                     for (who, recs) in d {
                         for r in recs {
                             prop_assert!(!acked.contains(&r.offset.0), "acked offset {} delivered", r.offset);
+                            prop_assert!(r.offset >= log.log_start(), "offset {} removed by retention delivered", r.offset);
                             prop_assert_eq!(c.leases().lease(r.offset).map(|l| l.member), Some(who));
                             if mode == GroupMode::KeyShared {
                                 let k = (g, r.record.key.clone().unwrap());
@@ -351,7 +407,20 @@ proptest! {
                     if out.refused.is_empty() { acked.insert(o); }
                 }
                 3 => { c.apply_acks(m, &[(Offset(o), AckKind::Nack { delay: Duration::from_millis(dt) })], None, hw, t(now)); }
-                4 => { for (o, _) in c.expire(t(now)) { c.dead_lettered(o); acked.insert(o.0); } }
+                4 => {
+                    // Dead letters in flight (rejects) are acknowledged now too.
+                    let due: Vec<Offset> = c.expire(t(now)).into_iter().map(|(o, _)| o).chain(std::mem::take(&mut rejected)).collect();
+                    for o in due { c.dead_lettered(o); acked.insert(o.0); }
+                }
+                6 => {
+                    let out = c.apply_acks(m, &[(Offset(o), AckKind::Reject)], None, hw, t(now));
+                    rejected.extend(out.dead_letters.into_iter().map(|(o, _)| o));
+                }
+                7 => {
+                    let out = c.apply_acks(m, &[], Some(Offset(o)), hw, t(now));
+                    if out.refused.is_empty() { acked.extend(0..o); }
+                }
+                8 => log.advance_log_start(Offset(o)),
                 _ => {
                     g += 1;
                     let members: Vec<(MemberId, u32)> = all.iter().copied().filter(|(x, _)| *x != MemberId(o % 3 + 1) || *x == M1).collect();
