@@ -189,6 +189,28 @@ pub struct Cursor {
     provisional_floor: Option<Offset>,
     /// Seeks so far: a dead letter sent before a seek does not ack its record.
     seeks: u64,
+    /// Where dealing resumes in exclusive and shared groups: every record of the
+    /// group between the prefix and this offset was looked at by a deal, so if it
+    /// is deliverable now, the leases hold it as due again or it is in `revisit`
+    /// (see [`Cursor::deal`]).
+    scan: Offset,
+    /// The same per member in key_shared groups, for the records of its keys.
+    member_scan: BTreeMap<MemberId, Offset>,
+    /// Records below a scan position that are deliverable again without the
+    /// leases knowing: a failed dead letter, a dead letter whose ack was refused,
+    /// a record no member with room could take.
+    revisit: BTreeSet<Offset>,
+}
+
+/// What a deal did with one record it looked at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Offer {
+    /// Acked or not for the group: nothing to do with it, ever.
+    Done,
+    /// Leased, waiting out a nack delay, being dead-lettered, or dealt now.
+    Taken,
+    /// Deliverable, but no member with room may have it.
+    Left,
 }
 
 impl Cursor {
@@ -209,6 +231,9 @@ impl Cursor {
             dead_lettering: BTreeSet::new(),
             provisional_floor: None,
             seeks: 0,
+            scan: Offset(0),
+            member_scan: BTreeMap::new(),
+            revisit: BTreeSet::new(),
         }
     }
 
@@ -327,6 +352,10 @@ impl Cursor {
         }
         self.wrr = wrr;
         self.ring = HashRing::new(&self.members.keys().copied().collect());
+        // The mode, the settings (filter) and the key owners may have changed:
+        // the next deal looks at every record from the prefix again.
+        self.scan = Offset(0);
+        self.member_scan.clear();
         // Exclusive: the partition may have a new owner, every lease ends. Shared
         // and key_shared: leases of members not in the new view end (member death).
         let exclusive = matches!(self.mode, GroupMode::Exclusive(_));
@@ -367,6 +396,14 @@ impl Cursor {
     /// gets the next records in offset order); key_shared groups to each record's
     /// key owner on the ring, if it has room. Moves the acked prefix over records
     /// that are not for the group. Returns what each member gets.
+    ///
+    /// Only records less than [`MAX_SCAN`] past the prefix are dealt. The result is
+    /// that of looking at every record from the prefix in offset order, but the
+    /// records a previous deal looked at are not looked at again: below the scan
+    /// position (per member of its keys in key_shared groups) the deliverable ones
+    /// are those the leases hold as due again and those in `revisit`, so a deal
+    /// costs what it hands out, what it skips above the scan position and the
+    /// records due again.
     pub fn deal(
         &mut self,
         log: &PartitionLog,
@@ -379,68 +416,131 @@ impl Cursor {
             // letter is in flight (its append still completes, acking nothing).
             self.settle_below(log.log_start());
         }
-        let hw = log.high_watermark();
         let mut left: BTreeMap<MemberId, usize> = room.iter().filter(|(_, n)| **n > 0).map(|(m, n)| (*m, *n)).collect();
-        let mut fold_to = self.acks.prefix();
-        let mut folding = true;
-        let mut scanned = 0usize;
         let start = self.acks.prefix();
-        'batches: for b in log.batches_from(start) {
-            for (o, r) in b.iter_with_offsets() {
-                if o < start {
-                    continue;
+        let limit = start.plus(MAX_SCAN as u64).min(log.high_watermark());
+        if left.is_empty() || start >= limit {
+            return out;
+        }
+        // The prefix moves over the records at its head that are acked or not for
+        // the group.
+        let mut fold_to = start;
+        'fold: for b in log.batches_from(start) {
+            for (o, r) in b.iter_with_offsets().skip_while(|(o, _)| *o < start) {
+                if o >= limit || (!self.acks.is_acked(o) && self.for_group(b.kind, r)) {
+                    break 'fold;
                 }
-                if o >= hw || left.is_empty() || scanned >= MAX_SCAN {
+                fold_to = o.next();
+            }
+        }
+        let asking: Vec<MemberId> = left.keys().copied().collect();
+        let resume = match self.mode {
+            GroupMode::KeyShared => {
+                asking.iter().map(|m| self.member_scan.get(m).copied().unwrap_or(start)).min().unwrap_or(start)
+            }
+            GroupMode::Exclusive(_) | GroupMode::Shared => self.scan,
+        };
+        let from = resume.max(fold_to).min(limit);
+        // Below `from`: only the records deliverable again, in offset order.
+        let again: BTreeSet<Offset> =
+            self.leases.due_between(fold_to, from, now).chain(self.revisit.range(fold_to..from).copied()).collect();
+        // Where each member ran out of room.
+        let mut full: BTreeMap<MemberId, Offset> = BTreeMap::new();
+        for o in again {
+            if left.is_empty() {
+                break;
+            }
+            let Some((kind, r)) = record_at(log, o) else { continue };
+            if self.offer(o, kind, r, now, &mut left, &mut full, &mut out) == Offer::Done {
+                self.revisit.remove(&o);
+            }
+        }
+        // From `from` on: every record, until no member has room.
+        let mut next = from;
+        'batches: for b in log.batches_from(from) {
+            for (o, r) in b.iter_with_offsets().skip_while(|(o, _)| *o < from) {
+                if o >= limit || left.is_empty() {
                     break 'batches;
                 }
-                scanned += 1;
-                if self.acks.is_acked(o) {
-                    if folding {
-                        fold_to = o.next();
+                next = o.next();
+                match self.offer(o, b.kind, r, now, &mut left, &mut full, &mut out) {
+                    Offer::Done => {
+                        self.revisit.remove(&o);
                     }
-                    continue;
-                }
-                if !self.for_group(b.kind, r) {
-                    if folding {
-                        fold_to = o.next();
-                    }
-                    continue;
-                }
-                folding = false;
-                if !self.leases.deliverable(o, now) || self.dead_lettering.contains(&o) {
-                    continue;
-                }
-                let to = match self.mode {
-                    GroupMode::KeyShared => {
-                        let key = r.key.as_deref().unwrap_or(&[]);
-                        match self.ring.member_for(key) {
-                            Some(m) if left.contains_key(&m) => Some(m),
-                            _ => None,
+                    Offer::Taken => {}
+                    Offer::Left => {
+                        // Only key_shared records of members not asking are left
+                        // on purpose; their own scan positions do not pass them.
+                        if self.mode != GroupMode::KeyShared {
+                            self.revisit.insert(o);
                         }
-                    }
-                    GroupMode::Exclusive(_) | GroupMode::Shared => {
-                        if left.len() == 1 {
-                            left.keys().next().copied()
-                        } else {
-                            self.wrr.next(|m| left.contains_key(&m))
-                        }
-                    }
-                };
-                let Some(m) = to else { continue };
-                let delivery = self.leases.deliver(o, m, now);
-                out.entry(m).or_default().push(DeliveredRecord { offset: o, delivery, record: r.clone() });
-                if let Some(n) = left.get_mut(&m) {
-                    *n -= 1;
-                    if *n == 0 {
-                        left.remove(&m);
                     }
                 }
             }
+        }
+        match self.mode {
+            GroupMode::KeyShared => {
+                for m in asking {
+                    let reached = full.get(&m).copied().unwrap_or(next);
+                    let e = self.member_scan.entry(m).or_insert(start);
+                    *e = (*e).max(reached);
+                }
+            }
+            GroupMode::Exclusive(_) | GroupMode::Shared => self.scan = self.scan.max(next),
         }
         if fold_to > self.acks.prefix() {
             self.settle_below(fold_to);
         }
         out
+    }
+
+    /// Looks at record `o` for a deal: hands it to a member with room in `left`
+    /// if it is deliverable (and notes in `full` where a member's room ran out).
+    #[allow(clippy::too_many_arguments)]
+    fn offer(
+        &mut self,
+        o: Offset,
+        kind: BatchKind,
+        r: &Record,
+        now: Instant,
+        left: &mut BTreeMap<MemberId, usize>,
+        full: &mut BTreeMap<MemberId, Offset>,
+        out: &mut BTreeMap<MemberId, Vec<DeliveredRecord>>,
+    ) -> Offer {
+        if self.acks.is_acked(o) || !self.for_group(kind, r) {
+            return Offer::Done;
+        }
+        if !self.leases.deliverable(o, now) || self.dead_lettering.contains(&o) {
+            return Offer::Taken;
+        }
+        let to = match self.mode {
+            GroupMode::KeyShared => {
+                let key = r.key.as_deref().unwrap_or(&[]);
+                match self.ring.member_for(key) {
+                    Some(m) if left.contains_key(&m) => Some(m),
+                    _ => None,
+                }
+            }
+            GroupMode::Exclusive(_) | GroupMode::Shared => {
+                if left.len() == 1 {
+                    left.keys().next().copied()
+                } else {
+                    self.wrr.next(|m| left.contains_key(&m))
+                }
+            }
+        };
+        let Some(m) = to else { return Offer::Left };
+        let delivery = self.leases.deliver(o, m, now);
+        self.revisit.remove(&o);
+        out.entry(m).or_default().push(DeliveredRecord { offset: o, delivery, record: r.clone() });
+        if let Some(n) = left.get_mut(&m) {
+            *n -= 1;
+            if *n == 0 {
+                left.remove(&m);
+                full.insert(m, o.next());
+            }
+        }
+        Offer::Taken
     }
 
     /// Everything below `end` is done: the prefix moves to it, and the leases,
@@ -451,6 +551,7 @@ impl Cursor {
         let changed = self.acks.ack_up_to(end);
         self.leases.forget_below(end);
         self.dead_lettering = self.dead_lettering.split_off(&end);
+        self.revisit = self.revisit.split_off(&end);
         changed
     }
 
@@ -535,12 +636,18 @@ impl Cursor {
     pub fn dead_lettered(&mut self, o: Offset) -> bool {
         self.dead_lettering.remove(&o);
         self.leases.forget(o);
-        self.acks.ack(o).unwrap_or(false)
+        self.acks.ack(o).unwrap_or_else(|_| {
+            // Too many individual acks: it is delivered again.
+            self.revisit.insert(o);
+            false
+        })
     }
 
     /// A dead-letter append of `o` failed for good: deliver it again.
     pub fn dead_letter_failed(&mut self, o: Offset) {
-        self.dead_lettering.remove(&o);
+        if self.dead_lettering.remove(&o) {
+            self.revisit.insert(o);
+        }
     }
 
     /// Whether `o` is waiting for its dead-letter append.
@@ -556,6 +663,9 @@ impl Cursor {
         self.dead_lettering.clear();
         self.provisional_floor = None;
         self.seeks += 1;
+        self.scan = to;
+        self.member_scan.clear();
+        self.revisit.clear();
     }
 
     /// Panics if the state is inconsistent.
@@ -572,6 +682,12 @@ impl Cursor {
             assert!(!self.members.is_empty(), "{}: generation {g} adopted without members", self.group);
         }
     }
+}
+
+/// Record `o` of `log` with its batch's kind, if the log holds it.
+fn record_at(log: &PartitionLog, o: Offset) -> Option<(BatchKind, &Record)> {
+    let b = log.batches_from(o).next().filter(|b| b.base_offset <= o)?;
+    b.records.get(o.distance_from(b.base_offset) as usize).map(|r| (b.kind, r))
 }
 
 fn lease_error_code(e: LeaseError) -> ErrorCode {

@@ -434,3 +434,210 @@ proptest! {
         }
     }
 }
+
+/// The deal as it was before scan positions: every record from the prefix is
+/// looked at, in offset order. [`Cursor::deal`] must do exactly what it does.
+fn deal_by_full_scan(
+    c: &mut Cursor,
+    log: &PartitionLog,
+    now: Instant,
+    room: &BTreeMap<MemberId, usize>,
+) -> BTreeMap<MemberId, Vec<DeliveredRecord>> {
+    let mut out: BTreeMap<MemberId, Vec<DeliveredRecord>> = BTreeMap::new();
+    if log.log_start() > c.acks.prefix() {
+        c.settle_below(log.log_start());
+    }
+    let hw = log.high_watermark();
+    let mut left: BTreeMap<MemberId, usize> = room.iter().filter(|(_, n)| **n > 0).map(|(m, n)| (*m, *n)).collect();
+    let mut fold_to = c.acks.prefix();
+    let mut folding = true;
+    let mut scanned = 0usize;
+    let start = c.acks.prefix();
+    'batches: for b in log.batches_from(start) {
+        for (o, r) in b.iter_with_offsets() {
+            if o < start {
+                continue;
+            }
+            if o >= hw || left.is_empty() || scanned >= MAX_SCAN {
+                break 'batches;
+            }
+            scanned += 1;
+            if c.acks.is_acked(o) || !c.for_group(b.kind, r) {
+                if folding {
+                    fold_to = o.next();
+                }
+                continue;
+            }
+            folding = false;
+            if !c.leases.deliverable(o, now) || c.dead_lettering.contains(&o) {
+                continue;
+            }
+            let to = match c.mode {
+                GroupMode::KeyShared => match c.ring.member_for(r.key.as_deref().unwrap_or(&[])) {
+                    Some(m) if left.contains_key(&m) => Some(m),
+                    _ => None,
+                },
+                GroupMode::Exclusive(_) | GroupMode::Shared => {
+                    if left.len() == 1 {
+                        left.keys().next().copied()
+                    } else {
+                        c.wrr.next(|m| left.contains_key(&m))
+                    }
+                }
+            };
+            let Some(m) = to else { continue };
+            let delivery = c.leases.deliver(o, m, now);
+            out.entry(m).or_default().push(DeliveredRecord { offset: o, delivery, record: r.clone() });
+            if let Some(n) = left.get_mut(&m) {
+                *n -= 1;
+                if *n == 0 {
+                    left.remove(&m);
+                }
+            }
+        }
+    }
+    if fold_to > c.acks.prefix() {
+        c.settle_below(fold_to);
+    }
+    out
+}
+
+/// Asserts that two cursors hold the same delivery state.
+fn assert_same_state(c: &Cursor, r: &Cursor) {
+    assert_eq!(c.acks, r.acks);
+    assert_eq!(c.leases, r.leases);
+    assert_eq!(c.wrr, r.wrr);
+    assert_eq!(c.dead_lettering, r.dead_lettering);
+}
+
+#[test]
+fn a_deal_looks_no_further_than_max_scan_past_the_prefix() {
+    let mut big = PartitionLog::new(TopicPartition::new("t", 0));
+    for _ in 0..(MAX_SCAN / 1000 + 1) {
+        big.append(data(1000), LeaderEpoch(1), 0);
+    }
+    big.mark_persisted(big.log_end());
+    big.advance_high_watermark(big.log_end());
+    let v = view(M1, gen(1), GroupMode::Shared, &[(M1, 1), (M2, 1)]);
+    let mut c = started(&v, &big);
+    let mut r = c.clone();
+    // Offset 0 stays leased to M1; M2 then asks for everything.
+    for (who, n) in [(M1, 1), (M2, usize::MAX)] {
+        let d = c.deal(&big, t(0), &room(&[(who, n)]));
+        assert_eq!(d, deal_by_full_scan(&mut r, &big, t(0), &room(&[(who, n)])));
+        assert_same_state(&c, &r);
+    }
+    assert_eq!(c.held_by(M2), MAX_SCAN - 1, "offsets 1 to MAX_SCAN - 1");
+    c.apply_acks(M1, &[(Offset(0), AckKind::Ack)], None, big.high_watermark(), t(1));
+    r.apply_acks(M1, &[(Offset(0), AckKind::Ack)], None, big.high_watermark(), t(1));
+    let d = c.deal(&big, t(1), &room(&[(M2, usize::MAX)]));
+    assert_eq!(offsets(&d, M2), vec![MAX_SCAN as u64], "the window moved by one");
+    assert_eq!(d, deal_by_full_scan(&mut r, &big, t(1), &room(&[(M2, usize::MAX)])));
+}
+
+proptest! {
+    /// Dealing from scan positions hands out exactly what looking at every
+    /// record from the prefix does (same records, members, order and delivery
+    /// counts, same state after), through random deals, acks, nacks, rejects, dead
+    /// letters that succeed or fail, expiries, cumulative acks, retention, appends,
+    /// new views (members leaving, hence new key owners) and seeks.
+    #[test]
+    fn dealing_from_scan_positions_matches_a_full_scan(
+        ops in proptest::collection::vec((0u8..12, 0u64..8, 0u64..60, 1u64..40), 1..150),
+        mode in 0u8..3,
+        filtered in any::<bool>(),
+    ) {
+        let mode = match mode { 0 => exclusive(), 1 => GroupMode::Shared, _ => GroupMode::KeyShared };
+        let mut serial = 0u64;
+        let mut batch = |n: u64| {
+            let records = (0..n.max(1)).map(|_| {
+                serial += 1;
+                let mut r = Record::keyed(format!("k{}", serial * 7 % 11), format!("v{serial}"));
+                if serial % 3 == 0 { r.tags = vec!["blue".into()]; }
+                r
+            }).collect();
+            RecordBatch::new(records)
+        };
+        let mut log = log_of(vec![batch(5), batch(3)]);
+        let all = [(M1, 1), (M2, 2), (M3, 1)];
+        let mut g = 1;
+        let mut v = view(M1, gen(g), mode, &all);
+        if filtered { v.settings.filter = vec!["blue".into()]; }
+        let mut c = started(&v, &log);
+        let mut r = c.clone();
+        let mut now = 0;
+        let mut in_flight: Vec<Offset> = Vec::new();
+        for (op, m, o, dt) in ops {
+            now += dt;
+            let member = MemberId(m % 3 + 1);
+            let hw = log.high_watermark();
+            let o = Offset(o);
+            match op {
+                0..=2 => {
+                    let asking: Vec<(MemberId, usize)> = [M1, M2, M3].into_iter().enumerate()
+                        .filter(|(i, _)| (m >> i) & 1 == 1 || *i as u64 == m % 3)
+                        .map(|(i, x)| (x, ((dt + i as u64) % 6) as usize)).collect();
+                    let d = c.deal(&log, t(now), &room(&asking));
+                    prop_assert_eq!(d, deal_by_full_scan(&mut r, &log, t(now), &room(&asking)));
+                }
+                3 => {
+                    let acks = [(o, AckKind::Ack)];
+                    prop_assert_eq!(c.apply_acks(member, &acks, None, hw, t(now)), r.apply_acks(member, &acks, None, hw, t(now)));
+                }
+                4 => {
+                    let acks = [(o, AckKind::Nack { delay: Duration::from_millis(dt) })];
+                    let out = c.apply_acks(member, &acks, None, hw, t(now));
+                    prop_assert_eq!(&out, &r.apply_acks(member, &acks, None, hw, t(now)));
+                    in_flight.extend(out.dead_letters.iter().map(|(o, _)| *o));
+                }
+                5 => {
+                    let acks = [(o, AckKind::Reject)];
+                    let out = c.apply_acks(member, &acks, None, hw, t(now));
+                    prop_assert_eq!(&out, &r.apply_acks(member, &acks, None, hw, t(now)));
+                    in_flight.extend(out.dead_letters.iter().map(|(o, _)| *o));
+                }
+                6 => {
+                    // Dead letters complete: some are written, some refused.
+                    for (i, d) in std::mem::take(&mut in_flight).into_iter().enumerate() {
+                        if (m >> (i % 3)) & 1 == 1 {
+                            prop_assert_eq!(c.dead_lettered(d), r.dead_lettered(d));
+                        } else {
+                            c.dead_letter_failed(d);
+                            r.dead_letter_failed(d);
+                        }
+                    }
+                }
+                7 => {
+                    let dead = c.expire(t(now));
+                    prop_assert_eq!(&dead, &r.expire(t(now)));
+                    in_flight.extend(dead.iter().map(|(o, _)| *o));
+                }
+                8 => {
+                    prop_assert_eq!(c.apply_acks(member, &[], Some(o), hw, t(now)), r.apply_acks(member, &[], Some(o), hw, t(now)));
+                }
+                9 => log.advance_log_start(o),
+                10 => {
+                    let b = if dt % 5 == 0 { encode_cursor("other", &AckSet::new(Offset(0))) } else { batch(dt % 7) };
+                    log.append(b, LeaderEpoch(1), 0);
+                    log.mark_persisted(log.log_end());
+                    log.advance_high_watermark(log.log_end());
+                }
+                _ if m < 4 => {
+                    g += 1;
+                    let members: Vec<(MemberId, u32)> = all.iter().copied().filter(|(x, _)| *x != MemberId(o.0 % 3 + 1) || *x == M1).collect();
+                    let mut v = view(M1, gen(g), mode, &members);
+                    if filtered { v.settings.filter = vec!["blue".into()]; }
+                    prop_assert_eq!(c.observe(&v, &log, t(now)).unwrap(), r.observe(&v, &log, t(now)).unwrap());
+                }
+                _ => {
+                    let to = Offset(o.0.clamp(log.log_start().0, hw.0));
+                    c.seek(to);
+                    r.seek(to);
+                    in_flight.clear();
+                }
+            }
+            c.check_invariants();
+            assert_same_state(&c, &r);
+        }
+    }
+}

@@ -94,6 +94,12 @@ impl Leases {
         self.redeliver.iter().filter(move |(_, (at, _))| *at <= now).map(|(o, _)| *o)
     }
 
+    /// Records from `from` to before `to` due for redelivery at `now`, lowest
+    /// offset first.
+    pub fn due_between(&self, from: Offset, to: Offset, now: Instant) -> impl Iterator<Item = Offset> + '_ {
+        self.redeliver.range(from..to.max(from)).filter(move |(_, (at, _))| *at <= now).map(|(o, _)| *o)
+    }
+
     /// Leases `o` to `member`; returns the delivery count.
     pub fn deliver(&mut self, o: Offset, member: MemberId, now: Instant) -> u32 {
         let before = self.redeliver.remove(&o).map_or(0, |(_, n)| n);
