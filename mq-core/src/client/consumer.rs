@@ -13,9 +13,16 @@
 //! reply by its deadline is forgotten and the fetch is sent again. When the position
 //! fell below the log start (retention), the consumer asks for the earliest offset
 //! and resumes there, reporting the skip.
+//!
+//! With `credentials` the consumer logs in to each broker before its first request
+//! there ([`crate::client::auth`]); `Unauthenticated` from a restarted broker makes
+//! it log in again and retry after `poll_interval`; refused credentials are fatal:
+//! [`ConsumerOutput::Error`] naming the app key, and the consumer stops.
 
+use crate::client::auth::{AuthGate, Credentials, Routed, SendOutput};
 use crate::contract::{Input, Peer};
 use crate::ids::{CorrelationId, LeaderEpoch, NodeId, Offset, TopicPartition};
+use crate::rng::Seed;
 use crate::time::{Duration, Instant};
 use crate::wire::{ErrorCode, Message, OffsetSpec, Record, Request, RequestBody, ResponseBody, WireError};
 use std::collections::VecDeque;
@@ -35,6 +42,9 @@ pub struct ConsumerConfig {
     pub request_timeout: Duration,
     /// Pause after a reply without new records.
     pub poll_interval: Duration,
+    /// The app key and secret to authenticate with (`None`: the brokers run
+    /// without authentication).
+    pub credentials: Option<Credentials>,
 }
 
 impl ConsumerConfig {
@@ -48,6 +58,7 @@ impl ConsumerConfig {
             max_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(1),
             poll_interval: Duration::from_millis(10),
+            credentials: None,
         }
     }
 }
@@ -77,7 +88,8 @@ pub enum ConsumerOutput {
         to: Offset,
     },
     /// The broker refused a request (for example an unknown topic); the consumer
-    /// retries after `poll_interval`.
+    /// retries after `poll_interval`. A refusal of the credentials (code
+    /// `Unauthenticated`, naming the app key) is fatal instead: the consumer stops.
     Error(WireError),
 }
 
@@ -106,7 +118,14 @@ pub struct Consumer {
     /// When to send the next request if none is in flight.
     next_request_at: Instant,
     needs_reset: bool,
+    auth: AuthGate,
     outputs: VecDeque<ConsumerOutput>,
+}
+
+impl SendOutput for ConsumerOutput {
+    fn send(to: NodeId, msg: Message) -> Self {
+        ConsumerOutput::Send { to: Peer::Node(to), msg }
+    }
 }
 
 impl Consumer {
@@ -115,6 +134,13 @@ impl Consumer {
     pub fn new(config: ConsumerConfig, seed: u64) -> Self {
         assert!(!config.brokers.is_empty(), "a consumer needs at least one broker");
         let next_broker = (crate::rng::fnv1a(&seed.to_le_bytes()) % config.brokers.len() as u64) as usize;
+        let auth = AuthGate::new(
+            config.credentials.clone(),
+            Seed(seed).stream("consumer-auth"),
+            config.request_timeout,
+            config.poll_interval,
+            config.request_timeout.max(config.poll_interval),
+        );
         Consumer {
             position: config.start,
             leader: None,
@@ -127,6 +153,7 @@ impl Consumer {
             inflight: None,
             next_request_at: Instant::ZERO,
             needs_reset: false,
+            auth,
             outputs: VecDeque::new(),
         }
     }
@@ -153,23 +180,49 @@ impl Consumer {
         self.leader_changes
     }
 
+    /// A broker's refusal of the credentials (naming the app key), once one
+    /// refused them: the consumer stopped.
+    pub fn auth_error(&self) -> Option<&WireError> {
+        self.auth.refused()
+    }
+
     // ----- the contract -----
 
     /// Feeds one input.
     pub fn handle(&mut self, now: Instant, input: Input) {
         debug_assert!(now >= self.now, "time went backwards: {now} < {}", self.now);
         self.now = self.now.max(now);
+        if self.auth.refused().is_some() {
+            return; // stopped
+        }
+        if matches!(input, Input::Timeout) {
+            self.auth.tick(self.now, &mut self.next_correlation, &mut self.outputs);
+        }
         match input {
-            Input::Message { from: Peer::Node(from), msg: Message::Response(resp) } => match self.inflight {
-                Some((corr, kind, to, _)) if corr == resp.correlation && to == from => {
-                    self.inflight = None;
-                    self.on_response(kind, resp.body);
+            Input::Message { from: Peer::Node(from), msg: Message::Response(resp) } => {
+                let (counter, outputs) = (&mut self.next_correlation, &mut self.outputs);
+                match self.auth.on_response(self.now, from, resp.correlation, &resp.body, counter, outputs) {
+                    Routed::Exchange => {}
+                    Routed::Refused(e) => {
+                        self.inflight = None;
+                        self.outputs.push_back(ConsumerOutput::Error(e));
+                        return;
+                    }
+                    Routed::NotMine => match self.inflight {
+                        Some((corr, kind, to, _)) if corr == resp.correlation && to == from => {
+                            self.inflight = None;
+                            self.on_response(kind, resp.body);
+                        }
+                        _ => {} // late or duplicated
+                    },
                 }
-                _ => {} // late or duplicated
-            },
-            Input::Disconnected { peer: Peer::Node(peer) } if self.inflight.is_some_and(|(_, _, to, _)| to == peer) => {
-                self.inflight = None;
-                self.forget_leader(peer);
+            }
+            Input::Disconnected { peer: Peer::Node(peer) } => {
+                self.auth.disconnected(peer);
+                if let Some((_, _, to, _)) = self.inflight.filter(|(_, _, to, _)| *to == peer) {
+                    self.inflight = None;
+                    self.forget_leader(to);
+                }
             }
             Input::Timeout if self.inflight.is_some_and(|(_, _, _, deadline)| deadline <= self.now) => {
                 if let Some((_, _, to, _)) = self.inflight.take() {
@@ -189,16 +242,22 @@ impl Consumer {
         self.outputs.pop_front()
     }
 
-    /// The request deadline, or when the next request is due.
+    /// The request deadline, or when the next request is due (or an exchange
+    /// deadline or backoff of the authentication); `None` once stopped.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        Some(match self.inflight {
+        if self.auth.refused().is_some() {
+            return None;
+        }
+        let t = match self.inflight {
             Some((_, _, _, deadline)) => deadline,
             None => self.next_request_at,
-        })
+        };
+        Some(self.auth.poll_timeout().map_or(t, |a| a.min(t)))
     }
 
     /// Panics if an internal invariant is broken.
     pub fn check_invariants(&self) {
+        self.auth.check_invariants();
         assert!(self.position >= self.config.start, "position moved before the start");
         if let Some((corr, kind, _, _)) = self.inflight {
             assert!(corr.0 < self.next_correlation, "correlation ids are reused");
@@ -265,6 +324,11 @@ impl Consumer {
                 self.outputs.push_back(ConsumerOutput::Error(e));
                 self.next_request_at = self.now + self.config.poll_interval;
             }
+            // With credentials: the broker restarted and forgot this connection; the
+            // gate authenticates again before the next request.
+            (_, Err(e)) if self.auth.reauthenticates(e.code) => {
+                self.next_request_at = self.now + self.config.poll_interval;
+            }
             (_, Err(e)) if e.code == ErrorCode::OffsetOutOfRange => {
                 self.needs_reset = true;
                 self.next_request_at = self.now;
@@ -310,9 +374,10 @@ impl Consumer {
             }
             (_, Some((leader, _))) => leader,
         };
-        self.inflight = Some((correlation, kind, to, self.now + self.config.request_timeout));
-        let to = Peer::Node(to);
-        self.outputs.push_back(ConsumerOutput::Send { to, msg: Message::Request(Request { correlation, body }) });
+        let deadline = self.now + self.config.request_timeout;
+        self.inflight = Some((correlation, kind, to, deadline));
+        let request = Request { correlation, body };
+        self.auth.send(self.now, to, request, deadline, &mut self.next_correlation, &mut self.outputs);
     }
 }
 
@@ -427,5 +492,153 @@ mod leader_tests {
             o,
             ConsumerOutput::Send { msg: Message::Request(Request { body: RequestBody::Metadata { .. }, .. }), .. }
         )));
+    }
+}
+
+#[cfg(test)]
+mod auth_tests {
+    use super::*;
+    use crate::client::auth::scripted::AuthBroker;
+    use crate::ids::PartitionId;
+    use crate::wire::{PartitionInfo, RecordBatch, Response, TopicConfig, TopicInfo};
+
+    fn consumer(secret: &str) -> Consumer {
+        let config = ConsumerConfig {
+            credentials: Some(Credentials::new("app", secret)),
+            ..ConsumerConfig::new(TopicPartition::new("t", 0))
+        };
+        Consumer::new(config, 0)
+    }
+
+    /// Serves the consumer from broker 1 (leading t/0, holding "a" and "b") with
+    /// auth on: the exchange through `broker`, `Unauthenticated` for other
+    /// requests before it ended. Fires timeouts until `until`; drops the answers
+    /// to the first `lose` requests. Returns the records and errors reported and
+    /// each request's kind.
+    fn serve(
+        c: &mut Consumer,
+        broker: &mut AuthBroker,
+        mut now: Instant,
+        until: Instant,
+        mut lose: usize,
+    ) -> (Instant, Vec<Offset>, Vec<WireError>, Vec<&'static str>) {
+        let (mut records, mut errors, mut log) = (Vec::new(), Vec::new(), Vec::new());
+        loop {
+            let outs: Vec<ConsumerOutput> = std::iter::from_fn(|| c.poll_output()).collect();
+            let mut sent = false;
+            for o in outs {
+                let (to, r) = match o {
+                    ConsumerOutput::Send { to, msg: Message::Request(r) } => (to, r),
+                    ConsumerOutput::Records { records: rs, .. } => {
+                        records.extend(rs.into_iter().map(|(o, _)| o));
+                        continue;
+                    }
+                    ConsumerOutput::Error(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                    other => panic!("{other:?}"),
+                };
+                sent = true;
+                log.push(match &r.body {
+                    RequestBody::AuthStart { .. } => "start",
+                    RequestBody::AuthProof { .. } => "proof",
+                    RequestBody::Metadata { .. } => "metadata",
+                    RequestBody::Fetch { .. } => "fetch",
+                    other => panic!("unexpected request {other:?}"),
+                });
+                let answer = match (broker.exchange(&r.body).or_else(|| broker.refuse_unauthenticated()), &r.body) {
+                    (Some(a), _) => a,
+                    (None, RequestBody::Metadata { .. }) => {
+                        let info = PartitionInfo {
+                            partition: PartitionId(0),
+                            leader: Some(NodeId(1)),
+                            leader_epoch: LeaderEpoch(1),
+                            replicas: vec![NodeId(1)],
+                            isr: vec![NodeId(1)],
+                            log_start: Offset(0),
+                            high_watermark: Offset(2),
+                        };
+                        let topics = vec![TopicInfo { config: TopicConfig::new("t", 1), partitions: vec![info] }];
+                        Ok(ResponseBody::Metadata { brokers: vec![NodeId(1)], controller: None, topics })
+                    }
+                    (None, RequestBody::Fetch { offset, .. }) => {
+                        let batches = if *offset == Offset(0) {
+                            vec![RecordBatch::new(vec![Record::from_value("a"), Record::from_value("b")])]
+                        } else {
+                            vec![]
+                        };
+                        let (partition, high_watermark, log_start) = (PartitionId(0), Offset(2), Offset(0));
+                        Ok(ResponseBody::Fetched { partition, high_watermark, log_start, batches })
+                    }
+                    (None, other) => panic!("{other:?}"),
+                };
+                if lose > 0 {
+                    lose -= 1;
+                    continue;
+                }
+                let msg = Message::Response(Response { correlation: r.correlation, body: answer });
+                c.handle(now, Input::Message { from: to, msg });
+            }
+            if !sent {
+                match c.poll_timeout().filter(|t| *t <= until) {
+                    Some(t) => {
+                        now = t.max(now);
+                        c.handle(now, Input::Timeout);
+                    }
+                    None => return (now, records, errors, log),
+                }
+            }
+        }
+    }
+
+    const SOON: Duration = Duration::from_millis(5);
+
+    #[test]
+    fn with_credentials_the_consumer_logs_in_first_then_reads() {
+        let mut c = consumer("s3cret");
+        let mut broker = AuthBroker::new(b"s3cret");
+        let (_, records, errors, log) = serve(&mut c, &mut broker, Instant::ZERO, Instant::ZERO + SOON, 0);
+        assert_eq!(log[..4], ["start", "proof", "metadata", "fetch"], "nothing before the login");
+        assert_eq!(records, [Offset(0), Offset(1)]);
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn a_leader_that_restarted_is_authenticated_again_and_the_fetch_sent_again() {
+        let mut c = consumer("s3cret");
+        let mut broker = AuthBroker::new(b"s3cret");
+        let (now, ..) = serve(&mut c, &mut broker, Instant::ZERO, Instant::ZERO + SOON, 0);
+        broker.restart();
+        let (_, _, errors, log) = serve(&mut c, &mut broker, now, now + Duration::from_millis(50), 0);
+        let logins = log.iter().filter(|k| **k == "start").count();
+        assert_eq!(logins, 1, "one login after the restart: {log:?}");
+        assert_eq!(log[..4], ["fetch", "start", "proof", "fetch"]);
+        assert!(errors.is_empty(), "a passing refusal is not reported: {errors:?}");
+        assert_eq!(c.position(), Offset(2));
+    }
+
+    #[test]
+    fn a_wrong_secret_stops_the_consumer_with_an_error_naming_the_app_key() {
+        let mut c = consumer("guess");
+        let mut broker = AuthBroker::new(b"s3cret");
+        let (_, records, errors, log) =
+            serve(&mut c, &mut broker, Instant::ZERO, Instant::ZERO + Duration::from_millis(500), 0);
+        assert_eq!(log, ["start", "proof"], "one exchange, then nothing: no retry loop");
+        assert!(records.is_empty());
+        let [e] = errors.as_slice() else { panic!("{errors:?}") };
+        assert_eq!(e.code, ErrorCode::Unauthenticated);
+        assert!(e.message.contains("app key \"app\""), "{e}");
+        assert_eq!((c.poll_timeout(), c.auth_error()), (None, Some(e)));
+    }
+
+    #[test]
+    fn a_lost_exchange_answer_times_out_and_the_exchange_runs_again() {
+        let mut c = consumer("s3cret");
+        let mut broker = AuthBroker::new(b"s3cret");
+        let until = Instant::ZERO + Duration::from_secs(2);
+        let (_, records, _, log) = serve(&mut c, &mut broker, Instant::ZERO, until, 1);
+        assert_eq!(log[..5], ["start", "start", "proof", "metadata", "fetch"], "the lost AuthStart is sent again");
+        assert_eq!(records, [Offset(0), Offset(1)]);
     }
 }

@@ -50,17 +50,26 @@
 //! deadline passes (then drops the rest with an event), sends `LeaveGroup`, and
 //! reports [`GroupEvent::Closed`] when it is answered or times out.
 //!
+//! **Authentication** (with `credentials`, [`crate::client::auth`]): requests to
+//! a broker wait until it authenticated the member; `Unauthenticated` from a
+//! restarted coordinator is handled like a moved coordinator, from a restarted
+//! leader like a passing refusal (retried after a backoff), each after logging in
+//! again. Refused credentials are fatal: [`GroupEvent::Error`] naming the app key,
+//! then [`GroupEvent::Closed`].
+//!
 //! Three drains, all to be emptied after every mutation: [`GroupConsumer::poll_output`]
 //! (requests to send; it also sends what the application queued),
 //! [`GroupConsumer::poll_record`] (records for the application) and
 //! [`GroupConsumer::poll_event`] (what happened).
 
+use crate::client::auth::{AuthGate, Credentials, Routed, SendOutput};
 use crate::client::retry::{backoff, jittered, BrokerRotation, Leaders};
 use crate::contract::{Input, Peer};
 use crate::group::coordinator::{validate_group_name, MAX_ACK_TIMEOUT, MAX_WEIGHT, MIN_ACK_TIMEOUT};
 use crate::group::GroupMode;
 use crate::ids::{CorrelationId, GroupGeneration, MemberId, NodeId, Offset, TopicPartition};
 use crate::rng::{Rng, Seed};
+use crate::security::validate_app_key;
 use crate::time::{Duration, Instant};
 use crate::wire::{
     AckKind, DeliveredRecord, ErrorCode, FetchMode, GroupAck, GroupFetch, GroupSeek, GroupSettings, GroupView,
@@ -124,6 +133,9 @@ pub struct GroupConsumerConfig {
     pub max_pending_acks: usize,
     /// Records waiting for the application; new fetches stop at this many.
     pub max_buffered_records: usize,
+    /// The app key and secret to authenticate with (`None`: the brokers run
+    /// without authentication).
+    pub credentials: Option<Credentials>,
 }
 
 impl GroupConsumerConfig {
@@ -150,6 +162,7 @@ impl GroupConsumerConfig {
             retry_backoff_max: Duration::from_secs(1),
             max_pending_acks: 10_000,
             max_buffered_records: 10_000,
+            credentials: None,
         }
     }
 
@@ -221,6 +234,12 @@ impl GroupConsumerConfig {
         self
     }
 
+    /// Authenticates with these credentials.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
     /// Checks the settings; every error names the setting and the rule. The
     /// ranges are the coordinator's, so a valid config is never refused for them.
     pub fn validate(&self) -> Result<(), GroupConsumerConfigError> {
@@ -271,6 +290,9 @@ impl GroupConsumerConfig {
         }
         if self.max_buffered_records == 0 {
             return bad("max_buffered_records", "must be at least 1".into());
+        }
+        if let Some(Err(e)) = self.credentials.as_ref().map(|c| validate_app_key(&c.app_key)) {
+            return bad("credentials", e.message);
         }
         Ok(())
     }
@@ -418,7 +440,9 @@ pub enum GroupEvent {
     },
     /// A refusal the consumer cannot fix by retrying alone (for example
     /// `InconsistentGroup` or `UnknownTopic` on a join); it retries after the
-    /// longest backoff.
+    /// longest backoff. A broker's refusal of the credentials (code
+    /// `Unauthenticated`, naming the app key) is fatal instead: the consumer
+    /// stops and [`GroupEvent::Closed`] follows.
     Error {
         /// The broker's error.
         error: WireError,
@@ -546,8 +570,15 @@ pub struct GroupConsumer {
     wake: Instant,
     rebalances: u64,
     records_received: u64,
+    auth: AuthGate,
     outputs: VecDeque<GroupConsumerOutput>,
     events: VecDeque<GroupEvent>,
+}
+
+impl SendOutput for GroupConsumerOutput {
+    fn send(to: NodeId, msg: Message) -> Self {
+        GroupConsumerOutput::Send { to: Peer::Node(to), msg }
+    }
 }
 
 impl GroupConsumer {
@@ -557,6 +588,13 @@ impl GroupConsumer {
         config.validate()?;
         let mut rng = Seed(seed).stream("group-consumer");
         let brokers = BrokerRotation::new(&config.brokers, &mut rng);
+        let auth = AuthGate::new(
+            config.credentials.clone(),
+            Seed(seed).stream("group-consumer-auth"),
+            config.request_timeout,
+            config.retry_backoff,
+            config.retry_backoff_max,
+        );
         Ok(GroupConsumer {
             config,
             rng,
@@ -582,6 +620,7 @@ impl GroupConsumer {
             wake: Instant::ZERO,
             rebalances: 0,
             records_received: 0,
+            auth,
             outputs: VecDeque::new(),
             events: VecDeque::new(),
         })
@@ -658,6 +697,12 @@ impl GroupConsumer {
         self.records_received
     }
 
+    /// A broker's refusal of the credentials (naming the app key), once one
+    /// refused them: the consumer stopped.
+    pub fn auth_error(&self) -> Option<&WireError> {
+        self.auth.refused()
+    }
+
     // ----- application mutators -----
 
     /// Acks one record of `tp`: done.
@@ -719,9 +764,21 @@ impl GroupConsumer {
     /// Feeds one input.
     pub fn handle(&mut self, now: Instant, input: Input) {
         self.advance(now);
+        if matches!(input, Input::Timeout) {
+            self.auth.tick(self.now, &mut self.next_correlation, &mut self.outputs);
+        }
         match input {
             Input::Message { from: Peer::Node(from), msg: Message::Response(resp) } => {
                 let corr = resp.correlation;
+                let (counter, outputs) = (&mut self.next_correlation, &mut self.outputs);
+                match self.auth.on_response(self.now, from, corr, &resp.body, counter, outputs) {
+                    Routed::NotMine => {}
+                    Routed::Exchange => return self.after_input(),
+                    Routed::Refused(error) => {
+                        self.fail(error);
+                        return self.after_input();
+                    }
+                }
                 if let Some(out) = self.requests.get(&corr).filter(|o| o.to == from).cloned() {
                     self.requests.remove(&corr);
                     self.on_response(corr, out, resp.body);
@@ -730,6 +787,7 @@ impl GroupConsumer {
                 }
             }
             Input::Disconnected { peer: Peer::Node(peer) } => {
+                self.auth.disconnected(peer);
                 self.orphans.retain(|_, (to, _, _)| *to != peer);
                 let lost: Vec<CorrelationId> =
                     self.requests.iter().filter(|(_, o)| o.to == peer).map(|(c, _)| *c).collect();
@@ -751,6 +809,10 @@ impl GroupConsumer {
             }
             Input::Message { .. } | Input::Connected { .. } | Input::Disconnected { .. } | Input::Persisted { .. } => {}
         }
+        self.after_input();
+    }
+
+    fn after_input(&mut self) {
         self.drive();
         if cfg!(debug_assertions) {
             self.check_invariants();
@@ -791,11 +853,13 @@ impl GroupConsumer {
             return Some(self.now);
         }
         let t = self.requests.values().map(|o| o.deadline).fold(self.wake, Instant::min);
+        let t = t.min(self.auth.poll_timeout().unwrap_or(Instant::MAX));
         (t != Instant::MAX).then_some(t)
     }
 
     /// Panics if an internal invariant is broken.
     pub fn check_invariants(&self) {
+        self.auth.check_invariants();
         for (corr, o) in &self.requests {
             assert!(corr.0 < self.next_correlation, "correlation ids are reused");
             match &o.req {
@@ -900,13 +964,13 @@ impl GroupConsumer {
         c
     }
 
+    /// Sends a request (held by the gate until `to` authenticated this member).
     fn send(&mut self, to: NodeId, timeout: Duration, req: Req, body: RequestBody) -> CorrelationId {
         let correlation = self.correlation();
-        self.outputs.push_back(GroupConsumerOutput::Send {
-            to: Peer::Node(to),
-            msg: Message::Request(Request { correlation, body }),
-        });
-        self.requests.insert(correlation, Outstanding { to, deadline: self.now.saturating_add(timeout), req });
+        let deadline = self.now.saturating_add(timeout);
+        let request = Request { correlation, body };
+        self.auth.send(self.now, to, request, deadline, &mut self.next_correlation, &mut self.outputs);
+        self.requests.insert(correlation, Outstanding { to, deadline, req });
         correlation
     }
 
@@ -1201,7 +1265,9 @@ impl GroupConsumer {
         match e.code {
             ErrorCode::UnknownMember => self.rejoin(false, e.code),
             ErrorCode::RebalanceInProgress | ErrorCode::IllegalGeneration => self.rejoin(true, e.code),
-            c if c.means_stale_coordinator() || c == ErrorCode::Timeout => {
+            // `Unauthenticated` with credentials: the coordinator restarted and
+            // forgot this connection; look it up again (the gate authenticates first).
+            c if c.means_stale_coordinator() || c == ErrorCode::Timeout || self.auth.reauthenticates(c) => {
                 self.lose_coordinator(from);
                 // Heartbeat the new coordinator at once: a moved coordinator
                 // answers UnknownMember and the member rejoins.
@@ -1424,7 +1490,10 @@ impl GroupConsumer {
         if stale {
             self.leaders.forget(tp, Some(from));
         }
-        if !(stale || code.is_retriable()) {
+        // `Unauthenticated` with credentials: the leader restarted; the gate
+        // authenticates again before the retry.
+        let retriable = code.is_retriable() || self.auth.reauthenticates(code);
+        if !(stale || retriable) {
             self.events.push_back(GroupEvent::Error { error: e });
         }
         let wait = {
@@ -1437,7 +1506,7 @@ impl GroupConsumer {
                 p.fetch_failures
             };
             // Refusals nobody expects to go away soon wait the longest.
-            if stale || code.is_retriable() {
+            if stale || retriable {
                 failures
             } else {
                 failures.max(21)
@@ -1451,7 +1520,7 @@ impl GroupConsumer {
                 p.next_fetch_at = at;
             }
         }
-        stale || code.is_retriable()
+        stale || retriable
     }
 
     fn ack_failed(
@@ -1498,31 +1567,11 @@ impl GroupConsumer {
     /// Drops acks still waiting, then leaves the group (or closes at once when
     /// there is nothing to leave).
     fn finish_close(&mut self) {
-        let tps: Vec<TopicPartition> = self.parts.keys().cloned().collect();
-        for tp in tps {
-            let p = self.parts.get_mut(&tp).expect("listed");
-            let (acks, up_to, seek) = (std::mem::take(&mut p.acks), p.up_to.take(), p.seek.take());
-            if let Some(c) = p.cursor.take() {
-                if let Some(Outstanding { req: Req::Ack { acks, up_to, .. }, .. }) = self.requests.remove(&c) {
-                    let reason = "the close deadline passed before the leader answered".to_string();
-                    self.events.push_back(GroupEvent::AcksDropped { tp: tp.clone(), acks, up_to, reason });
-                }
-            }
-            if !acks.is_empty() || up_to.is_some() {
-                let reason = "the close deadline passed before they were sent".to_string();
-                self.events.push_back(GroupEvent::AcksDropped { tp: tp.clone(), acks, up_to, reason });
-            }
-            if let Some(to) = seek {
-                let error = WireError::new(ErrorCode::Timeout, "the consumer closed before the seek was sent");
-                self.events.push_back(GroupEvent::SeekFailed { tp: tp.clone(), to, error });
-            }
-        }
-        // Requests that no longer matter: their answers would be ignored.
-        self.requests.retain(|_, o| matches!(o.req, Req::Leave));
-        for p in self.parts.values_mut() {
-            p.fetch = None;
-            p.cursor = None;
-        }
+        self.drop_cursor_work(
+            "the close deadline passed before the leader answered",
+            "the close deadline passed before they were sent",
+            &WireError::new(ErrorCode::Timeout, "the consumer closed before the seek was sent"),
+        );
         match (self.coordinator, self.joined.as_ref().map(|j| j.member)) {
             (Some(coordinator), Some(member)) => {
                 let body = RequestBody::LeaveGroup { group: self.config.group.clone(), member };
@@ -1534,7 +1583,54 @@ impl GroupConsumer {
         }
     }
 
+    /// Drops every ack and seek waiting or out, with an event each, and every
+    /// request out but a leave (their answers would be ignored).
+    fn drop_cursor_work(&mut self, out_reason: &str, queued_reason: &str, seek_error: &WireError) {
+        let tps: Vec<TopicPartition> = self.parts.keys().cloned().collect();
+        for tp in tps {
+            let p = self.parts.get_mut(&tp).expect("listed");
+            let (acks, up_to, seek) = (std::mem::take(&mut p.acks), p.up_to.take(), p.seek.take());
+            if let Some(c) = p.cursor.take() {
+                if let Some(Outstanding { req: Req::Ack { acks, up_to, .. }, .. }) = self.requests.remove(&c) {
+                    let reason = out_reason.to_string();
+                    self.events.push_back(GroupEvent::AcksDropped { tp: tp.clone(), acks, up_to, reason });
+                }
+            }
+            if !acks.is_empty() || up_to.is_some() {
+                let reason = queued_reason.to_string();
+                self.events.push_back(GroupEvent::AcksDropped { tp: tp.clone(), acks, up_to, reason });
+            }
+            if let Some(to) = seek {
+                let error = seek_error.clone();
+                self.events.push_back(GroupEvent::SeekFailed { tp: tp.clone(), to, error });
+            }
+        }
+        self.requests.retain(|_, o| matches!(o.req, Req::Leave));
+        for p in self.parts.values_mut() {
+            p.fetch = None;
+            p.cursor = None;
+        }
+    }
+
+    /// A broker refused the credentials: report it, drop what waits (with
+    /// events) and stop without a leave (the coordinator evicts the member after
+    /// its session timeout).
+    fn fail(&mut self, error: WireError) {
+        if self.is_closed() {
+            return;
+        }
+        let reason = format!("the consumer stopped: {error}");
+        self.events.push_back(GroupEvent::Error { error: error.clone() });
+        self.drop_cursor_work(&reason, &reason, &error);
+        let tps: Vec<TopicPartition> = self.parts.keys().cloned().collect();
+        for tp in tps {
+            self.drop_records(&tp);
+        }
+        self.closed();
+    }
+
     fn closed(&mut self) {
+        self.auth.stop(); // requests it holds would leave after the close
         self.requests.clear();
         self.orphans.clear();
         self.records.clear();

@@ -2,6 +2,7 @@
 //! section 6.6).
 
 use super::*;
+use crate::client::auth::scripted::AuthBroker;
 use crate::group::assign::Assignor;
 use crate::ids::{Generation, LeaderEpoch, PartitionId};
 use crate::wire::{DeliveredRecord, PartitionInfo, Response, TopicConfig, TopicInfo};
@@ -672,5 +673,154 @@ fn bad_settings_are_refused_with_the_setting_named() {
     assert_eq!(named(config().retry_backoff(Duration::from_secs(2), Duration::from_secs(1))), "retry_backoff");
     assert_eq!(named(config().max_pending_acks(0)), "max_pending_acks");
     assert_eq!(named(config().max_buffered_records(0)), "max_buffered_records");
+    assert_eq!(named(config().credentials(Credentials::new("", "s"))), "credentials");
     assert!(GroupConsumer::new(config().weight(0), 1).is_err());
+}
+
+/// A member of `g` on a one-broker cluster (broker 1 coordinates and leads t/0)
+/// with these credentials.
+fn authenticating(secret: &str) -> GroupConsumer {
+    let config = GroupConsumerConfig { brokers: vec![NodeId(1)], ..config() };
+    GroupConsumer::new(config.credentials(Credentials::new("app", secret)), 1).unwrap()
+}
+
+/// Serves the member from broker 1 with auth on: the exchange through `broker`,
+/// `Unauthenticated` for other requests before it ended, the coordinator, a join
+/// (member 7, t/0), metadata and heartbeats; fetches and acks are returned
+/// unanswered. Fires timeouts until `until` while nothing else happens. `log`
+/// records each request's kind.
+fn serve_auth(
+    c: &mut GroupConsumer,
+    broker: &mut AuthBroker,
+    mut now: Instant,
+    until: Instant,
+    log: &mut Vec<&'static str>,
+) -> (Instant, Vec<(CorrelationId, RequestBody)>) {
+    let mut unanswered = Vec::new();
+    loop {
+        let reqs = sends(c);
+        if reqs.is_empty() {
+            match c.poll_timeout().filter(|t| *t <= until) {
+                Some(t) if unanswered.is_empty() => {
+                    now = t.max(now);
+                    c.handle(now, Input::Timeout);
+                    continue;
+                }
+                _ => return (now, unanswered),
+            }
+        }
+        for (to, corr, body) in reqs {
+            assert_eq!(to, NodeId(1));
+            log.push(match &body {
+                RequestBody::AuthStart { .. } => "start",
+                RequestBody::AuthProof { .. } => "proof",
+                RequestBody::FindCoordinator { .. } => "find",
+                RequestBody::JoinGroup(_) => "join",
+                RequestBody::Metadata { .. } => "metadata",
+                RequestBody::Heartbeat { .. } => "heartbeat",
+                RequestBody::GroupFetch(_) => "fetch",
+                RequestBody::GroupAck(_) => "ack",
+                other => panic!("unexpected request {other:?}"),
+            });
+            let reply = match (broker.exchange(&body).or_else(|| broker.refuse_unauthenticated()), &body) {
+                (Some(a), _) => a,
+                (None, RequestBody::FindCoordinator { .. }) => coordinator(1),
+                (None, RequestBody::JoinGroup(_)) => joined(7, gen(1, 1), &[0]),
+                (None, RequestBody::Metadata { .. }) => metadata(1, 1),
+                (None, RequestBody::Heartbeat { .. }) => Ok(ResponseBody::HeartbeatOk),
+                (None, _) => {
+                    unanswered.push((corr, body));
+                    continue;
+                }
+            };
+            answer(c, now, to, corr, reply);
+        }
+    }
+}
+
+const HORIZON: Duration = Duration::from_secs(60);
+
+#[test]
+fn with_credentials_the_member_logs_in_first_then_consumes_and_acks() {
+    let mut c = authenticating("s3cret");
+    let mut broker = AuthBroker::new(b"s3cret");
+    let mut log = Vec::new();
+    let (now, out) = serve_auth(&mut c, &mut broker, at(0), at(0) + HORIZON, &mut log);
+    assert_eq!(log, ["start", "proof", "find", "join", "metadata", "fetch"], "nothing before the login");
+    let [(fetch, RequestBody::GroupFetch(_))] = out.as_slice() else { panic!("{out:?}") };
+    answer(&mut c, now, NodeId(1), *fetch, delivered(0, &[0, 1]));
+    let offsets: Vec<Offset> = std::iter::from_fn(|| c.poll_record()).map(|r| r.offset).collect();
+    assert_eq!(offsets, [Offset(0), Offset(1)]);
+    c.ack_up_to(now, &tp(0), Offset(2)).unwrap();
+    let acks: Vec<_> = sends(&mut c).into_iter().filter(|(_, _, b)| matches!(b, RequestBody::GroupAck(_))).collect();
+    let [(_, ack, _)] = acks.as_slice() else { panic!("{acks:?}") };
+    let acked = ResponseBody::Acked { tp: tp(0), prefix: Offset(2), refused: vec![] };
+    answer(&mut c, now, NodeId(1), *ack, Ok(acked));
+    assert!(events(&mut c).iter().any(|e| matches!(e, GroupEvent::AcksConfirmed { prefix: Offset(2), .. })));
+    assert_eq!(broker.exchange_requests, 2);
+}
+
+#[test]
+fn a_leader_that_restarted_is_authenticated_again_and_the_fetch_sent_again() {
+    let mut c = authenticating("s3cret");
+    let mut broker = AuthBroker::new(b"s3cret");
+    let mut log = Vec::new();
+    let (now, out) = serve_auth(&mut c, &mut broker, at(0), at(0) + HORIZON, &mut log);
+    events(&mut c);
+    broker.restart();
+    let fetch = out[0].0;
+    answer(&mut c, now, NodeId(1), fetch, broker.refuse_unauthenticated().unwrap());
+    log.clear();
+    let (_, out) = serve_auth(&mut c, &mut broker, now, now + HORIZON, &mut log);
+    assert_eq!(log, ["start", "proof", "fetch"], "a login, then the fetch again");
+    assert!(matches!(out.as_slice(), [(_, RequestBody::GroupFetch(_))]), "{out:?}");
+    assert_eq!(events(&mut c), vec![], "no error and no rebalance: a passing refusal");
+    assert!(c.is_stable() && c.auth_error().is_none());
+}
+
+#[test]
+fn a_wrong_secret_stops_the_member_with_an_error_naming_the_app_key() {
+    let mut c = authenticating("guess");
+    let mut broker = AuthBroker::new(b"s3cret");
+    let mut log = Vec::new();
+    serve_auth(&mut c, &mut broker, at(0), at(0) + HORIZON, &mut log);
+    assert_eq!(log, ["start", "proof"], "one exchange, then nothing: no retry loop");
+    let evs = events(&mut c);
+    let [GroupEvent::Error { error }, GroupEvent::Closed] = evs.as_slice() else { panic!("{evs:?}") };
+    assert_eq!(error.code, ErrorCode::Unauthenticated);
+    assert!(error.message.contains("app key \"app\""), "{error}");
+    assert!(c.is_closed() && c.auth_error().is_some());
+    assert_eq!(c.poll_timeout(), None);
+    c.handle(at(100_000), Input::Timeout);
+    assert_eq!(sends(&mut c), vec![]);
+}
+
+#[test]
+fn a_lost_exchange_answer_times_out_and_the_exchange_runs_again() {
+    let mut c = authenticating("s3cret");
+    let mut broker = AuthBroker::new(b"s3cret");
+    c.handle(at(0), Input::Timeout);
+    let (_, _, body) = one(&mut c);
+    assert!(matches!(body, RequestBody::AuthStart { .. }), "{body:?}");
+    // Its answer is lost: the exchange's deadline (the request timeout) wakes it.
+    assert_eq!(c.poll_timeout(), Some(at(500)));
+    let mut log = Vec::new();
+    let (now, _) = serve_auth(&mut c, &mut broker, at(0), at(0) + HORIZON, &mut log);
+    assert_eq!(log, ["start", "proof", "find", "join", "metadata", "fetch"]);
+    assert!(now > at(500), "{now}");
+    assert!(c.is_stable());
+}
+
+#[test]
+fn a_member_closed_during_its_login_sends_nothing_afterwards() {
+    let mut c = authenticating("s3cret");
+    let mut broker = AuthBroker::new(b"s3cret");
+    c.handle(at(0), Input::Timeout);
+    let (to, corr, start) = one(&mut c);
+    assert!(matches!(start, RequestBody::AuthStart { .. }), "the find waits for the login: {start:?}");
+    c.close(at(1), Duration::from_secs(1));
+    assert_eq!(sends(&mut c), vec![], "no coordinator to leave");
+    assert!(c.is_closed());
+    answer(&mut c, at(2), to, corr, broker.exchange(&start).unwrap());
+    assert_eq!(sends(&mut c), vec![], "neither the proof nor the held find leaves after the close");
 }

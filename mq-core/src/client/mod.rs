@@ -20,6 +20,7 @@ pub mod partitioner;
 mod producer;
 mod retry;
 
+pub use auth::Credentials;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerOutput};
 pub use group_consumer::{
     AckError, ConsumedRecord, Delivery, GroupConsumer, GroupConsumerConfig, GroupConsumerConfigError,

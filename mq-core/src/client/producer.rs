@@ -56,7 +56,14 @@
 //!
 //! A response that matches no request in flight (late, duplicated, from an attempt
 //! given up on) is ignored.
+//!
+//! **Authentication** (with `credentials`, [`crate::client::auth`]): each broker
+//! is logged in to before the first request it gets; a leader that answers
+//! `Unauthenticated` (it restarted) is logged in to again and the batch retried.
+//! Refused credentials fail every send not out definitely with an error naming
+//! the app key, and every later send at once.
 
+use crate::client::auth::{AuthGate, Credentials, Routed, SendOutput};
 use crate::client::partitioner::{
     choose_partition, PartitionError, Partitioner, PartitionerConfigError, PartitionerKind,
 };
@@ -64,6 +71,7 @@ use crate::client::retry::{backoff, jittered, BrokerRotation, Leaders};
 use crate::contract::{Input, Peer};
 use crate::ids::{CorrelationId, NodeId, Offset, PartitionId, ProducerEpoch, ProducerId, Sequence, TopicPartition};
 use crate::rng::{Rng, Seed};
+use crate::security::validate_app_key;
 use crate::time::{Duration, Instant};
 use crate::wire::{
     Acks, ErrorCode, Message, ProducerStamp, Record, RecordBatch, Request, RequestBody, ResponseBody, WireError,
@@ -107,6 +115,9 @@ pub struct ProducerConfig {
     pub max_inflight_per_partition: usize,
     /// How sends without an explicit partition pick one.
     pub partitioner: PartitionerKind,
+    /// The app key and secret to authenticate with (`None`: the brokers run
+    /// without authentication).
+    pub credentials: Option<Credentials>,
 }
 
 impl Default for ProducerConfig {
@@ -125,6 +136,7 @@ impl Default for ProducerConfig {
             buffer_max_bytes: 32 * 1024 * 1024,
             max_inflight_per_partition: 5,
             partitioner: PartitionerKind::KeyHash,
+            credentials: None,
         }
     }
 }
@@ -202,6 +214,12 @@ impl ProducerConfig {
         self
     }
 
+    /// Authenticates with these credentials.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
     /// Checks the settings; every error names the setting and the rule.
     pub fn validate(&self) -> Result<(), ProducerConfigError> {
         let bad = |setting: &'static str, rule: &str| Err(ProducerConfigError::Invalid { setting, rule: rule.into() });
@@ -228,6 +246,9 @@ impl ProducerConfig {
         }
         if self.batch_max_bytes == 0 || self.buffer_max_bytes < self.batch_max_bytes {
             return bad("buffer_max_bytes", "must be at least batch_max_bytes, which must be positive");
+        }
+        if let Some(Err(e)) = self.credentials.as_ref().map(|c| validate_app_key(&c.app_key)) {
+            return bad("credentials", &e.message);
         }
         Ok(())
     }
@@ -451,6 +472,8 @@ enum Next {
     Identity,
     /// The partition's leader (metadata).
     Leader,
+    /// The leader to authenticate this producer.
+    Auth(NodeId),
     /// Nothing more: it leaves to `leader` at `at`.
     Leave { leader: NodeId, at: Instant },
 }
@@ -489,7 +512,14 @@ pub struct Producer {
     buffered_bytes: usize,
     retries: u64,
     sequence_resets: u64,
+    auth: AuthGate,
     outputs: VecDeque<ProducerOutput>,
+}
+
+impl SendOutput for ProducerOutput {
+    fn send(to: NodeId, msg: Message) -> Self {
+        ProducerOutput::Send { to: Peer::Node(to), msg }
+    }
 }
 
 impl Producer {
@@ -500,6 +530,13 @@ impl Producer {
         let partitioner = config.partitioner.build(Seed(seed))?;
         let mut rng = Seed(seed).stream("producer");
         let brokers = BrokerRotation::new(&config.brokers, &mut rng);
+        let auth = AuthGate::new(
+            config.credentials.clone(),
+            Seed(seed).stream("producer-auth"),
+            config.request_timeout,
+            config.retry_backoff,
+            config.retry_backoff_max,
+        );
         Ok(Producer {
             config,
             partitioner,
@@ -524,6 +561,7 @@ impl Producer {
             buffered_bytes: 0,
             retries: 0,
             sequence_resets: 0,
+            auth,
             outputs: VecDeque::new(),
         })
     }
@@ -571,6 +609,12 @@ impl Producer {
         self.leaders.get(tp)
     }
 
+    /// A broker's refusal of the credentials (naming the app key), once one
+    /// refused them: every send fails with it since.
+    pub fn auth_error(&self) -> Option<&WireError> {
+        self.auth.refused()
+    }
+
     // ----- application mutators -----
 
     /// Sends `records` as one batch send to `topic`/`partition` with `acks` and the
@@ -607,6 +651,10 @@ impl Producer {
         }
         let id = SendId(self.next_send);
         self.next_send += 1;
+        if let Some(error) = self.auth.refused().cloned() {
+            self.outputs.push_back(ProducerOutput::Done { id, outcome: ProduceOutcome::Failed { error } });
+            return Ok(id);
+        }
         self.open_sends += 1;
         self.buffered_bytes += needed;
         let give_up_at = self.now + request.timeout.unwrap_or(self.config.delivery_timeout);
@@ -620,10 +668,16 @@ impl Producer {
     /// Feeds one input.
     pub fn handle(&mut self, now: Instant, input: Input) {
         self.advance(now);
+        if matches!(input, Input::Timeout) {
+            self.auth.tick(self.now, &mut self.next_correlation, &mut self.outputs);
+        }
         match input {
             Input::Message { from: Peer::Node(from), msg: Message::Response(resp) } => {
                 let corr = resp.correlation;
-                if self.metadata.is_some_and(|(c, b, _)| c == corr && b == from) {
+                let (counter, outputs) = (&mut self.next_correlation, &mut self.outputs);
+                if self.auth.on_response(self.now, from, corr, &resp.body, counter, outputs) != Routed::NotMine {
+                    // An exchange answer, the gate's; `drive` ends the sends on a refusal.
+                } else if self.metadata.is_some_and(|(c, b, _)| c == corr && b == from) {
                     self.metadata = None;
                     self.on_metadata(resp.body);
                 } else if self.init.is_some_and(|(c, b, _)| c == corr && b == from) {
@@ -641,6 +695,7 @@ impl Producer {
             }
             Input::Message { .. } => {} // not ours
             Input::Disconnected { peer: Peer::Node(peer) } => {
+                self.auth.disconnected(peer);
                 if self.metadata.is_some_and(|(_, b, _)| b == peer) {
                     self.metadata = None;
                 }
@@ -720,7 +775,8 @@ impl Producer {
             }
             let Some(b) = head else { continue };
             match self.next_step(tp, q, b, inflight) {
-                Next::Blocked => {} // a reply or a request deadline comes first
+                // A reply or a request deadline comes first (the gate's for `Auth`).
+                Next::Blocked | Next::Auth(_) => {}
                 Next::Identity => wants_init = true,
                 Next::Leader => wants_metadata = true,
                 Next::Leave { at, .. } => t = t.min(at),
@@ -734,11 +790,13 @@ impl Producer {
         };
         t = t.min(wake(self.metadata, wants_metadata, self.next_metadata_at));
         t = t.min(wake(self.init, wants_init, self.next_init_at));
+        t = t.min(self.auth.poll_timeout().unwrap_or(Instant::MAX));
         (t != Instant::MAX).then_some(t)
     }
 
     /// Panics if an internal invariant is broken.
     pub fn check_invariants(&self) {
+        self.auth.check_invariants();
         let members: usize = self.batches.values().map(|b| b.members.len()).sum();
         assert_eq!(self.open_sends, self.unrouted.len() + members, "sends without an outcome miscounted");
         assert!(self.open_sends <= self.config.max_inflight, "more sends without an outcome than allowed");
@@ -827,6 +885,10 @@ impl Producer {
     /// partition order, and asks for metadata or a producer id when needed.
     fn drive(&mut self) {
         let now = self.now;
+        if let Some(error) = self.auth.refused().cloned() {
+            self.fail_all(&error);
+            return;
+        }
         let mut wants_metadata = self.route();
         let mut wants_init = false;
         let tps: Vec<TopicPartition> = self.queues.keys().cloned().collect();
@@ -870,6 +932,10 @@ impl Producer {
                         wants_metadata = true;
                         break;
                     }
+                    Next::Auth(leader) => {
+                        self.auth.start(now, leader, &mut self.next_correlation, &mut self.outputs);
+                        break;
+                    }
                     Next::Leave { .. } | Next::Blocked => break,
                 }
             }
@@ -889,9 +955,25 @@ impl Producer {
     fn ask_any_broker(&mut self, body: RequestBody) -> (CorrelationId, NodeId, Instant) {
         let broker = self.brokers.next();
         let correlation = self.correlation();
-        let msg = Message::Request(Request { correlation, body });
-        self.outputs.push_back(ProducerOutput::Send { to: Peer::Node(broker), msg });
-        (correlation, broker, self.now + self.config.request_timeout)
+        let deadline = self.now + self.config.request_timeout;
+        let request = Request { correlation, body };
+        self.auth.send(self.now, broker, request, deadline, &mut self.next_correlation, &mut self.outputs);
+        (correlation, broker, deadline)
+    }
+
+    /// The credentials were refused: every send not out ends with `error`
+    /// (definitely failed, or indefinite if an earlier attempt may have appended
+    /// it); batches out end by their answer or deadline, then likewise.
+    fn fail_all(&mut self, error: &WireError) {
+        while let Some(u) = self.unrouted.pop_front() {
+            self.end_unrouted(u, ProduceOutcome::Failed { error: error.clone() });
+        }
+        let waiting: Vec<BatchId> =
+            self.batches.iter().filter(|(_, b)| matches!(b.stage, Stage::Waiting(_))).map(|(id, _)| *id).collect();
+        for bid in waiting {
+            self.set_last_error(bid, error.clone());
+            self.give_up(bid);
+        }
     }
 
     /// What `b`, the first batch of `tp` not out, waits for while `inflight` of
@@ -906,6 +988,7 @@ impl Producer {
         } else {
             match self.leader(tp) {
                 None => Next::Leader,
+                Some(leader) if !self.auth.is_ready(leader) => Next::Auth(leader),
                 Some(leader) => Next::Leave { leader, at: self.ready_at(b) },
             }
         }
@@ -1071,7 +1154,11 @@ impl Producer {
                 self.give_up(bid);
             }
             Err(error) => {
-                let retriable = error.code.is_retriable() || error.code == ErrorCode::UnknownTopic;
+                // `Unauthenticated` with credentials: the leader restarted and forgot
+                // this connection; the gate runs the exchange again first.
+                let retriable = error.code.is_retriable()
+                    || error.code == ErrorCode::UnknownTopic
+                    || self.auth.reauthenticates(error.code);
                 if error.code.means_stale_leader() {
                     self.forget_leader(bid);
                 }
@@ -1223,6 +1310,7 @@ impl Producer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::auth::scripted::AuthBroker;
     use crate::ids::LeaderEpoch;
     use crate::wire::{PartitionInfo, Response, TopicConfig, TopicInfo};
 
@@ -1636,12 +1724,196 @@ mod tests {
         );
     }
 
+    /// A producer with credentials against one broker (1, leading t/0) with auth
+    /// on, knowing app key `app` with secret `s3cret`.
+    struct AuthRig {
+        p: Producer,
+        broker: AuthBroker,
+        now: Instant,
+        /// Each request's kind, in order.
+        log: Vec<&'static str>,
+        /// The outcomes reported.
+        ended: Vec<(SendId, ProduceOutcome)>,
+    }
+
+    impl AuthRig {
+        fn new(secret: &str, seed: u64) -> AuthRig {
+            let config = ProducerConfig::default()
+                .request_timeout(Duration::from_millis(200))
+                .credentials(Credentials::new("app", secret));
+            let p = Producer::new(config, seed).unwrap();
+            AuthRig { p, broker: AuthBroker::new(b"s3cret"), now: Instant::ZERO, log: Vec::new(), ended: Vec::new() }
+        }
+
+        fn send(&mut self) -> SendId {
+            self.p.send(self.now, "t", PartitionId(0), Acks::All, vec![Record::from_value("a")]).unwrap()
+        }
+
+        /// Answers exchange requests through the broker, other requests before the
+        /// exchange ended with `Unauthenticated`, metadata and producer ids; fires
+        /// timeouts (for up to a minute) while nothing else happens. Returns the
+        /// produce requests, unanswered.
+        fn serve(&mut self) -> Vec<CorrelationId> {
+            let until = self.now + Duration::from_secs(60);
+            let mut produce = Vec::new();
+            loop {
+                let outs = outputs(&mut self.p);
+                self.ended.extend(done(&outs));
+                let reqs = requests(&outs);
+                if reqs.is_empty() {
+                    match self.p.poll_timeout().filter(|t| *t <= until) {
+                        Some(t) if produce.is_empty() => {
+                            self.now = t.max(self.now);
+                            self.p.handle(self.now, Input::Timeout);
+                            continue;
+                        }
+                        _ => return produce,
+                    }
+                }
+                for (to, corr, body) in reqs {
+                    assert_eq!(to, NodeId(1));
+                    self.log.push(match &body {
+                        RequestBody::AuthStart { .. } => "start",
+                        RequestBody::AuthProof { .. } => "proof",
+                        RequestBody::Metadata { .. } => "metadata",
+                        RequestBody::InitProducer => "init",
+                        RequestBody::Produce { .. } => "produce",
+                        other => panic!("unexpected request {other:?}"),
+                    });
+                    let answer =
+                        match (self.broker.exchange(&body).or_else(|| self.broker.refuse_unauthenticated()), body) {
+                            (Some(a), _) => a,
+                            (None, RequestBody::Metadata { .. }) => metadata(1, 1),
+                            (None, RequestBody::InitProducer) => Ok(ResponseBody::ProducerId {
+                                producer_id: ProducerId(42),
+                                producer_epoch: ProducerEpoch(0),
+                            }),
+                            (None, _) => {
+                                produce.push(corr);
+                                continue;
+                            }
+                        };
+                    self.p.handle(self.now, reply(to, corr, answer));
+                }
+            }
+        }
+
+        /// Answers a produce request and returns the outcomes that follow.
+        fn answer(
+            &mut self,
+            corr: CorrelationId,
+            body: Result<ResponseBody, WireError>,
+        ) -> Vec<(SendId, ProduceOutcome)> {
+            self.p.handle(self.now, reply(NodeId(1), corr, body));
+            done(&outputs(&mut self.p))
+        }
+    }
+
+    fn ok_at(offset: u64) -> ProduceOutcome {
+        ProduceOutcome::Ok { partition: PartitionId(0), base_offset: Offset(offset) }
+    }
+
+    #[test]
+    fn with_credentials_the_exchange_comes_first_and_the_send_follows() {
+        let mut rig = AuthRig::new("s3cret", 1);
+        let id = rig.send();
+        let produce = rig.serve();
+        assert_eq!(rig.log, ["start", "proof", "metadata", "init", "produce"], "held until authenticated");
+        assert_eq!(rig.answer(produce[0], produced(0)), vec![(id, ok_at(0))]);
+        assert_eq!(rig.p.auth_error(), None);
+
+        // Nonces come from the producer's seeded stream.
+        let nonce = |seed| {
+            let mut rig = AuthRig::new("s3cret", seed);
+            rig.send();
+            match request_of(&outputs(&mut rig.p)).2 {
+                RequestBody::AuthStart { client_nonce, .. } => client_nonce,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(nonce(1), nonce(1));
+        assert_ne!(nonce(1), nonce(2));
+    }
+
+    #[test]
+    fn a_leader_that_restarted_is_authenticated_again_and_the_send_retried() {
+        let mut rig = AuthRig::new("s3cret", 1);
+        rig.send();
+        let produce = rig.serve();
+        rig.answer(produce[0], produced(0));
+
+        rig.broker.restart();
+        let id = rig.send();
+        rig.log.clear();
+        let produce = rig.serve();
+        assert_eq!(
+            rig.log,
+            ["produce", "start", "proof", "produce"],
+            "refused Unauthenticated, then again after a login"
+        );
+        assert_eq!(rig.answer(produce[0], produced(1)), vec![(id, ok_at(1))]);
+        assert_eq!(rig.p.retries(), 1);
+    }
+
+    #[test]
+    fn a_wrong_secret_fails_every_send_with_the_app_key_and_nothing_more_is_sent() {
+        let mut rig = AuthRig::new("guess", 1);
+        let ids = [rig.send(), rig.send()];
+        assert!(rig.serve().is_empty());
+        assert_eq!(rig.log, ["start", "proof"], "one exchange, then nothing: no retry loop");
+        assert_eq!(rig.ended.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ids);
+        for (_, outcome) in &rig.ended {
+            let ProduceOutcome::Failed { error } = outcome else { panic!("definite: {outcome:?}") };
+            assert_eq!(error.code, ErrorCode::Unauthenticated);
+            assert!(error.message.contains("app key \"app\""), "{error}");
+        }
+        assert_eq!(rig.p.inflight(), 0);
+        assert!(rig.p.auth_error().is_some());
+        assert_eq!(rig.p.poll_timeout(), None, "nothing left to wake for");
+        let late = rig.send();
+        let outs = outputs(&mut rig.p);
+        assert!(requests(&outs).is_empty());
+        assert!(
+            matches!(done(&outs).as_slice(), [(id, ProduceOutcome::Failed { error })] if *id == late && error.code == ErrorCode::Unauthenticated)
+        );
+    }
+
+    #[test]
+    fn a_lost_exchange_answer_times_out_and_the_exchange_runs_again() {
+        let mut rig = AuthRig::new("s3cret", 1);
+        let id = rig.send();
+        let (_, _, body) = request_of(&outputs(&mut rig.p));
+        assert!(matches!(body, RequestBody::AuthStart { .. }), "{body:?}");
+        // Its answer is lost: nothing happens until the exchange's deadline.
+        let deadline = rig.p.poll_timeout().unwrap();
+        assert_eq!(deadline, Instant::ZERO + Duration::from_millis(200));
+        let produce = rig.serve();
+        assert_eq!(rig.log, ["start", "proof", "metadata", "init", "produce"]);
+        assert!(rig.now > deadline, "the second exchange waited for the first's deadline");
+        assert_eq!(rig.answer(produce[0], produced(0)), vec![(id, ok_at(0))]);
+    }
+
+    #[test]
+    fn an_unauthorized_send_fails_definitely_without_a_retry() {
+        let mut rig = AuthRig::new("s3cret", 1);
+        let id = rig.send();
+        let produce = rig.serve();
+        let refusal = Err(WireError::new(ErrorCode::Unauthorized, "principal \"app\" may not Produce on t"));
+        let outs = rig.answer(produce[0], refusal);
+        assert!(
+            matches!(outs.as_slice(), [(i, ProduceOutcome::Failed { error })] if *i == id && error.code == ErrorCode::Unauthorized),
+            "{outs:?}"
+        );
+        assert_eq!((rig.p.retries(), rig.p.auth_error()), (0, None), "an ACL refusal is not an authentication failure");
+    }
+
     #[test]
     fn bad_settings_are_refused_with_the_setting_named() {
         let bad = |c: ProducerConfig| Producer::new(c, 1).unwrap_err().to_string();
         assert!(bad(ProducerConfig::new([])).contains("brokers"));
         assert!(bad(ProducerConfig::default().max_inflight_per_partition(6)).contains("max_inflight_per_partition"));
         assert!(bad(ProducerConfig::default().buffer_max_bytes(10)).contains("buffer_max_bytes"));
+        assert!(bad(ProducerConfig::default().credentials(Credentials::new("a b", "s"))).contains("credentials"));
         let weights = PartitionerKind::WeightedRoundRobin { weights: vec![0, 0] };
         assert!(bad(ProducerConfig::default().partitioner(weights)).contains("partitioner"));
         assert!(Producer::new(ProducerConfig::default().idempotence(false).max_inflight_per_partition(50), 1).is_ok());
