@@ -183,7 +183,7 @@ enum Role {
         p: Box<Producer>,
         ops: BTreeMap<SendId, u64>,
     },
-    Consumer(Consumer),
+    Consumer(Box<Consumer>),
     Member(Box<Member>),
     /// A crashed or replaced group member's slot: late answers to it are dropped.
     Gone,
@@ -331,7 +331,7 @@ impl Sim {
                 config.brokers = brokers.clone();
                 config.request_timeout = timeout;
                 let seed = Seed(seed).child("consumer", i as u64).0;
-                clients.push(Role::Consumer(Consumer::new(config, seed)));
+                clients.push(Role::Consumer(Box::new(Consumer::new(config, seed))));
             }
         }
         let topic_names: Vec<String> = (0..opts.topics).map(|t| format!("t{t}")).collect();

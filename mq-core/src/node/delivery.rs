@@ -745,7 +745,12 @@ impl Node {
                 }
                 Some((_, None)) => self.set_dead_letter_state(id, retry),
                 Some((tp, Some(leader))) => {
-                    let deadline = now + self.config.produce_timeout + self.config.controller_request_timeout;
+                    // Like a controller call, not a client's produce: a lost request
+                    // or answer is sent again after this, and the append it may have
+                    // made is at worst written twice (dead-lettering is at least
+                    // once, docs 6.4). A produce timeout here held the group's
+                    // records for 12 s per lost message.
+                    let deadline = now + self.config.controller_request_timeout;
                     let batch = self.deliveries.dead_letters[&id].batch.clone();
                     self.set_dead_letter_state(id, DeadLetterState::InFlight { deadline, to: tp.clone() });
                     self.send_peer(leader, PeerMessage::DeadLetter { correlation: id, tp, batch });
