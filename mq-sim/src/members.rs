@@ -5,7 +5,7 @@
 //! after a processing delay per batch.
 
 use crate::options::{GroupOptions, Options};
-use mq_core::client::{ConsumedRecord, GroupConsumer, GroupConsumerConfig};
+use mq_core::client::{GroupConsumer, GroupConsumerConfig};
 use mq_core::wire::GroupSettings;
 use mq_core::{Duration, Instant, NodeId, Offset, Rng, Seed, TopicPartition};
 use rand::Rng as _;
@@ -81,9 +81,8 @@ impl Member {
         Member { gc: Box::new(gc), group, index, incarnation, todo: Vec::new(), busy_until: None }
     }
 
-    /// Draws what to do with `r`.
-    pub fn decide(rng: &mut Rng, opts: &GroupOptions, r: &ConsumedRecord) -> Action {
-        let _ = r;
+    /// Draws what to do with the next record taken.
+    pub fn decide(rng: &mut Rng, opts: &GroupOptions) -> Action {
         let x: f64 = rng.random();
         if x < opts.forget_prob {
             Action::Forget

@@ -706,8 +706,7 @@ impl Sim {
                     Event::GroupDelivered { group, member, tp, offset, delivery, generation } => {
                         let node = self.nodes[n].node.as_ref().expect("outputs come from a live node");
                         let epoch = node.replica(tp).map_or(mq_core::LeaderEpoch(0), |r| r.leader_epoch);
-                        let committed = self.checker.committed_value(tp, *offset);
-                        let key = committed.map(|v| crate::groups::key_of(v));
+                        let key = self.checker.committed_value(tp, *offset).map(|v| crate::groups::key_of(v));
                         let handed = Handed {
                             at: now,
                             node: id,
@@ -718,7 +717,6 @@ impl Sim {
                             tp,
                             offset: *offset,
                             delivery: *delivery,
-                            committed,
                             high_watermark: self.checker.high_watermark(tp),
                         };
                         // A partition that had an unclean election may have lost
@@ -1080,7 +1078,7 @@ impl Sim {
             while let Some(r) = m.gc.poll_record() {
                 // After the producers stop, members behave so that the group can
                 // finish: every record is acked.
-                let action = if draining { Action::Ack } else { Member::decide(&mut self.rng_members, go, &r) };
+                let action = if draining { Action::Ack } else { Member::decide(&mut self.rng_members, go) };
                 m.todo.push((r.tp, r.offset, action));
                 took = true;
             }
