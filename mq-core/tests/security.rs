@@ -164,6 +164,29 @@ fn wrong_secrets_unknown_keys_and_replayed_proofs_are_refused() {
     assert_eq!(code(&mut h, STRANGER, c), ErrorCode::Unauthenticated);
 }
 
+/// mq-sim (issue 7): a broker restarted and not yet caught up on metadata does
+/// not know the principals yet; answering the login with a decoy challenge made
+/// good credentials fail for good. It answers a retriable `NotReady` instead,
+/// and the same credentials log in once it is ready.
+#[test]
+fn a_broker_that_has_not_caught_up_refuses_logins_with_not_ready() {
+    let mut h = cluster();
+    assert!(login(&mut h, ADMIN, "root", b"root-secret").is_ok());
+    let credential = StoredCredential::new(b"app-secret", [4; 16]);
+    let put = RequestBody::PutPrincipal { app_key: "billing".into(), credential };
+    assert_eq!(admin_request(&mut h, put), ResponseBody::SecurityUpdated);
+    h.crash(1);
+    h.restart(1);
+    assert!(!h.node(1).is_ready());
+    let c = h.request(APP, 1, RequestBody::AuthStart { app_key: "billing".into(), client_nonce: [2; KEY_BYTES] });
+    assert_eq!(code(&mut h, APP, c), ErrorCode::NotReady);
+    h.wait_ready();
+    assert_eq!(
+        login(&mut h, APP, "billing", b"app-secret"),
+        Ok(ResponseBody::Authenticated { principal: "billing".into() })
+    );
+}
+
 #[test]
 fn a_closed_connection_forgets_its_principal() {
     let mut h = cluster();

@@ -70,6 +70,12 @@ impl Node {
         match body {
             RequestBody::AuthStart { app_key, client_nonce } => {
                 let (client, auth) = self.auth_target(from)?;
+                if !self.is_ready() {
+                    // Until it has caught up on metadata (after a restart), the broker
+                    // may not know principals that exist: a decoy challenge would turn
+                    // good credentials into a fatal refusal (mq-sim, issue 7).
+                    return Err(not_ready(self.id()));
+                }
                 let credential = if app_key == auth.admin_app_key {
                     Some(auth.admin_credential.clone())
                 } else {
