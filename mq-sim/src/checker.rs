@@ -9,11 +9,12 @@
 //! read must match them, and every acknowledged record must be among them at its
 //! acknowledged offset.
 
-use crate::history::{History, Outcome};
+use crate::history::{is_adversarial, History, Outcome};
 use bytes::Bytes;
 use mq_core::controller::raft::Entry;
 use mq_core::controller::{MetadataRecord, Raft};
 use mq_core::log::PartitionLog;
+use mq_core::security::acl::Grant;
 use mq_core::wire::{Acks, BatchKind};
 use mq_core::{LeaderEpoch, Node, NodeId, Offset, PartitionId, Term, TopicPartition};
 use std::collections::{BTreeMap, BTreeSet};
@@ -94,6 +95,20 @@ struct PartState {
     isr: Vec<NodeId>,
 }
 
+/// What an auth seed's honest admin creates: anything else in the committed
+/// metadata came from an adversary (`auth_not_bypassed`).
+#[derive(Clone, Debug, Default)]
+pub struct AuthRules {
+    /// Principals the admin creates.
+    pub principals: BTreeSet<String>,
+    /// Grants the admin creates.
+    pub grants: BTreeSet<Grant>,
+}
+
+/// Names of the topics, principals and groups an adversary asks for start with
+/// this.
+pub const ADVERSARY_NAME_PREFIX: &str = "x.";
+
 /// What the checker needs to know of the run's topics.
 #[derive(Clone, Debug)]
 pub struct CheckerSettings {
@@ -157,6 +172,31 @@ pub struct Checker {
     /// First values of acks=all batches a leader appended while its ISR was below
     /// min ISR.
     appended_below_min_isr: BTreeSet<Bytes>,
+    /// Auth seeds: what the honest admin creates (`auth_not_bypassed`).
+    pub auth: Option<AuthRules>,
+}
+
+/// What in `record` no honest client asked for, under `rules`: the honest admin
+/// creates topics, principals and grants and never deletes anything; brokers
+/// create their internal topics (`__groups`, `<topic>.dlq`).
+fn adversarial_metadata(rules: &AuthRules, record: &MetadataRecord) -> Option<String> {
+    match record {
+        MetadataRecord::CreateTopic { config, .. } if config.name.starts_with(ADVERSARY_NAME_PREFIX) => {
+            Some(format!("topic {:?} an adversarial client asked for was created", config.name))
+        }
+        MetadataRecord::DeleteTopic { topic } => Some(format!("topic {topic:?} was deleted; no honest client deletes")),
+        MetadataRecord::PutPrincipal { app_key, .. } if !rules.principals.contains(app_key) => {
+            Some(format!("principal {app_key:?} was created; the admin creates only {:?}", rules.principals))
+        }
+        MetadataRecord::DeletePrincipal { app_key } => {
+            Some(format!("principal {app_key:?} was deleted; no honest client deletes"))
+        }
+        MetadataRecord::PutAcl(g) if !rules.grants.contains(g) => {
+            Some(format!("grant {g:?} was created; the admin never made it"))
+        }
+        MetadataRecord::DeleteAcl(g) => Some(format!("grant {g:?} was deleted; no honest client deletes")),
+        _ => None,
+    }
 }
 
 impl Checker {
@@ -323,6 +363,7 @@ impl Checker {
             return;
         }
         let mut bad = None;
+        let mut adversarial = None;
         let mut producer_bad: Option<(&'static str, String)> = None;
         let mut next = from;
         'batches: for b in log.batches_from(from) {
@@ -345,6 +386,12 @@ impl Checker {
                     continue;
                 }
                 match h.origin(&r.value) {
+                    None if is_adversarial(&r.value) => {
+                        adversarial.get_or_insert(format!(
+                            "{tp}@{o} on n{node} is committed with {:?}, written by an adversarial client",
+                            r.value
+                        ));
+                    }
                     None => {
                         bad.get_or_insert(format!("{tp}@{o} on n{node} holds {:?}, which no producer sent", r.value));
                     }
@@ -364,6 +411,9 @@ impl Checker {
         if next < hw {
             let what = format!("n{node} reports HW {hw} for {tp} but its log ends at {next}");
             self.fail("committed_stable", what);
+        }
+        if let Some(what) = adversarial {
+            self.fail("auth_not_bypassed", what);
         }
         if let Some(what) = bad {
             self.fail("no_unexpected_values", what);
@@ -396,6 +446,10 @@ impl Checker {
 
     fn check_origin(&mut self, client: u64, tp: &TopicPartition, offset: Offset, value: &Bytes, h: &History) {
         match h.origin(value) {
+            None if is_adversarial(value) => self.fail(
+                "auth_not_bypassed",
+                format!("c{client} read {value:?} at {tp}@{offset}, written by an adversarial client"),
+            ),
             None => self.fail(
                 "no_unexpected_values",
                 format!("c{client} read {value:?} at {tp}@{offset}; no producer sent it"),
@@ -543,6 +597,9 @@ impl Checker {
     /// Elections in the committed metadata: a partition's new leader must come from
     /// the ISR of its previous committed state, unless unclean election is allowed.
     fn apply_metadata(&mut self, e: &Entry) {
+        if let Some(what) = self.auth.as_ref().and_then(|rules| adversarial_metadata(rules, &e.record)) {
+            self.fail("auth_not_bypassed", format!("committed metadata entry {}: {what}", e.index));
+        }
         match &e.record {
             MetadataRecord::CreateTopic { config, assignment } => {
                 for i in 0..assignment.len() {
@@ -576,10 +633,37 @@ impl Checker {
         }
     }
 
+    /// A hostile request of an adversarial client was answered OK.
+    pub fn on_attack_accepted(&mut self, client: u64, attack: u64, what: &str, answer: &str) {
+        self.fail("auth_refused", format!("c{client}'s hostile request #{attack} ({what}) was answered OK: {answer}"));
+    }
+
+    /// Node `node` appended `value`, written by an adversarial client, to its log
+    /// of `tp` (committed or not, an unauthorized write took effect).
+    pub fn on_adversarial_append(&mut self, node: NodeId, tp: &TopicPartition, value: &Bytes) {
+        self.fail("auth_not_bypassed", format!("n{node} appended {value:?} of an adversarial client to {tp}"));
+    }
+
     /// A node restarted: compare its whole committed metadata log again.
     pub fn on_restart_metadata(&mut self, node: NodeId, raft: &Raft) {
         self.meta_checked.insert(node, 0);
         self.on_metadata(node, raft);
+    }
+
+    /// The leader of `tp` in the committed metadata.
+    pub fn committed_leader(&self, tp: &TopicPartition) -> Option<NodeId> {
+        self.part_state.get(tp)?.leader
+    }
+
+    /// Partitions `node` leads in the committed metadata whose ISR holds another
+    /// live (registered, unfenced) broker: a controlled shutdown of `node` must
+    /// hand them over.
+    pub fn led_by(&self, node: NodeId) -> Vec<TopicPartition> {
+        self.part_state
+            .iter()
+            .filter(|(_, p)| p.leader == Some(node) && p.isr.iter().any(|r| *r != node && self.unfenced.contains(r)))
+            .map(|(tp, _)| tp.clone())
+            .collect()
     }
 
     /// Partitions without a leader in the committed metadata although an ISR

@@ -70,6 +70,43 @@ pub struct ReadOp {
     pub value: Bytes,
 }
 
+/// How a hostile request of an adversarial client ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttackOutcome {
+    /// No answer yet (maybe never: lost, or the broker was down).
+    Pending,
+    /// Refused with this error code (what must happen).
+    Refused(ErrorCode),
+    /// Answered OK (a bypass: `auth_refused` fails the seed).
+    Accepted,
+}
+
+/// One hostile request of an adversarial client (`sim.rs`, `Adversary`).
+#[derive(Clone, Debug)]
+pub struct Attack {
+    /// Index in [`History::attacks`]; adversarial values name it (`x<id>.<i>`).
+    pub id: u64,
+    /// The adversarial client.
+    pub client: u64,
+    /// What it tried (`produce-batch`, `wrong-secret`, `replay-proof`, ...).
+    pub kind: &'static str,
+    /// The request, in one line.
+    pub what: String,
+    /// When it was sent.
+    pub at: Instant,
+    /// How it ended.
+    pub outcome: AttackOutcome,
+}
+
+/// The prefix of every value an adversarial client writes: `x<attack>.<i>`.
+pub const ADVERSARY_VALUE_PREFIX: &[u8] = b"x";
+
+/// Whether `value` was written by an adversarial client (it can never take
+/// effect: `auth_not_bypassed`).
+pub fn is_adversarial(value: &[u8]) -> bool {
+    value.starts_with(ADVERSARY_VALUE_PREFIX)
+}
+
 /// Every client operation of a run.
 #[derive(Clone, Debug, Default)]
 pub struct History {
@@ -77,6 +114,8 @@ pub struct History {
     pub ops: Vec<ProduceOp>,
     /// Records read, in the order they were read.
     pub reads: Vec<ReadOp>,
+    /// Hostile requests of the adversarial clients, by id.
+    pub attacks: Vec<Attack>,
 }
 
 impl History {
@@ -94,6 +133,13 @@ impl History {
             outcome: Outcome::Pending,
             idempotent: false,
         });
+        id
+    }
+
+    /// Records a hostile request; returns its id.
+    pub fn attack(&mut self, client: u64, kind: &'static str, what: String, at: Instant) -> u64 {
+        let id = self.attacks.len() as u64;
+        self.attacks.push(Attack { id, client, kind, what, at, outcome: AttackOutcome::Pending });
         id
     }
 

@@ -18,6 +18,7 @@
 //! assert_eq!(report.trace_hash, mq_sim::run_seed(&mq_sim::SimConfig::new(7)).trace_hash);
 //! ```
 
+pub mod adversary;
 pub mod checker;
 pub mod clock;
 pub mod disk;
@@ -242,6 +243,27 @@ counters!(
     member_crashes,
     /// Group members that left gracefully and joined again.
     member_leaves,
+    /// Controlled shutdowns begun (`Node::begin_shutdown` on a live broker).
+    shutdowns_started,
+    /// Controlled shutdowns that completed (`Node::is_shut_down`) and stopped the
+    /// broker cleanly.
+    shutdowns_completed,
+    /// Controlled shutdowns that did not complete within their bound (the broker
+    /// was then stopped like a crash).
+    shutdowns_forced,
+    /// Partitions whose leadership a controlled shutdown had to move, watched for
+    /// the election bound.
+    shutdown_leader_moves,
+    /// Seeds' setups of principals and grants that completed (auth seeds).
+    security_setups,
+    /// Hostile requests the adversarial clients sent.
+    adversary_attempts,
+    /// Of which refused with an error (the rest were lost or unanswered).
+    adversary_refused,
+    /// Of which refused `Unauthenticated`.
+    adversary_unauthenticated,
+    /// Of which refused `Unauthorized`.
+    adversary_unauthorized,
 );
 
 impl fmt::Display for Counters {

@@ -72,6 +72,10 @@ impl Member {
             // The coordinator holds a join up to the group's session timeout.
             .join_timeout(Duration::from_millis(opts.session_ms * 2 + 500))
             .retry_backoff(Duration::from_millis(20), Duration::from_millis(500));
+        if o.auth {
+            let key = crate::adversary::member_key(&group_name(group));
+            config = config.credentials(crate::adversary::credentials(seed, &key));
+        }
         config = match opts.push_prefetch {
             Some(prefetch) => config.push(opts.max_records, prefetch),
             None => config.pull(opts.max_records, Duration::from_millis(200)),

@@ -175,6 +175,11 @@ impl Network {
         link.clogged_until = link.clogged_until.max(until);
     }
 
+    /// Whether no link is clogged at `now` (between nodes or with clients).
+    pub fn unclogged(&self, now: Instant) -> bool {
+        self.links.values().all(|l| l.clogged_until <= now)
+    }
+
     /// Lifts every clog (the liveness phase).
     pub fn unclog_all(&mut self, now: Instant) {
         for link in self.links.values_mut() {

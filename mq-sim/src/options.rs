@@ -176,6 +176,17 @@ pub struct Options {
     /// The scripted figure-8 profile (three voters only): the simulator steers
     /// three elections into Raft's figure 8 (docs/simulator.md, "Aimed faults").
     pub figure8: bool,
+    // ----- security and lifecycle (issue 7) -----
+    /// Brokers require authentication and ACLs: the admin logs in as the bootstrap
+    /// admin and creates a principal and grants for every client, honest clients
+    /// carry credentials, and the adversarial clients attack (docs/security.md).
+    pub auth: bool,
+    /// Weight of controlled shutdowns: a live broker is asked to stop
+    /// (`Node::begin_shutdown`), driven until its shutdown completes, stopped and
+    /// restarted later (multi-node seeds only).
+    pub w_shutdown: u32,
+    /// Mean time between two attacks of one adversarial client (milliseconds).
+    pub attack_interval_ms: u64,
 }
 
 fn draw_group(r: &mut mq_core::Rng) -> GroupOptions {
@@ -294,6 +305,9 @@ impl Options {
             groups: Vec::new(),
             w_member: 0,
             figure8: false,
+            auth: false,
+            w_shutdown: 0,
+            attack_interval_ms: 0,
         };
         // Drawn last so that adding them left every earlier option of a seed as it
         // was.
@@ -313,6 +327,11 @@ impl Options {
             o.election_timeout_ms = r.random_range(150..=300);
             o.restart_mean_ms = o.restart_mean_ms.min(100);
         }
+        // Drawn last so that adding them left every earlier option of a seed as it
+        // was.
+        o.auth = r.random_bool(0.5);
+        o.w_shutdown = if cluster_size > 1 { weight(&mut r, 0.6) } else { 0 };
+        o.attack_interval_ms = r.random_range(5..=100);
         o
     }
 }
@@ -376,6 +395,11 @@ impl fmt::Display for Options {
             )?;
         }
         writeln!(f, "phases: safety_ms={} liveness_ms={}", self.safety_ms, self.liveness_ms)?;
+        writeln!(
+            f,
+            "security: auth={} attack_interval_ms={} controlled_shutdown_weight={}",
+            self.auth, self.attack_interval_ms, self.w_shutdown
+        )?;
         writeln!(
             f,
             "network: delay_min_us={} delay_mean_us={} tail_prob={:.4} tail_max_ms={} loss={:.4} dup={:.4} reorder={} capacity={}",

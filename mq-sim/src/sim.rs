@@ -6,6 +6,7 @@
 //! event. Nodes, clients, the disk and the network are driven exactly as a
 //! production driver would: feed one input, drain every output.
 
+use crate::adversary::{self, Adversary, AdversaryKind, Targets, Verdict, ADMIN_APP_KEY, ADVERSARY_OFFSET};
 use crate::checker::{Checker, CheckerSettings};
 use crate::clock::Clock;
 use crate::disk::Disk;
@@ -17,14 +18,18 @@ use crate::options::Options;
 use crate::trace::{Actor, Trace};
 use crate::{Counters, Mutation, SimConfig};
 use bytes::Bytes;
+use mq_core::client::auth::{AuthEvent, ClientAuth, Readiness};
 use mq_core::client::{
     Consumer, ConsumerConfig, ConsumerOutput, GroupConsumerOutput, GroupEvent, ProduceOutcome, Producer,
     ProducerConfig, ProducerOutput, SendId,
 };
 use mq_core::controller::raft::Entry;
+use mq_core::node::AuthConfig;
 use mq_core::replication::producers::SequenceCheck;
 use mq_core::storage::RepairReport;
-use mq_core::wire::{Acks, Message, PeerMessage, Record, Request, RequestBody, Response, ResponseBody, TopicConfig};
+use mq_core::wire::{
+    Acks, ErrorCode, Message, PeerMessage, Record, Request, RequestBody, Response, ResponseBody, TopicConfig,
+};
 use mq_core::{
     ClientId, CorrelationId, Duration, Event, Input, Instant, Node, NodeConfig, NodeId, Offset, Output, PartitionId,
     Peer, PersistToken, Rng, Seed, TopicPartition,
@@ -81,6 +86,20 @@ enum Ev {
     HealCut {
         id: u64,
     },
+    /// An adversarial client's next attack.
+    AdversaryTick {
+        client: usize,
+    },
+    /// The bound of a controlled shutdown passed: stop the node if it is still
+    /// stopping.
+    ShutdownDeadline {
+        node: usize,
+        incarnation: u64,
+    },
+    /// A watch of a controlled shutdown's partitions reached its election bound.
+    LeaderWatch,
+    /// The controlled shutdown of the (healed, quiet) liveness phase.
+    QuietShutdown,
     Liveness,
     End,
 }
@@ -99,6 +118,10 @@ impl Ev {
             Ev::Restart { .. } => "restart",
             Ev::Crash { .. } => "crash",
             Ev::HealCut { .. } => "heal-cut",
+            Ev::AdversaryTick { .. } => "adversary-tick",
+            Ev::ShutdownDeadline { .. } => "shutdown-deadline",
+            Ev::LeaderWatch => "leader-watch",
+            Ev::QuietShutdown => "quiet-shutdown",
             Ev::Liveness => "liveness",
             Ev::End => "end",
         }
@@ -166,19 +189,47 @@ struct NodeSlot {
     /// invariant check is due.
     inputs: u64,
     next_check: u64,
+    /// When this incarnation began a controlled shutdown.
+    stopping: Option<Instant>,
 }
 
-/// The admin client: creates the run's topics, retrying until each is confirmed.
+/// The admin client: creates the run's topics (and, in auth seeds, logs in as
+/// the bootstrap admin and creates the principals and grants), retrying each
+/// request until it is confirmed.
 struct Admin {
     next_broker: u32,
-    unconfirmed: BTreeMap<String, TopicConfig>,
+    /// Requests not yet confirmed, by label (`topic t0`, `principal producer-0`).
+    unconfirmed: BTreeMap<String, RequestBody>,
     inflight: BTreeMap<CorrelationId, String>,
     next_correlation: u64,
     next_attempt: Instant,
+    /// The bootstrap admin's login per broker (no exchange without auth).
+    auth: ClientAuth,
+    auth_rng: Rng,
+}
+
+impl Admin {
+    fn correlation(&mut self) -> CorrelationId {
+        let c = CorrelationId(self.next_correlation);
+        self.next_correlation += 1;
+        c
+    }
+
+    /// Every unconfirmed request, to `broker`.
+    fn send_all(&mut self, broker: NodeId, sends: &mut Vec<(Peer, Message)>) {
+        self.inflight.clear();
+        let labels: Vec<String> = self.unconfirmed.keys().cloned().collect();
+        for label in labels {
+            let correlation = self.correlation();
+            let body = self.unconfirmed[&label].clone();
+            self.inflight.insert(correlation, label);
+            sends.push((Peer::Node(broker), Message::Request(Request { correlation, body })));
+        }
+    }
 }
 
 enum Role {
-    Admin(Admin),
+    Admin(Box<Admin>),
     Producer {
         p: Box<Producer>,
         ops: BTreeMap<SendId, u64>,
@@ -187,6 +238,8 @@ enum Role {
     Member(Box<Member>),
     /// A crashed or replaced group member's slot: late answers to it are dropped.
     Gone,
+    /// An adversarial client (auth seeds).
+    Adversary(Box<Adversary>),
 }
 
 struct ClientSlot {
@@ -194,6 +247,21 @@ struct ClientSlot {
     role: Role,
     timer: Option<Instant>,
     timer_generation: u64,
+    /// Honest clients of an auth seed start once their principals and grants
+    /// exist on every live broker (else their first login could meet a broker
+    /// that does not know them yet and fail for good).
+    started: bool,
+}
+
+/// A partition a controlled shutdown must hand to another broker within the
+/// election bound (`shutdown_leader_bound`).
+struct Watch {
+    tp: TopicPartition,
+    /// The stopping broker (slot index) and its incarnation.
+    node: usize,
+    incarnation: u64,
+    since: Instant,
+    deadline: Instant,
 }
 
 /// One run of one seed.
@@ -237,6 +305,31 @@ pub struct Sim {
     /// Events processed.
     pub events: u64,
     node_inputs: u64,
+    /// Controlled shutdowns' node choice in the liveness phase.
+    rng_shutdown: Rng,
+    /// Auth seeds: the admin confirmed every principal and grant, and every live
+    /// broker applied them (always true without auth).
+    security_ready: bool,
+    /// Proofs the intruder sent in its own logins (the anonymous client replays
+    /// them).
+    recorded_proofs: Vec<[u8; mq_core::security::KEY_BYTES]>,
+    /// Member ids the coordinators gave honest group members.
+    honest_members: BTreeSet<(String, mq_core::MemberId)>,
+    /// Partitions a controlled shutdown is moving away.
+    watches: Vec<Watch>,
+    /// The last time a fault (other than a watched shutdown) was injected.
+    disturbed_at: Instant,
+}
+
+/// Whether `w`'s partition has a leader again per the committed metadata: another
+/// broker, or the stopped one back in a new incarnation.
+fn watch_done(w: &Watch, checker: &Checker, nodes: &[NodeSlot]) -> bool {
+    let me = nodes[w.node].id;
+    match checker.committed_leader(&w.tp) {
+        Some(l) if l != me => true,
+        Some(_) => nodes[w.node].incarnation != w.incarnation && nodes[w.node].node.is_some(),
+        None => false,
+    }
 }
 
 /// Most events one seed may take before it counts as stuck.
@@ -261,6 +354,10 @@ impl Sim {
                 let config = NodeConfig {
                     election_timeout: Duration::from_millis(opts.election_timeout_ms),
                     raft_heartbeat_interval: Duration::from_millis((opts.election_timeout_ms / 10).max(10)),
+                    auth: opts.auth.then(|| AuthConfig {
+                        admin_app_key: ADMIN_APP_KEY.to_string(),
+                        admin_credential: adversary::credential_of(seed, ADMIN_APP_KEY),
+                    }),
                     ..config
                 };
                 let max = i64::from(opts.drift_max_ppm);
@@ -279,6 +376,7 @@ impl Sim {
                     raft_leader_term: None,
                     inputs: 0,
                     next_check: 0,
+                    stopping: None,
                 }
             })
             .collect();
@@ -295,17 +393,28 @@ impl Sim {
             for p in 0..opts.partitions {
                 topics.push(TopicPartition::new(name.clone(), p));
             }
-            configs.insert(name, tc);
+            configs.insert(format!("topic {name}"), RequestBody::CreateTopic(tc));
         }
         let timeout = Duration::from_millis(opts.request_timeout_ms);
         let brokers: Vec<NodeId> = (1..=opts.cluster_size).map(NodeId).collect();
-        let mut clients = vec![Role::Admin(Admin {
+        let topic_names: Vec<String> = (0..opts.topics).map(|t| format!("t{t}")).collect();
+        let group_names: Vec<String> = (0..opts.groups.len()).map(group_name).collect();
+        let consumed: Vec<TopicPartition> =
+            topics.iter().filter(|tp| opts.consumer_per_partition || tp.partition == PartitionId(0)).cloned().collect();
+        let rules = opts.auth.then(|| adversary::honest_rules(opts.producers, &consumed, &group_names, &topic_names));
+        if let Some(rules) = &rules {
+            configs.extend(adversary::setup_requests(seed, rules));
+        }
+        let creds = |key: String| opts.auth.then(|| adversary::credentials(seed, &key));
+        let mut clients = vec![Role::Admin(Box::new(Admin {
             next_broker: 0,
             unconfirmed: configs,
             inflight: BTreeMap::new(),
             next_correlation: 1,
             next_attempt: Instant::ZERO,
-        })];
+            auth: ClientAuth::new(creds(ADMIN_APP_KEY.to_string())),
+            auth_rng: Seed(seed).stream("admin-auth"),
+        }))];
         for i in 0..opts.producers {
             let config = ProducerConfig {
                 brokers: brokers.clone(),
@@ -319,6 +428,7 @@ impl Sim {
                 linger: Duration::from_micros(opts.linger_us),
                 batch_max_bytes: opts.batch_max_bytes,
                 max_inflight_per_partition: opts.max_inflight_per_partition,
+                credentials: creds(adversary::producer_key(i)),
                 ..ProducerConfig::default()
             };
             let seed = Seed(seed).child("producer", u64::from(i)).0;
@@ -330,11 +440,11 @@ impl Sim {
                 let mut config = ConsumerConfig::new(tp.clone());
                 config.brokers = brokers.clone();
                 config.request_timeout = timeout;
+                config.credentials = creds(adversary::consumer_key(tp));
                 let seed = Seed(seed).child("consumer", i as u64).0;
                 clients.push(Role::Consumer(Box::new(Consumer::new(config, seed))));
             }
         }
-        let topic_names: Vec<String> = (0..opts.topics).map(|t| format!("t{t}")).collect();
         let mut group_checker = GroupChecker::default();
         for (g, go) in opts.groups.iter().enumerate() {
             let spec = GroupSpec {
@@ -348,10 +458,20 @@ impl Sim {
                 clients.push(Role::Member(Box::new(member)));
             }
         }
+        if opts.auth {
+            // Last, so every honest client keeps its id.
+            for kind in [AdversaryKind::Anonymous, AdversaryKind::Intruder] {
+                clients.push(Role::Adversary(Box::new(Adversary::new(seed, kind))));
+            }
+        }
         let clients = clients
             .into_iter()
             .enumerate()
-            .map(|(i, role)| ClientSlot { id: ClientId(i as u64 + 1), role, timer: None, timer_generation: 0 })
+            .map(|(i, role)| {
+                // Without auth everyone starts at once; with it, the admin only.
+                let started = !opts.auth || i == 0;
+                ClientSlot { id: ClientId(i as u64 + 1), role, timer: None, timer_generation: 0, started }
+            })
             .collect();
         let safety_end = Instant::ZERO + Duration::from_millis(opts.safety_ms);
         let end = safety_end + Duration::from_millis(opts.liveness_ms);
@@ -361,6 +481,7 @@ impl Sim {
             min_insync_replicas: opts.min_insync_replicas,
             unclean_leader_election: opts.unclean_leader_election,
         };
+        let security_ready = !opts.auth;
         let mut sim = Sim {
             net: Network::new(seed, &opts),
             rng_disk: Seed(seed).stream("disk"),
@@ -390,9 +511,19 @@ impl Sim {
             scratch: Vec::new(),
             counters: Counters::default(),
             history: History::default(),
-            checker: Checker::new(&settings),
+            checker: {
+                let mut checker = Checker::new(&settings);
+                checker.auth = rules;
+                checker
+            },
             events: 0,
             node_inputs: 0,
+            rng_shutdown: Seed(seed).stream("shutdown"),
+            security_ready,
+            recorded_proofs: Vec::new(),
+            honest_members: BTreeSet::new(),
+            watches: Vec::new(),
+            disturbed_at: Instant::ZERO,
         };
         for n in 0..sim.nodes.len() {
             let slot = &mut sim.nodes[n];
@@ -409,6 +540,12 @@ impl Sim {
         if sim.fault_weight_total() > 0 {
             let first = sim.fault_gap();
             sim.push(first, Ev::Fault);
+        }
+        if sim.opts.w_shutdown > 0 {
+            // Once the cluster is healed and quiet, under load: the election bound
+            // is checked strictly there.
+            let at = safety_end + Duration::from_millis(sim.opts.liveness_ms / 4);
+            sim.push(at, Ev::QuietShutdown);
         }
         sim.push(safety_end, Ev::Liveness);
         sim.push(end, Ev::End);
@@ -454,7 +591,7 @@ impl Sim {
             match &c.role {
                 Role::Producer { p, .. } => self.counters.retries += p.retries(),
                 Role::Consumer(consumer) => self.counters.consumer_leader_changes += consumer.leader_changes(),
-                Role::Admin(_) | Role::Member(_) | Role::Gone => {}
+                Role::Admin(_) | Role::Member(_) | Role::Gone | Role::Adversary(_) => {}
             }
         }
         self.counters.records_read = self.checker.records_read;
@@ -558,8 +695,227 @@ impl Sim {
                     self.trace.event(now, Actor::Sim, "heal-cut", id, 0, String::new);
                 }
             }
+            Ev::AdversaryTick { client } => self.adversary_tick(client),
+            Ev::ShutdownDeadline { node, incarnation } => {
+                let slot = &self.nodes[node];
+                if slot.incarnation == incarnation && slot.node.is_some() && slot.stopping.is_some() {
+                    // Not done within its bound: stop it anyway, like a crash.
+                    self.counters.shutdowns_forced += 1;
+                    self.crash(node);
+                }
+            }
+            Ev::LeaderWatch => self.check_watches(true),
+            Ev::QuietShutdown => {
+                let live: Vec<usize> = (0..self.nodes.len())
+                    .filter(|n| {
+                        self.nodes[*n].node.as_ref().is_some_and(Node::is_ready) && self.nodes[*n].stopping.is_none()
+                    })
+                    .collect();
+                if !live.is_empty() {
+                    let n = live[self.rng_shutdown.random_range(0..live.len())];
+                    self.begin_shutdown(n);
+                }
+            }
             Ev::Liveness => self.start_liveness(),
             Ev::End => self.finish(),
+        }
+    }
+
+    // ----- controlled shutdown -----
+
+    /// The longest a partition may stay leaderless after a controlled shutdown
+    /// began (docs/invariants.md, `shutdown_leader_bound`): the shutdown request
+    /// may go unanswered (controller request timeout), after which the broker
+    /// stops anyway and the controller fences it when its session expires
+    /// (session timeout) and elects another ISR member; if the stopped broker led
+    /// the metadata quorum, a Raft election comes first (two election timeouts);
+    /// one more second covers message delays and the commit of the change.
+    fn election_bound(&self) -> Duration {
+        let c = &self.nodes[0].config;
+        c.controller_request_timeout
+            + c.session_timeout
+            + c.election_timeout
+            + c.election_timeout
+            + Duration::from_secs(1)
+    }
+
+    /// Starts a controlled shutdown of live node `n` under load; watches the
+    /// partitions it leads when the cluster is quiet.
+    fn begin_shutdown(&mut self, n: usize) {
+        let now = self.now;
+        let quiet = self.liveness_start.is_some()
+            || (self.net.cut.is_none()
+                && self.net.unclogged(now)
+                && self.nodes.iter().all(|s| s.node.is_some() && s.paused_until <= now && s.stopping.is_none()));
+        let slot = &mut self.nodes[n];
+        let local = slot.clock.local(now);
+        let Some(node) = slot.node.as_mut() else { return };
+        node.begin_shutdown(local);
+        slot.stopping = Some(now);
+        let (id, incarnation) = (slot.id, slot.incarnation);
+        self.counters.shutdowns_started += 1;
+        self.trace.event(now, Actor::Node(id.0), "controlled-shutdown", u64::from(quiet), 0, || {
+            format!("begins (quiet={quiet})")
+        });
+        let bound = self.election_bound();
+        if quiet {
+            for tp in self.checker.led_by(id) {
+                let deadline = now + bound;
+                self.watches.push(Watch { tp, node: n, incarnation, since: now, deadline });
+                self.push(deadline, Ev::LeaderWatch);
+            }
+        }
+        // The shutdown itself: the controller's answer, or its timeout, and the
+        // last persists; then some slack.
+        let c = &self.nodes[n].config;
+        let deadline = now + c.controller_request_timeout + c.controller_request_timeout;
+        self.push(deadline, Ev::ShutdownDeadline { node: n, incarnation });
+        self.drain_node(n);
+        self.after_node_step(n);
+    }
+
+    /// Watches whose partition has a leader again are done; with `deadline`, a
+    /// watch past its bound fails `shutdown_leader_bound`, unless another fault
+    /// disturbed the cluster meanwhile (then it is dropped).
+    fn check_watches(&mut self, deadline: bool) {
+        let now = self.now;
+        let mut failed = None;
+        let (checker, nodes, counters) = (&self.checker, &self.nodes, &mut self.counters);
+        let disturbed_at = self.disturbed_at;
+        let liveness = self.liveness_start;
+        self.watches.retain(|w| {
+            if watch_done(w, checker, nodes) {
+                counters.shutdown_leader_moves += 1;
+                return false;
+            }
+            if !deadline || now < w.deadline {
+                return true;
+            }
+            // Faults stop when the liveness phase starts.
+            let disturbed = disturbed_at > w.since && liveness.is_none_or(|l| l > w.since);
+            if !disturbed && failed.is_none() {
+                failed = Some(format!(
+                    "{} had no leader {} ms after n{} began a controlled shutdown at {} (bound {} ms)",
+                    w.tp,
+                    (now - w.since).as_nanos() / 1_000_000,
+                    nodes[w.node].id,
+                    w.since,
+                    (w.deadline - w.since).as_nanos() / 1_000_000
+                ));
+            }
+            false
+        });
+        if let Some(what) = failed {
+            self.checker.fail("shutdown_leader_bound", what);
+        }
+    }
+
+    /// After node `n` handled something: a stopping node whose shutdown completed
+    /// stops cleanly; watches move on.
+    fn after_node_step(&mut self, n: usize) {
+        let slot = &self.nodes[n];
+        if slot.stopping.is_some() && slot.node.as_ref().is_some_and(Node::is_shut_down) {
+            self.counters.shutdowns_completed += 1;
+            self.stop(n, true);
+        }
+        if !self.watches.is_empty() {
+            self.check_watches(false);
+        }
+    }
+
+    /// Drains node `n`'s outputs and schedules its timer.
+    fn drain_node(&mut self, n: usize) {
+        let Some(node) = self.nodes[n].node.as_mut() else { return };
+        let mut outs = std::mem::take(&mut self.scratch);
+        while let Some(o) = node.poll_output() {
+            outs.push(o);
+        }
+        for o in outs.drain(..) {
+            self.node_output(n, o);
+        }
+        self.scratch = outs;
+        self.schedule_node_timer(n);
+    }
+
+    // ----- security -----
+
+    /// Auth seeds: once the admin confirmed every principal and grant and every
+    /// live broker applied them, the honest clients and the adversaries start.
+    fn check_security_ready(&mut self) {
+        if self.security_ready {
+            return;
+        }
+        let Some(Role::Admin(a)) = self.clients.first().map(|c| &c.role) else { return };
+        if !a.unconfirmed.is_empty() {
+            return;
+        }
+        let Some(rules) = &self.checker.auth else { return };
+        let applied = self.nodes.iter().filter_map(|s| s.node.as_ref()).all(|node| {
+            let m = node.metadata();
+            rules.principals.iter().all(|p| m.principals.contains_key(p))
+                && m.acls.grants().filter(|g| rules.grants.contains(*g)).count() == rules.grants.len()
+        });
+        if !applied {
+            return;
+        }
+        self.security_ready = true;
+        self.counters.security_setups += 1;
+        let now = self.now;
+        self.trace.event(now, Actor::Sim, "security-ready", 0, 0, || "principals and grants applied everywhere".into());
+        for c in 0..self.clients.len() {
+            if self.clients[c].started {
+                continue;
+            }
+            self.clients[c].started = true;
+            if let Role::Adversary(adv) = &mut self.clients[c].role {
+                let at = now + adv.gap(self.opts.attack_interval_ms);
+                self.push(at, Ev::AdversaryTick { client: c });
+            }
+            self.schedule_client_timer(c);
+        }
+    }
+
+    fn adversary_tick(&mut self, c: usize) {
+        let now = self.now;
+        if now >= self.produce_until {
+            return;
+        }
+        let mut leaders: BTreeMap<TopicPartition, (mq_core::LeaderEpoch, NodeId)> = BTreeMap::new();
+        for s in &self.nodes {
+            let Some(node) = s.node.as_ref() else { continue };
+            for tp in &self.topics {
+                if let Some(r) = node.replica(tp).filter(|r| r.is_leader()) {
+                    let e = leaders.entry(tp.clone()).or_insert((r.leader_epoch, s.id));
+                    if r.leader_epoch > e.0 {
+                        *e = (r.leader_epoch, s.id);
+                    }
+                }
+            }
+        }
+        let leaders: BTreeMap<TopicPartition, NodeId> = leaders.into_iter().map(|(tp, (_, n))| (tp, n)).collect();
+        let groups: Vec<String> = (0..self.opts.groups.len()).map(group_name).collect();
+        let honest_grant = self.checker.auth.as_ref().and_then(|r| r.grants.iter().next().cloned());
+        let cid = self.clients[c].id;
+        let Role::Adversary(adv) = &mut self.clients[c].role else { return };
+        let targets = Targets {
+            brokers: self.opts.cluster_size,
+            partitions: &self.topics,
+            leaders: &leaders,
+            groups: &groups,
+            recorded_proofs: &self.recorded_proofs,
+            honest_grant: honest_grant.as_ref(),
+        };
+        let before = self.history.attacks.len();
+        let sends = adv.tick(now, cid.0, &targets, &mut self.history);
+        let next = now + adv.gap(self.opts.attack_interval_ms);
+        self.push(next, Ev::AdversaryTick { client: c });
+        self.counters.adversary_attempts += (self.history.attacks.len() - before) as u64;
+        for a in &self.history.attacks[before..] {
+            self.trace
+                .event(now, Actor::Client(cid.0), "attack", a.id, 0, || format!("#{} {}: {}", a.id, a.kind, a.what));
+        }
+        for (to, msg) in sends {
+            self.send(Peer::Client(cid), Peer::Node(to), msg);
         }
     }
 
@@ -567,6 +923,17 @@ impl Sim {
 
     fn node_input(&mut self, n: usize, input: Input) {
         let now = self.now;
+        // A produce of an adversarial client: whatever the answer, its records
+        // must never reach the log (auth_not_bypassed).
+        let hostile_produce = match &input {
+            Input::Message {
+                from: Peer::Client(c),
+                msg: Message::Request(Request { body: RequestBody::Produce { topic, partition, .. }, .. }),
+            } if matches!(self.clients.get(c.0 as usize - 1).map(|s| &s.role), Some(Role::Adversary(_))) => {
+                Some(TopicPartition { topic: topic.clone(), partition: *partition })
+            }
+            _ => None,
+        };
         let slot = &mut self.nodes[n];
         if slot.node.is_none() {
             self.counters.dropped_down += 1;
@@ -612,8 +979,23 @@ impl Sim {
                 }
             }
         }
+        let hostile_end = hostile_produce.map(|tp| {
+            let end = node.log(&tp).map(|l| l.log_end());
+            (tp, end)
+        });
         node.handle(local, input);
         self.node_inputs += 1;
+        if let Some((tp, before)) = hostile_end {
+            let appended = node.log(&tp).and_then(|log| {
+                let from = before.unwrap_or(Offset(0));
+                log.batches_from(from)
+                    .flat_map(|b| b.iter_with_offsets().map(|(o, r)| (o, r.value.clone())).collect::<Vec<_>>())
+                    .find(|(o, v)| *o >= from && crate::history::is_adversarial(v))
+            });
+            if let Some((_, value)) = appended {
+                self.checker.on_adversarial_append(slot.id, &tp, &value);
+            }
+        }
         if let Some((tp, first, Some(end))) = acks_all {
             if let (Some(log), Some(r)) = (node.log(&tp), node.replica(&tp)) {
                 if log.log_end() > end && r.is_leader() {
@@ -643,6 +1025,10 @@ impl Sim {
         self.scratch = outs;
         self.on_raft_leadership(n);
         self.schedule_node_timer(n);
+        self.after_node_step(n);
+        if !self.security_ready {
+            self.check_security_ready();
+        }
     }
 
     /// Runs the aimed faults when node `n` has just won a Raft election: its
@@ -723,6 +1109,12 @@ impl Sim {
                         // committed records, cursor records among them: its group
                         // checks stop like its loss checks (deliveries still count).
                         let lossy = self.checker.is_lossy(tp);
+                        if self.opts.auth && !self.honest_members.contains(&(group.clone(), *member)) {
+                            let what = format!(
+                                "n{id} handed {tp}@{offset} of group {group} to member {member:?}, which no honest member was given"
+                            );
+                            self.checker.fail("auth_not_bypassed", what);
+                        }
                         if let Some((inv, what, _)) = self.groups.on_handed(&handed, key.as_ref()) {
                             if !lossy {
                                 self.checker.fail(inv, what);
@@ -730,6 +1122,16 @@ impl Sim {
                         }
                     }
                     Event::GroupAckCommitted { group, tp, prefix, acked_above, sought, .. } => {
+                        let forged =
+                            prefix.0 >= ADVERSARY_OFFSET || acked_above.iter().any(|o| o.0 >= ADVERSARY_OFFSET);
+                        if self.opts.auth && (forged || *sought) {
+                            // No honest member seeks, nor acks such offsets.
+                            let what = format!(
+                                "n{id} committed group {group}'s cursor on {tp} at {prefix} (acked above: {} offsets, seek: {sought}) from an adversary's ack or seek",
+                                acked_above.len()
+                            );
+                            self.checker.fail("auth_not_bypassed", what);
+                        }
                         if *sought {
                             self.groups.on_sought(group, tp, *prefix);
                         } else {
@@ -796,6 +1198,7 @@ impl Sim {
             return;
         }
         let now = self.now;
+        self.disturbed_at = now;
         if self.rng_aimed.random_bool(0.5) {
             let node = Peer::Node(self.nodes[n].id);
             // Long enough for the others to elect a leader without it, and often
@@ -843,6 +1246,9 @@ impl Sim {
             let heal = now + Duration::from_millis(sim.opts.election_timeout_ms * 6);
             sim.push(heal, Ev::HealCut { id: sim.cut_id });
         };
+        if !matches!(self.figure8, Figure8::Off | Figure8::Done) {
+            self.disturbed_at = now;
+        }
         match self.figure8 {
             Figure8::First => {
                 cut_off(self, n);
@@ -883,6 +1289,12 @@ impl Sim {
     }
 
     fn crash(&mut self, n: usize) {
+        self.stop(n, false);
+    }
+
+    /// Stops node `n`: a crash, or (`clean`) the end of a completed controlled
+    /// shutdown (nothing is pending on its disk then; its connections close).
+    fn stop(&mut self, n: usize, clean: bool) {
         let now = self.now;
         let slot = &mut self.nodes[n];
         slot.node = None;
@@ -890,7 +1302,21 @@ impl Sim {
         slot.commit_checked = 0;
         slot.timer = None;
         slot.paused_until = Instant::ZERO;
+        slot.stopping = None;
         let damage = slot.disk.crash(&mut self.rng_disk);
+        if clean {
+            let id = slot.id.0;
+            assert!(damage.dropped_persists == 0, "n{id} stopped after its shutdown completed with persists pending");
+            self.trace.event(now, Actor::Node(id), "stop", 0, 0, || "controlled shutdown complete; stopped".into());
+            for c in 0..self.clients.len() {
+                self.client_input(c, Some(Input::Disconnected { peer: Peer::Node(NodeId(id)) }));
+            }
+            let mean = self.opts.restart_mean_ms as f64 * 1e6;
+            let down = exp_sample(&mut self.rng_shutdown, mean).min(2_000_000_000) + 1_000_000;
+            let incarnation = self.nodes[n].incarnation;
+            self.push(now + Duration::from_nanos(down), Ev::Restart { node: n, incarnation });
+            return;
+        }
         self.counters.crashes += 1;
         self.counters.torn_writes += u64::from(damage.torn_bytes > 0);
         self.counters.lost_persists += damage.dropped_persists as u64;
@@ -973,36 +1399,96 @@ impl Sim {
     fn client_input(&mut self, c: usize, input: Option<Input>) {
         let now = self.now;
         let cid = self.clients[c].id;
+        if !self.clients[c].started {
+            return; // an honest client of an auth seed before its principal exists
+        }
         let mut sends: Vec<(Peer, Message)> = Vec::new();
         match &mut self.clients[c].role {
             Role::Admin(a) => {
-                if let Some(Input::Message { msg: Message::Response(Response { correlation, body }), .. }) = input {
-                    if let Some(name) = a.inflight.remove(&correlation) {
-                        let done = match &body {
-                            Ok(ResponseBody::TopicCreated) => true,
-                            Err(e) => e.code == mq_core::wire::ErrorCode::TopicExists,
-                            _ => false,
+                match input {
+                    Some(Input::Message {
+                        from: Peer::Node(broker),
+                        msg: Message::Response(Response { correlation, body }),
+                    }) => {
+                        let auth = match a.auth.on_response(broker, correlation, &body, || {
+                            let c = CorrelationId(a.next_correlation);
+                            a.next_correlation += 1;
+                            c
+                        }) {
+                            AuthEvent::NotMine => None,
+                            other => Some(other),
                         };
-                        if done {
-                            a.unconfirmed.remove(&name);
+                        match auth {
+                            Some(AuthEvent::Send(to, correlation, body)) => {
+                                sends.push((Peer::Node(to), Message::Request(Request { correlation, body })));
+                            }
+                            Some(AuthEvent::Authenticated(to)) => a.send_all(to, &mut sends),
+                            Some(_) => {} // refused or not ready: the next attempt logs in again
+                            None => {
+                                if let Some(name) = a.inflight.remove(&correlation) {
+                                    let done = match &body {
+                                        Ok(ResponseBody::TopicCreated | ResponseBody::SecurityUpdated) => true,
+                                        Err(e) => e.code == ErrorCode::TopicExists,
+                                        _ => false,
+                                    };
+                                    if done {
+                                        a.unconfirmed.remove(&name);
+                                    }
+                                    if matches!(&body, Err(e) if e.code == ErrorCode::Unauthenticated) {
+                                        a.auth.forget(broker); // it restarted
+                                    }
+                                }
+                            }
                         }
                     }
+                    Some(Input::Disconnected { peer: Peer::Node(broker) }) => a.auth.disconnected(broker),
+                    _ => {}
                 }
                 if now >= a.next_attempt && !a.unconfirmed.is_empty() {
-                    a.inflight.clear();
                     // Rotate over the brokers: any ready one forwards to the controller.
                     let broker = NodeId(a.next_broker % self.opts.cluster_size + 1);
                     a.next_broker += 1;
-                    for (name, tc) in &a.unconfirmed {
-                        let correlation = CorrelationId(a.next_correlation);
-                        a.next_correlation += 1;
-                        a.inflight.insert(correlation, name.clone());
-                        let body = RequestBody::CreateTopic(tc.clone());
-                        sends.push((Peer::Node(broker), Message::Request(Request { correlation, body })));
+                    if a.auth.is_authenticated(broker) {
+                        a.send_all(broker, &mut sends);
+                    } else {
+                        // Log in first (again, if an earlier exchange got stuck).
+                        a.auth.forget(broker);
+                        let Admin { auth, auth_rng, next_correlation, .. } = &mut **a;
+                        let next = || {
+                            let c = CorrelationId(*next_correlation);
+                            *next_correlation += 1;
+                            c
+                        };
+                        if let Readiness::Send(correlation, body) = auth.ready(broker, next, auth_rng) {
+                            sends.push((Peer::Node(broker), Message::Request(Request { correlation, body })));
+                        }
                     }
                     a.next_attempt = now + Duration::from_millis(200);
                 }
             }
+            Role::Adversary(adv) => match input {
+                Some(Input::Message {
+                    from: Peer::Node(broker),
+                    msg: Message::Response(Response { correlation, body }),
+                }) => {
+                    let (more, verdict) = adv.on_response(broker, correlation, &body, &mut self.history);
+                    self.recorded_proofs.append(&mut adv.new_proofs);
+                    sends.extend(more.into_iter().map(|(to, m)| (Peer::Node(to), m)));
+                    match verdict {
+                        Some(Verdict::Refused(code)) => {
+                            self.counters.adversary_refused += 1;
+                            self.counters.adversary_unauthenticated += u64::from(code == ErrorCode::Unauthenticated);
+                            self.counters.adversary_unauthorized += u64::from(code == ErrorCode::Unauthorized);
+                        }
+                        Some(Verdict::Accepted { attack, what, answer }) => {
+                            self.checker.on_attack_accepted(cid.0, attack, &what, &answer);
+                        }
+                        None => {}
+                    }
+                }
+                Some(Input::Disconnected { peer: Peer::Node(broker) }) => adv.disconnected(broker),
+                _ => {}
+            },
             Role::Producer { p, ops } => {
                 if let Some(input) = input {
                     p.handle(now, input);
@@ -1094,6 +1580,7 @@ impl Sim {
                 match &ev {
                     GroupEvent::Rebalanced { member, generation, assignment } => {
                         self.counters.group_rebalances += 1;
+                        self.honest_members.insert((name.clone(), *member));
                         if let Some((inv, what, _)) = self.groups.on_joined(&name, *member, *generation, assignment) {
                             self.checker.fail(inv, what);
                         }
@@ -1171,7 +1658,9 @@ impl Sim {
         let Role::Member(old) = std::mem::replace(&mut self.clients[c].role, Role::Gone) else { return };
         let member = Member::new(self.cfg.seed, &self.opts, old.group, old.index, old.incarnation + 1);
         let id = ClientId(self.clients.len() as u64 + 1);
-        self.clients.push(ClientSlot { id, role: Role::Member(Box::new(member)), timer: None, timer_generation: 0 });
+        let started = self.security_ready;
+        let role = Role::Member(Box::new(member));
+        self.clients.push(ClientSlot { id, role, timer: None, timer_generation: 0, started });
         self.trace.event(self.now, Actor::Client(id.0), "member-replaces", self.clients[c].id.0, 0, String::new);
         self.schedule_client_timer(self.clients.len() - 1);
     }
@@ -1179,11 +1668,13 @@ impl Sim {
     fn schedule_client_timer(&mut self, c: usize) {
         let slot = &mut self.clients[c];
         let deadline = match &slot.role {
+            _ if !slot.started => None,
             Role::Admin(a) => (!a.unconfirmed.is_empty()).then_some(a.next_attempt),
             Role::Producer { p, .. } => p.poll_timeout(),
             Role::Consumer(consumer) => consumer.poll_timeout(),
             Role::Member(m) => m.gc.poll_timeout(),
-            Role::Gone => None,
+            // Adversaries act on their own ticks.
+            Role::Gone | Role::Adversary(_) => None,
         };
         if deadline == slot.timer {
             return;
@@ -1208,6 +1699,9 @@ impl Sim {
         }
         let next = self.produce_gap();
         self.push(next, Ev::ProduceTick { client: c });
+        if !self.security_ready {
+            return; // auth seeds: the producer's principal does not exist yet
+        }
         let cid = self.clients[c].id;
         let Role::Producer { p, ops } = &mut self.clients[c].role else { return };
         if p.inflight() >= p.config().max_inflight {
@@ -1252,7 +1746,14 @@ impl Sim {
 
     fn fault_weight_total(&self) -> u32 {
         let o = &self.opts;
-        o.w_crash + o.w_pause + o.w_partition + o.w_clog + o.w_clock_step + o.w_crash_controller + o.w_member
+        o.w_crash
+            + o.w_pause
+            + o.w_partition
+            + o.w_clog
+            + o.w_clock_step
+            + o.w_crash_controller
+            + o.w_member
+            + o.w_shutdown
     }
 
     fn fault_gap(&mut self) -> Instant {
@@ -1279,7 +1780,16 @@ impl Sim {
         self.push(next, Ev::Fault);
         let now = self.now;
         let o = &self.opts;
-        let weights = [o.w_crash, o.w_pause, o.w_partition, o.w_clog, o.w_clock_step, o.w_crash_controller, o.w_member];
+        let weights = [
+            o.w_crash,
+            o.w_pause,
+            o.w_partition,
+            o.w_clog,
+            o.w_clock_step,
+            o.w_crash_controller,
+            o.w_member,
+            o.w_shutdown,
+        ];
         let mut pick = self.rng_faults.random_range(0..self.fault_weight_total());
         let kind = weights.iter().position(|w| {
             if pick < *w {
@@ -1291,6 +1801,10 @@ impl Sim {
         });
         let n = self.rng_faults.random_range(0..self.nodes.len());
         let id = self.nodes[n].id.0;
+        if kind.is_some() {
+            // Watches of a controlled shutdown hold only in a quiet cluster.
+            self.disturbed_at = now;
+        }
         match kind {
             Some(0) if self.nodes[n].node.is_some() => self.crash(n),
             Some(5) => {
@@ -1336,6 +1850,7 @@ impl Sim {
                 }
             }
             Some(6) => self.member_fault(),
+            Some(7) if self.nodes[n].node.is_some() && self.nodes[n].stopping.is_none() => self.begin_shutdown(n),
             Some(4) => {
                 let max = self.opts.clock_step_max_ms as i64 * 1_000_000;
                 let step = self.rng_faults.random_range(-max..=max);
@@ -1411,6 +1926,14 @@ impl Sim {
         self.net.unclog_all(now);
         self.net.stop_random_loss();
         for n in 0..self.nodes.len() {
+            if self.nodes[n].stopping.is_some() {
+                // A controlled shutdown under way: finish it now (cleanly if it
+                // completed, else like a crash), so the node restarts healed.
+                let clean = self.nodes[n].node.as_ref().is_some_and(Node::is_shut_down);
+                self.counters.shutdowns_completed += u64::from(clean);
+                self.counters.shutdowns_forced += u64::from(!clean);
+                self.stop(n, clean);
+            }
             if self.nodes[n].node.is_none() {
                 self.restart(n);
             }
@@ -1549,24 +2072,7 @@ fn corr_of(msg: &Message) -> u64 {
 /// One line for a message in the trace.
 fn summary(msg: &Message) -> String {
     match msg {
-        Message::Request(r) => {
-            let what = match &r.body {
-                RequestBody::CreateTopic(tc) => format!("create-topic {}", tc.name),
-                RequestBody::DeleteTopic { topic } => format!("delete-topic {topic}"),
-                RequestBody::ListTopics => "list-topics".into(),
-                RequestBody::Produce { topic, partition, acks, batch } => {
-                    format!("produce {topic}/{partition} acks={acks:?} records={}", batch.len())
-                }
-                RequestBody::Fetch { topic, partition, offset, .. } => format!("fetch {topic}/{partition}@{offset}"),
-                RequestBody::ListOffsets { topic, partition, spec } => {
-                    format!("list-offsets {topic}/{partition} {spec:?}")
-                }
-                RequestBody::Metadata { topics } => format!("metadata {topics:?}"),
-                RequestBody::InitProducer => "init-producer".into(),
-                other => format!("{other:?}"),
-            };
-            format!("req#{} {what}", r.correlation)
-        }
+        Message::Request(r) => format!("req#{} {}", r.correlation, request_summary(&r.body)),
         Message::Response(r) => {
             let what = match &r.body {
                 Ok(ResponseBody::Produced { base_offset, .. }) => format!("produced @{base_offset}"),
@@ -1579,6 +2085,28 @@ fn summary(msg: &Message) -> String {
             format!("resp#{} {what}", r.correlation)
         }
         Message::Peer(p) => peer_summary(p),
+    }
+}
+
+/// One line for a client request (the trace, the adversary's history).
+pub(crate) fn request_summary(body: &RequestBody) -> String {
+    match body {
+        RequestBody::CreateTopic(tc) => format!("create-topic {}", tc.name),
+        RequestBody::DeleteTopic { topic } => format!("delete-topic {topic}"),
+        RequestBody::ListTopics => "list-topics".into(),
+        RequestBody::Produce { topic, partition, acks, batch } => {
+            format!("produce {topic}/{partition} acks={acks:?} records={}", batch.len())
+        }
+        RequestBody::Fetch { topic, partition, offset, .. } => format!("fetch {topic}/{partition}@{offset}"),
+        RequestBody::ListOffsets { topic, partition, spec } => {
+            format!("list-offsets {topic}/{partition} {spec:?}")
+        }
+        RequestBody::Metadata { topics } => format!("metadata {topics:?}"),
+        RequestBody::InitProducer => "init-producer".into(),
+        RequestBody::AuthStart { app_key, .. } => format!("auth-start {app_key}"),
+        RequestBody::AuthProof { .. } => "auth-proof".into(),
+        RequestBody::PutPrincipal { app_key, .. } => format!("put-principal {app_key}"),
+        other => format!("{other:?}").chars().take(200).collect(),
     }
 }
 
