@@ -426,6 +426,10 @@ impl Checker {
     /// A consumer read `value` at `offset` of `tp`.
     pub fn on_read(&mut self, client: u64, tp: &TopicPartition, offset: Offset, value: &Bytes, h: &History) {
         self.records_read += 1;
+        if is_adversarial(value) {
+            // The most specific diagnosis first (above the HW or not).
+            return self.check_origin(client, tp, offset, value, h);
+        }
         if self.lossy.contains(tp) {
             return self.check_origin(client, tp, offset, value, h);
         }
@@ -851,6 +855,34 @@ mod commit_protected_tests {
     use mq_core::controller::metadata::MetadataRecord;
     use mq_core::controller::raft::Entry;
     use mq_core::Term;
+
+    #[test]
+    fn metadata_no_honest_client_asked_for_fails_auth_not_bypassed() {
+        use mq_core::security::acl::{Operation, Resource};
+        let honest =
+            Grant { principal: "p".into(), operation: Operation::Produce, resource: Resource::Topic("t0".into()) };
+        let rules = AuthRules { principals: ["p".to_string()].into(), grants: [honest.clone()].into() };
+        let entry = |index, record| Entry { term: Term(1), index, record };
+        let mut c = Checker { auth: Some(rules.clone()), ..Checker::default() };
+        c.apply_metadata(&entry(1, MetadataRecord::PutAcl(honest.clone())));
+        let topic = mq_core::wire::TopicConfig::new("t0", 1);
+        c.apply_metadata(&entry(2, MetadataRecord::CreateTopic { config: topic, assignment: vec![vec![NodeId(1)]] }));
+        assert!(c.violation().is_none(), "what the admin creates passes: {:?}", c.violation());
+        let stolen = Grant { principal: "x.intruder".into(), ..honest.clone() };
+        for record in [
+            MetadataRecord::PutAcl(stolen),
+            MetadataRecord::DeleteAcl(honest),
+            MetadataRecord::DeleteTopic { topic: "t0".into() },
+            MetadataRecord::CreateTopic {
+                config: mq_core::wire::TopicConfig::new("x.t1", 1),
+                assignment: vec![vec![NodeId(1)]],
+            },
+        ] {
+            let mut c = Checker { auth: Some(rules.clone()), ..Checker::default() };
+            c.apply_metadata(&entry(3, record.clone()));
+            assert_eq!(c.violation().map(|v| v.invariant), Some("auth_not_bypassed"), "{record:?}");
+        }
+    }
 
     fn lc(term: u64, index: u64, leader: u32) -> Entry {
         Entry { term: Term(term), index, record: MetadataRecord::LeaderChange { leader: NodeId(leader) } }

@@ -45,3 +45,63 @@ fn a_panic_is_that_seeds_failure_not_a_crash_of_the_campaign() {
     assert!(v.what.contains("injected panic"), "{}", v.what);
     assert!(report.events > 0, "counters of the run up to the panic are kept");
 }
+
+mod auth {
+    //! `auth_not_bypassed` and `auth_refused` (docs/invariants.md) judge effects
+    //! and answers, not the broker's word: fed a history where an adversarial
+    //! value was read, committed or appended, or a hostile request was answered
+    //! OK, the checker fails.
+
+    use bytes::Bytes;
+    use mq_core::log::PartitionLog;
+    use mq_core::wire::{Acks, Record, RecordBatch};
+    use mq_core::{Instant, LeaderEpoch, NodeId, Offset, TopicPartition};
+    use mq_sim::checker::Checker;
+    use mq_sim::history::History;
+
+    fn invariant(c: &Checker) -> Option<&'static str> {
+        c.violation().map(|v| v.invariant)
+    }
+
+    #[test]
+    fn a_consumer_reading_an_adversarial_value_fails_auth_not_bypassed() {
+        let mut c = Checker::single_node();
+        let mut h = History::default();
+        let tp = TopicPartition::new("t0", 0);
+        let op = h.invoke(1, tp.clone(), Acks::All, 1, Instant::ZERO);
+        let mut log = PartitionLog::new(tp.clone());
+        // An honest record, then one an adversary slipped in (attack 3).
+        let honest = h.ops[op as usize].values[0].clone();
+        let hostile = Bytes::from_static(b"x3.0");
+        log.append(RecordBatch::new(vec![Record::from_value(honest)]), LeaderEpoch(0), 0);
+        log.append(RecordBatch::new(vec![Record::from_value(hostile.clone())]), LeaderEpoch(0), 0);
+        log.mark_persisted(Offset(2));
+        c.on_high_watermark(1, &tp, LeaderEpoch(0), Offset(1), &log, &h);
+        assert_eq!(invariant(&c), None, "the honest prefix passes");
+        c.on_read(9, &tp, Offset(1), &hostile, &h);
+        assert_eq!(invariant(&c), Some("auth_not_bypassed"), "{:?}", c.violation());
+    }
+
+    #[test]
+    fn an_adversarial_value_committed_fails_auth_not_bypassed() {
+        let mut c = Checker::single_node();
+        let h = History::default();
+        let tp = TopicPartition::new("t0", 0);
+        let mut log = PartitionLog::new(tp.clone());
+        let batch = RecordBatch::new(vec![Record::from_value(&b"x0.0"[..]), Record::from_value(&b"x0.1"[..])]);
+        log.append(batch, LeaderEpoch(0), 0);
+        log.mark_persisted(Offset(2));
+        c.on_high_watermark(1, &tp, LeaderEpoch(0), Offset(2), &log, &h);
+        assert_eq!(invariant(&c), Some("auth_not_bypassed"), "{:?}", c.violation());
+    }
+
+    #[test]
+    fn an_adversarial_append_or_an_ok_answer_fails() {
+        let mut c = Checker::single_node();
+        c.on_adversarial_append(NodeId(2), &TopicPartition::new("t0", 1), &Bytes::from_static(b"x7.1"));
+        assert_eq!(invariant(&c), Some("auth_not_bypassed"));
+        let mut c = Checker::single_node();
+        c.on_attack_accepted(12, 40, "produce t0/1 acks=All records=3 to n1", "Produced");
+        assert_eq!(invariant(&c), Some("auth_refused"));
+    }
+}
