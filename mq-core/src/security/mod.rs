@@ -22,6 +22,7 @@
 //! passwords.
 
 pub mod acl;
+pub mod peer;
 pub mod session;
 
 use crate::wire::{ErrorCode, WireError};
