@@ -111,7 +111,11 @@ impl Broker {
     pub async fn start_with_listener(config: BrokerConfig, listener: TcpListener) -> Result<Broker, BrokerError> {
         let node_config = config.validate()?;
         let peers = config.peer_map()?;
-        let local = LocalNode { id: NodeId(config.id), cluster_size: config.cluster_size() };
+        let local = LocalNode {
+            id: NodeId(config.id),
+            cluster_size: config.cluster_size(),
+            cluster_secret: config.cluster_secret.as_ref().map(|s| Arc::from(s.expose())),
+        };
         let clock = Clock::start();
         let seed = config.seed.unwrap_or_else(|| clock.now().as_nanos() ^ u64::from(config.id));
         let local_addr =
@@ -128,6 +132,7 @@ impl Broker {
         tracing::info!(
             id = config.id,
             seed,
+            auth = config.auth.is_some(),
             data_dir = %config.data_dir.display(),
             raft_entries = recovered.state.raft.entries.len(),
             partitions = recovered.state.logs.len(),
@@ -156,18 +161,19 @@ impl Broker {
         .map_err(|source| {
             BrokerError::Storage(StorageError::Io { op: "spawn storage thread", path: config.data_dir.clone(), source })
         })?;
-        tokio::spawn(accept_loop(listener, local, limits, events_tx, shutdown_rx.clone(), alive_tx));
+        tokio::spawn(accept_loop(listener, local.clone(), limits, events_tx, shutdown_rx.clone(), alive_tx));
         let mut links = HashMap::new();
         for (id, addr) in peers.into_iter().filter(|(id, _)| *id != local.id) {
             let (tx, rx) = mpsc::channel(LINK_QUEUE);
             links.insert(id, tx);
-            tokio::spawn(peer_link(local, id, addr, rx, limits));
+            tokio::spawn(peer_link(local.clone(), id, addr, rx, limits));
         }
         if !links.is_empty() {
             tracing::info!(
                 id = config.id,
                 brokers = local.cluster_size,
                 voters = ?config.effective_voters(),
+                cluster_secret = local.cluster_secret.is_some(),
                 "joining the cluster; ready once a controller is elected and this broker registered"
             );
         }

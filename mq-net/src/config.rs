@@ -51,6 +51,54 @@ pub struct BrokerConfig {
     pub max_pending_write_bytes: usize,
     /// How often retention runs, in ms.
     pub retention_check_interval_ms: u64,
+    /// The secret every broker of the cluster shares: with it, each link between
+    /// brokers starts with a challenge-response and a broker that cannot prove it
+    /// is refused (docs/security.md section 6). Every broker needs the same value,
+    /// or none. At least 16 bytes.
+    pub cluster_secret: Option<Secret>,
+    /// Client authentication and ACLs: unset, every client may do everything.
+    pub auth: Option<AuthSettings>,
+}
+
+/// The `[auth]` table: turns on authentication with a bootstrap admin principal.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// The admin's app key: allowed everything, known from configuration.
+    pub admin_app_key: String,
+    /// The admin's secret (or env `MQ_ADMIN_SECRET` / `--admin-secret-file` for
+    /// `mq broker`). Only its salted credential reaches the node.
+    #[serde(default)]
+    pub admin_app_secret: Option<Secret>,
+}
+
+/// A secret from the configuration: never printed (`Debug` shows its length only).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// Reads a secret file: its content without the trailing newline.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Ok(Secret(text.trim_end_matches(['\n', '\r']).to_owned()))
+    }
+
+    /// The secret's bytes.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret(<{} bytes redacted>)", self.0.len())
+    }
 }
 
 impl Default for BrokerConfig {
@@ -74,6 +122,8 @@ impl Default for BrokerConfig {
             max_fetch_bytes: node.max_fetch_bytes,
             max_pending_write_bytes: node.max_pending_write_bytes,
             retention_check_interval_ms: node.retention_check_interval.as_millis(),
+            cluster_secret: None,
+            auth: None,
         }
     }
 }
@@ -221,7 +271,32 @@ impl BrokerConfig {
                 self.max_fetch_bytes, self.max_frame_bytes
             ));
         }
-        NodeConfig::builder()
+        if let Some(secret) = &self.cluster_secret {
+            mq_core::security::peer::validate_cluster_secret(secret.expose())
+                .map_err(|e| ConfigError::Invalid(format!("cluster_secret: {e}")))?;
+        }
+        let auth = match &self.auth {
+            None => None,
+            Some(a) => {
+                mq_core::security::validate_app_key(&a.admin_app_key)
+                    .map_err(|e| ConfigError::Invalid(format!("auth.admin_app_key: {}", e.message)))?;
+                let Some(secret) = a.admin_app_secret.as_ref().filter(|s| !s.expose().is_empty()) else {
+                    return invalid(format!(
+                        "auth.admin_app_key {:?} has no secret: set auth.admin_app_secret, MQ_ADMIN_SECRET or --admin-secret-file",
+                        a.admin_app_key
+                    ));
+                };
+                // Only the salted credential reaches the node (docs/security.md section 1).
+                let mut salt = [0u8; 16];
+                getrandom::fill(&mut salt)
+                    .map_err(|e| ConfigError::Invalid(format!("no OS randomness for the admin credential's salt: {e}")))?;
+                Some(mq_core::node::AuthConfig {
+                    admin_app_key: a.admin_app_key.clone(),
+                    admin_credential: mq_core::security::StoredCredential::new(secret.expose(), salt),
+                })
+            }
+        };
+        let mut node = NodeConfig::builder()
             .node_id(self.id)
             .cluster_size(n)
             .voters(&voters)
@@ -230,7 +305,9 @@ impl BrokerConfig {
             .max_pending_write_bytes(self.max_pending_write_bytes)
             .retention_check_interval(Duration::from_millis(self.retention_check_interval_ms))
             .build()
-            .map_err(ConfigError::Invalid)
+            .map_err(ConfigError::Invalid)?;
+        node.auth = auth;
+        Ok(node)
     }
 }
 
@@ -288,5 +365,31 @@ mod tests {
         assert!(c.validate().is_err(), "voter outside the cluster");
         let single = BrokerConfig::default().validate().unwrap();
         assert_eq!((single.cluster_size, single.voters.len()), (1, 1));
+    }
+
+    #[test]
+    fn auth_and_cluster_secret_come_from_toml_and_only_the_salted_credential_reaches_the_node() {
+        let c = BrokerConfig::from_toml(
+            "cluster_secret = \"0123456789abcdef-cluster\"\n[auth]\nadmin_app_key = \"admin\"\nadmin_app_secret = \"hunter2\"\n",
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"), "secrets never print");
+        assert!(!format!("{c:?}").contains("0123456789abcdef"), "secrets never print");
+        let node = c.validate().unwrap();
+        let auth = node.auth.expect("auth on");
+        assert_eq!(auth.admin_app_key, "admin");
+        assert_eq!(auth.admin_credential, mq_core::security::StoredCredential::new(b"hunter2", auth.admin_credential.salt));
+        assert!(BrokerConfig::default().validate().unwrap().auth.is_none(), "off by default");
+    }
+
+    #[test]
+    fn bad_auth_settings_are_refused_clearly() {
+        let no_secret = BrokerConfig::from_toml("[auth]\nadmin_app_key = \"admin\"\n").unwrap();
+        assert!(no_secret.validate().unwrap_err().to_string().contains("MQ_ADMIN_SECRET"));
+        let bad_key = BrokerConfig::from_toml("[auth]\nadmin_app_key = \"a b\"\nadmin_app_secret = \"x\"\n").unwrap();
+        assert!(bad_key.validate().is_err());
+        let short = BrokerConfig::from_toml("cluster_secret = \"short\"\n").unwrap();
+        assert!(short.validate().unwrap_err().to_string().contains("at least 16"));
+        assert!(BrokerConfig::from_toml("[auth]\nadmin_key = \"x\"\n").is_err(), "typos are errors");
     }
 }

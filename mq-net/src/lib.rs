@@ -33,7 +33,7 @@ pub use broker::{Broker, BrokerError};
 pub use client::{
     partition_for_key, Appended, BrokerView, Client, ClientBuilder, ClientError, ClusterMetadata, Fetched, NewTopic,
 };
-pub use config::{BrokerConfig, ConfigError};
+pub use config::{AuthSettings, BrokerConfig, ConfigError, Secret};
 pub use mq_core::client::{PartitionerKind, SendRequest};
 pub use mq_core::wire::{Acks, ErrorCode, OffsetSpec, Record};
 pub use mq_core::Offset;

@@ -81,6 +81,17 @@ struct BrokerArgs {
     /// Data directory.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// File holding the cluster secret every broker shares (links between brokers
+    /// then prove it); env MQ_CLUSTER_SECRET holds the secret itself.
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
+    /// Turns on client authentication with this bootstrap admin app key; its
+    /// secret comes from --admin-secret-file or env MQ_ADMIN_SECRET.
+    #[arg(long, env = "MQ_ADMIN_APP_KEY")]
+    admin_app_key: Option<String>,
+    /// File holding the bootstrap admin's secret.
+    #[arg(long)]
+    admin_secret_file: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -248,6 +259,31 @@ async fn run_broker(args: BrokerArgs) -> ExitCode {
             Ok(v) => config.voters = v,
             Err(e) => return usage_error(&e.to_string()),
         }
+    }
+    // Secrets: a file flag, else the environment, else the config file.
+    if let Some(path) = &args.cluster_secret_file {
+        match mq_net::Secret::from_file(path) {
+            Ok(s) => config.cluster_secret = Some(s),
+            Err(e) => return usage_error(&e.to_string()),
+        }
+    } else if let Some(s) = std::env::var("MQ_CLUSTER_SECRET").ok().filter(|s| !s.is_empty()) {
+        config.cluster_secret = Some(mq_net::Secret::new(s));
+    }
+    if let Some(key) = args.admin_app_key {
+        let secret = config.auth.take().and_then(|a| a.admin_app_secret);
+        config.auth = Some(mq_net::AuthSettings { admin_app_key: key, admin_app_secret: secret });
+    }
+    if let Some(auth) = config.auth.as_mut() {
+        if let Some(path) = &args.admin_secret_file {
+            match mq_net::Secret::from_file(path) {
+                Ok(s) => auth.admin_app_secret = Some(s),
+                Err(e) => return usage_error(&e.to_string()),
+            }
+        } else if let Some(s) = std::env::var("MQ_ADMIN_SECRET").ok().filter(|s| !s.is_empty()) {
+            auth.admin_app_secret = Some(mq_net::Secret::new(s));
+        }
+    } else if args.admin_secret_file.is_some() {
+        return usage_error("--admin-secret-file needs --admin-app-key (or [auth] admin_app_key in the config file)");
     }
     // With --peers and no listen address from a flag or the file, listen where the
     // other brokers will dial.

@@ -23,11 +23,23 @@
 //! its first frame: a hello makes it an inbound peer link, anything else a client.
 //! While a link is down, messages to that broker are dropped (the protocol
 //! tolerates loss) and the dialer retries with exponential backoff; the node task
-//! never waits for a link. Links are not authenticated (a gap until the security
-//! issue).
+//! never waits for a link.
+//!
+//! **Cluster secret** (docs/security.md section 6). With `cluster_secret`
+//! configured, the hello says so and the accepting broker answers it with a
+//! challenge (32 random bytes); the dialer answers with
+//! `mq_core::security::peer::peer_link_proof` and the acceptor checks it with
+//! `verify_peer_link_proof`, then says `Accepted` or why it refused. Only then is
+//! the connection a peer link: a broker that fails the check, or whose hello does
+//! not match this broker's setting (one side with a secret, the other without), is
+//! closed with a logged reason on both sides, and nothing it sent reaches the node.
+//! Without a secret on either side the hello alone opens the link, as before.
 
+use mq_core::security::peer::{peer_link_proof, verify_peer_link_proof};
+use mq_core::security::KEY_BYTES;
 use mq_core::wire::{decode_frame, encode_frame, Message};
 use mq_core::{ClientId, NodeId, Peer};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,9 +59,14 @@ const PEER_CLOSED: &str = "peer closed the connection";
 /// expects messages fails with a clear "unsupported frame version".
 pub(crate) const HELLO_VERSION: u8 = 0x80;
 /// Marks a hello payload (after the version byte), against stray connections.
-const HELLO_MAGIC: [u8; 8] = *b"mq-peer1";
+const HELLO_MAGIC: [u8; 8] = *b"mq-peer2";
 /// Largest hello frame accepted (length field value).
 const MAX_HELLO_BYTES: usize = 64;
+/// Largest frame of the cluster-secret exchange after the hello (a refusal carries
+/// its reason).
+const MAX_HANDSHAKE_BYTES: usize = 1024;
+/// How long the cluster-secret exchange may take, on either side.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long dialing one peer may take.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// First and longest wait between dial attempts.
@@ -67,24 +84,88 @@ pub(crate) struct PeerHello {
     pub node: u32,
     /// Brokers in its `--peers`.
     pub cluster_size: u32,
+    /// Whether the dialer has a cluster secret and will prove it.
+    pub secret: bool,
+}
+
+/// The frames of the cluster-secret exchange after the hello (same framing).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Handshake {
+    /// Acceptor to dialer: prove the secret for this nonce.
+    Challenge { nonce: [u8; KEY_BYTES] },
+    /// Dialer to acceptor: `peer_link_proof` for the challenge.
+    Proof { proof: [u8; KEY_BYTES] },
+    /// Acceptor to dialer: the link is open, or why not (then it closes).
+    Verdict(Result<(), String>),
+}
+
+/// `length | HELLO_VERSION | crc32c | postcard payload`, the shape of mq-core's
+/// frames with a version the codec refuses.
+fn encode_control<T: Serialize>(value: &T) -> Vec<u8> {
+    // Small structs into a Vec cannot fail to serialize.
+    let payload = postcard::to_allocvec(value).expect("postcard into a Vec is infallible");
+    let mut out = Vec::with_capacity(9 + payload.len());
+    out.extend_from_slice(&((5 + payload.len()) as u32).to_be_bytes());
+    out.push(HELLO_VERSION);
+    out.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Decodes a control frame at the start of `buf`: `Ok(None)` when incomplete.
+fn decode_control<T: DeserializeOwned>(buf: &[u8], max_bytes: usize) -> Result<Option<(T, usize)>, String> {
+    if buf.len() < 9 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if !(5..=max_bytes).contains(&len) || buf[4] != HELLO_VERSION {
+        return Err(format!("bad handshake frame (length {len}, version {})", buf[4]));
+    }
+    if buf.len() < 4 + len {
+        return Ok(None);
+    }
+    let crc = u32::from_be_bytes([buf[5], buf[6], buf[7], buf[8]]);
+    let payload = &buf[9..4 + len];
+    if crc32c::crc32c(payload) != crc {
+        return Err("handshake frame checksum mismatch".into());
+    }
+    let value = postcard::from_bytes(payload).map_err(|e| format!("malformed handshake frame: {e}"))?;
+    Ok(Some((value, 4 + len)))
+}
+
+/// Reads one control frame within `limit`, keeping extra bytes in `buf`.
+async fn read_control<T: DeserializeOwned>(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    limit: Duration,
+) -> Result<T, String> {
+    let deadline = Instant::now() + limit;
+    let mut chunk = [0u8; 512];
+    loop {
+        if let Some((value, used)) = decode_control(buf, MAX_HANDSHAKE_BYTES)? {
+            buf.drain(..used);
+            return Ok(value);
+        }
+        let n = tokio::select! {
+            r = stream.read(&mut chunk) => r.map_err(|e| format!("read failed: {e}"))?,
+            _ = sleep_until(deadline) => return Err(format!("the cluster-secret exchange did not complete within {limit:?}")),
+        };
+        if n == 0 {
+            return Err("the other broker closed the connection during the cluster-secret exchange".into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }
 
 impl PeerHello {
-    pub(crate) fn new(node: NodeId, cluster_size: u32) -> Self {
-        PeerHello { magic: HELLO_MAGIC, node: node.0, cluster_size }
+    pub(crate) fn new(node: NodeId, cluster_size: u32, secret: bool) -> Self {
+        PeerHello { magic: HELLO_MAGIC, node: node.0, cluster_size, secret }
     }
 
     /// The frame: the shape of mq-core's frames (`length | version | crc32c |
     /// payload`) with [`HELLO_VERSION`].
     pub(crate) fn encode(&self) -> Vec<u8> {
-        // A fixed-size struct into a Vec cannot fail to serialize.
-        let payload = postcard::to_allocvec(self).expect("postcard into a Vec is infallible");
-        let mut out = Vec::with_capacity(9 + payload.len());
-        out.extend_from_slice(&((5 + payload.len()) as u32).to_be_bytes());
-        out.push(HELLO_VERSION);
-        out.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
-        out.extend_from_slice(&payload);
-        out
+        encode_control(self)
     }
 
     /// Decodes a hello at the start of `buf`: `Ok(None)` when incomplete, else the
@@ -114,10 +195,22 @@ impl PeerHello {
 }
 
 /// Who this broker is, for checking hellos.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub(crate) struct LocalNode {
     pub id: NodeId,
     pub cluster_size: u32,
+    /// The cluster secret, if configured.
+    pub cluster_secret: Option<Arc<[u8]>>,
+}
+
+impl std::fmt::Debug for LocalNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalNode")
+            .field("id", &self.id)
+            .field("cluster_size", &self.cluster_size)
+            .field("cluster_secret", &self.cluster_secret.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// What connection tasks tell the node task.
@@ -185,7 +278,7 @@ pub(crate) async fn accept_loop(
         let peer = Peer::Client(ClientId(next_client));
         next_client += 1;
         tracing::debug!(%peer, %addr, "connection accepted");
-        let conn = Connection { peer, local, limits, events: events.clone(), shutdown: shutdown.clone() };
+        let conn = Connection { peer, local: local.clone(), limits, events: events.clone(), shutdown: shutdown.clone() };
         let alive = alive.clone();
         tokio::spawn(async move {
             conn.run(stream, permit).await;
@@ -208,7 +301,11 @@ impl Connection {
         // The first frame tells a dialing broker from a client.
         let mut buf = Vec::new();
         match self.classify(&mut stream, &mut buf).await {
-            Ok(Some(node)) => {
+            Ok(Some((node, secret))) => {
+                if let Err(reason) = self.authenticate_peer(&mut stream, &mut buf, node, secret).await {
+                    tracing::warn!(peer = %Peer::Node(node), %reason, "refused a link from broker {node}");
+                    return;
+                }
                 let reason = self.serve_peer(stream, buf, node).await;
                 tracing::info!(peer = %Peer::Node(node), %reason, "inbound link closed");
                 return;
@@ -232,10 +329,14 @@ impl Connection {
         let _ = self.events.send(NodeEvent::Disconnected { peer: self.peer }).await;
     }
 
-    /// Reads until the version byte of the first frame arrived: `Some(node)` for a
-    /// valid hello (consumed from `buf`), `None` for a client (bytes stay in
-    /// `buf`).
-    async fn classify(&mut self, stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<NodeId>, String> {
+    /// Reads until the version byte of the first frame arrived: `Some((node,
+    /// secret))` for a valid hello (consumed from `buf`; `secret`: the dialer will
+    /// prove the cluster secret), `None` for a client (bytes stay in `buf`).
+    async fn classify(
+        &mut self,
+        stream: &mut TcpStream,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<(NodeId, bool)>, String> {
         let limits = self.limits;
         let mut deadline = Instant::now() + limits.idle_timeout;
         let mut chunk = [0u8; 512];
@@ -269,7 +370,7 @@ impl Connection {
         }
         let Some((hello, used)) = PeerHello::decode(buf)? else { unreachable!("the loop reads a whole hello") };
         buf.drain(..used);
-        let local = self.local;
+        let local = &self.local;
         if hello.node == 0 || hello.node > local.cluster_size || hello.node == local.id.0 {
             return Err(format!(
                 "refused a link from broker {}: this broker is {} of a {}-broker cluster; check --peers",
@@ -283,7 +384,53 @@ impl Connection {
             ));
         }
         tracing::debug!(peer = %Peer::Node(NodeId(hello.node)), "inbound link up");
-        Ok(Some(NodeId(hello.node)))
+        Ok(Some((NodeId(hello.node), hello.secret)))
+    }
+
+    /// The cluster-secret check of an inbound link (see the module docs). `Err`
+    /// names why the link is refused; the dialer was told the same.
+    async fn authenticate_peer(
+        &mut self,
+        stream: &mut TcpStream,
+        buf: &mut Vec<u8>,
+        node: NodeId,
+        dialer_has_secret: bool,
+    ) -> Result<(), String> {
+        let me = self.local.id;
+        let secret = match (&self.local.cluster_secret, dialer_has_secret) {
+            (None, false) => return Ok(()),
+            (Some(secret), true) => secret.clone(),
+            (None, true) => {
+                let reason = format!(
+                    "broker {node} has a cluster_secret and broker {me} has none; configure the same cluster_secret \
+                     on every broker, or none"
+                );
+                return Err(refuse(stream, reason).await);
+            }
+            (Some(_), false) => {
+                let reason = format!(
+                    "broker {me} requires a cluster_secret and broker {node} has none; configure the same \
+                     cluster_secret on every broker, or none"
+                );
+                return Err(refuse(stream, reason).await);
+            }
+        };
+        let mut nonce = [0u8; KEY_BYTES];
+        getrandom::fill(&mut nonce).map_err(|e| format!("no OS randomness for the challenge: {e}"))?;
+        write_control(stream, &Handshake::Challenge { nonce }).await?;
+        let proof = match read_control::<Handshake>(stream, buf, HANDSHAKE_TIMEOUT).await? {
+            Handshake::Proof { proof } => proof,
+            other => return Err(refuse(stream, format!("expected a proof, got {other:?}")).await),
+        };
+        if !verify_peer_link_proof(&secret, node, me, &nonce, &proof) {
+            let reason = format!(
+                "broker {node} failed the cluster-secret check: its cluster_secret differs from broker {me}'s"
+            );
+            return Err(refuse(stream, reason).await);
+        }
+        write_control(stream, &Handshake::Verdict(Ok(()))).await?;
+        tracing::debug!(peer = %Peer::Node(node), "cluster secret proved");
+        Ok(())
     }
 
     /// An inbound peer link: only reads, feeding what `node` sends. Peers exchange
@@ -416,9 +563,42 @@ impl Connection {
     }
 }
 
-/// The outbound link to broker `to` at `addr`: dials (with backoff), says hello,
-/// then writes every message the node task queues in `rx`. Messages queued while
-/// the link is down are dropped. Ends when the node task drops the sender.
+/// Writes one control frame within the handshake timeout.
+async fn write_control<T: Serialize>(stream: &mut TcpStream, value: &T) -> Result<(), String> {
+    match timeout(HANDSHAKE_TIMEOUT, crate::rt::write(stream, &encode_control(value))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("write failed: {e}")),
+        Err(_) => Err(format!("write timed out after {HANDSHAKE_TIMEOUT:?}")),
+    }
+}
+
+/// Tells the dialer why its link is refused (best effort) and returns the reason.
+async fn refuse(stream: &mut TcpStream, reason: String) -> String {
+    let _ = write_control(stream, &Handshake::Verdict(Err(reason.clone()))).await;
+    reason
+}
+
+/// The dialer's half of the cluster-secret exchange, after its hello.
+async fn prove_secret(stream: &mut TcpStream, local: &LocalNode, to: NodeId, secret: &[u8]) -> Result<(), String> {
+    let mut buf = Vec::new();
+    let nonce = match read_control::<Handshake>(stream, &mut buf, HANDSHAKE_TIMEOUT).await? {
+        Handshake::Challenge { nonce } => nonce,
+        Handshake::Verdict(Err(reason)) => return Err(format!("broker {to} refused the link: {reason}")),
+        other => return Err(format!("broker {to} answered the hello with {other:?}")),
+    };
+    let proof = peer_link_proof(secret, local.id, to, &nonce);
+    write_control(stream, &Handshake::Proof { proof }).await?;
+    match read_control::<Handshake>(stream, &mut buf, HANDSHAKE_TIMEOUT).await? {
+        Handshake::Verdict(Ok(())) => Ok(()),
+        Handshake::Verdict(Err(reason)) => Err(format!("broker {to} refused the link: {reason}")),
+        other => Err(format!("broker {to} answered the proof with {other:?}")),
+    }
+}
+
+/// The outbound link to broker `to` at `addr`: dials (with backoff), says hello
+/// (and proves the cluster secret if there is one), then writes every message the
+/// node task queues in `rx`. Messages queued while the link is down are dropped.
+/// Ends when the node task drops the sender.
 pub(crate) async fn peer_link(
     local: LocalNode,
     to: NodeId,
@@ -427,7 +607,7 @@ pub(crate) async fn peer_link(
     limits: Limits,
 ) {
     let peer = Peer::Node(to);
-    let hello = PeerHello::new(local.id, local.cluster_size).encode();
+    let hello = PeerHello::new(local.id, local.cluster_size, local.cluster_secret.is_some()).encode();
     let mut backoff = DIAL_BACKOFF_MIN;
     let mut down_logged = false;
     let mut ever_up = false;
@@ -443,6 +623,9 @@ pub(crate) async fn peer_link(
                 .await
                 .map_err(|_| "hello timed out".to_string())?
                 .map_err(|e| e.to_string())?;
+            if let Some(secret) = &local.cluster_secret {
+                prove_secret(&mut stream, &local, to, secret).await?;
+            }
             Ok::<_, String>(stream)
         };
         let Some(dialed) = drop_while(&mut rx, dial).await else { return };
@@ -461,6 +644,10 @@ pub(crate) async fn peer_link(
         };
         if down_logged {
             tracing::debug!(%peer, %addr, %reason, "link still down; messages to it are dropped");
+        } else if reason.contains("refused the link") {
+            // A configuration mismatch does not heal by itself: say so loudly once.
+            tracing::warn!(%peer, %addr, %reason, "link refused; retrying, but check the cluster_secret settings");
+            down_logged = true;
         } else if !ever_up {
             // At start the other brokers are often not listening yet.
             tracing::info!(%peer, %addr, %reason, "peer not reachable yet; retrying");
@@ -494,6 +681,9 @@ async fn write_link(mut stream: TcpStream, rx: &mut mpsc::Receiver<Message>, lim
     let (mut rd, mut wr) = crate::rt::split(&mut stream);
     let mut out = Vec::new();
     let mut sink = [0u8; 256];
+    // The peer writes on this link only to refuse it (a broker that requires a
+    // cluster secret this one lacks): keep those bytes to log its reason.
+    let mut said = Vec::new();
     loop {
         tokio::select! {
             m = rx.recv() => {
@@ -518,9 +708,16 @@ async fn write_link(mut stream: TcpStream, rx: &mut mpsc::Receiver<Message>, lim
                     Err(_) => return Some(format!("write timed out after {:?}", limits.write_timeout)),
                 }
             }
-            // The peer never writes on this link; a read only sees it close.
             r = rd.read(&mut sink) => match r {
                 Ok(0) => return Some(PEER_CLOSED.into()),
+                Ok(n) if said.len() < MAX_HANDSHAKE_BYTES + 4 => {
+                    said.extend_from_slice(&sink[..n]);
+                    if let Ok(Some((Handshake::Verdict(Err(reason)), _))) =
+                        decode_control::<Handshake>(&said, MAX_HANDSHAKE_BYTES)
+                    {
+                        return Some(format!("the other broker refused the link: {reason}"));
+                    }
+                }
                 Ok(_) => {}
                 Err(e) => return Some(format!("read failed: {e}")),
             },
@@ -534,13 +731,130 @@ mod tests {
 
     #[test]
     fn hello_round_trips_and_is_never_a_message() {
-        let frame = PeerHello::new(NodeId(2), 3).encode();
+        let frame = PeerHello::new(NodeId(2), 3, true).encode();
         let (hello, used) = PeerHello::decode(&frame).unwrap().unwrap();
-        assert_eq!((hello.node, hello.cluster_size, used), (2, 3, frame.len()));
+        assert_eq!((hello.node, hello.cluster_size, hello.secret, used), (2, 3, true, frame.len()));
         assert!(PeerHello::decode(&frame[..frame.len() - 1]).unwrap().is_none());
         assert!(decode_frame(&frame, 1 << 20).is_err(), "the codec refuses the hello's version");
         let mut bad = frame.clone();
         *bad.last_mut().unwrap() ^= 1;
         assert!(PeerHello::decode(&bad).is_err());
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            max_connections: 16,
+            max_frame_bytes: 1 << 20,
+            read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            outbound_queue: 16,
+        }
+    }
+
+    fn node(id: u32, secret: Option<&[u8]>) -> LocalNode {
+        LocalNode { id: NodeId(id), cluster_size: 2, cluster_secret: secret.map(Arc::from) }
+    }
+
+    fn a_message() -> Message {
+        use mq_core::wire::{Request, RequestBody};
+        Message::Request(Request { correlation: mq_core::CorrelationId(7), body: RequestBody::Metadata { topics: vec![] } })
+    }
+
+    const SECRET: &[u8] = b"the cluster secret, 32 bytes....";
+
+    /// Broker 2 accepts, broker 1 dials; returns what reached broker 2's node
+    /// first (generous bound: nothing here measures speed).
+    async fn first_event_at_acceptor(dialer: LocalNode, acceptor: LocalNode) -> Option<NodeEvent> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (events_tx, mut events) = mpsc::channel(16);
+        let (_shutdown_tx, shutdown_rx) = watch::channel(false);
+        let (alive, _alive_rx) = mpsc::channel(1);
+        tokio::spawn(accept_loop(listener, acceptor, limits(), events_tx, shutdown_rx, alive));
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(peer_link(dialer, NodeId(2), addr, rx, limits()));
+        // Queued messages are dropped while the link is down: keep offering one.
+        let offer = tokio::spawn(async move {
+            loop {
+                if tx.send(a_message()).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        let got = timeout(Duration::from_secs(3), events.recv()).await.ok().flatten();
+        offer.abort();
+        got
+    }
+
+    #[tokio::test]
+    async fn brokers_with_the_same_cluster_secret_link_up() {
+        let got = first_event_at_acceptor(node(1, Some(SECRET)), node(2, Some(SECRET))).await;
+        assert!(matches!(got, Some(NodeEvent::Message { peer: Peer::Node(NodeId(1)), .. })), "{got:?}");
+    }
+
+    /// Runs the exchange of one connection: the acceptor's check and the dialer's
+    /// proof, each with its result.
+    async fn exchange(dialer: LocalNode, acceptor: LocalNode) -> (Result<(), String>, Result<(), String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let dial = tokio::spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let hello = PeerHello::new(dialer.id, 2, dialer.cluster_secret.is_some()).encode();
+            crate::rt::write(&mut stream, &hello).await.unwrap();
+            match &dialer.cluster_secret {
+                Some(secret) => prove_secret(&mut stream, &dialer, NodeId(2), secret).await,
+                // Without a secret the dialer does not wait; the refusal comes as a verdict.
+                None => {
+                    let mut buf = Vec::new();
+                    match read_control::<Handshake>(&mut stream, &mut buf, HANDSHAKE_TIMEOUT).await {
+                        Ok(Handshake::Verdict(Err(reason))) => Err(reason),
+                        other => Err(format!("unexpected {other:?}")),
+                    }
+                }
+            }
+        });
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let (events, _rx) = mpsc::channel(1);
+        let (_tx, shutdown) = watch::channel(false);
+        let mut conn =
+            Connection { peer: Peer::Client(ClientId(1)), local: acceptor, limits: limits(), events, shutdown };
+        let mut buf = Vec::new();
+        let (node, secret) = conn.classify(&mut stream, &mut buf).await.unwrap().expect("a hello");
+        let accepted = conn.authenticate_peer(&mut stream, &mut buf, node, secret).await;
+        drop(stream);
+        (accepted, dial.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_different_cluster_secret_is_refused_on_both_sides() {
+        let (accepted, dialed) = exchange(node(1, Some(b"another secret of 32 bytes......")), node(2, Some(SECRET))).await;
+        let reason = accepted.unwrap_err();
+        assert!(reason.contains("failed the cluster-secret check"), "{reason}");
+        assert!(dialed.unwrap_err().contains("refused the link"));
+    }
+
+    #[tokio::test]
+    async fn a_secret_on_one_side_only_is_refused_clearly() {
+        let (accepted, dialed) = exchange(node(1, Some(SECRET)), node(2, None)).await;
+        assert!(accepted.unwrap_err().contains("broker 2 has none"));
+        assert!(dialed.unwrap_err().contains("configure the same cluster_secret"));
+        let (accepted, dialed) = exchange(node(1, None), node(2, Some(SECRET))).await;
+        assert!(accepted.unwrap_err().contains("broker 1 has none"));
+        assert!(dialed.unwrap_err().contains("requires a cluster_secret"));
+    }
+
+    #[tokio::test]
+    async fn the_same_secret_passes_the_exchange() {
+        let (accepted, dialed) = exchange(node(1, Some(SECRET)), node(2, Some(SECRET))).await;
+        assert_eq!((accepted, dialed), (Ok(()), Ok(())));
+    }
+
+    #[tokio::test]
+    async fn nothing_from_a_refused_broker_reaches_the_node() {
+        // Broker 1 has no secret, so it starts sending right after its hello.
+        let got = first_event_at_acceptor(node(1, None), node(2, Some(SECRET))).await;
+        assert!(got.is_none(), "{got:?}");
     }
 }
