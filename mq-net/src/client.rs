@@ -26,11 +26,21 @@
 //! broker answers; a single plain entry is mapped to the one broker of a
 //! single-broker cluster. List every broker as `id=host:port` for a cluster.
 //!
+//! Authentication (docs/security.md): with [`ClientBuilder::credentials`], every
+//! connection runs mq-core's client exchange ([`mq_core::client::auth::ClientAuth`])
+//! before its first request, so the secret never leaves the process. Refused
+//! credentials fail the call at once with `Unauthenticated`, naming the app key
+//! and the broker; they are not retried.
+//!
 //! Delivery is at least once: a produce retried after an indefinite outcome
 //! (`LeadershipLost`, a timeout, a lost connection) may be stored twice. The
 //! [`crate::Producer`], which runs mq-core's producer machine, deduplicates its
 //! retries (idempotent producer) and batches; prefer it for sending.
 
+use mq_core::client::auth::{AuthEvent, ClientAuth, Readiness};
+use mq_core::client::Credentials;
+use mq_core::security::acl::{Grant, Operation, Resource};
+use mq_core::security::StoredCredential;
 use mq_core::wire::{
     decode_frame, encode_frame, Acks, ErrorCode, Message, OffsetSpec, Record, RecordBatch, Request, RequestBody,
     ResponseBody, TopicConfig, TopicInfo, WireError, DEFAULT_MAX_FRAME_BYTES,
@@ -99,6 +109,12 @@ pub enum ClientError {
     /// The producer was closed (or its task stopped) before it took the send.
     #[error("the producer is closed")]
     ProducerClosed,
+    /// The consumer was closed (or its task stopped).
+    #[error("the consumer is closed")]
+    ConsumerClosed,
+    /// The consumer refused an ack, nack or reject (nothing was queued).
+    #[error("ack refused: {0}")]
+    AckRefused(String),
     /// Retries ran out before the request succeeded. When `indefinite`, an
     /// attempt's outcome was unknown (`LeadershipLost`, a timeout, a lost
     /// connection): it may have taken effect.
@@ -287,6 +303,7 @@ pub struct ClientBuilder {
     pub(crate) connect_timeout: Duration,
     request_timeout: Duration,
     pub(crate) max_frame_bytes: usize,
+    pub(crate) credentials: Option<Credentials>,
 }
 
 impl Default for ClientBuilder {
@@ -296,6 +313,7 @@ impl Default for ClientBuilder {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            credentials: None,
         }
     }
 }
@@ -322,6 +340,12 @@ impl ClientBuilder {
         self.max_frame_bytes = n;
         self
     }
+    /// Authenticates every connection as `app_key` with `secret` (brokers with
+    /// `[auth]` refuse anonymous requests). The secret stays in this process.
+    pub fn credentials(mut self, app_key: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
+        self.credentials = Some(Credentials::new(app_key, secret));
+        self
+    }
 
     /// Parses the bootstrap list and fetches metadata from every broker in it; fails
     /// fast with every address's error if none answers.
@@ -340,6 +364,7 @@ impl ClientBuilder {
                 connect_timeout: self.connect_timeout,
                 request_timeout: self.request_timeout,
                 max_frame_bytes: self.max_frame_bytes,
+                credentials: self.credentials.clone(),
                 state: Mutex::new(State { addrs, ..State::default() }),
             }),
         };
@@ -395,6 +420,7 @@ struct Inner {
     connect_timeout: Duration,
     request_timeout: Duration,
     max_frame_bytes: usize,
+    credentials: Option<Credentials>,
     state: Mutex<State>,
 }
 
@@ -434,7 +460,13 @@ impl Client {
             connect_timeout: self.inner.connect_timeout,
             request_timeout: self.inner.request_timeout,
             max_frame_bytes: self.inner.max_frame_bytes,
+            credentials: self.inner.credentials.clone(),
         }
+    }
+
+    /// The app key this client authenticates as, if any.
+    pub fn app_key(&self) -> Option<&str> {
+        self.inner.credentials.as_ref().map(|c| c.app_key.as_str())
     }
 
     /// Known broker addresses by id.
@@ -464,8 +496,22 @@ impl Client {
             }
         };
         let _ = stream.set_nodelay(true);
+        let mut stream = stream;
+        let mut first_correlation = 1;
+        if let Some(creds) = &self.inner.credentials {
+            let login = login(&mut stream, creds, addr, self.inner.max_frame_bytes);
+            first_correlation = match tokio::time::timeout(limit, login).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(ClientError::Unreachable {
+                        bootstrap: addr.into(),
+                        reason: format!("authentication did not complete within {limit:?}"),
+                    })
+                }
+            };
+        }
         let (tx, rx) = mpsc::channel(CALL_QUEUE);
-        tokio::spawn(connection_task(stream, rx, self.inner.max_frame_bytes));
+        tokio::spawn(connection_task(stream, rx, self.inner.max_frame_bytes, first_correlation));
         self.state().conns.insert(addr.to_owned(), tx.clone());
         Ok(tx)
     }
@@ -793,6 +839,55 @@ impl Client {
     }
 }
 
+/// Principal and ACL administration (docs/security.md): needs `Admin` on the
+/// cluster.
+impl Client {
+    /// Creates a principal, or gives an existing one a new secret. Only the salted
+    /// credential (a fresh random salt) is sent: the secret never leaves.
+    pub async fn create_principal(&self, app_key: &str, secret: &[u8]) -> Result<(), ClientError> {
+        mq_core::security::validate_app_key(app_key)?;
+        if secret.is_empty() {
+            return Err(ClientError::InvalidArgument("the secret is empty".into()));
+        }
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|e| ClientError::Protocol(format!("no OS randomness: {e}")))?;
+        let credential = StoredCredential::new(secret, salt);
+        self.security_request(RequestBody::PutPrincipal { app_key: app_key.into(), credential }).await
+    }
+
+    /// Deletes a principal and every grant naming it.
+    pub async fn delete_principal(&self, app_key: &str) -> Result<(), ClientError> {
+        self.security_request(RequestBody::DeletePrincipal { app_key: app_key.into() }).await
+    }
+
+    /// Grants `operation` on `resource` to `principal`.
+    pub async fn grant(&self, principal: &str, operation: Operation, resource: Resource) -> Result<(), ClientError> {
+        let grant = Grant { principal: principal.into(), operation, resource };
+        self.security_request(RequestBody::PutAcl(grant)).await
+    }
+
+    /// Removes a grant.
+    pub async fn revoke(&self, principal: &str, operation: Operation, resource: Resource) -> Result<(), ClientError> {
+        let grant = Grant { principal: principal.into(), operation, resource };
+        self.security_request(RequestBody::DeleteAcl(grant)).await
+    }
+
+    /// The principals in the metadata log (not the bootstrap admin) and every grant.
+    pub async fn describe_security(&self) -> Result<(Vec<String>, Vec<Grant>), ClientError> {
+        match self.request(RequestBody::DescribeSecurity).await? {
+            ResponseBody::Security { principals, grants } => Ok((principals, grants)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn security_request(&self, body: RequestBody) -> Result<(), ClientError> {
+        match self.request(body).await? {
+            ResponseBody::SecurityUpdated => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
 /// The partition for `key` among `partitions`: the protocol's key hash (Kafka's
 /// murmur2, docs/protocol.md section 7), the one [`crate::Producer`] uses, so every
 /// client agrees.
@@ -817,11 +912,92 @@ fn unexpected(body: &ResponseBody) -> ClientError {
 
 type Pending = HashMap<u64, oneshot::Sender<Result<ResponseBody, ClientError>>>;
 
+/// Runs mq-core's client authentication exchange on a new connection (the core
+/// computes every message; this only carries them). Returns the next free
+/// correlation id.
+async fn login(
+    stream: &mut TcpStream,
+    creds: &Credentials,
+    addr: &str,
+    max_frame_bytes: usize,
+) -> Result<u64, ClientError> {
+    // The client half keys its state by broker id; one connection is one broker.
+    let broker = NodeId(0);
+    let mut auth = ClientAuth::new(Some(creds.clone()));
+    let mut rng = mq_core::Seed(os_random_u64()?).stream("client auth");
+    // Ids the exchange may use; each call below takes at most one (an unused
+    // one is skipped, which is harmless).
+    let mut next = 1u64;
+    let Readiness::Send(mut correlation, mut body) = auth.ready(broker, || CorrelationId(next), &mut rng) else {
+        return Err(ClientError::Protocol("the authentication exchange did not start".into()));
+    };
+    let (mut rd, mut wr) = crate::rt::split(stream);
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 4096];
+    loop {
+        let mut out = Vec::new();
+        let msg = Message::Request(Request { correlation, body });
+        encode_frame(&msg, max_frame_bytes, &mut out).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        crate::rt::write(&mut wr, &out)
+            .await
+            .map_err(|e| ClientError::Disconnected(format!("write to {addr} failed: {e}")))?;
+        let reply = loop {
+            match decode_frame(&buf, max_frame_bytes) {
+                Ok(Some((Message::Response(r), used))) => {
+                    buf.drain(..used);
+                    break r;
+                }
+                Ok(Some(_)) => return Err(ClientError::Protocol(format!("{addr} sent a request to a client"))),
+                Ok(None) => {}
+                Err(e) => return Err(ClientError::Protocol(format!("malformed frame from {addr}: {e}"))),
+            }
+            match rd.read(&mut chunk).await {
+                Ok(0) => return Err(ClientError::Disconnected(format!("{addr} closed the connection while authenticating"))),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(ClientError::Disconnected(format!("read from {addr} failed: {e}"))),
+            }
+        };
+        next += 1;
+        let event = auth.on_response(broker, reply.correlation, &reply.body, || CorrelationId(next));
+        next += 1;
+        match event {
+            AuthEvent::Send(_, c, b) => (correlation, body) = (c, b),
+            AuthEvent::Authenticated(_) => return Ok(next),
+            AuthEvent::Refused(e) => {
+                let message = e.message.replacen(&format!("broker {broker} "), &format!("the broker at {addr} "), 1);
+                return Err(ClientError::Broker { code: e.code, message });
+            }
+            AuthEvent::Retry(_) => {
+                let why = reply.body.err().map_or_else(String::new, |e| format!(": {}", e.message));
+                return Err(ClientError::Broker {
+                    code: ErrorCode::NotReady,
+                    message: format!("the broker at {addr} could not authenticate this client yet{why}"),
+                });
+            }
+            AuthEvent::NotMine => {
+                return Err(ClientError::Protocol(format!("{addr} answered the authentication out of turn")))
+            }
+        }
+    }
+}
+
+/// 8 bytes of OS randomness (nonces and salts must not be predictable).
+pub(crate) fn os_random_u64() -> Result<u64, ClientError> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|e| ClientError::Protocol(format!("no OS randomness: {e}")))?;
+    Ok(u64::from_le_bytes(b))
+}
+
 /// Owns the socket: writes requests in call order and routes replies by correlation id.
-async fn connection_task(mut stream: TcpStream, mut calls: mpsc::Receiver<Call>, max_frame_bytes: usize) {
+async fn connection_task(
+    mut stream: TcpStream,
+    mut calls: mpsc::Receiver<Call>,
+    max_frame_bytes: usize,
+    first_correlation: u64,
+) {
     let (mut rd, mut wr) = crate::rt::split(&mut stream);
     let mut pending: Pending = HashMap::new();
-    let mut next = 1u64;
+    let mut next = first_correlation;
     let mut out = Vec::new();
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];

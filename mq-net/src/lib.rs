@@ -12,6 +12,9 @@
 //!   partition leaders from cluster metadata and retries across failover.
 //! - [`Producer`]: mq-core's producer machine (batching, partitioners, idempotent
 //!   retries) driven by one task over TCP ([`producer`]).
+//! - [`Consumer`]: mq-core's group consumer machine (membership, pull or push
+//!   delivery, acks) driven by one task, as a `Stream` of records to ack
+//!   ([`consumer`]).
 //! - [`BrokerConfig`]: the TOML file and flags of `mq broker`.
 //!
 //! No protocol decision lives here: every `if` about the protocol is in mq-core.
@@ -24,6 +27,7 @@ pub mod broker;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod consumer;
 pub mod producer;
 mod rt;
 pub mod storage;
@@ -33,8 +37,11 @@ pub use broker::{Broker, BrokerError};
 pub use client::{
     partition_for_key, Appended, BrokerView, Client, ClientBuilder, ClientError, ClusterMetadata, Fetched, NewTopic,
 };
+pub use consumer::{Consumer, ConsumerBuilder, Received};
 pub use config::{AuthSettings, BrokerConfig, ConfigError, Secret};
 pub use mq_core::client::{PartitionerKind, SendRequest};
+pub use mq_core::group::{assign::Assignor, GroupMode};
+pub use mq_core::security::acl::{Grant, Operation, Resource};
 pub use mq_core::wire::{Acks, ErrorCode, OffsetSpec, Record};
 pub use mq_core::Offset;
 pub use producer::{Delivery, PendingDelivery, Producer, ProducerBuilder};

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::ProgressBar;
 use mq_core::PartitionId;
 use mq_net::{
+    GroupMode, Operation, Resource,
     Acks, Broker, BrokerConfig, Client, ClientError, ErrorCode, NewTopic, Offset, OffsetSpec, PendingDelivery, Record,
     SendRequest,
 };
@@ -41,8 +42,18 @@ enum Command {
     },
     /// Produce one record per line of standard input.
     Produce(ProduceArgs),
-    /// Print the records of a topic.
+    /// Print the records of a topic (with --group: as a member of a consumer group, acking each).
     Consume(ConsumeArgs),
+    /// Create and delete principals (app keys with secrets); needs admin.
+    Principal {
+        #[command(subcommand)]
+        command: PrincipalCommand,
+    },
+    /// Grant, revoke and list ACLs; needs admin.
+    Acl {
+        #[command(subcommand)]
+        command: AclCommand,
+    },
     /// Cluster state.
     Cluster {
         #[command(subcommand)]
@@ -103,12 +114,83 @@ struct ConnArgs {
     /// Seconds to wait for a broker to answer when connecting.
     #[arg(long, default_value_t = 5)]
     connect_timeout: u64,
-    /// Application key (accepted, not used yet: authentication is not implemented).
+    /// App key to authenticate as (brokers with [auth] refuse anonymous clients).
     #[arg(long, env = "MQ_APP_KEY")]
     app_key: Option<String>,
-    /// Application secret (accepted, not used yet).
+    /// The app key's secret (prefer the environment: flags show in `ps`).
     #[arg(long, env = "MQ_APP_SECRET", hide_env_values = true)]
     app_secret: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum PrincipalCommand {
+    /// Create a principal (or give it a new secret). The secret comes from --secret
+    /// or the first line of standard input; only its salted hash is sent.
+    Create {
+        app_key: String,
+        #[arg(long, hide_env_values = true)]
+        secret: Option<String>,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// Delete a principal and every grant naming it.
+    Delete {
+        app_key: String,
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+    /// List principals (not the bootstrap admin), one per line.
+    List {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OpArg {
+    Produce,
+    Consume,
+    Admin,
+}
+
+#[derive(Args, Debug)]
+struct GrantArgs {
+    /// The app key granted to.
+    #[arg(long)]
+    principal: String,
+    /// A topic name, or a prefix ending in `*`.
+    #[arg(long, group = "resource")]
+    topic: Option<String>,
+    /// A group name, or a prefix ending in `*`.
+    #[arg(long, group = "resource")]
+    group: Option<String>,
+    /// The cluster (admin on the cluster allows everything).
+    #[arg(long, group = "resource")]
+    cluster: bool,
+    #[arg(long, value_enum)]
+    op: OpArg,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum AclCommand {
+    /// Allow a principal an operation on a topic, group or the cluster.
+    Grant(GrantArgs),
+    /// Remove such a grant.
+    Revoke(GrantArgs),
+    /// List every grant: principal, operation, resource.
+    List {
+        #[command(flatten)]
+        conn: ConnArgs,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ModeArg {
+    Exclusive,
+    Shared,
+    KeyShared,
 }
 
 #[derive(Subcommand, Debug)]
@@ -187,11 +269,17 @@ enum From {
 #[derive(Args, Debug)]
 struct ConsumeArgs {
     topic: String,
-    /// Consumer group (accepted; group offsets are not kept yet).
+    /// Consume as a member of this group: records are shared with the group's
+    /// other members, each is acked after it is printed, and the group resumes
+    /// after the last acked record.
     #[arg(long)]
     group: Option<String>,
-    #[arg(long, value_enum, default_value = "earliest")]
-    from: From,
+    /// The group's mode (with --group).
+    #[arg(long, value_enum, requires = "group")]
+    mode: Option<ModeArg>,
+    /// Where to start without --group (default earliest).
+    #[arg(long, value_enum, conflicts_with = "group")]
+    from: Option<From>,
     /// Stop after this many records.
     #[arg(long)]
     max: Option<u64>,
@@ -225,6 +313,8 @@ fn main() -> ExitCode {
             Command::Topic { command } => run_topic(command).await,
             Command::Produce(args) => run_produce(args).await,
             Command::Consume(args) => run_consume(args).await,
+            Command::Principal { command } => run_principal(command).await,
+            Command::Acl { command } => run_acl(command).await,
             Command::Cluster { command: ClusterCommand::Status { conn } } => run_cluster_status(conn).await,
         }
     })
@@ -348,23 +438,150 @@ fn usage_error(msg: &str) -> ExitCode {
 }
 
 async fn connect(conn: &ConnArgs) -> Result<Client, ExitCode> {
-    if conn.app_key.is_some() || conn.app_secret.is_some() {
-        eprintln!("mq: note: credentials are accepted but not used yet (authentication is not implemented)");
-    }
-    Client::builder()
+    let mut builder = Client::builder()
         .bootstrap(conn.bootstrap.clone())
-        .connect_timeout(Duration::from_secs(conn.connect_timeout.max(1)))
-        .connect()
-        .await
-        .map_err(|e| {
-            eprintln!("mq: {e}");
-            ExitCode::FAILURE
-        })
+        .connect_timeout(Duration::from_secs(conn.connect_timeout.max(1)));
+    match (&conn.app_key, &conn.app_secret) {
+        (Some(key), Some(secret)) => builder = builder.credentials(key.clone(), secret.clone()),
+        (None, None) => {}
+        (Some(key), None) => {
+            return Err(usage_error(&format!("app key {key:?} has no secret: set --app-secret or MQ_APP_SECRET")))
+        }
+        (None, Some(_)) => return Err(usage_error("--app-secret (or MQ_APP_SECRET) without --app-key (or MQ_APP_KEY)")),
+    }
+    builder.connect().await.map_err(|e| client_error(&e))
 }
 
 fn client_error(e: &ClientError) -> ExitCode {
     eprintln!("mq: {e}");
+    if e.code() == Some(ErrorCode::Unauthenticated) && !e.to_string().contains("app key") {
+        eprintln!("mq: this cluster requires authentication: pass --app-key/--app-secret or set MQ_APP_KEY/MQ_APP_SECRET");
+    }
     ExitCode::FAILURE
+}
+
+async fn run_principal(command: PrincipalCommand) -> ExitCode {
+    let conn = match &command {
+        PrincipalCommand::Create { conn, .. } | PrincipalCommand::Delete { conn, .. } | PrincipalCommand::List { conn } => conn,
+    };
+    let client = match connect(conn).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match command {
+        PrincipalCommand::Create { app_key, secret, .. } => {
+            let secret = match secret {
+                Some(s) => s,
+                None => {
+                    let mut line = String::new();
+                    if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\n', '\r']).is_empty() {
+                        return usage_error("no secret: pass --secret or write it on standard input");
+                    }
+                    line.trim_end_matches(['\n', '\r']).to_owned()
+                }
+            };
+            match client.create_principal(&app_key, secret.as_bytes()).await {
+                Ok(()) => {
+                    println!("created principal {app_key}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => client_error(&e),
+            }
+        }
+        PrincipalCommand::Delete { app_key, .. } => match client.delete_principal(&app_key).await {
+            Ok(()) => {
+                println!("deleted principal {app_key} and its grants");
+                ExitCode::SUCCESS
+            }
+            Err(e) => client_error(&e),
+        },
+        PrincipalCommand::List { .. } => match client.describe_security().await {
+            Ok((principals, _)) => {
+                for p in principals {
+                    println!("{p}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => client_error(&e),
+        },
+    }
+}
+
+fn grant_parts(args: &GrantArgs) -> Result<(Operation, Resource), ExitCode> {
+    let op = match args.op {
+        OpArg::Produce => Operation::Produce,
+        OpArg::Consume => Operation::Consume,
+        OpArg::Admin => Operation::Admin,
+    };
+    let resource = match (&args.topic, &args.group, args.cluster) {
+        (Some(t), None, false) => Resource::Topic(t.clone()),
+        (None, Some(g), false) => Resource::Group(g.clone()),
+        (None, None, true) => Resource::Cluster,
+        _ => return Err(usage_error("name exactly one of --topic, --group or --cluster")),
+    };
+    Ok((op, resource))
+}
+
+fn describe_grant(principal: &str, op: Operation, resource: &Resource) -> String {
+    let op = match op {
+        Operation::Produce => "produce",
+        Operation::Consume => "consume",
+        Operation::Admin => "admin",
+    };
+    let resource = match resource {
+        Resource::Topic(t) => format!("topic {t}"),
+        Resource::Group(g) => format!("group {g}"),
+        Resource::Cluster => "cluster".to_string(),
+    };
+    format!("{principal} {op} {resource}")
+}
+
+async fn run_acl(command: AclCommand) -> ExitCode {
+    let conn = match &command {
+        AclCommand::Grant(a) | AclCommand::Revoke(a) => &a.conn,
+        AclCommand::List { conn } => conn,
+    };
+    let client = match connect(conn).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match command {
+        AclCommand::Grant(args) => {
+            let (op, resource) = match grant_parts(&args) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            match client.grant(&args.principal, op, resource.clone()).await {
+                Ok(()) => {
+                    println!("granted {}", describe_grant(&args.principal, op, &resource));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => client_error(&e),
+            }
+        }
+        AclCommand::Revoke(args) => {
+            let (op, resource) = match grant_parts(&args) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            match client.revoke(&args.principal, op, resource.clone()).await {
+                Ok(()) => {
+                    println!("revoked {}", describe_grant(&args.principal, op, &resource));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => client_error(&e),
+            }
+        }
+        AclCommand::List { .. } => match client.describe_security().await {
+            Ok((_, grants)) => {
+                for g in grants {
+                    println!("{}", describe_grant(&g.principal, g.operation, &g.resource));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => client_error(&e),
+        },
+    }
 }
 
 async fn run_topic(command: TopicCommand) -> ExitCode {
@@ -624,11 +841,84 @@ async fn run_consume(args: ConsumeArgs) -> ExitCode {
     code
 }
 
+/// How long `mq consume --group` waits at exit for its acks to be confirmed.
+const CONSUME_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `mq consume --group`: a member of the group through the `Consumer`; each record
+/// is acked after it is printed; the member leaves the group on exit.
+async fn consume_group(args: &ConsumeArgs, group: &str, bar: &ProgressBar) -> ExitCode {
+    let client = match connect(&args.conn).await {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mode = match args.mode.unwrap_or(ModeArg::Exclusive) {
+        ModeArg::Exclusive => GroupMode::Exclusive(Default::default()),
+        ModeArg::Shared => GroupMode::Shared,
+        ModeArg::KeyShared => GroupMode::KeyShared,
+    };
+    let mut consumer = match client.consumer(group).topic(args.topic.clone()).mode(mode).build().await {
+        Ok(c) => c,
+        Err(e) => return client_error(&e),
+    };
+    let idle = args.idle_timeout.map(|s| Duration::from_secs_f64(s.max(0.0)));
+    let mut code = ExitCode::SUCCESS;
+    let mut count = 0u64;
+    let stdout = std::io::stdout();
+    let interrupt = tokio::signal::ctrl_c();
+    tokio::pin!(interrupt);
+    while args.max.is_none_or(|m| count < m) {
+        let next = async {
+            match idle {
+                Some(d) => tokio::time::timeout(d, consumer.next()).await.ok(),
+                None => Some(consumer.next().await),
+            }
+        };
+        let next = tokio::select! {
+            n = next => n,
+            _ = &mut interrupt => None,
+        };
+        let received = match next {
+            // Idle, interrupted, or the consumer stopped.
+            None | Some(None) => break,
+            Some(Some(Ok(r))) => r,
+            Some(Some(Err(e))) => {
+                code = client_error(&e);
+                break;
+            }
+        };
+        {
+            let mut out = stdout.lock();
+            if args.json {
+                let key = received.key().map_or("null".to_string(), |k| json_string(&String::from_utf8_lossy(k)));
+                let _ = writeln!(
+                    out,
+                    "{{\"partition\":{},\"offset\":{},\"key\":{key},\"value\":{}}}",
+                    received.partition(),
+                    received.offset(),
+                    json_string(&String::from_utf8_lossy(received.value()))
+                );
+            } else {
+                let _ = writeln!(out, "{}", String::from_utf8_lossy(received.value()));
+            }
+            let _ = out.flush();
+        }
+        if let Err(e) = received.ack().await {
+            code = client_error(&e);
+            break;
+        }
+        count += 1;
+        bar.inc(1);
+    }
+    if let Err(e) = consumer.close(CONSUME_CLOSE_TIMEOUT).await {
+        eprintln!("mq: leaving group {group}: {e}");
+        code = ExitCode::FAILURE;
+    }
+    code
+}
+
 async fn consume(args: ConsumeArgs, bar: &ProgressBar) -> ExitCode {
-    if let Some(g) = &args.group {
-        eprintln!(
-            "mq: note: consumer groups are not implemented yet: group {g} keeps no offsets; reading every partition"
-        );
+    if let Some(group) = &args.group {
+        return consume_group(&args, group, bar).await;
     }
     let client = match connect(&args.conn).await {
         Ok(c) => c,
@@ -638,7 +928,7 @@ async fn consume(args: ConsumeArgs, bar: &ProgressBar) -> ExitCode {
         Ok(t) => t.config.partitions,
         Err(e) => return client_error(&e),
     };
-    let spec = match args.from {
+    let spec = match args.from.unwrap_or(From::Earliest) {
         From::Earliest => OffsetSpec::Earliest,
         From::Latest => OffsetSpec::Latest,
     };

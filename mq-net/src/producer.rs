@@ -196,6 +196,13 @@ impl ProducerBuilder {
         self.connect = self.connect.max_frame_bytes(n);
         self
     }
+    /// Authenticates as `app_key` with `secret` (the startup check's connections
+    /// and the machine's, which runs mq-core's exchange per broker). A refused
+    /// login fails `build` (or every send) with `Unauthenticated`, naming the app key.
+    pub fn credentials(mut self, app_key: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
+        self.connect = self.connect.credentials(app_key, secret);
+        self
+    }
 
     /// The startup check, then the producer: asks every bootstrap broker for
     /// metadata and fails fast (within the connect timeout) if none answers, if a
@@ -203,6 +210,7 @@ impl ProducerBuilder {
     /// setting is invalid.
     pub async fn build(self) -> Result<Producer, ClientError> {
         let (connect_timeout, max_frame_bytes) = (self.connect.connect_timeout, self.connect.max_frame_bytes);
+        let credentials = self.connect.credentials.clone();
         let client = match self.client {
             Some(c) => c,
             // The startup check is bounded by the connect timeout.
@@ -229,7 +237,9 @@ impl ProducerBuilder {
         }
         let clock = Clock::start();
         let seed = self.seed.unwrap_or_else(|| clock.now().as_nanos());
-        let config = ProducerConfig { brokers: addrs.keys().copied().collect(), ..self.config };
+        // An existing client's credentials serve its producers too.
+        let credentials = credentials.or_else(|| client.settings().credentials);
+        let config = ProducerConfig { brokers: addrs.keys().copied().collect(), credentials, ..self.config };
         let machine = Machine::new(config, seed).map_err(|e| ClientError::InvalidArgument(e.to_string()))?;
         let (commands, commands_rx) = mpsc::channel(COMMAND_QUEUE);
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
@@ -387,7 +397,7 @@ enum Command {
 type CloseReply = oneshot::Sender<Result<(), ClientError>>;
 
 /// What a connection task reports.
-enum ConnEvent {
+pub(crate) enum ConnEvent {
     Message {
         from: NodeId,
         msg: Message,
@@ -601,7 +611,7 @@ impl Driver {
     }
 }
 
-async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+pub(crate) async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
@@ -612,7 +622,7 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 /// every reply. Returns why it ended. When the driver drops its sender, it writes
 /// what is queued, shuts its side down and waits for the broker to close, so the
 /// broker has read everything (what `acks=0` sends need before the process exits).
-async fn connection(
+pub(crate) async fn connection(
     addr: String,
     mut rx: mpsc::Receiver<Message>,
     events: &mpsc::Sender<ConnEvent>,
