@@ -1166,6 +1166,13 @@ impl GroupConsumer {
                     self.coordinator = Some(coordinator);
                     self.find_failures = 0;
                 }
+                // A refusal retrying alone cannot fix (no grant on the group, a bad
+                // name) is the application's to see, like the same refusal of a join;
+                // the lookup still runs again after the backoff.
+                Err(e) if !e.code.is_retriable() && e.code != ErrorCode::Unauthenticated => {
+                    self.events.push_back(GroupEvent::Error { error: e });
+                    self.find_failed();
+                }
                 _ => self.find_failed(),
             },
             Req::Join => {

@@ -452,6 +452,23 @@ fn a_silent_push_subscription_is_opened_again_after_a_session_timeout() {
 }
 
 #[test]
+fn a_find_refused_unauthorized_is_reported_and_retried_after_a_backoff() {
+    let mut c = GroupConsumer::new(config(), 1).unwrap();
+    c.handle(at(0), Input::Timeout);
+    let (to, corr, _) = one(&mut c);
+    answer(&mut c, at(10), to, corr, err(ErrorCode::Unauthorized));
+    let ev = events(&mut c);
+    assert!(
+        matches!(&ev[..], [GroupEvent::Error { error }] if error.code == ErrorCode::Unauthorized),
+        "the application hears of it: {ev:?}"
+    );
+    assert!(sends(&mut c).is_empty(), "not again before the backoff");
+    let t = c.poll_timeout().unwrap();
+    c.handle(t, Input::Timeout);
+    assert!(matches!(one(&mut c).2, RequestBody::FindCoordinator { .. }), "looked up again");
+}
+
+#[test]
 fn an_unanswered_find_goes_to_another_broker_after_a_growing_backoff() {
     let mut c = GroupConsumer::new(config(), 1).unwrap();
     c.handle(at(0), Input::Timeout);
