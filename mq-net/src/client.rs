@@ -583,6 +583,10 @@ impl Client {
             }
         }
         let Some(first) = answered else {
+            // A refusal (credentials, say) is the error to show, not "unreachable".
+            if let Some(e) = views.iter().find_map(|v| v.metadata.as_ref().err().filter(|e| e.code().is_some())) {
+                return Err(e.clone());
+            }
             return Err(ClientError::Unreachable {
                 bootstrap: self.inner.bootstrap_text.clone(),
                 reason: reasons.join("; "),
@@ -952,7 +956,9 @@ async fn login(
                 Err(e) => return Err(ClientError::Protocol(format!("malformed frame from {addr}: {e}"))),
             }
             match rd.read(&mut chunk).await {
-                Ok(0) => return Err(ClientError::Disconnected(format!("{addr} closed the connection while authenticating"))),
+                Ok(0) => {
+                    return Err(ClientError::Disconnected(format!("{addr} closed the connection while authenticating")))
+                }
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
                 Err(e) => return Err(ClientError::Disconnected(format!("read from {addr} failed: {e}"))),
             }

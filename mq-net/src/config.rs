@@ -288,8 +288,9 @@ impl BrokerConfig {
                 };
                 // Only the salted credential reaches the node (docs/security.md section 1).
                 let mut salt = [0u8; 16];
-                getrandom::fill(&mut salt)
-                    .map_err(|e| ConfigError::Invalid(format!("no OS randomness for the admin credential's salt: {e}")))?;
+                getrandom::fill(&mut salt).map_err(|e| {
+                    ConfigError::Invalid(format!("no OS randomness for the admin credential's salt: {e}"))
+                })?;
                 Some(mq_core::node::AuthConfig {
                     admin_app_key: a.admin_app_key.clone(),
                     admin_credential: mq_core::security::StoredCredential::new(secret.expose(), salt),
@@ -378,7 +379,10 @@ mod tests {
         let node = c.validate().unwrap();
         let auth = node.auth.expect("auth on");
         assert_eq!(auth.admin_app_key, "admin");
-        assert_eq!(auth.admin_credential, mq_core::security::StoredCredential::new(b"hunter2", auth.admin_credential.salt));
+        assert_eq!(
+            auth.admin_credential,
+            mq_core::security::StoredCredential::new(b"hunter2", auth.admin_credential.salt)
+        );
         assert!(BrokerConfig::default().validate().unwrap().auth.is_none(), "off by default");
     }
 

@@ -37,8 +37,8 @@ pub use broker::{Broker, BrokerError};
 pub use client::{
     partition_for_key, Appended, BrokerView, Client, ClientBuilder, ClientError, ClusterMetadata, Fetched, NewTopic,
 };
-pub use consumer::{Consumer, ConsumerBuilder, Received};
 pub use config::{AuthSettings, BrokerConfig, ConfigError, Secret};
+pub use consumer::{Consumer, ConsumerBuilder, Received};
 pub use mq_core::client::{PartitionerKind, SendRequest};
 pub use mq_core::group::{assign::Assignor, GroupMode};
 pub use mq_core::security::acl::{Grant, Operation, Resource};

@@ -10,9 +10,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::ProgressBar;
 use mq_core::PartitionId;
 use mq_net::{
-    GroupMode, Operation, Resource,
-    Acks, Broker, BrokerConfig, Client, ClientError, ErrorCode, NewTopic, Offset, OffsetSpec, PendingDelivery, Record,
-    SendRequest,
+    Acks, Broker, BrokerConfig, Client, ClientError, ErrorCode, GroupMode, NewTopic, Offset, OffsetSpec, Operation,
+    PendingDelivery, Record, Resource, SendRequest,
 };
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -127,7 +126,8 @@ enum PrincipalCommand {
     /// Create a principal (or give it a new secret). The secret comes from --secret
     /// or the first line of standard input; only its salted hash is sent.
     Create {
-        app_key: String,
+        #[arg(value_name = "APP_KEY")]
+        principal: String,
         #[arg(long, hide_env_values = true)]
         secret: Option<String>,
         #[command(flatten)]
@@ -135,7 +135,8 @@ enum PrincipalCommand {
     },
     /// Delete a principal and every grant naming it.
     Delete {
-        app_key: String,
+        #[arg(value_name = "APP_KEY")]
+        principal: String,
         #[command(flatten)]
         conn: ConnArgs,
     },
@@ -447,34 +448,41 @@ async fn connect(conn: &ConnArgs) -> Result<Client, ExitCode> {
         (Some(key), None) => {
             return Err(usage_error(&format!("app key {key:?} has no secret: set --app-secret or MQ_APP_SECRET")))
         }
-        (None, Some(_)) => return Err(usage_error("--app-secret (or MQ_APP_SECRET) without --app-key (or MQ_APP_KEY)")),
+        (None, Some(_)) => {
+            return Err(usage_error("--app-secret (or MQ_APP_SECRET) without --app-key (or MQ_APP_KEY)"))
+        }
     }
     builder.connect().await.map_err(|e| client_error(&e))
 }
 
 fn client_error(e: &ClientError) -> ExitCode {
     eprintln!("mq: {e}");
-    if e.code() == Some(ErrorCode::Unauthenticated) && !e.to_string().contains("app key") {
-        eprintln!("mq: this cluster requires authentication: pass --app-key/--app-secret or set MQ_APP_KEY/MQ_APP_SECRET");
+    if e.code() == Some(ErrorCode::Unauthenticated) && !e.to_string().contains("refused the credentials") {
+        eprintln!(
+            "mq: this cluster requires authentication: pass --app-key/--app-secret or set MQ_APP_KEY/MQ_APP_SECRET"
+        );
     }
     ExitCode::FAILURE
 }
 
 async fn run_principal(command: PrincipalCommand) -> ExitCode {
     let conn = match &command {
-        PrincipalCommand::Create { conn, .. } | PrincipalCommand::Delete { conn, .. } | PrincipalCommand::List { conn } => conn,
+        PrincipalCommand::Create { conn, .. }
+        | PrincipalCommand::Delete { conn, .. }
+        | PrincipalCommand::List { conn } => conn,
     };
     let client = match connect(conn).await {
         Ok(c) => c,
         Err(code) => return code,
     };
     match command {
-        PrincipalCommand::Create { app_key, secret, .. } => {
+        PrincipalCommand::Create { principal: app_key, secret, .. } => {
             let secret = match secret {
                 Some(s) => s,
                 None => {
                     let mut line = String::new();
-                    if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\n', '\r']).is_empty() {
+                    if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\n', '\r']).is_empty()
+                    {
                         return usage_error("no secret: pass --secret or write it on standard input");
                     }
                     line.trim_end_matches(['\n', '\r']).to_owned()
@@ -488,7 +496,7 @@ async fn run_principal(command: PrincipalCommand) -> ExitCode {
                 Err(e) => client_error(&e),
             }
         }
-        PrincipalCommand::Delete { app_key, .. } => match client.delete_principal(&app_key).await {
+        PrincipalCommand::Delete { principal: app_key, .. } => match client.delete_principal(&app_key).await {
             Ok(()) => {
                 println!("deleted principal {app_key} and its grants");
                 ExitCode::SUCCESS

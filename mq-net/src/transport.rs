@@ -278,7 +278,8 @@ pub(crate) async fn accept_loop(
         let peer = Peer::Client(ClientId(next_client));
         next_client += 1;
         tracing::debug!(%peer, %addr, "connection accepted");
-        let conn = Connection { peer, local: local.clone(), limits, events: events.clone(), shutdown: shutdown.clone() };
+        let conn =
+            Connection { peer, local: local.clone(), limits, events: events.clone(), shutdown: shutdown.clone() };
         let alive = alive.clone();
         tokio::spawn(async move {
             conn.run(stream, permit).await;
@@ -332,11 +333,7 @@ impl Connection {
     /// Reads until the version byte of the first frame arrived: `Some((node,
     /// secret))` for a valid hello (consumed from `buf`; `secret`: the dialer will
     /// prove the cluster secret), `None` for a client (bytes stay in `buf`).
-    async fn classify(
-        &mut self,
-        stream: &mut TcpStream,
-        buf: &mut Vec<u8>,
-    ) -> Result<Option<(NodeId, bool)>, String> {
+    async fn classify(&mut self, stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<(NodeId, bool)>, String> {
         let limits = self.limits;
         let mut deadline = Instant::now() + limits.idle_timeout;
         let mut chunk = [0u8; 512];
@@ -423,9 +420,8 @@ impl Connection {
             other => return Err(refuse(stream, format!("expected a proof, got {other:?}")).await),
         };
         if !verify_peer_link_proof(&secret, node, me, &nonce, &proof) {
-            let reason = format!(
-                "broker {node} failed the cluster-secret check: its cluster_secret differs from broker {me}'s"
-            );
+            let reason =
+                format!("broker {node} failed the cluster-secret check: its cluster_secret differs from broker {me}'s");
             return Err(refuse(stream, reason).await);
         }
         write_control(stream, &Handshake::Verdict(Ok(()))).await?;
@@ -758,7 +754,10 @@ mod tests {
 
     fn a_message() -> Message {
         use mq_core::wire::{Request, RequestBody};
-        Message::Request(Request { correlation: mq_core::CorrelationId(7), body: RequestBody::Metadata { topics: vec![] } })
+        Message::Request(Request {
+            correlation: mq_core::CorrelationId(7),
+            body: RequestBody::Metadata { topics: vec![] },
+        })
     }
 
     const SECRET: &[u8] = b"the cluster secret, 32 bytes....";
@@ -829,7 +828,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_different_cluster_secret_is_refused_on_both_sides() {
-        let (accepted, dialed) = exchange(node(1, Some(b"another secret of 32 bytes......")), node(2, Some(SECRET))).await;
+        let (accepted, dialed) =
+            exchange(node(1, Some(b"another secret of 32 bytes......")), node(2, Some(SECRET))).await;
         let reason = accepted.unwrap_err();
         assert!(reason.contains("failed the cluster-secret check"), "{reason}");
         assert!(dialed.unwrap_err().contains("refused the link"));

@@ -164,3 +164,29 @@ pub async fn read_everything(
     }
     out
 }
+
+/// Runs `mq` with `args`, `env` and `stdin`: (success, stdout, stderr).
+pub fn mq_with_env(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mq"))
+        .args(args)
+        .env_remove("MQ_APP_KEY")
+        .env_remove("MQ_APP_SECRET")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mq");
+    let mut input = child.stdin.take().expect("piped stdin");
+    if let Some(s) = stdin {
+        input.write_all(s.as_bytes()).expect("write stdin");
+    }
+    drop(input);
+    let out = child.wait_with_output().expect("mq runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
