@@ -441,17 +441,14 @@ impl Driver {
                         }
                     }
                 },
-                permit = records.reserve(), if deliverable => match permit {
-                    Ok(permit) => {
-                        if let Some(e) = self.errors.pop_front() {
-                            permit.send(Err(e));
-                        } else if let Some(r) = self.machine.poll_record() {
-                            permit.send(Ok(Received { inner: r, commands: settle_tx.clone() }));
-                            self.drain();
-                        }
+                // An error means the stream was dropped: handled below.
+                permit = records.reserve(), if deliverable => if let Ok(permit) = permit {
+                    if let Some(e) = self.errors.pop_front() {
+                        permit.send(Err(e));
+                    } else if let Some(r) = self.machine.poll_record() {
+                        permit.send(Ok(Received { inner: r, commands: settle_tx.clone() }));
+                        self.drain();
                     }
-                    // The stream was dropped; handled below.
-                    Err(_) => {}
                 },
                 ev = events.recv() => match ev {
                     Some(ConnEvent::Message { from, msg }) => self.feed(Input::Message { from: Peer::Node(from), msg }),
