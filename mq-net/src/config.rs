@@ -53,7 +53,7 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// The secret every broker of the cluster shares: with it, each link between
     /// brokers starts with a challenge-response and a broker that cannot prove it
-    /// is refused (docs/security.md section 6). Every broker needs the same value,
+    /// is refused (docs/security.md section 5). Every broker needs the same value,
     /// or none. At least 16 bytes.
     pub cluster_secret: Option<Secret>,
     /// Client authentication and ACLs: unset, every client may do everything.

@@ -25,7 +25,7 @@
 //! tolerates loss) and the dialer retries with exponential backoff; the node task
 //! never waits for a link.
 //!
-//! **Cluster secret** (docs/security.md section 6). With `cluster_secret`
+//! **Cluster secret** (docs/security.md section 5). With `cluster_secret`
 //! configured, the hello says so and the accepting broker answers it with a
 //! challenge (32 random bytes); the dialer answers with
 //! `mq_core::security::peer::peer_link_proof` and the acceptor checks it with

@@ -1,5 +1,5 @@
 //! Inter-broker authentication with a cluster secret (DESIGN.md section 8,
-//! docs/security.md section 6): every broker of a cluster is configured with the
+//! docs/security.md section 5): every broker of a cluster is configured with the
 //! same secret, and a broker that dials another proves it knows the secret before
 //! anything it sends reaches the other's node.
 //!
