@@ -27,15 +27,19 @@ pub mod history;
 pub mod members;
 pub mod network;
 pub mod options;
+pub mod schedule;
+pub mod shrink;
 pub mod sim;
 pub mod trace;
 
 pub use checker::Violation;
 pub use options::Options;
+pub use schedule::Schedule;
 
 use std::cell::RefCell;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// The code version printed at the start of every run: the crate version and, when
 /// built from a git checkout, `git describe`.
@@ -82,7 +86,7 @@ impl fmt::Display for Mutation {
 pub const DEFAULT_NODE_INVARIANTS_EVERY: u64 = 64;
 
 /// How to run one seed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SimConfig {
     /// The seed.
     pub seed: u64,
@@ -98,6 +102,12 @@ pub struct SimConfig {
     /// after each input would make a run quadratic in its length; debug builds of
     /// mq-core also space their own full checks inside `Node::handle` the same way.
     pub node_invariants_every: u64,
+    /// Options and faults fixed by a recorded schedule instead of drawn from the
+    /// seed (`mq-sim replay --schedule`, `mq-sim shrink`).
+    pub schedule: Option<Arc<Schedule>>,
+    /// Events after which the run stops as stuck (`event_budget`, a liveness
+    /// failure); the shrinker lowers it to cut short candidates that cannot win.
+    pub event_budget: u64,
 }
 
 impl SimConfig {
@@ -109,7 +119,24 @@ impl SimConfig {
             keep_trace: false,
             mutation: Mutation::None,
             node_invariants_every: DEFAULT_NODE_INVARIANTS_EVERY,
+            schedule: None,
+            event_budget: sim::EVENT_BUDGET,
         }
+    }
+
+    /// The run a schedule describes.
+    pub fn from_schedule(schedule: Schedule) -> Self {
+        SimConfig { mutation: schedule.mutation(), ..SimConfig::new(schedule.seed) }.with_schedule(Arc::new(schedule))
+    }
+
+    /// This configuration with `schedule`.
+    pub fn with_schedule(self, schedule: Arc<Schedule>) -> Self {
+        SimConfig { schedule: Some(schedule), ..self }
+    }
+
+    /// The options of the run: the schedule's, or drawn from the seed.
+    pub fn options(&self) -> Options {
+        self.schedule.as_ref().map_or_else(|| Options::draw(self.seed), |s| s.options.clone())
     }
 }
 
@@ -294,6 +321,8 @@ pub struct Report {
     pub trace_hash: u64,
     /// The trace text, when asked for.
     pub trace: Option<Vec<String>>,
+    /// Every fault the run injected, as a schedule can replay it.
+    pub faults: Vec<schedule::Timed>,
 }
 
 impl Report {
@@ -331,7 +360,7 @@ pub fn install_quiet_panic_hook() {
 /// Runs one seed. A panic inside the core (or the simulator) is caught and reported
 /// as the seed's `core_panic` failure.
 pub fn run_seed(cfg: &SimConfig) -> Report {
-    let options = Options::draw(cfg.seed);
+    let options = cfg.options();
     let mut sim = None;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let s = sim.insert(sim::Sim::new(cfg.clone()));
@@ -347,6 +376,7 @@ pub fn run_seed(cfg: &SimConfig) -> Report {
         sim_nanos: 0,
         trace_hash: 0,
         trace: None,
+        faults: Vec::new(),
     };
     if let Some(s) = sim.as_mut() {
         report.counters = s.counters.clone();
@@ -354,6 +384,7 @@ pub fn run_seed(cfg: &SimConfig) -> Report {
         report.sim_nanos = s.now().as_nanos();
         report.trace_hash = s.trace.hash();
         report.trace = s.trace.take_lines();
+        report.faults = std::mem::take(&mut s.fault_log);
         report.violation = s.checker.violation().cloned();
     }
     if let Err(payload) = result {

@@ -40,16 +40,34 @@ enum Cmd {
         #[arg(long, hide = true, default_value = "none")]
         mutation: Mutation,
     },
-    /// Rerun one seed and print its verdict and trace hash.
+    /// Rerun one seed (or a recorded schedule) and print its verdict and trace hash.
     Replay {
         /// The seed.
+        #[arg(long, required_unless_present = "schedule", conflicts_with = "schedule")]
+        seed: Option<u64>,
+        /// A schedule written by `shrink` (its seed, options and faults).
         #[arg(long)]
-        seed: u64,
+        schedule: Option<PathBuf>,
         /// Write the whole trace to this file (`-` for stdout).
         #[arg(long)]
         trace: Option<PathBuf>,
         /// A deliberate bug (see `run`).
         #[arg(long, hide = true, default_value = "none")]
+        mutation: Mutation,
+    },
+    /// Reduce a failing seed to a smaller schedule that breaks the same invariant.
+    Shrink {
+        /// The failing seed.
+        #[arg(long)]
+        seed: u64,
+        /// Where to write the shrunk schedule (default `shrunk-<seed>.json`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Most candidate runs.
+        #[arg(long, default_value_t = 1000)]
+        max_runs: u64,
+        /// A deliberate bug (see `run`).
+        #[arg(long, default_value = "none")]
         mutation: Mutation,
     },
 }
@@ -74,7 +92,21 @@ fn main() -> ExitCode {
         Cmd::Run { seeds, start_seed, jobs, check_determinism, fail_fast, mutation } => {
             ExitCode::from(campaign(start_seed, seeds, jobs.max(1), check_determinism, fail_fast, mutation))
         }
-        Cmd::Replay { seed, trace, mutation } => ExitCode::from(replay(seed, trace, mutation)),
+        Cmd::Replay { seed, schedule, trace, mutation } => {
+            let cfg = match (seed, schedule) {
+                (Some(seed), _) => config(seed, mutation, trace.is_some()),
+                (None, Some(path)) => match read_schedule(&path) {
+                    Ok(s) => SimConfig { keep_trace: trace.is_some(), ..SimConfig::from_schedule(s) },
+                    Err(e) => {
+                        eprintln!("mq-sim: {e}");
+                        return ExitCode::from(3);
+                    }
+                },
+                (None, None) => unreachable!("clap requires --seed or --schedule"),
+            };
+            ExitCode::from(replay(cfg, trace))
+        }
+        Cmd::Shrink { seed, out, max_runs, mutation } => ExitCode::from(shrink(seed, out, max_runs, mutation)),
     }
 }
 
@@ -82,11 +114,22 @@ fn config(seed: u64, mutation: Mutation, keep_trace: bool) -> SimConfig {
     SimConfig { keep_trace, mutation, ..SimConfig::new(seed) }
 }
 
-fn replay(seed: u64, trace: Option<PathBuf>, mutation: Mutation) -> u8 {
+fn read_schedule(path: &std::path::Path) -> Result<mq_sim::Schedule, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    mq_sim::Schedule::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn replay(cfg: SimConfig, trace: Option<PathBuf>) -> u8 {
+    let (seed, mutation) = (cfg.seed, cfg.mutation);
     println!("mq-sim {VERSION}");
     println!("seed={seed} mutation={mutation}");
-    println!("{}", mq_sim::Options::draw(seed));
-    let mut report = run_seed(&config(seed, mutation, trace.is_some()));
+    if let Some(s) = &cfg.schedule {
+        let faults = if s.random_faults { "drawn from the seed".to_owned() } else { s.faults.len().to_string() };
+        let ops = s.max_ops.map_or("unbounded".to_owned(), |m| m.to_string());
+        println!("schedule: written by {} faults={faults} max_ops={ops}", s.version);
+    }
+    println!("{}", cfg.options());
+    let mut report = run_seed(&cfg);
     if let (Some(path), Some(lines)) = (trace, report.trace.take()) {
         let text = lines.join("\n") + "\n";
         if path.as_os_str() == "-" {
@@ -208,4 +251,38 @@ fn campaign(start: u64, count: u64, jobs: usize, check_determinism: bool, fail_f
     );
     let _ = std::io::stdout().flush();
     exit_code(&reports.values().collect::<Vec<_>>())
+}
+
+fn shrink(seed: u64, out: Option<PathBuf>, max_runs: u64, mutation: Mutation) -> u8 {
+    println!("mq-sim {VERSION}");
+    println!("shrink seed={seed} mutation={mutation}");
+    let cfg = mq_sim::shrink::ShrinkConfig { seed, mutation, max_runs };
+    let result = mq_sim::shrink::shrink(&cfg, |line| {
+        println!("  {line}");
+        let _ = std::io::stdout().flush();
+    });
+    let shrunk = match result {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mq-sim: {e}");
+            return 3;
+        }
+    };
+    let path = out.unwrap_or_else(|| PathBuf::from(format!("shrunk-{seed}.json")));
+    if let Err(e) = std::fs::write(&path, shrunk.schedule.to_json() + "\n") {
+        eprintln!("mq-sim: cannot write {}: {e}", path.display());
+        return 3;
+    }
+    let (b, a) = (shrunk.before, shrunk.after);
+    println!("invariant={}: {}", shrunk.invariant, shrunk.what);
+    println!("before: {b}");
+    println!("after: {a}");
+    println!(
+        "smaller: {:.1}x in events, {} changes kept in {} runs",
+        b.events as f64 / a.events.max(1) as f64,
+        shrunk.kept,
+        shrunk.runs
+    );
+    println!("schedule: {} (replay: mq-sim replay --schedule {})", path.display(), path.display());
+    0
 }

@@ -7,6 +7,7 @@
 use mq_core::group::{assign::Assignor, GroupMode};
 use mq_core::Seed;
 use rand::Rng as _;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The largest cluster size a seed draws.
@@ -15,7 +16,7 @@ pub const MAX_CLUSTER_SIZE: u32 = 5;
 pub const MAX_VOTERS: u32 = 3;
 
 /// Acks levels, as weights out of their sum.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AcksMix {
     /// Weight of `acks=0`.
     pub none: u32,
@@ -26,7 +27,7 @@ pub struct AcksMix {
 }
 
 /// One consumer group of a run (all members share its settings).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GroupOptions {
     /// Its mode.
     pub mode: GroupMode,
@@ -57,7 +58,7 @@ pub struct GroupOptions {
 }
 
 /// Every option of one run.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Options {
     /// Cluster size (1..=5).
     pub cluster_size: u32,
@@ -333,6 +334,51 @@ impl Options {
         o.w_shutdown = if cluster_size > 1 { weight(&mut r, 0.6) } else { 0 };
         o.attack_interval_ms = r.random_range(5..=100);
         o
+    }
+}
+
+impl Options {
+    /// Checks options read from a file (drawn ones always pass): sizes in range,
+    /// voters among the brokers, replication within the cluster.
+    pub fn validate(&self) -> Result<(), String> {
+        let bad = |what: String| Err(format!("invalid options: {what}"));
+        if !(1..=MAX_CLUSTER_SIZE).contains(&self.cluster_size) {
+            return bad(format!("cluster_size {} not in 1..={MAX_CLUSTER_SIZE}", self.cluster_size));
+        }
+        if self.voters.is_empty()
+            || self.voters.len() > MAX_VOTERS as usize
+            || self.voters.windows(2).any(|w| w[0] >= w[1])
+            || self.voters.iter().any(|v| !(1..=self.cluster_size).contains(v))
+        {
+            return bad(format!(
+                "voters {:?} must be 1..={MAX_VOTERS} distinct brokers in increasing order",
+                self.voters
+            ));
+        }
+        if self.replication_factor == 0 || u32::from(self.replication_factor) > self.cluster_size {
+            return bad(format!("replication_factor {} not in 1..=cluster_size", self.replication_factor));
+        }
+        if self.min_insync_replicas == 0 || self.min_insync_replicas > self.replication_factor {
+            return bad(format!("min_insync_replicas {} not in 1..=replication_factor", self.min_insync_replicas));
+        }
+        if self.topics == 0 || self.partitions == 0 || self.producers == 0 {
+            return bad("topics, partitions and producers must be at least 1".into());
+        }
+        if self.batch_max_records == 0 || self.producer_max_inflight == 0 || self.max_inflight_persists == 0 {
+            return bad("batch_max_records, producer_max_inflight and max_inflight_persists must be at least 1".into());
+        }
+        let group_probs = self.groups.iter().flat_map(|g| [g.nack_prob, g.reject_prob, g.forget_prob]);
+        if group_probs.into_iter().any(|p| !(0.0..=1.0).contains(&p)) {
+            return bad("group probabilities must be within 0..=1".into());
+        }
+        if self.groups.iter().any(|g| g.members == 0 || g.weights.len() != g.members as usize) {
+            return bad("every group needs at least one member and one weight per member".into());
+        }
+        let probs = [self.delay_tail_prob, self.loss_prob, self.dup_prob, self.fsync_slow_prob, self.torn_prob];
+        if probs.iter().any(|p| !(0.0..=1.0).contains(p)) {
+            return bad("probabilities must be within 0..=1".into());
+        }
+        Ok(())
     }
 }
 

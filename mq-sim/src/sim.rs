@@ -15,6 +15,7 @@ use crate::history::{History, Outcome};
 use crate::members::{group_name, group_settings, Action, Member};
 use crate::network::{exp_sample, Cut, Drop, Fate, Network};
 use crate::options::Options;
+use crate::schedule::{Fault, Timed};
 use crate::trace::{Actor, Trace};
 use crate::{Counters, Mutation, SimConfig};
 use bytes::Bytes;
@@ -77,6 +78,10 @@ enum Ev {
         incarnation: u64,
     },
     Fault,
+    /// The `index`-th fault of the run's schedule.
+    Scheduled {
+        index: usize,
+    },
     Restart {
         node: usize,
         incarnation: u64,
@@ -117,6 +122,7 @@ impl Ev {
             Ev::ProduceTick { .. } => "produce-tick",
             Ev::MemberTick { .. } => "member-tick",
             Ev::Fault => "fault",
+            Ev::Scheduled { .. } => "scheduled-fault",
             Ev::Restart { .. } => "restart",
             Ev::Crash { .. } => "crash",
             Ev::HealCut { .. } => "heal-cut",
@@ -128,6 +134,16 @@ impl Ev {
             Ev::End => "end",
         }
     }
+}
+
+/// How a node stops.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    /// At the end of a completed controlled shutdown.
+    Clean,
+    /// A crash: clients see their connections reset at once when `disconnect`; the
+    /// node restarts after `down_ns`.
+    Crash { disconnect: bool, down_ns: u64 },
 }
 
 struct Scheduled {
@@ -321,6 +337,8 @@ pub struct Sim {
     watches: Vec<Watch>,
     /// The last time a fault (other than a watched shutdown) was injected.
     disturbed_at: Instant,
+    /// Every fault applied, as a schedule replays it.
+    pub fault_log: Vec<Timed>,
 }
 
 /// Most events one seed may take before it counts as stuck.
@@ -330,7 +348,7 @@ impl Sim {
     /// Builds the cluster, the clients and the first events of `cfg.seed`.
     pub fn new(cfg: SimConfig) -> Sim {
         let seed = cfg.seed;
-        let opts = Options::draw(seed);
+        let opts = cfg.options();
         let mut rng_clock = Seed(seed).stream("clock");
         let nodes = (1..=opts.cluster_size)
             .map(|id| {
@@ -515,6 +533,7 @@ impl Sim {
             honest_members: BTreeSet::new(),
             watches: Vec::new(),
             disturbed_at: Instant::ZERO,
+            fault_log: Vec::new(),
         };
         for n in 0..sim.nodes.len() {
             let slot = &mut sim.nodes[n];
@@ -528,9 +547,17 @@ impl Sim {
             }
             sim.schedule_client_timer(c);
         }
-        if sim.fault_weight_total() > 0 {
-            let first = sim.fault_gap();
-            sim.push(first, Ev::Fault);
+        match sim.cfg.schedule.clone() {
+            Some(schedule) if !schedule.random_faults => {
+                for (index, t) in schedule.faults.iter().enumerate() {
+                    sim.push(Instant::ZERO + Duration::from_nanos(t.at_ns), Ev::Scheduled { index });
+                }
+            }
+            _ if sim.fault_weight_total() > 0 => {
+                let first = sim.fault_gap();
+                sim.push(first, Ev::Fault);
+            }
+            _ => {}
         }
         if sim.opts.w_shutdown > 0 {
             // Once the cluster is healed and quiet, under load: the election bound
@@ -569,8 +596,9 @@ impl Sim {
             if self.checker.violation().is_some() {
                 break;
             }
-            if self.events >= EVENT_BUDGET {
-                self.checker.fail_liveness("event_budget", format!("{EVENT_BUDGET} events without reaching the end"));
+            if self.events >= self.cfg.event_budget {
+                let budget = self.cfg.event_budget;
+                self.checker.fail_liveness("event_budget", format!("{budget} events without reaching the end"));
                 break;
             }
         }
@@ -668,6 +696,15 @@ impl Sim {
             Ev::ProduceTick { client } => self.produce_tick(client),
             Ev::MemberTick { client, incarnation } => self.member_tick(client, incarnation),
             Ev::Fault => self.fault(),
+            Ev::Scheduled { index } => {
+                let schedule = self.cfg.schedule.clone().expect("scheduled faults come from a schedule");
+                let fault = schedule.faults[index].fault.clone();
+                let fits = fault.fits(self.nodes.len(), self.clients.len());
+                if self.liveness_start.is_none() && fits {
+                    self.disturbed_at = now;
+                    self.apply_fault(fault);
+                }
+            }
             Ev::Restart { node, incarnation } => {
                 if self.nodes[node].incarnation == incarnation && self.nodes[node].node.is_none() {
                     self.restart(node);
@@ -677,7 +714,7 @@ impl Sim {
                 let live = self.nodes[node].incarnation == incarnation && self.nodes[node].node.is_some();
                 if live && self.liveness_start.is_none() {
                     self.counters.new_controller_crashes += 1;
-                    self.crash(node);
+                    self.crash_drawn(node);
                 }
             }
             Ev::HealCut { id } => {
@@ -692,7 +729,7 @@ impl Sim {
                 if slot.incarnation == incarnation && slot.node.is_some() && slot.stopping.is_some() {
                     // Not done within its bound: stop it anyway, like a crash.
                     self.counters.shutdowns_forced += 1;
-                    self.crash(node);
+                    self.crash_drawn(node);
                 }
             }
             Ev::LeaderWatch => self.check_watches(true),
@@ -1081,13 +1118,29 @@ impl Sim {
         self.push(at, Ev::NodeTimer { node: n, generation });
     }
 
-    fn crash(&mut self, n: usize) {
-        self.stop(n, false);
+    /// How a crash goes: whether clients see their connections reset at once (half
+    /// the time; otherwise they find out through their request deadlines), and how
+    /// long the node stays down.
+    fn draw_crash(&mut self) -> (bool, u64) {
+        let disconnect = self.rng_faults.random_bool(0.5);
+        let mean = self.opts.restart_mean_ms as f64 * 1e6;
+        let down = exp_sample(&mut self.rng_faults, mean).min(2_000_000_000) + 1_000_000;
+        (disconnect, down)
     }
 
-    /// Stops node `n`: a crash, or (`clean`) the end of a completed controlled
+    /// A crash whose course is drawn now (aimed faults, forced shutdowns).
+    fn crash_drawn(&mut self, n: usize) {
+        let (disconnect, down_ns) = self.draw_crash();
+        self.stop(n, Stop::Crash { disconnect, down_ns });
+    }
+
+    fn crash(&mut self, n: usize, disconnect: bool, down_ns: u64) {
+        self.stop(n, Stop::Crash { disconnect, down_ns });
+    }
+
+    /// Stops node `n`: a crash, or (`Stop::Clean`) the end of a completed controlled
     /// shutdown (nothing is pending on its disk then; its connections close).
-    fn stop(&mut self, n: usize, clean: bool) {
+    fn stop(&mut self, n: usize, how: Stop) {
         let now = self.now;
         let slot = &mut self.nodes[n];
         slot.node = None;
@@ -1097,7 +1150,7 @@ impl Sim {
         slot.paused_until = Instant::ZERO;
         slot.stopping = None;
         let damage = slot.disk.crash(&mut self.rng_disk);
-        if clean {
+        let Stop::Crash { disconnect, down_ns } = how else {
             let id = slot.id.0;
             assert!(damage.dropped_persists == 0, "n{id} stopped after its shutdown completed with persists pending");
             self.trace.event(now, Actor::Node(id), "stop", 0, 0, || "controlled shutdown complete; stopped".into());
@@ -1109,7 +1162,7 @@ impl Sim {
             let incarnation = self.nodes[n].incarnation;
             self.push(now + Duration::from_nanos(down), Ev::Restart { node: n, incarnation });
             return;
-        }
+        };
         self.counters.crashes += 1;
         self.counters.torn_writes += u64::from(damage.torn_bytes > 0);
         self.counters.lost_persists += damage.dropped_persists as u64;
@@ -1128,16 +1181,12 @@ impl Sim {
             },
         );
         let incarnation = slot.incarnation;
-        // Half the time clients see their connections reset at once; otherwise they
-        // find out through their request deadlines.
-        if self.rng_faults.random_bool(0.5) {
+        if disconnect {
             for c in 0..self.clients.len() {
                 self.client_input(c, Some(Input::Disconnected { peer: Peer::Node(NodeId(id)) }));
             }
         }
-        let mean = self.opts.restart_mean_ms as f64 * 1e6;
-        let down = exp_sample(&mut self.rng_faults, mean).min(2_000_000_000) + 1_000_000;
-        self.push(now + Duration::from_nanos(down), Ev::Restart { node: n, incarnation });
+        self.push(now + Duration::from_nanos(down_ns), Ev::Restart { node: n, incarnation });
     }
 
     fn restart(&mut self, n: usize) {
@@ -1490,6 +1539,10 @@ impl Sim {
         if now >= self.produce_until {
             return;
         }
+        let max_ops = self.cfg.schedule.as_ref().and_then(|s| s.max_ops);
+        if max_ops.is_some_and(|max| self.counters.ops_invoked >= max) {
+            return; // a schedule's workload bound: this producer stops
+        }
         let next = self.produce_gap();
         self.push(next, Ev::ProduceTick { client: c });
         if !self.security_ready {
@@ -1571,6 +1624,15 @@ impl Sim {
         }
         let next = self.fault_gap();
         self.push(next, Ev::Fault);
+        if let Some(fault) = self.draw_fault() {
+            self.apply_fault(fault);
+        }
+    }
+
+    /// Draws the next random fault: its kind, then every decision it takes, from
+    /// the `faults` stream (member faults from `members`). `None` when the drawn
+    /// kind does not apply now (a crash of a node that is down, say).
+    fn draw_fault(&mut self) -> Option<Fault> {
         let now = self.now;
         let o = &self.opts;
         let weights = [
@@ -1593,90 +1655,172 @@ impl Sim {
             }
         });
         let n = self.rng_faults.random_range(0..self.nodes.len());
-        let id = self.nodes[n].id.0;
         if kind.is_some() {
             // Watches of a controlled shutdown hold only in a quiet cluster.
             self.disturbed_at = now;
         }
         match kind {
-            Some(0) if self.nodes[n].node.is_some() => self.crash(n),
+            Some(0) if self.nodes[n].node.is_some() => {
+                let (disconnect, down_ns) = self.draw_crash();
+                Some(Fault::Crash { node: n, disconnect, down_ns })
+            }
             Some(5) => {
-                // Controller failover: crash whichever node leads the metadata quorum.
-                let leader = self.nodes.iter().position(|s| {
-                    s.node.as_ref().is_some_and(|node| node.raft().role() == mq_core::controller::RaftRole::Leader)
-                });
-                if let Some(l) = leader {
-                    self.counters.controller_crashes += 1;
-                    self.crash(l);
-                }
+                self.controller_slot()?;
+                let (disconnect, down_ns) = self.draw_crash();
+                Some(Fault::CrashController { disconnect, down_ns })
             }
             Some(1) if self.nodes[n].node.is_some() && self.nodes[n].paused_until <= now => {
-                let until = self.heal_time();
-                self.nodes[n].paused_until = until;
-                self.counters.pauses += 1;
-                self.trace.event(now, Actor::Node(id), "pause", until.as_nanos(), 0, || format!("until {until}"));
+                let for_ns = self.heal_time().saturating_since(now).as_nanos();
+                Some(Fault::Pause { node: n, for_ns })
             }
             Some(2) if self.net.cut.is_none() => {
                 let cut = self.draw_cut(n);
-                self.cut_id += 1;
-                self.counters.partitions += 1;
-                self.trace
-                    .event(now, Actor::Sim, "partition", self.cut_id, u64::from(cut.one_way), || format!("{cut:?}"));
-                self.net.cut = Some(cut);
-                let heal = self.heal_time();
-                self.push(heal, Ev::HealCut { id: self.cut_id });
+                let for_ns = self.heal_time().saturating_since(now).as_nanos();
+                Some(Fault::Partition { side: cut.side.into_iter().collect(), one_way: cut.one_way, for_ns })
             }
             Some(3) => {
                 let ends = self.endpoints();
                 let other = ends[self.rng_faults.random_range(0..ends.len())];
-                let me = Peer::Node(NodeId(id));
-                if other != me {
-                    let until = self.heal_time();
-                    self.net.clog(me, other, until);
-                    if self.rng_faults.random_bool(0.5) {
-                        self.net.clog(other, me, until);
-                    }
-                    self.counters.clogs += 1;
-                    self.trace.event(now, Actor::Node(id), "clog", peer_code(other), until.as_nanos(), || {
-                        format!("link with {other} until {until}")
-                    });
+                if other == Peer::Node(self.nodes[n].id) {
+                    return None;
                 }
+                let for_ns = self.heal_time().saturating_since(now).as_nanos();
+                let both = self.rng_faults.random_bool(0.5);
+                Some(Fault::Clog { node: n, other, both, for_ns })
             }
-            Some(6) => self.member_fault(),
-            Some(7) if self.nodes[n].node.is_some() && self.nodes[n].stopping.is_none() => self.begin_shutdown(n),
+            Some(6) => self.draw_member_fault(),
+            Some(7) if self.nodes[n].node.is_some() && self.nodes[n].stopping.is_none() => {
+                Some(Fault::Shutdown { node: n })
+            }
             Some(4) => {
                 let max = self.opts.clock_step_max_ms as i64 * 1_000_000;
-                let step = self.rng_faults.random_range(-max..=max);
-                self.nodes[n].clock.step(step);
-                self.counters.clock_steps += 1;
-                self.trace.event(now, Actor::Node(id), "clock-step", step as u64, 0, || format!("{step}ns"));
+                let step_ns = self.rng_faults.random_range(-max..=max);
+                Some(Fault::ClockStep { node: n, step_ns })
             }
-            _ => {}
+            _ => None,
+        }
+    }
+
+    /// The slot of the node whose Raft role is leader, if any.
+    fn controller_slot(&self) -> Option<usize> {
+        self.nodes.iter().position(|s| {
+            s.node.as_ref().is_some_and(|node| node.raft().role() == mq_core::controller::RaftRole::Leader)
+        })
+    }
+
+    /// Applies a fault (drawn or scheduled) and records it. A scheduled fault that
+    /// does not apply now (its node is down, a partition is in place) does nothing.
+    fn apply_fault(&mut self, fault: Fault) {
+        let now = self.now;
+        let applied = match &fault {
+            Fault::Crash { node, disconnect, down_ns } => {
+                let live = self.nodes[*node].node.is_some();
+                if live {
+                    self.crash(*node, *disconnect, *down_ns);
+                }
+                live
+            }
+            Fault::CrashController { disconnect, down_ns } => match self.controller_slot() {
+                Some(l) => {
+                    self.counters.controller_crashes += 1;
+                    self.crash(l, *disconnect, *down_ns);
+                    true
+                }
+                None => false,
+            },
+            Fault::Pause { node, for_ns } => {
+                let n = *node;
+                let ok = self.nodes[n].node.is_some() && self.nodes[n].paused_until <= now;
+                if ok {
+                    let until = now + Duration::from_nanos(*for_ns);
+                    self.nodes[n].paused_until = until;
+                    self.counters.pauses += 1;
+                    let id = self.nodes[n].id.0;
+                    self.trace.event(now, Actor::Node(id), "pause", until.as_nanos(), 0, || format!("until {until}"));
+                }
+                ok
+            }
+            Fault::Partition { side, one_way, for_ns } => {
+                let ok = self.net.cut.is_none();
+                if ok {
+                    let cut = Cut { side: side.iter().copied().collect(), one_way: *one_way };
+                    self.cut_id += 1;
+                    self.counters.partitions += 1;
+                    self.trace.event(now, Actor::Sim, "partition", self.cut_id, u64::from(cut.one_way), || {
+                        format!("{cut:?}")
+                    });
+                    self.net.cut = Some(cut);
+                    self.push(now + Duration::from_nanos(*for_ns), Ev::HealCut { id: self.cut_id });
+                }
+                ok
+            }
+            Fault::Clog { node, other, both, for_ns } => {
+                let (other, until) = (*other, now + Duration::from_nanos(*for_ns));
+                let id = self.nodes[*node].id.0;
+                let me = Peer::Node(NodeId(id));
+                self.net.clog(me, other, until);
+                if *both {
+                    self.net.clog(other, me, until);
+                }
+                self.counters.clogs += 1;
+                self.trace.event(now, Actor::Node(id), "clog", peer_code(other), until.as_nanos(), || {
+                    format!("link with {other} until {until}")
+                });
+                true
+            }
+            Fault::ClockStep { node, step_ns } => {
+                let id = self.nodes[*node].id.0;
+                self.nodes[*node].clock.step(*step_ns);
+                self.counters.clock_steps += 1;
+                let step = *step_ns;
+                self.trace.event(now, Actor::Node(id), "clock-step", step as u64, 0, || format!("{step}ns"));
+                true
+            }
+            Fault::Member { client, crash } => self.apply_member_fault(*client, *crash),
+            Fault::Shutdown { node } => {
+                let n = *node;
+                let ok = self.nodes[n].node.is_some() && self.nodes[n].stopping.is_none();
+                if ok {
+                    self.begin_shutdown(n);
+                }
+                ok
+            }
+        };
+        if applied {
+            self.fault_log.push(Timed { at_ns: now.as_nanos(), fault });
         }
     }
 
     /// A group member crashes (a fresh client replaces it at once; the old member
     /// is evicted after its session timeout) or leaves gracefully (it flushes its
     /// acks and leaves; a fresh client joins once it is done).
-    fn member_fault(&mut self) {
+    fn draw_member_fault(&mut self) -> Option<Fault> {
         let members: Vec<usize> =
             (0..self.clients.len()).filter(|c| matches!(self.clients[*c].role, Role::Member(_))).collect();
         if members.is_empty() {
-            return;
+            return None;
         }
-        let c = members[self.rng_members.random_range(0..members.len())];
+        let client = members[self.rng_members.random_range(0..members.len())];
+        let crash = self.rng_members.random_bool(0.5);
+        Some(Fault::Member { client, crash })
+    }
+
+    fn apply_member_fault(&mut self, c: usize, crash: bool) -> bool {
         let now = self.now;
         let cid = self.clients[c].id.0;
-        if self.rng_members.random_bool(0.5) {
+        let Role::Member(m) = &mut self.clients[c].role else { return false };
+        if crash {
             self.counters.member_crashes += 1;
             self.trace.event(now, Actor::Client(cid), "member-crash", 0, 0, String::new);
             self.replace_member(c);
-        } else if let Role::Member(m) = &mut self.clients[c].role {
-            if !m.gc.is_closed() {
-                self.trace.event(now, Actor::Client(cid), "member-leave", 0, 0, String::new);
-                m.gc.close(now, Duration::from_secs(2));
-                self.client_input(c, None);
-            }
+            true
+        } else if !m.gc.is_closed() {
+            self.trace.event(now, Actor::Client(cid), "member-leave", 0, 0, String::new);
+            m.gc.close(now, Duration::from_secs(2));
+            self.client_input(c, None);
+            true
+        } else {
+            false
         }
     }
 
@@ -1725,7 +1869,11 @@ impl Sim {
                 let clean = self.nodes[n].node.as_ref().is_some_and(Node::is_shut_down);
                 self.counters.shutdowns_completed += u64::from(clean);
                 self.counters.shutdowns_forced += u64::from(!clean);
-                self.stop(n, clean);
+                if clean {
+                    self.stop(n, Stop::Clean);
+                } else {
+                    self.crash_drawn(n);
+                }
             }
             if self.nodes[n].node.is_none() {
                 self.restart(n);

@@ -118,7 +118,7 @@ impl Sim {
         let slot = &self.nodes[n];
         if slot.stopping.is_some() && slot.node.as_ref().is_some_and(Node::is_shut_down) {
             self.counters.shutdowns_completed += 1;
-            self.stop(n, true);
+            self.stop(n, super::Stop::Clean);
         }
         if !self.watches.is_empty() {
             self.check_watches(false);
