@@ -226,8 +226,9 @@ pub struct DurabilityMarker {
     writes: u64,
 }
 
-/// One Raft replica.
-#[derive(Debug)]
+/// One Raft replica. `Clone` serves state-space search over copies of replicas
+/// (`mq-core/tests/raft_exhaustive.rs`).
+#[derive(Clone, Debug)]
 pub struct Raft {
     config: RaftConfig,
     rng: Rng,
@@ -325,6 +326,10 @@ impl Raft {
         } else {
             &self.log[from..to]
         }
+    }
+    /// Every entry of the log, committed or not (index 1 first).
+    pub fn log_entries(&self) -> &[Entry] {
+        &self.log
     }
     /// Whether an entry of the current term has committed: a new leader's image is
     /// complete only from then on.
