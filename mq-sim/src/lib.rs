@@ -323,6 +323,8 @@ pub struct Report {
     pub trace: Option<Vec<String>>,
     /// Every fault the run injected, as a schedule can replay it.
     pub faults: Vec<schedule::Timed>,
+    /// The trace as structured events with the timeline's notes, when asked for.
+    pub trace_events: Option<Vec<trace::TraceEvent>>,
 }
 
 impl Report {
@@ -377,6 +379,7 @@ pub fn run_seed(cfg: &SimConfig) -> Report {
         trace_hash: 0,
         trace: None,
         faults: Vec::new(),
+        trace_events: None,
     };
     if let Some(s) = sim.as_mut() {
         report.counters = s.counters.clone();
@@ -385,6 +388,7 @@ pub fn run_seed(cfg: &SimConfig) -> Report {
         report.trace_hash = s.trace.hash();
         report.trace = s.trace.take_lines();
         report.faults = std::mem::take(&mut s.fault_log);
+        report.trace_events = s.trace.take_events();
         report.violation = s.checker.violation().cloned();
     }
     if let Err(payload) = result {

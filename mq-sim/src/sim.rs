@@ -1227,6 +1227,10 @@ impl Sim {
                 });
             }
             Fate::Deliver { at, dup } => {
+                // For the timeline's arrows (trace.rs notes: not hashed, not in the text).
+                for t in [Some(at), dup].into_iter().flatten() {
+                    self.trace.note(now, actor(from), "send", peer_code(to), t.as_nanos(), String::new);
+                }
                 if let Some(dup_at) = dup {
                     self.counters.duplicated += 1;
                     self.push(dup_at, Ev::Deliver { from, to, msg: Box::new(msg.clone()) });
