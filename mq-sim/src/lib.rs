@@ -30,6 +30,7 @@ pub mod options;
 pub mod schedule;
 pub mod shrink;
 pub mod sim;
+pub mod timeline;
 pub mod trace;
 
 pub use checker::Violation;

@@ -51,6 +51,10 @@ enum Cmd {
         /// Write the whole trace to this file (`-` for stdout).
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Write an HTML timeline of the run (a space-time diagram, self-contained)
+        /// to this file.
+        #[arg(long)]
+        timeline: Option<PathBuf>,
         /// A deliberate bug (see `run`).
         #[arg(long, hide = true, default_value = "none")]
         mutation: Mutation,
@@ -92,11 +96,12 @@ fn main() -> ExitCode {
         Cmd::Run { seeds, start_seed, jobs, check_determinism, fail_fast, mutation } => {
             ExitCode::from(campaign(start_seed, seeds, jobs.max(1), check_determinism, fail_fast, mutation))
         }
-        Cmd::Replay { seed, schedule, trace, mutation } => {
+        Cmd::Replay { seed, schedule, trace, timeline, mutation } => {
+            let keep_trace = trace.is_some() || timeline.is_some();
             let cfg = match (seed, schedule) {
-                (Some(seed), _) => config(seed, mutation, trace.is_some()),
+                (Some(seed), _) => config(seed, mutation, keep_trace),
                 (None, Some(path)) => match read_schedule(&path) {
-                    Ok(s) => SimConfig { keep_trace: trace.is_some(), ..SimConfig::from_schedule(s) },
+                    Ok(s) => SimConfig { keep_trace, ..SimConfig::from_schedule(s) },
                     Err(e) => {
                         eprintln!("mq-sim: {e}");
                         return ExitCode::from(3);
@@ -104,7 +109,7 @@ fn main() -> ExitCode {
                 },
                 (None, None) => unreachable!("clap requires --seed or --schedule"),
             };
-            ExitCode::from(replay(cfg, trace))
+            ExitCode::from(replay(cfg, trace, timeline))
         }
         Cmd::Shrink { seed, out, max_runs, mutation } => ExitCode::from(shrink(seed, out, max_runs, mutation)),
     }
@@ -119,7 +124,7 @@ fn read_schedule(path: &std::path::Path) -> Result<mq_sim::Schedule, String> {
     mq_sim::Schedule::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn replay(cfg: SimConfig, trace: Option<PathBuf>) -> u8 {
+fn replay(cfg: SimConfig, trace: Option<PathBuf>, timeline: Option<PathBuf>) -> u8 {
     let (seed, mutation) = (cfg.seed, cfg.mutation);
     println!("mq-sim {VERSION}");
     println!("seed={seed} mutation={mutation}");
@@ -130,6 +135,19 @@ fn replay(cfg: SimConfig, trace: Option<PathBuf>) -> u8 {
     }
     println!("{}", cfg.options());
     let mut report = run_seed(&cfg);
+    if let (Some(path), Some(events)) = (&timeline, report.trace_events.take()) {
+        // On stderr: stdout's lines are an interface (see the module docs).
+        let page = mq_sim::timeline::Timeline::build(&report, &events);
+        match std::fs::write(path, page.html()) {
+            Ok(()) => eprintln!(
+                "mq-sim: timeline of {} messages and {} marks written to {}",
+                page.arrows.len(),
+                page.marks.len(),
+                path.display()
+            ),
+            Err(e) => eprintln!("mq-sim: cannot write the timeline to {}: {e}", path.display()),
+        }
+    }
     if let (Some(path), Some(lines)) = (trace, report.trace.take()) {
         let text = lines.join("\n") + "\n";
         if path.as_os_str() == "-" {
