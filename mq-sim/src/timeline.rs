@@ -288,7 +288,9 @@ pub fn tps_in(text: &str) -> Vec<String> {
 fn numbers_after(text: &str, word: &str) -> Vec<u64> {
     let mut out = Vec::new();
     for (i, _) in text.match_indices(word) {
-        let before_ok = i == 0 || !text.as_bytes()[i - 1].is_ascii_alphanumeric();
+        // A word that starts like an identifier must start one (`n1`, not `in1`).
+        let word_start = !word.starts_with(|c: char| c.is_ascii_alphanumeric());
+        let before_ok = word_start || i == 0 || !text.as_bytes()[i - 1].is_ascii_alphanumeric();
         let digits: String = text[i + word.len()..].chars().take_while(char::is_ascii_digit).collect();
         if before_ok && !digits.is_empty() {
             if let Ok(n) = digits.parse() {
@@ -502,10 +504,8 @@ impl Timeline {
                     open_cut = Some((e.a, marks.len()));
                     marks.push(m);
                 }
-                (false, "heal-cut", None) => {
-                    if open_cut.is_some_and(|(id, _)| id == e.a) {
-                        close_cut(&mut marks, &mut open_cut, t);
-                    }
+                (false, "heal-cut", None) if open_cut.is_some_and(|(id, _)| id == e.a) => {
+                    close_cut(&mut marks, &mut open_cut, t);
                 }
                 (false, "liveness", None) => {
                     close_cut(&mut marks, &mut open_cut, t);
@@ -521,6 +521,7 @@ impl Timeline {
                     };
                     let mut m = mark(kind, Some(lane), e.detail.clone());
                     m.tp = b.tp(&e.detail);
+                    m.highlight = kind == MarkKind::Leader && e.detail.contains("unclean: true");
                     marks.push(m);
                 }
                 (false, "member-crash" | "member-leave" | "member-replaces", Some(_)) => {
@@ -585,14 +586,15 @@ impl Timeline {
                 highlight_lanes.insert(l);
             }
         }
+        // Marks about a named partition, on a named lane if the violation names any.
+        for m in marks.iter_mut() {
+            let tp = m.tp.is_some_and(|tp| highlight_tps.contains(&tp));
+            let lane = highlight_lanes.is_empty() || m.lane.is_some_and(|l| highlight_lanes.contains(&l));
+            m.highlight |= tp && lane;
+        }
         for op in ops.iter_mut().filter(|o| highlight_ops.contains(&o.id)) {
             op.highlight = true;
             highlight_lanes.insert(op.lane);
-        }
-        for m in marks.iter_mut() {
-            m.highlight = m.tp.is_some_and(|tp| highlight_tps.contains(&tp))
-                && m.lane.is_some_and(|l| highlight_lanes.contains(&l))
-                || (m.kind == MarkKind::Leader && m.label.contains("unclean: true"));
         }
         let verdict = report.fail_line().unwrap_or_else(|| format!("PASS seed={}", report.seed));
         marks.push(Mark {
@@ -614,8 +616,8 @@ impl Timeline {
         }
         let mut lanes: Vec<String> =
             lane_keys.iter().map(|&(kind, n)| if kind == 1 { format!("n{n}") } else { format!("c{n}") }).collect();
-        for (name, role) in lanes.iter_mut().zip(&roles) {
-            if let Some(role) = role {
+        for ((name, role), (kind, _)) in lanes.iter_mut().zip(&roles).zip(&lane_keys) {
+            if let (Some(role), 2) = (role, kind) {
                 name.push(' ');
                 name.push_str(role);
             }
