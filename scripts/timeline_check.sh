@@ -7,6 +7,7 @@
 #
 #   scripts/timeline_check.sh                 # seed 17, and seed 8 with a lying disk (a FAIL)
 #   SEEDS="42 8:lying-disk" scripts/timeline_check.sh
+#   SEEDS="0#op=621&tp=t0/1" scripts/timeline_check.sh      # a view (the page's #fragment)
 #   SCREENSHOT_TO=docs/images/timeline.png scripts/timeline_check.sh   # keep the last screenshot
 #
 # Environment: MQ_SIM (a built mq-sim binary; default: cargo build --release -p mq-sim
@@ -48,6 +49,9 @@ browser() {
 status=0
 last_png=""
 for spec in $SEEDS; do
+    fragment=""
+    [[ "$spec" == *"#"* ]] && fragment="#${spec#*#}"
+    spec=${spec%%#*}
     seed=${spec%%:*}
     mutation=none
     [[ "$spec" == *:* ]] && mutation=${spec#*:}
@@ -59,7 +63,7 @@ for spec in $SEEDS; do
     [[ -s "$html" ]] || { echo "FAIL seed $seed ($mutation): no timeline written" >&2; status=1; continue; }
     verdict=$(grep -E '^(PASS|FAIL) ' "$OUT/seed-$seed-$mutation.out" | cut -c1-100 || true)
 
-    browser --screenshot="$png" "file://$html" >/dev/null || true
+    browser --screenshot="$png" "file://$html$fragment" >/dev/null || true
     if ! python3 - "$png" <<'PY'
 import struct, sys, zlib
 
