@@ -845,14 +845,7 @@ impl Sim {
             // visits per input (the full check walks every batch).
             slot.next_check = slot.inputs + every.max(mq_core::node::full_check_spacing(node.batch_count()));
         }
-        let mut outs = std::mem::take(&mut self.scratch);
-        while let Some(o) = node.poll_output() {
-            outs.push(o);
-        }
-        for o in outs.drain(..) {
-            self.node_output(n, o);
-        }
-        self.scratch = outs;
+        self.drain_outputs(n);
         self.on_raft_leadership(n);
         self.schedule_node_timer(n);
         self.after_node_step(n);

@@ -127,6 +127,15 @@ impl Sim {
 
     /// Drains node `n`'s outputs and schedules its timer.
     pub(super) fn drain_node(&mut self, n: usize) {
+        if self.nodes[n].node.is_none() {
+            return;
+        }
+        self.drain_outputs(n);
+        self.schedule_node_timer(n);
+    }
+
+    /// Takes every output node `n` has and acts on each, in order.
+    pub(super) fn drain_outputs(&mut self, n: usize) {
         let Some(node) = self.nodes[n].node.as_mut() else { return };
         let mut outs = std::mem::take(&mut self.scratch);
         while let Some(o) = node.poll_output() {
@@ -136,7 +145,6 @@ impl Sim {
             self.node_output(n, o);
         }
         self.scratch = outs;
-        self.schedule_node_timer(n);
     }
 
     // ----- security -----
