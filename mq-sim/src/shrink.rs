@@ -155,8 +155,9 @@ pub fn shrink(cfg: &ShrinkConfig, mut progress: impl FnMut(&str)) -> Result<Shru
     Ok(Shrunk { invariant, what, before, after: best.0, schedule, runs, kept })
 }
 
-/// The changes to try on `s` (whose run is `last`), most promising first. Each is
-/// strictly smaller than `s` in some measure, so keeping changes terminates.
+/// The changes to try on `s` (whose run is `last`), most promising first. Each
+/// moves one measure of `s` one way only (smaller, or for the pacing options larger
+/// up to a cap), so keeping changes terminates.
 fn candidates(s: &Schedule, last: &Report) -> Vec<(String, Schedule)> {
     let mut out: Vec<(String, Schedule)> = Vec::new();
     let with = |f: &dyn Fn(&mut Schedule)| {
@@ -309,8 +310,32 @@ fn candidates(s: &Schedule, last: &Report) -> Vec<(String, Schedule)> {
             }
         }
     }
+    // 6. Sooner and sparser: the same story in fewer events. Faults earlier (all,
+    // then one at a time: sums of fault times only shrink), and slower pacing
+    // (heartbeats follow the election timeout, a tenth of it; a producer that
+    // ticks less often draws fewer idle ticks). The pacing options only grow, up
+    // to a cap, so no pair of changes undoes each other.
+    if !s.random_faults && s.faults.iter().any(|t| t.at_ns > 1_000_000) {
+        push("faults at half their times".into(), with(&|c| c.faults.iter_mut().for_each(|t| t.at_ns /= 2)));
+        for (i, t) in s.faults.iter().enumerate().filter(|(_, t)| t.at_ns > 1_000_000) {
+            push(format!("fault {i} at {} ms", t.at_ns / 2_000_000), with(&|c| c.faults[i].at_ns /= 2));
+        }
+    }
+    if o.election_timeout_ms < MAX_ELECTION_TIMEOUT_MS {
+        let longer = (o.election_timeout_ms * 2).min(MAX_ELECTION_TIMEOUT_MS);
+        push(format!("election timeout {longer} ms"), with(&|c| c.options.election_timeout_ms = longer));
+    }
+    if o.produce_interval_us < MAX_PRODUCE_INTERVAL_US {
+        let slower = (o.produce_interval_us * 2).min(MAX_PRODUCE_INTERVAL_US);
+        push(format!("produce interval {slower} us"), with(&|c| c.options.produce_interval_us = slower));
+    }
     out
 }
+
+/// The longest election timeout the shrinker moves to (the largest drawn one).
+const MAX_ELECTION_TIMEOUT_MS: u64 = 1_000;
+/// The slowest producer pacing the shrinker moves to (20 times the slowest drawn).
+const MAX_PRODUCE_INTERVAL_US: u64 = 100_000;
 
 /// A change that removes a source of noise: what it says, whether it applies, and
 /// the change.
