@@ -329,9 +329,15 @@ fn candidates(s: &Schedule, last: &Report) -> Vec<(String, Schedule)> {
         let slower = (o.produce_interval_us * 2).min(MAX_PRODUCE_INTERVAL_US);
         push(format!("produce interval {slower} us"), with(&|c| c.options.produce_interval_us = slower));
     }
+    if o.auth && o.attack_interval_ms < MAX_ATTACK_INTERVAL_MS {
+        let sparser = (o.attack_interval_ms * 2).min(MAX_ATTACK_INTERVAL_MS);
+        push(format!("attacks every {sparser} ms"), with(&|c| c.options.attack_interval_ms = sparser));
+    }
     out
 }
 
+/// The sparsest adversary pacing the shrinker moves to (20 times the sparsest drawn).
+const MAX_ATTACK_INTERVAL_MS: u64 = 2_000;
 /// The longest election timeout the shrinker moves to (the largest drawn one).
 const MAX_ELECTION_TIMEOUT_MS: u64 = 1_000;
 /// The slowest producer pacing the shrinker moves to (20 times the slowest drawn).
