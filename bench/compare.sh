@@ -335,7 +335,14 @@ run_mq() { # PREFIX BOOTSTRAP ACKS RF
   for mode in $MODES; do
     case $mode in
     produce | consume) record "$1-$mode" mq_bench "$mode" "$2" bench "$3" "$4" || true ;;
-    e2e) record "$1-e2e" mq_bench e2e "$2" bench-e2e "$3" "$4" || true ;;
+    e2e)
+      # mq bench e2e creates a missing topic, but on a fresh cluster its consumers can
+      # join the group before every broker knows the topic (UnknownTopic); creating it
+      # first (the command returns once the partition has a leader) avoids that race.
+      "$MQ_BIN" topic create bench-e2e --partitions 1 --replication-factor "$4" \
+        --bootstrap "$2" >/dev/null 2>&1 || true
+      record "$1-e2e" mq_bench e2e "$2" bench-e2e "$3" "$4" || true
+      ;;
     esac
   done
 }
