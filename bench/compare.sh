@@ -59,6 +59,11 @@ WRITE_DOCS=${COMPARE_WRITE_DOCS:-auto}
 KEEP=${COMPARE_KEEP:-0}
 read -r -a MQ_EXTRA <<<"${COMPARE_MQ_ARGS:-}"
 RUN_TIMEOUT_SECS=${COMPARE_RUN_TIMEOUT_SECS:-600}
+# nats-server to run; replaced by Debian trixie's 2.10 package (unpacked under
+# NATS_CACHE, never installed) when bookworm's 2.9 cannot fsync every write.
+NATS_BIN=${COMPARE_NATS_BIN:-nats-server}
+NATS_FROM_TRIXIE=${COMPARE_NATS_FROM_TRIXIE:-1}
+NATS_CACHE=${COMPARE_NATS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mq-compare}
 
 log() { printf 'compare: %s\n' "$*" >&2; }
 die() {
@@ -184,7 +189,7 @@ NATS_SYNC_ALWAYS=no
 nats_probe_sync_always() {
   local conf
   conf=$(nats_conf probe "$NATS_PORT" "$WORK/nats-probe" always)
-  if nats-server -t -c "$conf" >"$WORK/nats-probe/check.log" 2>&1; then
+  if "$NATS_BIN" -t -c "$conf" >"$WORK/nats-probe/check.log" 2>&1; then
     NATS_SYNC_ALWAYS=yes
   else
     NATS_SYNC_ALWAYS=no
@@ -192,11 +197,37 @@ nats_probe_sync_always() {
   fi
 }
 
+# Debian bookworm's nats-server (2.9) refuses `sync_interval: always`; Debian
+# trixie's package (2.10) has it. Fetch that package with a private apt
+# configuration (the system's sources and installed packages stay as they are),
+# unpack its static binary into NATS_CACHE and use it for every NATS row, so the
+# rows with and without sync on every write run the same server.
+nats_from_trixie() {
+  local apt=$NATS_CACHE/apt deb
+  if [[ ! -x $NATS_CACHE/x/usr/sbin/nats-server ]]; then
+    command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1 || return 1
+    log "fetching nats-server from Debian trixie (2.10: sync_interval always) into $NATS_CACHE"
+    mkdir -p "$apt/lists/partial" "$NATS_CACHE/deb"
+    printf 'deb http://deb.debian.org/debian trixie main\n' >"$apt/sources.list"
+    local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
+      -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o APT::Sandbox::User=root)
+    mkdir -p "$apt/cache/archives/partial"
+    apt-get "${opts[@]}" update -qq >"$apt/update.log" 2>&1 || return 1
+    (cd "$NATS_CACHE/deb" && apt-get "${opts[@]}" download nats-server/trixie) >"$apt/download.log" 2>&1 || return 1
+    local debs=("$NATS_CACHE"/deb/nats-server_*.deb)
+    deb=${debs[0]}
+    [[ -f $deb ]] || return 1
+    dpkg-deb -x "$deb" "$NATS_CACHE/x" || return 1
+  fi
+  NATS_BIN=$NATS_CACHE/x/usr/sbin/nats-server
+  "$NATS_BIN" --version >/dev/null 2>&1
+}
+
 start_nats() { # SYNC
   local dir=$WORK/nats-1-$1 conf
   need_free "$NATS_PORT"
   conf=$(nats_conf n1 "$NATS_PORT" "$dir" "$1")
-  nats-server -c "$conf" >"$dir/server.log" 2>&1 &
+  "$NATS_BIN" -c "$conf" >"$dir/server.log" 2>&1 &
   PIDS+=($!)
   wait_port "$NATS_PORT" 20 || die "nats-server did not start: $(tail -3 "$dir/server.log")"
 }
@@ -207,7 +238,7 @@ start_nats3() { # SYNC
   for i in 0 1 2; do
     dir=$WORK/nats-3-$1-n$((i + 1))
     conf=$(nats_conf "n$((i + 1))" "${NATS3_PORTS[$i]}" "$dir" "$1" "${NATS3_ROUTES[$i]}")
-    nats-server -c "$conf" >"$dir/server.log" 2>&1 &
+    "$NATS_BIN" -c "$conf" >"$dir/server.log" 2>&1 &
     PIDS+=($!)
   done
   for i in 0 1 2; do
@@ -428,7 +459,7 @@ machine_description() {
   printf -- '- kernel: %s\n' "$(uname -sr)"
   printf -- '- data directories: %s (%s)\n' "$WORK" "$fs"
   printf -- '- nats-server: %s; redis-server: %s; rustc: %s\n' \
-    "$(nats-server --version 2>&1)" "$(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')" \
+    "$("$NATS_BIN" --version 2>&1) ($NATS_BIN)" "$(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')" \
     "$(rustc --version 2>/dev/null || echo unknown)"
   printf -- '- script time so far: %s s (builds included)\n' "$SECONDS"
   printf -- '- load: %s (other processes share the machine unless it was quiet)\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -504,9 +535,18 @@ fi
 [[ $MQ_OK == yes ]] || log "mq side: $MQ_WHY; the peers still run"
 
 nats_probe_sync_always
+if [[ $NATS_SYNC_ALWAYS != yes && $NATS_FROM_TRIXIE == 1 ]] && { wants nats || wants nats3; }; then
+  log "$("$NATS_BIN" --version 2>&1) cannot fsync every write (${NATS_SYNC_WHY:-}); trying Debian trixie's package"
+  if nats_from_trixie; then
+    nats_probe_sync_always
+  else
+    log "could not fetch nats-server from Debian trixie (see $NATS_CACHE/apt/*.log); staying with $NATS_BIN"
+    NATS_BIN=${COMPARE_NATS_BIN:-nats-server}
+  fi
+fi
 NATS_SYNC_NOTE=
 if [[ $NATS_SYNC_ALWAYS != yes ]]; then
-  NATS_SYNC_NOTE="nats-server $(nats-server --version 2>&1 | sed 's/^nats-server: //') cannot fsync every write: it refuses \`sync_interval: always\` (${NATS_SYNC_WHY:-}), an option of nats-server 2.10 and later. Its JetStream file store syncs on its own periodic timer, so the NATS rows compare only mq's interval fsync with that default; the \"fsync every write\" NATS rows are not measured (n/a)."
+  NATS_SYNC_NOTE="nats-server $("$NATS_BIN" --version 2>&1 | sed 's/^nats-server: //') cannot fsync every write: it refuses \`sync_interval: always\` (${NATS_SYNC_WHY:-}), an option of nats-server 2.10 and later. Its JetStream file store syncs on its own periodic timer, so the NATS rows compare only mq's interval fsync with that default; the \"fsync every write\" NATS rows are not measured (n/a)."
   log "$NATS_SYNC_NOTE"
 fi
 
