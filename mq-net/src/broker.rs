@@ -5,8 +5,12 @@
 //! connection events and the node's next deadline, feeds exactly one `Input`, and
 //! drains every `Output` before waiting again. It never touches a socket or a file
 //! itself: replies go to per-connection queues and Persists to the storage thread,
-//! which applies each one, fsyncs once, and reports the token back. Tokens complete
-//! in order because one thread handles them in order.
+//! which applies every Persist waiting for it, fsyncs once for all of them (group
+//! commit), and reports their tokens back. Tokens complete in order because one
+//! thread handles them in order. With `fsync = "interval"` (docs/operations.md
+//! section 3) it reports them once written and fsynced only the Raft log; the node
+//! task then sends it a sync job every `fsync_interval_ms`, and it syncs once more
+//! when it stops.
 //!
 //! Messages to other brokers go to one outbound link task per peer
 //! (`transport::peer_link`) through a bounded queue; the node task only
@@ -17,7 +21,7 @@
 //! write what is queued, stop the storage thread, return.
 
 use crate::clock::Clock;
-use crate::config::{BrokerConfig, ConfigError};
+use crate::config::{BrokerConfig, ConfigError, FsyncPolicy};
 use crate::rt::Worker;
 use crate::storage::{DiskStore, RecoveryNote, StorageError, StorageOptions};
 use crate::transport::{accept_loop, peer_link, Limits, LocalNode, NodeEvent, Outbound};
@@ -43,6 +47,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Messages queued per outbound peer link; more are dropped.
 const LINK_QUEUE: usize = 4096;
+/// Most jobs the storage thread takes at once (one fsync covers them all).
+const STORAGE_BATCH: usize = 1024;
 
 /// Why the broker could not start or had to stop.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +86,15 @@ pub enum BrokerError {
 }
 
 type Completion = Result<PersistToken, StorageError>;
+
+/// Work for the storage thread, in order.
+enum StorageJob {
+    /// Apply these writes; report the token once they are as durable as the
+    /// `fsync` setting asks.
+    Persist(PersistToken, Vec<Write>),
+    /// `fsync = "interval"`: make everything written so far durable.
+    Sync,
+}
 
 /// A running broker.
 #[derive(Debug)]
@@ -152,12 +167,23 @@ impl Broker {
             idle_timeout: Duration::from_millis(config.idle_timeout_ms),
             outbound_queue: config.outbound_queue,
         };
-        let (persist_tx, persist_rx) = mpsc::unbounded_channel::<(PersistToken, Vec<Write>)>();
+        let (persist_tx, persist_rx) = mpsc::unbounded_channel::<StorageJob>();
         let (done_tx, done_rx) = mpsc::unbounded_channel::<Completion>();
-        let mut store = store;
-        let storage_thread = Worker::start("mq-storage", persist_rx, move |(token, writes)| {
-            persist_one(&mut store, token, &writes, &done_tx)
-        })
+        let fsync = config.fsync;
+        let storage_thread = Worker::start(
+            "mq-storage",
+            persist_rx,
+            STORAGE_BATCH,
+            store,
+            move |store, jobs| persist_jobs(store, jobs, fsync, &done_tx),
+            |mut store| {
+                // Interval mode leaves writes unsynced until here: a clean stop
+                // makes them durable.
+                if let Err(e) = store.sync() {
+                    tracing::error!(error = %e, "final fsync at shutdown failed");
+                }
+            },
+        )
         .map_err(|source| {
             BrokerError::Storage(StorageError::Io { op: "spawn storage thread", path: config.data_dir.clone(), source })
         })?;
@@ -178,7 +204,16 @@ impl Broker {
             );
         }
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let driver = Driver { node, clock, conns: HashMap::new(), links, persist: persist_tx, ready: Some(ready_tx) };
+        let sync_every = (config.fsync == FsyncPolicy::Interval).then(|| Duration::from_millis(config.fsync_interval_ms));
+        let driver = Driver {
+            node,
+            clock,
+            conns: HashMap::new(),
+            links,
+            persist: persist_tx,
+            ready: Some(ready_tx),
+            sync_every,
+        };
         let task = tokio::spawn(async move {
             let result = driver.run(events_rx, done_rx, shutdown_rx, alive_rx).await;
             // After a fatal error the accept loop must stop too.
@@ -262,19 +297,40 @@ fn log_recovery(note: &RecoveryNote) {
     }
 }
 
-/// One Persist on the storage thread: apply and fsync it, report its token. False
-/// when the thread must stop.
-fn persist_one(
+/// The jobs waiting for the storage thread: applies every Persist, makes them
+/// durable with one round of fsyncs (`always`; under `interval` only the Raft log,
+/// unless a sync job is among them), then reports their tokens in order. False when
+/// the thread must stop.
+fn persist_jobs(
     store: &mut DiskStore,
-    token: PersistToken,
-    writes: &[Write],
+    jobs: &mut Vec<StorageJob>,
+    fsync: FsyncPolicy,
     done: &mpsc::UnboundedSender<Completion>,
 ) -> bool {
-    let result = store.persist(writes).map(|()| token);
-    let failed = result.is_err();
-    // After a failed write the files are in an unknown state: stop, and let the
-    // next start recover them.
-    done.send(result).is_ok() && !failed
+    let mut tokens = Vec::with_capacity(jobs.len());
+    let mut sync_all = fsync == FsyncPolicy::Always;
+    let mut result = Ok(());
+    for job in jobs.drain(..) {
+        match job {
+            StorageJob::Persist(token, writes) => {
+                if result.is_ok() {
+                    result = store.write(&writes);
+                    tokens.push(token);
+                }
+            }
+            StorageJob::Sync => sync_all = true,
+        }
+    }
+    let result = result.and_then(|()| if sync_all { store.sync() } else { store.sync_metadata() });
+    match result {
+        Ok(()) => tokens.into_iter().all(|t| done.send(Ok(t)).is_ok()),
+        // After a failed write the files are in an unknown state: stop, and let
+        // the next start recover them. Nothing of this round is reported done.
+        Err(e) => {
+            let _ = done.send(Err(e));
+            false
+        }
+    }
 }
 
 struct Driver {
@@ -283,9 +339,11 @@ struct Driver {
     conns: HashMap<Peer, mpsc::Sender<Outbound>>,
     /// Outbound links to the other brokers.
     links: HashMap<NodeId, mpsc::Sender<mq_core::wire::Message>>,
-    persist: mpsc::UnboundedSender<(PersistToken, Vec<Write>)>,
+    persist: mpsc::UnboundedSender<StorageJob>,
     /// Told once, when the node first reports ready.
     ready: Option<tokio::sync::oneshot::Sender<()>>,
+    /// `fsync = "interval"`: how often the storage thread gets a sync job.
+    sync_every: Option<Duration>,
 }
 
 impl Driver {
@@ -299,6 +357,7 @@ impl Driver {
         let mut stopping = false;
         let mut events_done = false;
         let mut give_up = tokio::time::Instant::now();
+        let mut next_sync = self.sync_every.map(|d| tokio::time::Instant::now() + d);
         loop {
             if stopping
                 && (self.node.is_shut_down()
@@ -324,6 +383,11 @@ impl Driver {
                     let now = self.clock.now();
                     self.node.begin_shutdown(now);
                     self.drain()?;
+                }
+                // Before connection events, which a busy broker always has.
+                _ = sleep_until_opt(next_sync), if next_sync.is_some() => {
+                    self.persist.send(StorageJob::Sync).map_err(|_| BrokerError::StorageThread)?;
+                    next_sync = self.sync_every.map(|d| tokio::time::Instant::now() + d);
                 }
                 ev = events.recv(), if !events_done => match ev {
                     Some(ev) => self.handle_event(ev)?,
@@ -368,7 +432,7 @@ impl Driver {
             match output {
                 Output::Send { to, msg } => self.send(to, msg),
                 Output::Persist { token, writes } => {
-                    self.persist.send((token, writes)).map_err(|_| BrokerError::StorageThread)?;
+                    self.persist.send(StorageJob::Persist(token, writes)).map_err(|_| BrokerError::StorageThread)?;
                 }
                 Output::Close { peer, reason } => {
                     tracing::info!(%peer, %reason, "closing connection at the node's request");

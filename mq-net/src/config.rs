@@ -51,6 +51,15 @@ pub struct BrokerConfig {
     pub max_pending_write_bytes: usize,
     /// How often retention runs, in ms.
     pub retention_check_interval_ms: u64,
+    /// When appended records reach the disk (docs/operations.md section 3):
+    /// `always` fsyncs every Persist before it is reported (group commit), so an
+    /// acknowledged record survives a power loss; `interval` reports a Persist once
+    /// written and fsyncs every `fsync_interval_ms`, trading that for throughput
+    /// (durability then comes from replication, as in Kafka). The Raft log is
+    /// fsynced before every report either way.
+    pub fsync: FsyncPolicy,
+    /// With `fsync = "interval"`: ms between fsyncs of the partition logs.
+    pub fsync_interval_ms: u64,
     /// The secret every broker of the cluster shares: with it, each link between
     /// brokers starts with a challenge-response and a broker that cannot prove it
     /// is refused (docs/security.md section 5). Every broker needs the same value,
@@ -59,6 +68,45 @@ pub struct BrokerConfig {
     /// Client authentication and ACLs: unset, every client may do everything.
     pub auth: Option<AuthSettings>,
 }
+
+/// When the storage thread fsyncs partition logs (the `fsync` setting).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    /// Every Persist is fsynced before it is reported (group commit): an
+    /// acknowledged record is on disk.
+    #[default]
+    Always,
+    /// Persists are reported once written; the logs are fsynced every
+    /// `fsync_interval_ms` and at shutdown. Acknowledged records can be lost if
+    /// every replica's machine fails within the interval.
+    Interval,
+}
+
+impl std::str::FromStr for FsyncPolicy {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "always" => Ok(FsyncPolicy::Always),
+            "interval" => Ok(FsyncPolicy::Interval),
+            other => Err(ConfigError::Invalid(format!("fsync must be \"always\" or \"interval\", not {other:?}"))),
+        }
+    }
+}
+
+impl std::fmt::Display for FsyncPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FsyncPolicy::Always => "always",
+            FsyncPolicy::Interval => "interval",
+        })
+    }
+}
+
+/// Longest `fsync_interval_ms` accepted (one hour): anything longer is almost
+/// certainly a unit mistake.
+pub const MAX_FSYNC_INTERVAL_MS: u64 = 3_600_000;
 
 /// The `[auth]` table: turns on authentication with a bootstrap admin principal.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -122,6 +170,8 @@ impl Default for BrokerConfig {
             max_fetch_bytes: node.max_fetch_bytes,
             max_pending_write_bytes: node.max_pending_write_bytes,
             retention_check_interval_ms: node.retention_check_interval.as_millis(),
+            fsync: FsyncPolicy::Always,
+            fsync_interval_ms: 1000,
             cluster_secret: None,
             auth: None,
         }
@@ -265,6 +315,12 @@ impl BrokerConfig {
         if self.segment_bytes < 1024 {
             return invalid(format!("segment_bytes {} is below the minimum of 1024", self.segment_bytes));
         }
+        if self.fsync_interval_ms == 0 || self.fsync_interval_ms > MAX_FSYNC_INTERVAL_MS {
+            return invalid(format!(
+                "fsync_interval_ms {} must be from 1 to {MAX_FSYNC_INTERVAL_MS} (1 h)",
+                self.fsync_interval_ms
+            ));
+        }
         if self.max_fetch_bytes + 64 * 1024 > self.max_frame_bytes {
             return invalid(format!(
                 "max_fetch_bytes {} must leave 64 KiB of room below max_frame_bytes {}",
@@ -395,5 +451,32 @@ mod tests {
         let short = BrokerConfig::from_toml("cluster_secret = \"short\"\n").unwrap();
         assert!(short.validate().unwrap_err().to_string().contains("at least 16"));
         assert!(BrokerConfig::from_toml("[auth]\nadmin_key = \"x\"\n").is_err(), "typos are errors");
+    }
+
+    #[test]
+    fn fsync_defaults_to_always_and_interval_mode_comes_from_toml_or_a_flag() {
+        let c = BrokerConfig::default();
+        assert_eq!((c.fsync, c.fsync_interval_ms), (FsyncPolicy::Always, 1000));
+        let c = BrokerConfig::from_toml("fsync = \"interval\"\nfsync_interval_ms = 250\n").unwrap();
+        assert_eq!((c.fsync, c.fsync_interval_ms), (FsyncPolicy::Interval, 250));
+        assert!(c.validate().is_ok());
+        assert_eq!("interval".parse::<FsyncPolicy>().unwrap(), FsyncPolicy::Interval);
+        assert_eq!("always".parse::<FsyncPolicy>().unwrap(), FsyncPolicy::Always);
+        assert_eq!(FsyncPolicy::Interval.to_string(), "interval");
+    }
+
+    #[test]
+    fn bad_fsync_settings_are_refused_with_the_allowed_values() {
+        let e = BrokerConfig::from_toml("fsync = \"sometimes\"\n").unwrap_err();
+        assert!(e.contains("sometimes") && e.contains("always") && e.contains("interval"), "{e}");
+        assert!(BrokerConfig::from_toml("fsync = 1\n").is_err());
+        assert!(BrokerConfig::from_toml("fsync_interval_ms = -5\n").is_err());
+        let e = "never".parse::<FsyncPolicy>().unwrap_err().to_string();
+        assert!(e.contains("\"always\" or \"interval\"") && e.contains("never"), "{e}");
+        for bad in [0, MAX_FSYNC_INTERVAL_MS + 1] {
+            let c = BrokerConfig { fsync: FsyncPolicy::Interval, fsync_interval_ms: bad, ..BrokerConfig::default() };
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("fsync_interval_ms") && e.contains(&bad.to_string()), "{e}");
+        }
     }
 }

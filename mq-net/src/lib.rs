@@ -37,7 +37,7 @@ pub use broker::{Broker, BrokerError};
 pub use client::{
     partition_for_key, Appended, BrokerView, Client, ClientBuilder, ClientError, ClusterMetadata, Fetched, NewTopic,
 };
-pub use config::{AuthSettings, BrokerConfig, ConfigError, Secret};
+pub use config::{AuthSettings, BrokerConfig, ConfigError, FsyncPolicy, Secret};
 pub use consumer::{Consumer, ConsumerBuilder, Received};
 pub use mq_core::client::{PartitionerKind, SendRequest};
 pub use mq_core::group::{assign::Assignor, GroupMode};

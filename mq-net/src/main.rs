@@ -102,6 +102,14 @@ struct BrokerArgs {
     /// File holding the bootstrap admin's secret.
     #[arg(long)]
     admin_secret_file: Option<PathBuf>,
+    /// When partition logs are fsynced: `always` (before every acknowledgement)
+    /// or `interval` (every --fsync-interval-ms; faster, but acknowledged records
+    /// can be lost if every replica's machine fails within the interval).
+    #[arg(long, value_name = "always|interval")]
+    fsync: Option<String>,
+    /// Milliseconds between fsyncs with --fsync interval (default 1000).
+    #[arg(long)]
+    fsync_interval_ms: Option<u64>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -344,6 +352,15 @@ async fn run_broker(args: BrokerArgs) -> ExitCode {
             Ok(p) => config.peers = p,
             Err(e) => return usage_error(&e.to_string()),
         }
+    }
+    if let Some(fsync) = &args.fsync {
+        match fsync.parse() {
+            Ok(f) => config.fsync = f,
+            Err(e) => return usage_error(&format!("--fsync: {e}")),
+        }
+    }
+    if let Some(ms) = args.fsync_interval_ms {
+        config.fsync_interval_ms = ms;
     }
     if let Some(voters) = &args.voters {
         match BrokerConfig::parse_voters(voters) {

@@ -74,21 +74,41 @@ pub(crate) struct Worker(std::thread::JoinHandle<()>);
 pub(crate) struct Worker(tokio::task::JoinHandle<()>);
 
 impl Worker {
-    /// Runs `next` until it returns false, in a thread (a task under madsim). `next`
-    /// takes each item of `items`.
-    pub(crate) fn start<T: Send + 'static>(
+    /// Runs `next` on `state` until it returns false, in a thread (a task under
+    /// madsim). `next` takes every item of `items` waiting at the time, in order, at
+    /// most `max_batch` at once (never none). Once `items` is closed and drained,
+    /// `finish` gets the state (not after `next` returned false).
+    pub(crate) fn start<S: Send + 'static, T: Send + 'static>(
         name: &str,
         mut items: tokio::sync::mpsc::UnboundedReceiver<T>,
-        mut next: impl FnMut(T) -> bool + Send + 'static,
+        max_batch: usize,
+        mut state: S,
+        mut next: impl FnMut(&mut S, &mut Vec<T>) -> bool + Send + 'static,
+        finish: impl FnOnce(S) + Send + 'static,
     ) -> std::io::Result<Worker> {
+        let max_batch = max_batch.max(1);
+        let mut batch = Vec::with_capacity(max_batch);
+        // Adds whatever else waits to `batch`, which holds one item already.
+        let fill = move |items: &mut tokio::sync::mpsc::UnboundedReceiver<T>, batch: &mut Vec<T>| {
+            while batch.len() < max_batch {
+                match items.try_recv() {
+                    Ok(item) => batch.push(item),
+                    Err(_) => break,
+                }
+            }
+        };
         #[cfg(not(madsim))]
         {
             let run = move || {
                 while let Some(item) = items.blocking_recv() {
-                    if !next(item) {
-                        break;
+                    batch.push(item);
+                    fill(&mut items, &mut batch);
+                    if !next(&mut state, &mut batch) {
+                        return;
                     }
+                    batch.clear();
                 }
+                finish(state);
             };
             std::thread::Builder::new().name(name.into()).spawn(run).map(Worker)
         }
@@ -97,10 +117,14 @@ impl Worker {
             let _ = name;
             Ok(Worker(tokio::spawn(async move {
                 while let Some(item) = items.recv().await {
-                    if !next(item) {
-                        break;
+                    batch.push(item);
+                    fill(&mut items, &mut batch);
+                    if !next(&mut state, &mut batch) {
+                        return;
                     }
+                    batch.clear();
                 }
+                finish(state);
             })))
         }
     }

@@ -1,7 +1,10 @@
 //! Disk storage: the durable half of the sans-IO contract (DESIGN.md sections 2 and
-//! 10). The node emits `Output::Persist { token, writes }`; [`DiskStore::persist`]
-//! applies every [`Write`] in order and then fsyncs once for all of them (group
-//! commit) before the driver answers `Input::Persisted`. At start,
+//! 10). The node emits `Output::Persist { token, writes }`; the broker's storage
+//! thread applies the writes of every Persist waiting for it ([`DiskStore::write`])
+//! and then fsyncs once for all of them ([`DiskStore::sync`], group commit) before
+//! the driver answers `Input::Persisted` for each. With `fsync = "interval"` it
+//! reports them once written, fsyncs the Raft log at once
+//! ([`DiskStore::sync_metadata`]) and the partition logs on a timer. At start,
 //! [`DiskStore::open`] reads everything back, truncates a torn tail, refuses corrupt
 //! data with an error that says which file and byte, and returns the
 //! [`DurableState`] that `Node::recover` needs.
@@ -250,10 +253,33 @@ impl DiskStore {
     /// fsyncs. On error the store is in an unknown state: the broker must stop and
     /// recover from disk.
     pub fn persist(&mut self, writes: &[Write]) -> Result<(), StorageError> {
-        for w in writes {
-            self.apply(w)?;
-        }
+        self.write(writes)?;
         self.sync()
+    }
+
+    /// Applies `writes` in order without making them durable: they are in the
+    /// operating system's cache until [`DiskStore::sync`] (group commit over several
+    /// Persists, or `fsync = "interval"`). Same error rule as [`DiskStore::persist`].
+    pub fn write(&mut self, writes: &[Write]) -> Result<(), StorageError> {
+        writes.iter().try_for_each(|w| self.apply(w))
+    }
+
+    /// Makes every write so far durable: the Raft log, each partition log written
+    /// since the last sync, and the directories whose entries changed.
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.raft.sync()?;
+        for tp in std::mem::take(&mut self.dirty) {
+            if let Some(files) = self.partitions.get_mut(&tp) {
+                files.sync()?;
+            }
+        }
+        self.sync_dirs()
+    }
+
+    /// Makes the Raft log durable (terms, votes and metadata entries), leaving the
+    /// partition logs to a later [`DiskStore::sync`].
+    pub fn sync_metadata(&mut self) -> Result<(), StorageError> {
+        self.raft.sync()
     }
 
     fn apply(&mut self, write: &Write) -> Result<(), StorageError> {
@@ -344,16 +370,6 @@ impl DiskStore {
             self.partitions.insert(tp.clone(), PartitionFiles::create(dir));
         }
         Ok(self.partitions.get_mut(tp).expect("inserted above"))
-    }
-
-    fn sync(&mut self) -> Result<(), StorageError> {
-        self.raft.sync()?;
-        for tp in std::mem::take(&mut self.dirty) {
-            if let Some(files) = self.partitions.get_mut(&tp) {
-                files.sync()?;
-            }
-        }
-        self.sync_dirs()
     }
 
     fn sync_dirs(&mut self) -> Result<(), StorageError> {
