@@ -284,7 +284,23 @@ pub struct Producer {
 /// the machine gave up. Dropping it does not cancel the send.
 #[derive(Debug)]
 pub struct PendingDelivery {
-    outcome: oneshot::Receiver<ProduceOutcome>,
+    outcome: oneshot::Receiver<Resolved>,
+}
+
+/// An outcome and when the producer task learned it.
+type Resolved = (ProduceOutcome, std::time::Instant);
+
+impl PendingDelivery {
+    /// The outcome together with the moment the producer task learned it (when the
+    /// broker's reply was handled), not the moment it is awaited: latency
+    /// measurements can await many sends in order and still time each one
+    /// (`mq bench`).
+    pub async fn timed(self) -> (Result<Delivery, ClientError>, std::time::Instant) {
+        match self.outcome.await {
+            Ok((outcome, at)) => (outcome_result(outcome), at),
+            Err(_) => (Err(stopped()), std::time::Instant::now()),
+        }
+    }
 }
 
 impl Future for PendingDelivery {
@@ -292,13 +308,23 @@ impl Future for PendingDelivery {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.outcome).poll(cx).map(|r| match r {
-            Ok(ProduceOutcome::Ok { partition, base_offset }) => Ok(Delivery { partition, offset: base_offset }),
-            Ok(ProduceOutcome::Failed { error }) => Err(error.into()),
-            Ok(ProduceOutcome::Indefinite { reason }) => Err(ClientError::OutcomeUnknown { reason }),
-            // The driver resolves every waiter before it ends, so this is a panic in it.
-            Err(_) => Err(ClientError::OutcomeUnknown { reason: "the producer task stopped".into() }),
+            Ok((outcome, _)) => outcome_result(outcome),
+            Err(_) => Err(stopped()),
         })
     }
+}
+
+fn outcome_result(outcome: ProduceOutcome) -> Result<Delivery, ClientError> {
+    match outcome {
+        ProduceOutcome::Ok { partition, base_offset } => Ok(Delivery { partition, offset: base_offset }),
+        ProduceOutcome::Failed { error } => Err(error.into()),
+        ProduceOutcome::Indefinite { reason } => Err(ClientError::OutcomeUnknown { reason }),
+    }
+}
+
+/// The driver resolves every waiter before it ends, so a dropped one is a panic in it.
+fn stopped() -> ClientError {
+    ClientError::OutcomeUnknown { reason: "the producer task stopped".into() }
 }
 
 impl Producer {
@@ -382,7 +408,7 @@ enum Command {
     Submit {
         request: SendRequest,
         accepted: oneshot::Sender<Result<(), ClientError>>,
-        outcome: oneshot::Sender<ProduceOutcome>,
+        outcome: oneshot::Sender<Resolved>,
     },
     Flush {
         done: oneshot::Sender<()>,
@@ -413,7 +439,7 @@ pub(crate) enum ConnEvent {
 struct Blocked {
     request: SendRequest,
     accepted: oneshot::Sender<Result<(), ClientError>>,
-    outcome: oneshot::Sender<ProduceOutcome>,
+    outcome: oneshot::Sender<Resolved>,
 }
 
 struct Driver {
@@ -425,7 +451,7 @@ struct Driver {
     /// Connection tasks not known to have ended.
     conn_tasks: Vec<JoinHandle<()>>,
     events_tx: mpsc::Sender<ConnEvent>,
-    waiters: HashMap<SendId, oneshot::Sender<ProduceOutcome>>,
+    waiters: HashMap<SendId, oneshot::Sender<Resolved>>,
     /// Sends waiting for room, in submission order.
     blocked: VecDeque<Blocked>,
     flushes: Vec<oneshot::Sender<()>>,
@@ -484,8 +510,9 @@ impl Driver {
         }
         let unfinished = self.waiters.len() + self.blocked.len();
         let reason = "the producer closed before the send had an outcome".to_string();
+        let now = std::time::Instant::now();
         for (_, tx) in self.waiters.drain() {
-            let _ = tx.send(ProduceOutcome::Indefinite { reason: reason.clone() });
+            let _ = tx.send((ProduceOutcome::Indefinite { reason: reason.clone() }, now));
         }
         for b in self.blocked.drain(..) {
             let _ = b.accepted.send(Err(ClientError::ProducerClosed));
@@ -534,6 +561,8 @@ impl Driver {
     /// Carries out every output of the machine; hands sends that waited for room to
     /// it when outcomes freed some.
     fn drain(&mut self) {
+        // Read once per drain, and only when a send ends: what the waiters get.
+        let mut now = None;
         loop {
             let mut freed = false;
             while let Some(out) = self.machine.poll_output() {
@@ -544,7 +573,8 @@ impl Driver {
                     ProducerOutput::Done { id, outcome } => {
                         freed = true;
                         if let Some(tx) = self.waiters.remove(&id) {
-                            let _ = tx.send(outcome);
+                            let at = *now.get_or_insert_with(std::time::Instant::now);
+                            let _ = tx.send((outcome, at));
                         }
                     }
                 }
