@@ -4,6 +4,7 @@
 // The CLI and the broker it starts own the process clock (see mq-net's lib.rs).
 #![allow(clippy::disallowed_methods)]
 
+mod bench;
 mod progress;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -58,6 +59,8 @@ enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Measure throughput and latency: produce, consume, or both end to end.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -325,6 +328,7 @@ fn main() -> ExitCode {
             Command::Principal { command } => run_principal(command).await,
             Command::Acl { command } => run_acl(command).await,
             Command::Cluster { command: ClusterCommand::Status { conn } } => run_cluster_status(conn).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     })
 }
