@@ -204,7 +204,8 @@ impl Broker {
             );
         }
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let sync_every = (config.fsync == FsyncPolicy::Interval).then(|| Duration::from_millis(config.fsync_interval_ms));
+        let sync_every =
+            (config.fsync == FsyncPolicy::Interval).then(|| Duration::from_millis(config.fsync_interval_ms));
         let driver = Driver {
             node,
             clock,
