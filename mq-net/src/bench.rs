@@ -221,6 +221,17 @@ impl Plan {
     }
 }
 
+/// Everything a mode needs: the settings, a client, the topic's partition count
+/// and the progress bar.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    plan: &'a Plan,
+    args: &'a BenchArgs,
+    client: &'a Client,
+    partitions: u32,
+    bar: &'a ProgressBar,
+}
+
 /// What a run measured.
 struct Measured {
     secs: f64,
@@ -244,10 +255,11 @@ pub async fn run(args: BenchArgs) -> ExitCode {
     };
     let total = plan.records.saturating_add(plan.warmup);
     let bar = if args.json { ProgressBar::hidden() } else { progress::bar(Some(total), "records", false) };
+    let run = Run { plan: &plan, args: &args, client: &client, partitions, bar: &bar };
     let result = match plan.mode {
-        Mode::Produce => bench_produce(&plan, &args, &client, partitions, &bar).await,
-        Mode::Consume => bench_consume(&plan, &args, &client, partitions, &bar).await,
-        Mode::E2e => bench_e2e(&plan, &args, &client, partitions, &bar).await,
+        Mode::Produce => bench_produce(&run).await,
+        Mode::Consume => bench_consume(&run).await,
+        Mode::E2e => bench_e2e(&run).await,
     };
     bar.finish_and_clear();
     match result {
@@ -534,13 +546,8 @@ async fn close_producers(producers: Vec<Producer>) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn bench_produce(
-    plan: &Plan,
-    args: &BenchArgs,
-    client: &Client,
-    partitions: u32,
-    bar: &ProgressBar,
-) -> Result<Measured, Failure> {
+async fn bench_produce(run: &Run<'_>) -> Result<Measured, Failure> {
+    let Run { plan, args, client, partitions, bar } = *run;
     let producers = build_producers(plan, args, client).await?;
     let payload = Payload::Fixed(Bytes::from(vec![b'x'; plan.record_size]));
     let sends = send_plan(plan, args, partitions, payload);
@@ -592,23 +599,31 @@ impl Progress {
         self.stop.load(Ordering::Relaxed) || self.received() >= self.target
     }
 
-    /// Counts `n` records that arrived at `at`; returns how many had arrived
-    /// before them.
-    fn add(&self, n: u64, at: Instant) -> u64 {
+    /// Counts `n` records that a fetch (or poll) asked for at `asked` brought at
+    /// `at`; true if any of them is measured (past the warm-up). The measured
+    /// time starts when the first fetch that brings measured records was asked
+    /// for (one fetch may carry the last warm-up records and the first measured
+    /// ones), and ends when the last record arrived.
+    fn add(&self, n: u64, asked: Instant, at: Instant) -> bool {
         let before = self.received.fetch_add(n, Ordering::Relaxed);
-        if before < self.warmup && before + n >= self.warmup {
-            set_once(&self.start, at);
+        let measured = before + n > self.warmup;
+        if measured {
+            set_earliest(&self.start, asked);
         }
         if before < self.target && before + n >= self.target {
-            set_once(&self.end, at);
+            set_earliest(&self.end, at);
         }
-        before
+        measured
     }
 }
 
-fn set_once(slot: &Mutex<Option<Instant>>, at: Instant) {
+/// Keeps the earliest instant given.
+fn set_earliest(slot: &Mutex<Option<Instant>>, at: Instant) {
     // A panic while holding this lock leaves plain data behind; keep going.
-    slot.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(at);
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if slot.is_none_or(|t| at < t) {
+        *slot = Some(at);
+    }
 }
 
 fn read_slot(slot: &Mutex<Option<Instant>>) -> Option<Instant> {
@@ -663,8 +678,7 @@ async fn fetch_consumer(
             }
             if n > 0 {
                 got_any = true;
-                let before = progress.add(n, at);
-                if matches!(reading, Reading::Count) && before >= progress.warmup {
+                if progress.add(n, asked, at) && matches!(reading, Reading::Count) {
                     latency.saturating_record(micros(at - asked));
                 }
                 bar.inc(n);
@@ -731,8 +745,7 @@ async fn group_consumer(
             break;
         }
         if counts {
-            let before = progress.add(1, at);
-            if matches!(reading, Reading::Count) && before >= progress.warmup {
+            if progress.add(1, asked, at) && matches!(reading, Reading::Count) {
                 latency.saturating_record(micros(at - asked));
             }
             unshown += 1;
@@ -876,13 +889,8 @@ async fn partition_starts(
     Ok(out)
 }
 
-async fn bench_consume(
-    plan: &Plan,
-    args: &BenchArgs,
-    client: &Client,
-    partitions: u32,
-    bar: &ProgressBar,
-) -> Result<Measured, Failure> {
+async fn bench_consume(run: &Run<'_>) -> Result<Measured, Failure> {
+    let Run { plan, args, client, partitions, bar } = *run;
     let total = plan.records.saturating_add(plan.warmup);
     let starts = match plan.group {
         // A group starts where its acks left off; the broker says nothing of it here.
@@ -903,9 +911,6 @@ async fn bench_consume(
     let readers = connect_readers(plan, args, client, &starts).await?;
     let progress = Progress::new(total, plan.warmup);
     let begin = Instant::now();
-    if plan.warmup == 0 {
-        set_once(&progress.start, begin);
-    }
     let mut tasks = start_consumers(readers, &plan.topic, Reading::Count, &progress, bar);
     if let Err(f) = wait_for(&progress, total, &mut tasks).await {
         abort(&tasks);
@@ -923,27 +928,22 @@ fn elapsed(progress: &Progress, fallback: Instant) -> f64 {
     end.saturating_duration_since(start).as_secs_f64()
 }
 
-async fn bench_e2e(
-    plan: &Plan,
-    args: &BenchArgs,
-    client: &Client,
-    partitions: u32,
-    bar: &ProgressBar,
-) -> Result<Measured, Failure> {
+async fn bench_e2e(run: &Run<'_>) -> Result<Measured, Failure> {
+    let Run { plan, args, client, partitions, bar } = *run;
     let epoch = Instant::now();
     // Distinct per run, so records of earlier runs in the topic are skipped.
-    let run = u64::from(std::process::id()) << 32
+    let run_id = u64::from(std::process::id()) << 32
         ^ u64::try_from(
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
         )
         .unwrap_or_default();
-    let reading = Reading::Stamped { run, epoch };
+    let reading = Reading::Stamped { run: run_id, epoch };
     let starts = match plan.group {
         Some(_) => Vec::new(),
         None => partition_starts(client, &plan.topic, partitions, OffsetSpec::Latest, false).await?,
     };
     let producers = build_producers(plan, args, client).await?;
-    let sends = send_plan(plan, args, partitions, Payload::Stamped { size: plan.record_size, run, epoch });
+    let sends = send_plan(plan, args, partitions, Payload::Stamped { size: plan.record_size, run: run_id, epoch });
     let total = plan.records.saturating_add(plan.warmup);
     let progress = Progress::new(total, 0);
     let readers = connect_readers(plan, args, client, &starts).await?;

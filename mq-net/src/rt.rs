@@ -82,33 +82,21 @@ impl Worker {
         name: &str,
         mut items: tokio::sync::mpsc::UnboundedReceiver<T>,
         max_batch: usize,
-        mut state: S,
-        mut next: impl FnMut(&mut S, &mut Vec<T>) -> bool + Send + 'static,
+        state: S,
+        next: impl FnMut(&mut S, &mut Vec<T>) -> bool + Send + 'static,
         finish: impl FnOnce(S) + Send + 'static,
     ) -> std::io::Result<Worker> {
         let max_batch = max_batch.max(1);
-        let mut batch = Vec::with_capacity(max_batch);
-        // Adds whatever else waits to `batch`, which holds one item already.
-        let fill = move |items: &mut tokio::sync::mpsc::UnboundedReceiver<T>, batch: &mut Vec<T>| {
-            while batch.len() < max_batch {
-                match items.try_recv() {
-                    Ok(item) => batch.push(item),
-                    Err(_) => break,
-                }
-            }
-        };
+        let mut batches = Batches { state, batch: Vec::with_capacity(max_batch), max_batch, next };
         #[cfg(not(madsim))]
         {
             let run = move || {
-                while let Some(item) = items.blocking_recv() {
-                    batch.push(item);
-                    fill(&mut items, &mut batch);
-                    if !next(&mut state, &mut batch) {
+                while let Some(first) = items.blocking_recv() {
+                    if !batches.take(first, &mut items) {
                         return;
                     }
-                    batch.clear();
                 }
-                finish(state);
+                finish(batches.state);
             };
             std::thread::Builder::new().name(name.into()).spawn(run).map(Worker)
         }
@@ -116,15 +104,12 @@ impl Worker {
         {
             let _ = name;
             Ok(Worker(tokio::spawn(async move {
-                while let Some(item) = items.recv().await {
-                    batch.push(item);
-                    fill(&mut items, &mut batch);
-                    if !next(&mut state, &mut batch) {
+                while let Some(first) = items.recv().await {
+                    if !batches.take(first, &mut items) {
                         return;
                     }
-                    batch.clear();
                 }
-                finish(state);
+                finish(batches.state);
             })))
         }
     }
@@ -140,5 +125,30 @@ impl Worker {
         {
             self.0.await.is_ok()
         }
+    }
+}
+
+/// The worker's state and its batch of items.
+struct Batches<S, T, F> {
+    state: S,
+    batch: Vec<T>,
+    max_batch: usize,
+    next: F,
+}
+
+impl<S, T, F: FnMut(&mut S, &mut Vec<T>) -> bool> Batches<S, T, F> {
+    /// Hands `first` and whatever else waits in `items` (up to `max_batch`) to
+    /// `next`; false when the worker must stop.
+    fn take(&mut self, first: T, items: &mut tokio::sync::mpsc::UnboundedReceiver<T>) -> bool {
+        self.batch.push(first);
+        while self.batch.len() < self.max_batch {
+            match items.try_recv() {
+                Ok(item) => self.batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let go_on = (self.next)(&mut self.state, &mut self.batch);
+        self.batch.clear();
+        go_on
     }
 }
