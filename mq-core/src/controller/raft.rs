@@ -102,6 +102,36 @@ pub enum RaftMessage {
     },
 }
 
+/// Why a peer's message cannot be acted on, if it cannot: a term with no
+/// successor (adopting it would leave no term to campaign in), or an `Append`
+/// whose entries do not continue its `prev_index` one index at a time, with terms
+/// from `prev_term` up to the message's term. Correct leaders never send either.
+fn malformed(msg: &RaftMessage) -> Option<String> {
+    let term = match msg {
+        RaftMessage::PreVote { term, .. }
+        | RaftMessage::PreVoteReply { term, .. }
+        | RaftMessage::Vote { term, .. }
+        | RaftMessage::VoteReply { term, .. }
+        | RaftMessage::Append { term, .. }
+        | RaftMessage::AppendReply { term, .. } => *term,
+    };
+    if term == Term(u64::MAX) {
+        return Some(format!("term {term} has no successor"));
+    }
+    let RaftMessage::Append { term, prev_index, prev_term, entries, .. } = msg else { return None };
+    let mut last = (*prev_index, *prev_term);
+    for e in entries {
+        if Some(e.index) != last.0.checked_add(1) || e.term < last.1 || e.term > *term {
+            return Some(format!(
+                "entry {} of term {} does not follow index {} of term {} in an append of term {term}",
+                e.index, e.term, last.0, last.1
+            ));
+        }
+        last = (e.index, e.term);
+    }
+    None
+}
+
 /// Durable writes of the Raft state, in the order they must be applied.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RaftWrite {
@@ -394,8 +424,13 @@ impl Raft {
         Ok(index)
     }
 
-    /// A message from voter `from`.
+    /// A message from voter `from`. A malformed one (see [`malformed`]) is
+    /// dropped with a trace line: bad input from a peer is never a panic.
     pub fn handle_message(&mut self, now: Instant, from: NodeId, msg: RaftMessage) {
+        if let Some(why) = malformed(&msg) {
+            tracing::warn!(node = %self.config.id, %from, "dropped a malformed Raft message: {why}");
+            return;
+        }
         match msg {
             RaftMessage::PreVote { term, last_term, last_index } => {
                 let granted = term > self.term && self.log_ok(last_term, last_index) && !self.leader_is_alive(now);

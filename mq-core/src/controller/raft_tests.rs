@@ -396,6 +396,50 @@ fn a_follower_truncates_a_conflicting_uncommitted_tail() {
     assert_eq!(r.commit_index(), 1);
 }
 
+/// Found by the `controller` fuzz target: a peer's term of `u64::MAX` was
+/// adopted, and the next election overflowed `Term::next` (a panic in debug
+/// builds, a wrap to term 0 in release).
+#[test]
+fn a_term_without_successor_is_dropped() {
+    let voters = [NodeId(1), NodeId(2)];
+    let mut r = Raft::new(config(NodeId(1), &voters), Seed(0).stream("r"), RaftDurable::default(), Instant::ZERO);
+    let now = Instant::from_millis(10_000);
+    let max = Term(u64::MAX);
+    r.handle_message(now, NodeId(2), RaftMessage::Vote { term: max, last_term: max, last_index: 9 });
+    r.handle_message(now, NodeId(2), RaftMessage::AppendReply { term: max, success: false, last_index: 0 });
+    assert_eq!(r.term(), Term(0));
+    assert_eq!(r.drain_outputs().count(), 0, "nothing is written or answered");
+    r.handle_timeout(now);
+    r.check_invariants();
+}
+
+/// Found by the `controller` fuzz target: entries whose indexes do not follow
+/// `prev_index` (index 0 underflowed; a gap left the log non-contiguous).
+#[test]
+fn an_append_whose_entries_do_not_follow_prev_index_is_dropped() {
+    let voters = [NodeId(1), NodeId(2)];
+    let entry =
+        |term, index| Entry { term: Term(term), index, record: MetadataRecord::LeaderChange { leader: NodeId(2) } };
+    let mut r = Raft::new(config(NodeId(1), &voters), Seed(0).stream("r"), RaftDurable::default(), Instant::ZERO);
+    let now = Instant::from_millis(1);
+    let append =
+        |prev_index, entries| RaftMessage::Append { term: Term(2), prev_index, prev_term: Term(0), entries, commit: 0 };
+    for bad in [
+        append(0, vec![entry(1, 0)]),              // index 0
+        append(0, vec![entry(1, 1), entry(1, 3)]), // a gap
+        append(0, vec![entry(2, 1), entry(1, 2)]), // terms going down
+        append(0, vec![entry(3, 1)]),              // a term above the leader's
+    ] {
+        r.handle_message(now, NodeId(2), bad);
+        r.check_invariants();
+    }
+    assert_eq!(r.last_index(), 0);
+    assert_eq!(r.term(), Term(0), "a malformed append changes nothing, not even the term");
+    r.handle_message(now, NodeId(2), append(0, vec![entry(1, 1), entry(2, 2)]));
+    r.check_invariants();
+    assert_eq!(r.last_index(), 2, "a well-formed append is still taken");
+}
+
 #[test]
 fn a_rejoining_node_does_not_disrupt_a_stable_leader() {
     let mut c = Cluster::new(3, 5);
