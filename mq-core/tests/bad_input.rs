@@ -4,8 +4,8 @@
 mod support;
 
 use mq_core::harness::Harness;
-use mq_core::wire::{Acks, BatchKind, ErrorCode, Message, RequestBody, Response, ResponseBody};
-use mq_core::{ClientId, CorrelationId, Input, NodeConfig, PartitionId, Peer};
+use mq_core::wire::{Acks, BatchKind, ErrorCode, Message, PeerMessage, RequestBody, Response, ResponseBody};
+use mq_core::{ClientId, CorrelationId, Input, Instant, Node, NodeConfig, NodeId, Output, PartitionId, Peer};
 use support::*;
 
 #[test]
@@ -78,4 +78,26 @@ fn absurd_offsets_and_partitions_are_errors_not_panics() {
     assert_eq!(err(&mut h, c).0, ErrorCode::UnknownPartition);
     let c = fetch(&mut h, "t", 0, u64::MAX, 0);
     assert_eq!(err(&mut h, c).0, ErrorCode::OffsetOutOfRange);
+}
+
+/// Found by the `node` fuzz target: a metadata answer naming a controller that is
+/// not a voter (broker 0) made a broker send its controller requests there.
+#[test]
+fn a_controller_hint_naming_no_voter_is_ignored() {
+    let config = NodeConfig { node_id: NodeId(2), cluster_size: 3, voters: vec![NodeId(1)], ..NodeConfig::default() };
+    let mut node = Node::new(config, 0);
+    let hint = PeerMessage::MetadataEntries { entries: vec![], commit: 0, leader: Some(NodeId(0)) };
+    node.handle(Instant::ZERO, Input::Message { from: Peer::Node(NodeId(1)), msg: Message::Peer(hint) });
+    let mut now = Instant::ZERO;
+    let mut sent_to = std::collections::BTreeSet::new();
+    for _ in 0..50 {
+        while let Some(out) = node.poll_output() {
+            if let Output::Send { to: Peer::Node(n), .. } = out {
+                sent_to.insert(n);
+            }
+        }
+        now = node.poll_timeout().map_or(now, |t| t.max(now));
+        node.handle(now, Input::Timeout);
+    }
+    assert_eq!(sent_to.into_iter().collect::<Vec<_>>(), vec![NodeId(1)]);
 }

@@ -78,12 +78,13 @@ pub(super) struct Call {
 
 impl Node {
     /// Where controller requests go: the Raft leader if this node knows it, else the
-    /// last announced controller, else the voters in turn.
+    /// last announced controller, else the voters in turn. An announced controller
+    /// that is not a voter is a peer's nonsense and is ignored.
     fn controller_target(&self) -> NodeId {
         if let Some(l) = self.raft.leader() {
             return l;
         }
-        if let Some(c) = self.session.known_controller {
+        if let Some(c) = self.session.known_controller.filter(|c| self.config.voters.contains(c)) {
             return c;
         }
         let voters = &self.config.voters;
