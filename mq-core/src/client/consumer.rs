@@ -274,8 +274,11 @@ impl Consumer {
     fn on_response(&mut self, kind: Pending, body: Result<ResponseBody, WireError>) {
         match (kind, body) {
             (Pending::Fetch, Ok(ResponseBody::Fetched { high_watermark, batches, .. })) => {
+                // A batch reaching past the last offset is a broker's nonsense: the
+                // position could not move past it.
                 let records: Vec<(Offset, Record)> = batches
                     .iter()
+                    .filter(|b| b.base_offset.get().checked_add(b.len()).is_some())
                     .flat_map(|b| b.iter_with_offsets())
                     .filter(|(o, _)| *o >= self.position)
                     .map(|(o, r)| (o, r.clone()))
@@ -440,6 +443,26 @@ mod tests {
         // A duplicate of the old reply is ignored.
         c.handle(Instant::ZERO, reply(corr, Ok(fetched)));
         assert_eq!(c.poll_output(), None);
+    }
+
+    /// Found by the `consumer` fuzz target: a fetched record at offset `u64::MAX`
+    /// overflowed the position (`Offset::next`).
+    #[test]
+    fn a_batch_reaching_past_the_last_offset_is_ignored() {
+        let mut c = consumer();
+        let (corr, _) = request(&mut c);
+        let mut batch = RecordBatch::new(vec![Record::from_value("a")]);
+        batch.base_offset = Offset(u64::MAX);
+        let fetched = ResponseBody::Fetched {
+            partition: crate::ids::PartitionId(0),
+            high_watermark: Offset(u64::MAX),
+            log_start: Offset(0),
+            batches: vec![batch],
+        };
+        c.handle(Instant::ZERO, reply(corr, Ok(fetched)));
+        c.check_invariants();
+        assert_eq!(c.position(), Offset(0));
+        assert!(!matches!(c.poll_output(), Some(ConsumerOutput::Records { .. })));
     }
 
     #[test]
