@@ -413,8 +413,9 @@ fn a_term_without_successor_is_dropped() {
     r.check_invariants();
 }
 
-/// Found by the `controller` fuzz target: entries whose indexes do not follow
-/// `prev_index` (index 0 underflowed; a gap left the log non-contiguous).
+/// Seen while writing the `controller` fuzz target (reading `handle_append`, before
+/// the target ran): entries whose indexes do not follow `prev_index` (index 0
+/// underflowed; a gap left the log non-contiguous).
 #[test]
 fn an_append_whose_entries_do_not_follow_prev_index_is_dropped() {
     let voters = [NodeId(1), NodeId(2)];
