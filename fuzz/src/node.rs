@@ -160,7 +160,7 @@ impl Driver {
         match (to, msg) {
             (Peer::Node(n), _) => {
                 assert_ne!(n, self.config.node_id, "a node sent itself a message through the driver");
-                let known = n.0 >= 1 && n.0 <= self.config.cluster_size || self.senders.contains(&n);
+                let known = (n.0 >= 1 && n.0 <= self.config.cluster_size) || self.senders.contains(&n);
                 assert!(known, "a message to broker {n}, neither in the cluster nor a sender: {msg:?}");
                 assert!(matches!(msg, Message::Peer(_)), "a broker sent a broker a client message: {msg:?}");
             }
