@@ -71,6 +71,7 @@
 pub mod client;
 pub mod contract;
 pub mod controller;
+pub mod coverage;
 pub mod group;
 pub mod ids;
 pub mod log;
@@ -86,6 +87,7 @@ pub mod wire;
 pub mod harness;
 
 pub use contract::{Event, Input, Output, Peer, PersistToken};
+pub use coverage::{Coverage, Mark};
 pub use ids::{
     BrokerEpoch, ClientId, CorrelationId, Generation, GroupGeneration, LeaderEpoch, MemberId, NodeId, Offset,
     PartitionId, ProducerEpoch, ProducerId, Sequence, Term, TopicPartition,

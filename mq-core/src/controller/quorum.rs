@@ -13,6 +13,7 @@
 use super::image::{MetadataImage, PartitionImage};
 use super::metadata::MetadataRecord;
 use super::raft::LogIndex;
+use crate::coverage::{Coverage, Mark};
 use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, TopicPartition};
 use crate::node::validate_topic_name;
 use crate::security::acl::Grant;
@@ -128,6 +129,8 @@ pub struct QuorumController {
     image: MetadataImage,
     last_heartbeat: BTreeMap<NodeId, Instant>,
     next_broker_epoch: u64,
+    /// Rare branches taken (never read by the decisions).
+    coverage: Coverage,
 }
 
 impl QuorumController {
@@ -136,7 +139,18 @@ impl QuorumController {
     pub fn activate(config: ControllerConfig, image: &MetadataImage, now: Instant) -> Self {
         let last_heartbeat = image.brokers.keys().map(|b| (*b, now)).collect();
         let next_broker_epoch = image.brokers.values().map(|b| b.epoch.0).max().unwrap_or(0) + 1;
-        QuorumController { config, image: image.clone(), last_heartbeat, next_broker_epoch }
+        QuorumController {
+            config,
+            image: image.clone(),
+            last_heartbeat,
+            next_broker_epoch,
+            coverage: Coverage::default(),
+        }
+    }
+
+    /// The rare branches this controller took ([`crate::coverage`]).
+    pub fn coverage(&self) -> &Coverage {
+        &self.coverage
     }
 
     /// The speculative image (committed plus proposed).
@@ -185,6 +199,7 @@ impl QuorumController {
         let mut records = Vec::new();
         if let Some((broker, broker_epoch)) = expired.into_iter().next() {
             tracing::debug!(%broker, "session expired: fencing");
+            self.coverage.hit(Mark::BrokerSessionExpired);
             records.push(MetadataRecord::FenceBroker { broker, broker_epoch });
             records.extend(self.reelect_without(broker));
         }
@@ -212,7 +227,7 @@ impl QuorumController {
                 Ok(records)
             }
             ControllerRequest::Heartbeat { broker, broker_epoch, metadata_applied } => {
-                let b = self.check_broker(broker, broker_epoch)?.clone();
+                let b = self.check_broker(broker, broker_epoch)?;
                 self.last_heartbeat.insert(broker, now);
                 let mut records = self.first_elections();
                 // Decisions below read the image: take them on the next heartbeat,
@@ -237,6 +252,7 @@ impl QuorumController {
                     .partition(&tp)
                     .ok_or_else(|| WireError::new(ErrorCode::UnknownPartition, format!("unknown partition {tp}")))?;
                 if leader_epoch < p.leader_epoch {
+                    self.coverage.hit(Mark::AlterPartitionStaleEpoch);
                     return Err(WireError::new(
                         ErrorCode::FencedEpoch,
                         format!("leader epoch {leader_epoch} of {tp} is stale; current is {}", p.leader_epoch),
@@ -252,6 +268,7 @@ impl QuorumController {
                     return Err(WireError::new(ErrorCode::NotLeader, format!("broker {leader} does not lead {tp}")));
                 }
                 if partition_epoch != p.partition_epoch {
+                    self.coverage.hit(Mark::AlterPartitionStaleEpoch);
                     return Err(WireError::new(
                         ErrorCode::FencedEpoch,
                         format!("partition epoch {partition_epoch} of {tp} is stale; current is {}", p.partition_epoch),
@@ -264,6 +281,7 @@ impl QuorumController {
                     ));
                 }
                 if let Some(dead) = isr.iter().find(|r| !p.isr.contains(r) && !self.image.is_live(**r)) {
+                    self.coverage.hit(Mark::AlterPartitionFencedJoiner);
                     return Err(WireError::new(
                         ErrorCode::InvalidRequest,
                         format!("broker {dead} is fenced and cannot join the ISR of {tp}"),
@@ -285,6 +303,7 @@ impl QuorumController {
                 if b.fenced {
                     return Ok(Vec::new());
                 }
+                self.coverage.hit(Mark::ControlledShutdown);
                 // Fencing is what moving leadership away means: the broker leaves
                 // every ISR (unless it is the last member) and every leadership goes
                 // to another live ISR member, exactly as after a missed session.
@@ -336,9 +355,13 @@ impl QuorumController {
         }
     }
 
-    fn check_broker(&self, broker: NodeId, epoch: BrokerEpoch) -> Result<&super::image::BrokerImage, WireError> {
-        match self.image.brokers.get(&broker) {
-            Some(b) if b.epoch == epoch => Ok(b),
+    fn check_broker(&mut self, broker: NodeId, epoch: BrokerEpoch) -> Result<super::image::BrokerImage, WireError> {
+        let found = self.image.brokers.get(&broker);
+        if found.is_none_or(|b| b.epoch != epoch) {
+            self.coverage.hit(Mark::StaleBrokerEpoch);
+        }
+        match found {
+            Some(b) if b.epoch == epoch => Ok(b.clone()),
             Some(b) => Err(WireError::new(
                 ErrorCode::FencedEpoch,
                 format!("broker {broker} epoch {epoch} is not its current epoch {}; register again", b.epoch),
@@ -399,8 +422,9 @@ impl QuorumController {
     /// separate Raft entries, so a controller change can commit its `CreateTopic`
     /// without the `PartitionChange`s that followed. Such a partition holds no data
     /// anywhere, so its whole replica set is in sync, as at creation.
-    fn first_elections(&self) -> Vec<MetadataRecord> {
-        self.image
+    fn first_elections(&mut self) -> Vec<MetadataRecord> {
+        let records: Vec<MetadataRecord> = self
+            .image
             .partitions()
             .filter(|(_, p)| p.leader.is_none() && p.isr.is_empty() && p.partition_epoch == 0)
             .filter_map(|(tp, p)| {
@@ -413,23 +437,31 @@ impl QuorumController {
                     partition_epoch: 1,
                 })
             })
-            .collect()
+            .collect();
+        if !records.is_empty() {
+            self.coverage.hit(Mark::FirstElectionAfterCutCreation);
+        }
+        records
     }
 
     /// Partition changes once `gone` may no longer lead or be in sync.
-    fn reelect_without(&self, gone: NodeId) -> Vec<MetadataRecord> {
+    fn reelect_without(&mut self, gone: NodeId) -> Vec<MetadataRecord> {
+        let QuorumController { image, coverage, .. } = self;
         let mut records = Vec::new();
-        for (tp, p) in self.image.partitions() {
+        for (tp, p) in image.partitions() {
             if !p.isr.contains(&gone) && p.leader != Some(gone) {
                 continue;
             }
-            let unclean = self.image.topics[&tp.topic].config.unclean_leader_election;
+            let unclean = image.topics[&tp.topic].config.unclean_leader_election;
+            if p.isr == [gone] {
+                coverage.hit(Mark::LastIsrMemberKept);
+            }
             // The last ISR member stays in the ISR, leaderless, so that it can lead
             // again without loss when it returns (Kafka before KIP-966).
             let isr: Vec<NodeId> =
                 if p.isr.len() > 1 { p.isr.iter().copied().filter(|r| *r != gone).collect() } else { p.isr.clone() };
-            let keep = p.leader.filter(|l| *l != gone && self.image.is_live(*l));
-            let change = self.elect(p, keep, isr, unclean, |b| b != gone && self.image.is_live(b));
+            let keep = p.leader.filter(|l| *l != gone && image.is_live(*l));
+            let change = elect(coverage, p, keep, isr, unclean, |b| b != gone && image.is_live(b));
             records.extend(change.map(|c| c.into_record(tp)));
         }
         records
@@ -437,48 +469,55 @@ impl QuorumController {
 
     /// Partition changes once `back` is live again: leaderless partitions it can
     /// lead get it as leader.
-    fn elect_with(&self, back: NodeId) -> Vec<MetadataRecord> {
+    fn elect_with(&mut self, back: NodeId) -> Vec<MetadataRecord> {
+        let QuorumController { image, coverage, .. } = self;
         let mut records = Vec::new();
-        for (tp, p) in self.image.partitions() {
+        for (tp, p) in image.partitions() {
             if p.leader.is_some() || !p.replicas.contains(&back) {
                 continue;
             }
-            let unclean = self.image.topics[&tp.topic].config.unclean_leader_election;
-            let live = |b: NodeId| b == back || self.image.is_live(b);
-            let change = self.elect(p, None, p.isr.clone(), unclean, live);
+            let unclean = image.topics[&tp.topic].config.unclean_leader_election;
+            let live = |b: NodeId| b == back || image.is_live(b);
+            let change = elect(coverage, p, None, p.isr.clone(), unclean, live);
             records.extend(change.map(|c| c.into_record(tp)));
         }
         records
     }
+}
 
-    /// Keeps `keep` as leader if given; otherwise the first live ISR member in
-    /// replica order; otherwise, only with unclean election, the first live replica
-    /// (which becomes the whole ISR). `None` when nothing changes.
-    fn elect(
-        &self,
-        p: &PartitionImage,
-        keep: Option<NodeId>,
-        isr: Vec<NodeId>,
-        unclean: bool,
-        live: impl Fn(NodeId) -> bool,
-    ) -> Option<Change> {
-        let (leader, isr) = match keep {
+/// Keeps `keep` as leader if given; otherwise the first live ISR member in
+/// replica order; otherwise, only with unclean election, the first live replica
+/// (which becomes the whole ISR). `None` when nothing changes.
+fn elect(
+    coverage: &mut Coverage,
+    p: &PartitionImage,
+    keep: Option<NodeId>,
+    isr: Vec<NodeId>,
+    unclean: bool,
+    live: impl Fn(NodeId) -> bool,
+) -> Option<Change> {
+    let (leader, isr) = match keep {
+        Some(l) => (Some(l), isr),
+        None => match p.replicas.iter().copied().find(|r| isr.contains(r) && live(*r)) {
             Some(l) => (Some(l), isr),
-            None => match p.replicas.iter().copied().find(|r| isr.contains(r) && live(*r)) {
-                Some(l) => (Some(l), isr),
-                None if unclean => match p.replicas.iter().copied().find(|r| live(*r)) {
-                    Some(l) => (Some(l), vec![l]),
-                    None => (None, isr),
-                },
+            None if unclean => match p.replicas.iter().copied().find(|r| live(*r)) {
+                Some(l) => {
+                    coverage.hit(Mark::UncleanElection);
+                    (Some(l), vec![l])
+                }
                 None => (None, isr),
             },
-        };
-        if leader == p.leader && isr == p.isr {
-            return None;
-        }
-        let leader_epoch = if leader != p.leader { p.leader_epoch.next() } else { p.leader_epoch };
-        Some(Change { leader, leader_epoch, isr, partition_epoch: p.partition_epoch + 1 })
+            None => {
+                coverage.hit(Mark::UncleanElectionRefused);
+                (None, isr)
+            }
+        },
+    };
+    if leader == p.leader && isr == p.isr {
+        return None;
     }
+    let leader_epoch = if leader != p.leader { p.leader_epoch.next() } else { p.leader_epoch };
+    Some(Change { leader, leader_epoch, isr, partition_epoch: p.partition_epoch + 1 })
 }
 
 struct Change {

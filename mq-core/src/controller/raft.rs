@@ -19,6 +19,7 @@
 //! - Committed entries are never truncated (a panic: it would be a bug).
 
 use super::metadata::MetadataRecord;
+use crate::coverage::{Coverage, Mark};
 use crate::ids::{NodeId, Term};
 use crate::rng::Rng;
 use crate::time::{Duration, Instant};
@@ -284,6 +285,8 @@ pub struct Raft {
     /// When we last heard from a leader of the current term (for leader stickiness).
     last_leader_contact: Option<Instant>,
     out: Vec<RaftOutput>,
+    /// Rare branches taken (never read by the protocol).
+    coverage: Coverage,
 }
 
 impl Raft {
@@ -311,6 +314,7 @@ impl Raft {
             check_quorum_deadline: Instant::MAX,
             last_leader_contact: None,
             out: Vec::new(),
+            coverage: Coverage::default(),
         };
         raft.reset_election_deadline(now);
         raft
@@ -365,6 +369,10 @@ impl Raft {
     /// complete only from then on.
     pub fn current_term_committed(&self) -> bool {
         self.commit > 0 && self.log.get(self.commit as usize - 1).is_some_and(|e| e.term == self.term)
+    }
+    /// The rare branches this replica took ([`crate::coverage`]).
+    pub fn coverage(&self) -> &Coverage {
+        &self.coverage
     }
     /// Whether this replica is a voter.
     pub fn is_voter(&self) -> bool {
@@ -434,6 +442,9 @@ impl Raft {
         match msg {
             RaftMessage::PreVote { term, last_term, last_index } => {
                 let granted = term > self.term && self.log_ok(last_term, last_index) && !self.leader_is_alive(now);
+                if !granted {
+                    self.coverage.hit(Mark::PreVoteRefused);
+                }
                 // A grant echoes the asked term; a refusal tells the voter's own term.
                 let reply_term = if granted { term } else { self.term };
                 self.send(from, RaftMessage::PreVoteReply { term: reply_term, granted }, false);
@@ -455,6 +466,7 @@ impl Raft {
             RaftMessage::Vote { term, last_term, last_index } => {
                 if term > self.term && self.leader_is_alive(now) {
                     // Leader stickiness (thesis §4.2.3): ignore a disruptive candidate.
+                    self.coverage.hit(Mark::VoteRefusedLeaderAlive);
                     self.send(from, RaftMessage::VoteReply { term: self.term, granted: false }, false);
                     return;
                 }
@@ -462,7 +474,11 @@ impl Raft {
                     self.become_follower(now, term, None);
                 }
                 let can_vote = self.vote.is_none() || self.vote == Some(from);
-                let granted = term == self.term && can_vote && self.log_ok(last_term, last_index);
+                let log_ok = self.log_ok(last_term, last_index);
+                if term == self.term && can_vote && !log_ok {
+                    self.coverage.hit(Mark::VoteRefusedStaleLog);
+                }
+                let granted = term == self.term && can_vote && log_ok;
                 if granted {
                     self.vote = Some(from);
                     self.persist_hard_state();
@@ -563,6 +579,7 @@ impl Raft {
             return;
         }
         if self.writes_durable < self.vote_write {
+            self.coverage.hit(Mark::CandidateAwaitsDurableVote);
             return; // lead only once the own vote is durable; `on_persisted` calls back
         }
         self.become_leader(now);
@@ -582,6 +599,9 @@ impl Raft {
     }
 
     fn become_follower(&mut self, now: Instant, term: Term, leader: Option<NodeId>) {
+        if term > self.term && matches!(self.role, Role::Leader { .. }) {
+            self.coverage.hit(Mark::LeaderStepDownHigherTerm);
+        }
         if term > self.term {
             self.term = term;
             self.vote = None;
@@ -602,6 +622,7 @@ impl Raft {
         let heard = 1 + progress.values().filter(|p| now.saturating_since(p.last_heard) < window).count();
         if heard < self.quorum() {
             tracing::debug!(node = %self.config.id, term = %self.term, "check-quorum: stepping down");
+            self.coverage.hit(Mark::CheckQuorumStepDown);
             self.become_follower(now, self.term, None);
         } else {
             self.check_quorum_deadline = now + window;
@@ -668,6 +689,7 @@ impl Raft {
 
         let prev_ok = prev_index == 0 || self.log.get(prev_index as usize - 1).is_some_and(|e| e.term == prev_term);
         if !prev_ok {
+            self.coverage.hit(Mark::AppendPrevMismatch);
             let hint = self.last_index().min(prev_index.saturating_sub(1));
             self.send(from, RaftMessage::AppendReply { term: self.term, success: false, last_index: hint }, false);
             return;
@@ -681,6 +703,7 @@ impl Raft {
                 Some(existing) if existing.term == e.term => continue,
                 Some(_) => {
                     assert!(e.index > self.commit, "truncating committed entry {} (commit {})", e.index, self.commit);
+                    self.coverage.hit(Mark::LogTruncatedByConflict);
                     self.log.truncate(e.index as usize - 1);
                     self.generation += 1;
                     self.durable = self.durable.min(e.index - 1);

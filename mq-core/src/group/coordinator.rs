@@ -27,6 +27,7 @@
 use super::assign::{self, Assignment};
 use super::GroupMode;
 use crate::contract::Peer;
+use crate::coverage::{Coverage, Mark};
 use crate::ids::{CorrelationId, Generation, GroupGeneration, LeaderEpoch, MemberId, PartitionId, TopicPartition};
 use crate::time::{Duration, Instant};
 use crate::wire::{ErrorCode, GroupSettings, JoinGroup, Joined, ResponseBody, WireError};
@@ -208,6 +209,8 @@ pub struct Coordinator {
     /// created again never repeats a generation partition leaders have seen.
     last_generation: Generation,
     outputs: VecDeque<CoordinatorOutput>,
+    /// Rare branches taken (never read by the protocol).
+    coverage: Coverage,
 }
 
 impl Coordinator {
@@ -230,6 +233,7 @@ impl Coordinator {
             next_member: 0,
             last_generation: Generation(0),
             outputs: VecDeque::new(),
+            coverage: Coverage::default(),
         }
     }
 
@@ -243,6 +247,11 @@ impl Coordinator {
     /// The leader epoch it serves in.
     pub fn epoch(&self) -> LeaderEpoch {
         self.epoch
+    }
+
+    /// The rare branches this coordinator took ([`crate::coverage`]).
+    pub fn coverage(&self) -> &Coverage {
+        &self.coverage
     }
 
     /// Names of the groups it holds.
@@ -529,6 +538,7 @@ impl Coordinator {
         // The member is alive whatever its generation says.
         m.deadline = now + m.session_timeout;
         if generation != current {
+            self.coverage.hit(Mark::IllegalGeneration);
             return Err(WireError::new(
                 ErrorCode::IllegalGeneration,
                 format!("member {id} of group {name} is at generation {generation}; the group is at {current}; rejoin"),
@@ -577,6 +587,14 @@ impl Coordinator {
                 .map(|(id, _)| *id)
                 .collect();
             for id in expired {
+                // Past the rebalance deadline every member that has not rejoined
+                // goes, whatever its session says.
+                let member = self.groups.get(&name).and_then(|g| g.members.get(&id));
+                match member.map(|m| m.deadline <= now) {
+                    Some(true) => self.coverage.hit(Mark::MemberEvictedSession),
+                    Some(false) => self.coverage.hit(Mark::MemberEvictedRebalance),
+                    None => {}
+                }
                 self.remove_member(&name, id, "session timeout: no heartbeat in time");
             }
             if past_deadline {
@@ -625,6 +643,7 @@ impl Coordinator {
         let partitions = self.partitions_of(g);
         let now = self.now;
         let g = self.groups.get_mut(name).expect("checked");
+        self.coverage.hit(Mark::Rebalance);
         self.last_generation = self.last_generation.max(g.generation).next();
         g.generation = self.last_generation;
         g.phase = Phase::Stable;

@@ -4,6 +4,7 @@
 use super::{not_ready, unknown_topic, validate_topic_name, Node};
 use crate::contract::Peer;
 use crate::controller::ControllerRequest;
+use crate::coverage::Mark;
 use crate::ids::{CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
 use crate::time::Duration;
 use crate::wire::{ErrorCode, PartitionInfo, Request, RequestBody, ResponseBody, TopicConfig, TopicInfo, WireError};
@@ -12,6 +13,8 @@ impl Node {
     pub(super) fn handle_request(&mut self, from: Peer, req: Request) {
         let corr = req.correlation;
         if let Err(e) = self.authorize(from, &req.body) {
+            let mark = if e.code == ErrorCode::Unauthenticated { Mark::Unauthenticated } else { Mark::Unauthorized };
+            self.coverage.hit(mark);
             self.reply(from, corr, Err(e));
             return;
         }

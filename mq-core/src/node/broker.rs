@@ -241,6 +241,7 @@ impl Node {
             Purpose::Heartbeat => {
                 if e.code == ErrorCode::FencedEpoch {
                     // The controller knows a newer incarnation or none: register again.
+                    self.coverage.hit(crate::coverage::Mark::BrokerReregisters);
                     self.session.epoch = None;
                     self.session.fenced = true;
                 } else {
@@ -250,6 +251,7 @@ impl Node {
                 self.session.next_heartbeat = self.now + REGISTER_BACKOFF;
             }
             Purpose::AlterPartition(tp) => {
+                self.coverage.hit(crate::coverage::Mark::IsrChangeFailed);
                 if let Some(Role::Leader(l)) = self.slots.get_mut(&tp).map(|s| &mut s.replica.role) {
                     l.pending_isr = None;
                 }
@@ -260,6 +262,7 @@ impl Node {
             Purpose::Shutdown => {
                 // Best effort: without a controller the session timeout fences us.
                 tracing::debug!(error = %e, "controlled shutdown could not reach the controller");
+                self.coverage.hit(crate::coverage::Mark::ShutdownWithoutController);
                 self.session.stopping = Some(Stopping::Done);
             }
             Purpose::CreateGroupsTopic | Purpose::CreateDeadLetterTopic(_) => {

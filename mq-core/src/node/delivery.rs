@@ -21,6 +21,7 @@ use super::broker::Purpose;
 use super::{not_ready, validate_topic_name, Effect, Node, PendingReply};
 use crate::contract::{Event, Peer};
 use crate::controller::ControllerRequest;
+use crate::coverage::Mark;
 use crate::group::coordinator::validate_group_name;
 use crate::group::cursor::{self, Cursor, DeadLetterReason};
 use crate::group::dead_letter_topic;
@@ -340,6 +341,9 @@ impl Node {
         });
         for (to, correlation, member, per_answer, records) in answers {
             for r in &records {
+                if r.delivery > 1 {
+                    self.coverage.hit(Mark::Redelivery);
+                }
                 self.event(Event::GroupDelivered {
                     group: group.to_string(),
                     member,
@@ -568,7 +572,9 @@ impl Node {
                     // records may be deliverable again. (Dealing scans the log, so
                     // it runs only then, not on every timer of the node.)
                     due |= c.poll_timeout(before).is_some_and(|t| t <= now);
+                    let leased = c.leases().leased();
                     dead.extend(c.expire(now).into_iter().map(|d| (g.clone(), d)));
+                    self.coverage.hit_n(Mark::LeaseExpired, (leased - c.leases().leased()) as u64);
                 }
             }
             for (g, d) in dead {
@@ -817,6 +823,7 @@ impl Node {
                 // A seek since then replays the record: its dead letter stays
                 // written (at-least-once), but it is not acked here.
                 let changed = c.seeks() == d.seeks && c.dead_lettered(d.offset);
+                self.coverage.hit(Mark::DeadLettered);
                 self.event(Event::DeadLettered {
                     group: d.group.clone(),
                     tp: d.source.clone(),

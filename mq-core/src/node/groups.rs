@@ -145,7 +145,10 @@ impl Node {
                 ));
             }
             self.drain_coordinator(p);
-            self.coordinators.remove(&p);
+            if let Some(c) = self.coordinators.remove(&p) {
+                self.coverage.add(c.coverage());
+                self.coverage.hit(crate::coverage::Mark::CoordinatorMoved);
+            }
         }
         let metadata_moved = self.image.applied != self.coordinator_topics_applied;
         if metadata_moved || led.keys().any(|p| !self.coordinators.contains_key(p)) {

@@ -34,6 +34,7 @@ pub use partitions::Slot;
 use crate::contract::{Event, Input, Output, Peer, PersistToken};
 use crate::controller::raft::{DurabilityMarker, LogIndex, Raft, RaftConfig};
 use crate::controller::{MetadataImage, QuorumController};
+use crate::coverage::Coverage;
 use crate::group::coordinator::Coordinator;
 use crate::ids::{CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
 use crate::log::PartitionLog;
@@ -137,6 +138,10 @@ pub struct Node {
     auth: BTreeMap<crate::ids::ClientId, crate::security::session::AuthState>,
     /// This broker's secret for decoy salts (drawn from its seeded stream).
     broker_key: [u8; crate::security::KEY_BYTES],
+    /// Rare branches taken by the node, and by controllers and coordinators it
+    /// ran and dropped (docs/simulator.md "Coverage marks"; never read by the
+    /// protocol).
+    coverage: Coverage,
 }
 
 impl Node {
@@ -198,6 +203,7 @@ impl Node {
             deliveries: delivery::Deliveries::default(),
             auth: BTreeMap::new(),
             broker_key,
+            coverage: Coverage::default(),
             config,
         }
     }
@@ -299,6 +305,22 @@ impl Node {
     /// Batches held in every partition log (what a full invariant check walks).
     pub fn batch_count(&self) -> usize {
         self.slots.values().map(|s| s.replica.log.batch_count()).sum()
+    }
+
+    /// The rare protocol branches this node took since it was built (or
+    /// recovered): its own, its Raft replica's, and those of every controller and
+    /// group coordinator it ran ([`crate::coverage`]). Counting never changes
+    /// what the node does.
+    pub fn coverage(&self) -> Coverage {
+        let mut c = self.coverage.clone();
+        c.add(self.raft.coverage());
+        if let Some(ctl) = &self.controller {
+            c.add(ctl.coverage());
+        }
+        for coordinator in self.coordinators.values() {
+            c.add(coordinator.coverage());
+        }
+        c
     }
 
     /// Persists issued and not yet completed.

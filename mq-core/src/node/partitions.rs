@@ -7,6 +7,7 @@ use super::broker::Purpose;
 use super::{Effect, Node, PendingReply};
 use crate::contract::{Event, Peer};
 use crate::controller::ControllerRequest;
+use crate::coverage::Mark;
 use crate::ids::{CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
 use crate::log::PartitionLog;
 use crate::replication::producers::SequenceCheck;
@@ -90,6 +91,7 @@ impl Node {
         };
         let r = &slot.replica;
         if acks == Acks::All && r.isr.len() < r.min_insync {
+            self.coverage.hit(Mark::NotEnoughReplicas);
             return Err(WireError::new(
                 ErrorCode::NotEnoughReplicas,
                 format!(
@@ -110,6 +112,7 @@ impl Node {
             match slot.replica.producers.check(&stamp, batch.len(), history_complete) {
                 SequenceCheck::Accept => {}
                 SequenceCheck::Duplicate { base_offset, end } => {
+                    self.coverage.hit(Mark::DuplicateBatch);
                     // A retry of a batch already in the log: answer with the original
                     // offsets, once the original is as durable as `acks` promises.
                     let log = &slot.replica.log;
@@ -129,22 +132,24 @@ impl Node {
                     return Ok(None);
                 }
                 SequenceCheck::Fenced { current } => {
+                    self.coverage.hit(Mark::ProducerFenced);
                     return Err(WireError::new(
                         ErrorCode::ProducerFenced,
                         format!(
                             "producer {} epoch {} is fenced by epoch {current} on {tp}",
                             stamp.producer_id, stamp.producer_epoch
                         ),
-                    ))
+                    ));
                 }
                 SequenceCheck::OutOfOrder { expected } => {
+                    self.coverage.hit(Mark::OutOfOrderSequence);
                     return Err(WireError::new(
                         ErrorCode::OutOfOrderSequence,
                         format!(
                             "producer {} sent sequence {} to {tp}, expected {expected}; nothing was written",
                             stamp.producer_id, stamp.base_sequence
                         ),
-                    ))
+                    ));
                 }
             }
         }
@@ -186,12 +191,13 @@ impl Node {
         let cap = self.config.max_fetch_bytes;
         let log = &self.leader_slot(topic, partition)?.replica.log;
         if offset < log.log_start() || offset > log.log_end() {
+            let (start, hw) = (log.log_start(), log.high_watermark());
+            self.coverage.hit(Mark::FetchOffsetOutOfRange);
             return Err(WireError::new(
                 ErrorCode::OffsetOutOfRange,
                 format!(
                     "offset {offset} is outside {topic}/{partition}, which holds {}..{}; seek to the earliest or latest offset",
-                    log.log_start(),
-                    log.high_watermark()
+                    start, hw
                 ),
             ));
         }
@@ -239,6 +245,7 @@ impl Node {
         match (reply, same_tenure, acks) {
             (None, _, _) => {}
             (Some(r), false, _) => {
+                self.coverage.hit(Mark::LeadershipLostBeforeCommit);
                 let e = WireError::new(
                     ErrorCode::LeadershipLost,
                     format!("leadership of {tp} moved before the batch committed; it may or may not be committed"),
@@ -279,8 +286,12 @@ impl Node {
         if !slot.replica.is_leader() {
             return;
         }
+        // `update_high_watermark` keeps the HW where it is below min ISR.
+        let held = slot.replica.isr.len() < slot.replica.min_insync;
         if slot.replica.update_high_watermark(me) {
             self.on_high_watermark(tp);
+        } else if held {
+            self.coverage.hit(Mark::HwHeldBelowMinIsr);
         }
         self.wake_parked(tp, false);
     }
@@ -318,6 +329,7 @@ impl Node {
             return;
         }
         if self.image.brokers.get(&from).is_none_or(|b| b.epoch != f.broker_epoch) {
+            self.coverage.hit(Mark::FetchStaleBrokerEpoch);
             let e = WireError::new(
                 ErrorCode::FencedEpoch,
                 format!("broker {from} epoch {} is not current", f.broker_epoch),
@@ -345,6 +357,16 @@ impl Node {
         let hw_before = slot.replica.log.high_watermark();
         let answer = slot.replica.handle_fetch(me, now, &f, max_bytes);
         let hw_moved = slot.replica.log.high_watermark() > hw_before;
+        let mark = match &answer {
+            Ok(FetchAnswer::Reply(ReplicaData { diverging: Some(_), .. })) => Some(Mark::DivergenceAnswered),
+            Err(e) if e.code == ErrorCode::FencedEpoch => Some(Mark::FetchStaleLeaderEpoch),
+            Err(e) if e.code == ErrorCode::UnknownEpoch => Some(Mark::FetchNewerLeaderEpoch),
+            Err(e) if e.code == ErrorCode::OffsetOutOfRange => Some(Mark::FetchPastLeaderEnd),
+            _ => None,
+        };
+        if let Some(m) = mark {
+            self.coverage.hit(m);
+        }
         match answer {
             Ok(FetchAnswer::Park) if deadline > now => slot.parked.push((from, f, deadline)),
             Ok(FetchAnswer::Park) => {
@@ -466,6 +488,7 @@ impl Node {
             let before = slot.replica.log.log_end();
             match slot.replica.truncate_diverging(epoch, end) {
                 Some(new_end) => {
+                    self.coverage.hit(Mark::DivergenceTruncated);
                     let removed = before.distance_from(new_end);
                     slot.fetch = FetchState::AwaitingPersist;
                     self.stage(
@@ -476,12 +499,14 @@ impl Node {
                     self.event(Event::Truncated { tp, end: new_end, removed });
                 }
                 None => {
+                    self.coverage.hit(Mark::DivergenceNothingToCut);
                     slot.fetch = FetchState::Idle(now + FETCH_BACKOFF);
                 }
             }
             return;
         }
         if data.log_start > slot.replica.log.log_end() {
+            self.coverage.hit(Mark::FollowerResetToLeaderStart);
             let start = data.log_start;
             slot.replica.log.reset_to(start);
             slot.fetch = FetchState::AwaitingPersist;
@@ -551,6 +576,7 @@ impl Node {
             Transition::Unchanged => {
                 if slot.replica.is_leader() && slot.replica.isr != isr_before {
                     let shrink = slot.replica.isr.len() < isr_before.len();
+                    self.coverage.hit(if shrink { Mark::IsrShrink } else { Mark::IsrExpand });
                     let isr = slot.replica.isr.clone();
                     self.event(Event::IsrChanged { tp: tp.clone(), isr, shrink });
                 }
@@ -567,6 +593,7 @@ impl Node {
         parked: Vec<(NodeId, ReplicaFetch, Instant)>,
     ) {
         for (_, _, r) in waiters {
+            self.coverage.hit(Mark::LeadershipLostBeforeCommit);
             let e = WireError::new(
                 ErrorCode::LeadershipLost,
                 format!("leadership of {tp} moved before the batch committed; it may or may not be committed"),
@@ -626,6 +653,7 @@ impl Node {
                 }
             }
             for r in late {
+                self.coverage.hit(Mark::CommitTimeout);
                 let e = WireError::new(
                     ErrorCode::Timeout,
                     format!("{tp} did not commit the batch in time; it may still commit"),

@@ -81,6 +81,7 @@ impl Node {
             MetadataRecord::FenceBroker { broker, broker_epoch }
                 if *broker == me && self.session.epoch == Some(*broker_epoch) =>
             {
+                self.coverage.hit(crate::coverage::Mark::BrokerFenced);
                 self.session.fenced = true;
             }
             MetadataRecord::UnfenceBroker { broker, broker_epoch }
@@ -103,12 +104,16 @@ impl Node {
                 let cc =
                     ControllerConfig { session_timeout: self.config.session_timeout, ..ControllerConfig::default() };
                 self.controller = Some(QuorumController::activate(cc, &self.image, self.now));
+                self.coverage.hit(crate::coverage::Mark::ControllerActivated);
                 let term = self.raft.term();
                 self.event(Event::ControllerLeader { term });
                 true
             }
             (Some(_), false) if self.raft.role() != RaftRole::Leader => {
-                self.controller = None;
+                if let Some(ctl) = self.controller.take() {
+                    self.coverage.add(ctl.coverage());
+                }
+                self.coverage.hit(crate::coverage::Mark::ControllerResigned);
                 for w in std::mem::take(&mut self.controller_waiters) {
                     let err = WireError::new(ErrorCode::NotLeader, "the controller lost its leadership; retry");
                     self.send_peer(w.to, PeerMessage::ControllerReply { correlation: w.correlation, result: Err(err) });

@@ -90,7 +90,13 @@ impl Node {
             RequestBody::AuthProof { proof } => {
                 let (client, _) = self.auth_target(from)?;
                 let state = self.auth.entry(client).or_default();
-                let principal = state.prove(&proof)?;
+                let principal = match state.prove(&proof) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.coverage.hit(crate::coverage::Mark::ProofRefused);
+                        return Err(e);
+                    }
+                };
                 tracing::debug!(%client, %principal, "authenticated");
                 Ok(Some(ResponseBody::Authenticated { principal }))
             }
