@@ -21,6 +21,7 @@
 pub mod adversary;
 pub mod checker;
 pub mod clock;
+pub mod coverage;
 pub mod disk;
 pub mod groups;
 pub mod history;
@@ -314,6 +315,9 @@ pub struct Report {
     pub violation: Option<Violation>,
     /// What it injected and reached.
     pub counters: Counters,
+    /// The coverage marks its nodes hit, summed over every node and incarnation
+    /// (docs/simulator.md "Coverage marks").
+    pub coverage: mq_core::Coverage,
     /// Events simulated.
     pub events: u64,
     /// Simulated time at the end, in nanoseconds.
@@ -375,6 +379,7 @@ pub fn run_seed(cfg: &SimConfig) -> Report {
         options,
         violation: None,
         counters: Counters::default(),
+        coverage: mq_core::Coverage::default(),
         events: 0,
         sim_nanos: 0,
         trace_hash: 0,
@@ -384,6 +389,7 @@ pub fn run_seed(cfg: &SimConfig) -> Report {
     };
     if let Some(s) = sim.as_mut() {
         report.counters = s.counters.clone();
+        report.coverage = s.coverage();
         report.events = s.events;
         report.sim_nanos = s.now().as_nanos();
         report.trace_hash = s.trace.hash();

@@ -161,6 +161,7 @@ fn replay(cfg: SimConfig, trace: Option<PathBuf>, timeline: Option<PathBuf>) -> 
         None => println!("PASS seed={seed}"),
     }
     println!("events={} sim_secs={:.3} {}", report.events, report.sim_nanos as f64 / 1e9, report.counters);
+    println!("{}", mq_sim::coverage::seed_line(&report.coverage));
     println!("trace-hash={:016x}", report.trace_hash);
     exit_code(&[&report])
 }
@@ -253,9 +254,11 @@ fn campaign(start: u64, count: u64, jobs: usize, check_determinism: bool, fail_f
     });
     let wall = started.elapsed().as_secs_f64();
     let mut total = Counters::default();
+    let mut coverage = mq_sim::coverage::CoverageTally::default();
     let (mut events, mut sim_nanos) = (0u64, 0u64);
     for r in reports.values() {
         total.add(&r.counters);
+        coverage.add_seed(&r.coverage);
         events += r.events;
         sim_nanos += r.sim_nanos;
     }
@@ -267,6 +270,10 @@ fn campaign(start: u64, count: u64, jobs: usize, check_determinism: bool, fail_f
         // Speed counts every simulated event, including the reruns of --check-determinism.
         (events + rerun_events) as f64 / wall.max(1e-9)
     );
+    // After the summary line, which tools parse: the coverage report.
+    for line in coverage.lines() {
+        println!("{line}");
+    }
     let _ = std::io::stdout().flush();
     exit_code(&reports.values().collect::<Vec<_>>())
 }

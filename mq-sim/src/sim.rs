@@ -31,6 +31,7 @@ use mq_core::storage::RepairReport;
 use mq_core::wire::{
     Acks, ErrorCode, Message, PeerMessage, Record, Request, RequestBody, Response, ResponseBody, TopicConfig,
 };
+use mq_core::Coverage;
 use mq_core::{
     ClientId, CorrelationId, Duration, Event, Input, Instant, Node, NodeConfig, NodeId, Offset, Output, PartitionId,
     Peer, PersistToken, Rng, Seed, TopicPartition,
@@ -339,6 +340,9 @@ pub struct Sim {
     disturbed_at: Instant,
     /// Every fault applied, as a schedule replays it.
     pub fault_log: Vec<Timed>,
+    /// Coverage marks of node incarnations that ended (crash or stop), so that a
+    /// restart does not lose them; [`Sim::coverage`] adds the live nodes'.
+    ended_coverage: Coverage,
 }
 
 /// Most events one seed may take before it counts as stuck.
@@ -534,6 +538,7 @@ impl Sim {
             watches: Vec::new(),
             disturbed_at: Instant::ZERO,
             fault_log: Vec::new(),
+            ended_coverage: Coverage::default(),
         };
         for n in 0..sim.nodes.len() {
             let slot = &mut sim.nodes[n];
@@ -1136,7 +1141,9 @@ impl Sim {
     fn stop(&mut self, n: usize, how: Stop) {
         let now = self.now;
         let slot = &mut self.nodes[n];
-        slot.node = None;
+        if let Some(node) = slot.node.take() {
+            self.ended_coverage.add(&node.coverage());
+        }
         slot.incarnation += 1;
         slot.commit_checked = 0;
         slot.timer = None;
@@ -1876,6 +1883,16 @@ impl Sim {
                 self.restart(n);
             }
         }
+    }
+
+    /// The run's coverage marks so far: every node incarnation's, ended or live
+    /// (docs/simulator.md "Coverage marks").
+    pub fn coverage(&self) -> Coverage {
+        let mut total = self.ended_coverage.clone();
+        for node in self.nodes.iter().filter_map(|s| s.node.as_ref()) {
+            total.add(&node.coverage());
+        }
+        total
     }
 
     fn finish(&mut self) {
