@@ -1885,6 +1885,11 @@ impl Sim {
         }
     }
 
+    /// The coverage marks of node incarnations that ended (crashed or stopped).
+    pub fn ended_coverage(&self) -> &Coverage {
+        &self.ended_coverage
+    }
+
     /// The run's coverage marks so far: every node incarnation's, ended or live
     /// (docs/simulator.md "Coverage marks").
     pub fn coverage(&self) -> Coverage {

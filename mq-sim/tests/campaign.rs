@@ -6,9 +6,22 @@
 //! - `MQ_SIM_SEEDS=N`: seeds `0..N`;
 //! - `MQ_SIM_SEED=S`: only seed `S` (replay a failure from a campaign).
 
+use mq_core::Mark;
+use mq_sim::coverage::CoverageTally;
 use mq_sim::{run_seed, SimConfig};
 
 const DEFAULT_SEEDS: u64 = 24;
+
+/// Coverage marks seeds `0..DEFAULT_SEEDS` reach.
+const REACHED_BY_DEFAULT_SEEDS: &[Mark] = &[
+    Mark::ControllerActivated,
+    Mark::IsrShrink,
+    Mark::IsrExpand,
+    Mark::DivergenceTruncated,
+    Mark::NotEnoughReplicas,
+    Mark::Rebalance,
+    Mark::DeadLettered,
+];
 
 fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
@@ -25,8 +38,10 @@ fn campaign_finds_no_violation() {
     let (mut crashes, mut acked, mut committed) = (0, 0, 0);
     let (mut multi_node, mut elections, mut acked_all) = (0, 0, 0);
     let whole_range = std::env::var("MQ_SIM_SEED").is_err();
+    let mut coverage = CoverageTally::default();
     for seed in seeds {
         let report = run_seed(&SimConfig::new(seed));
+        coverage.add_seed(&report.coverage);
         crashes += report.counters.crashes;
         acked += report.counters.records_acked;
         committed += report.counters.records_committed;
@@ -41,6 +56,13 @@ fn campaign_finds_no_violation() {
     assert!(crashes > 0 && acked > 0 && committed > 0, "the campaign tested nothing");
     if whole_range {
         assert!(multi_node > 0 && elections > 0 && acked_all > 0, "the campaign ran no multi-node cluster");
+        // The rare branches this range is known to reach (docs/simulator.md
+        // "Coverage marks"); a mark that stops moving here means a branch the
+        // default campaign no longer exercises.
+        let report = coverage.lines().join("\n");
+        for mark in REACHED_BY_DEFAULT_SEEDS {
+            assert!(coverage.seeds_hitting(*mark) > 0, "no seed reached {}:\n{report}", mark.name());
+        }
     }
 }
 
@@ -51,6 +73,8 @@ fn the_same_seed_gives_the_same_trace() {
     assert_eq!(a.trace_hash, b.trace_hash, "keeping the text must not change the hash");
     assert_eq!(a.events, b.events);
     assert_eq!(a.counters, b.counters);
+    assert_eq!(a.coverage, b.coverage, "coverage marks are part of the deterministic run");
+    assert!(!a.coverage.is_empty());
     let lines = a.trace.expect("kept");
     assert!(lines.len() as u64 >= a.events, "at least one line per event");
     assert_ne!(a.trace_hash, run_seed(&SimConfig::new(4)).trace_hash);
