@@ -8,7 +8,7 @@ mod support;
 use bytes::Bytes;
 use mq_core::harness::Harness;
 use mq_core::wire::{Acks, ErrorCode, Record, RecordBatch, RequestBody, ResponseBody, TopicConfig};
-use mq_core::{CorrelationId, Duration, Event, LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
+use mq_core::{CorrelationId, Duration, Event, LeaderEpoch, Mark, NodeId, Offset, PartitionId, TopicPartition};
 use support::{err, ok, response, CLIENT};
 
 fn cluster(seed: u64) -> Harness {
@@ -215,9 +215,15 @@ fn a_returning_leader_truncates_its_diverging_tail_not_to_its_hw() {
     h.advance(Duration::from_secs(10));
     let new = leader(&h);
     produce_all(&mut h, &["c", "d"]);
+    assert_eq!(h.node(new).coverage().get(Mark::DivergenceAnswered), 0);
     h.restart(old);
+    assert_eq!(h.node(old).coverage().get(Mark::DivergenceTruncated), 0, "a new incarnation starts at zero");
     h.advance(Duration::from_secs(10));
     assert_eq!(log_values(&h, old), vec!["a", "b", "c", "d"], "diverging record truncated, new ones fetched");
+    // The coverage marks of both sides moved (docs/simulator.md "Coverage marks").
+    assert_eq!(h.node(old).coverage().get(Mark::DivergenceTruncated), 1);
+    assert!(h.node(new).coverage().get(Mark::DivergenceAnswered) >= 1);
+    assert_eq!(running_total(&h, Mark::UncleanElection), 0);
     assert!(h
         .events()
         .iter()
@@ -256,4 +262,59 @@ fn controlled_shutdown_hands_leadership_over_before_the_broker_stops() {
     h.crash(old);
     assert_eq!(produce_all(&mut h, &["after"]), Offset(1));
     assert_eq!(read_all(&mut h, new), vec!["before", "after"]);
+}
+
+// ----- coverage marks (docs/simulator.md "Coverage marks") -----
+// Each scenario drives one rare branch and checks its mark moved on the node
+// that took it, before and after.
+
+/// Crashes a follower of `t/0` and waits out its session; returns it.
+fn crash_a_follower(h: &mut Harness) -> u32 {
+    let l = leader(h);
+    let f = (1..=3).find(|id| *id != l).unwrap();
+    h.crash(f);
+    h.advance(Duration::from_secs(10));
+    f
+}
+
+/// The sum of `mark` over the running nodes.
+fn running_total(h: &Harness, mark: Mark) -> u64 {
+    h.running().into_iter().map(|id| h.node(id).coverage().get(mark)).sum()
+}
+
+#[test]
+fn a_stopped_follower_marks_session_expiry_isr_shrink_and_later_expand() {
+    let mut h = cluster(5);
+    create(&mut h, 3, 1);
+    produce_all(&mut h, &["a"]);
+    let l = leader(&h);
+    assert_eq!(h.node(l).coverage().get(Mark::IsrShrink), 0);
+    let f = crash_a_follower(&mut h);
+    assert!(!h.node(l).replica(&tp()).unwrap().isr.contains(&NodeId(f)));
+    assert_eq!(h.node(l).coverage().get(Mark::IsrShrink), 1, "one committed shrink, applied by the leader");
+    assert_eq!(running_total(&h, Mark::BrokerSessionExpired), 1, "the active controller fenced the silent broker");
+    let expands_before = h.node(l).coverage().get(Mark::IsrExpand);
+    h.restart(f);
+    h.advance(Duration::from_secs(10));
+    let l = leader(&h);
+    assert!(h.node(l).replica(&tp()).unwrap().isr.contains(&NodeId(f)));
+    assert!(h.node(l).coverage().get(Mark::IsrExpand) > expands_before);
+}
+
+#[test]
+fn an_isr_below_min_isr_marks_the_refusal_and_the_held_high_watermark() {
+    let mut h = cluster(6);
+    create(&mut h, 3, 3);
+    produce_all(&mut h, &["a"]);
+    crash_a_follower(&mut h);
+    let l = leader(&h);
+    assert_eq!(h.node(l).coverage().get(Mark::NotEnoughReplicas), 0);
+    let c = send(&mut h, l, Acks::All, &["refused"]);
+    assert_eq!(err(&mut h, c).0, ErrorCode::NotEnoughReplicas);
+    assert_eq!(h.node(l).coverage().get(Mark::NotEnoughReplicas), 1);
+    let held_before = h.node(l).coverage().get(Mark::HwHeldBelowMinIsr);
+    let c = send(&mut h, l, Acks::Leader, &["one"]);
+    h.advance(Duration::from_millis(100));
+    assert!(matches!(ok(&mut h, c), ResponseBody::Produced { .. }));
+    assert!(h.node(l).coverage().get(Mark::HwHeldBelowMinIsr) > held_before, "the append could not move the HW");
 }

@@ -4,6 +4,7 @@
 
 use super::metadata::MetadataRecord;
 use super::raft::*;
+use crate::coverage::Mark;
 use crate::ids::{NodeId, ProducerId, Term};
 use crate::rng::{Rng, Seed};
 use crate::time::{Duration, Instant};
@@ -276,6 +277,7 @@ fn votes_are_refused_to_candidates_with_a_less_up_to_date_log() {
     let durable = RaftDurable { term: Term(3), vote: None, entries: vec![entry(1, 1), entry(3, 2)] };
     let mut r = Raft::new(config(NodeId(1), &voters), Seed(0).stream("r"), durable, Instant::ZERO);
     let now = Instant::from_millis(10_000);
+    assert_eq!(r.coverage().get(Mark::VoteRefusedStaleLog), 0);
     // Higher term but an older last entry term: refused (§5.4.1).
     r.handle_message(now, NodeId(2), RaftMessage::Vote { term: Term(4), last_term: Term(2), last_index: 9 });
     // Same last term but shorter: refused.
@@ -293,6 +295,7 @@ fn votes_are_refused_to_candidates_with_a_less_up_to_date_log() {
         })
         .collect();
     assert_eq!(replies, vec![(false, true), (false, true), (true, true)]);
+    assert_eq!(r.coverage().get(Mark::VoteRefusedStaleLog), 2, "each refusal counts once, the grant not");
     let last_hard_state = outs.iter().rev().find_map(|o| match o {
         RaftOutput::Write(RaftWrite::HardState { term, vote }) => Some((*term, *vote)),
         _ => None,
@@ -394,6 +397,8 @@ fn a_follower_truncates_a_conflicting_uncommitted_tail() {
     )));
     assert_eq!(r.last_index(), 2);
     assert_eq!(r.commit_index(), 1);
+    assert_eq!(r.coverage().get(Mark::LogTruncatedByConflict), 1);
+    assert_eq!(r.coverage().get(Mark::AppendPrevMismatch), 0);
 }
 
 /// Found by the `controller` fuzz target: a peer's term of `u64::MAX` was
@@ -465,6 +470,7 @@ fn an_isolated_leader_steps_down_and_the_majority_elects_another() {
     c.isolate(old);
     c.run_for(Duration::from_secs(10));
     assert_ne!(c.raft(old.0).role(), RaftRole::Leader, "check-quorum");
+    assert_eq!(c.raft(old.0).coverage().get(Mark::CheckQuorumStepDown), 1);
     let new = c.leader().expect("the majority elected a leader");
     assert_ne!(new, old);
     c.cut.clear();
