@@ -265,7 +265,16 @@ pub fn run(data: &[u8]) {
                 let _ = r.raft.propose(now, record);
                 r.drain(&mut world);
             }
-            _ => replicas[k].crash(now),
+            _ => {
+                replicas[k].crash(now);
+                if !cluster {
+                    // A lone replica among forged peers: its commit index is not
+                    // durable, so after a restart a forged leader may rewrite what
+                    // it had committed; Raft's guarantee needs honest peers (cluster
+                    // mode checks it).
+                    world.committed.clear();
+                }
+            }
         }
         if !cluster {
             world.network.clear();
