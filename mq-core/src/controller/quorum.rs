@@ -108,6 +108,9 @@ pub struct ControllerConfig {
     pub max_principals: usize,
     /// Most ACL grants the cluster may hold.
     pub max_grants: usize,
+    /// Most partitions a topic may have. The admin path checks this too; the
+    /// controller checks it again because a forwarded request allocates here.
+    pub max_partitions_per_topic: u32,
 }
 
 impl Default for ControllerConfig {
@@ -118,6 +121,7 @@ impl Default for ControllerConfig {
             max_brokers: 1024,
             max_principals: 10_000,
             max_grants: 100_000,
+            max_partitions_per_topic: 10_000,
         }
     }
 }
@@ -379,6 +383,15 @@ impl QuorumController {
         let rf = usize::from(config.replication_factor);
         if config.partitions == 0 {
             return Err(WireError::new(ErrorCode::InvalidConfig, "a topic needs at least one partition"));
+        }
+        if config.partitions > self.config.max_partitions_per_topic {
+            return Err(WireError::new(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "topic {} asks for {} partitions; the most is {}",
+                    config.name, config.partitions, self.config.max_partitions_per_topic
+                ),
+            ));
         }
         if rf == 0 || rf > live.len() {
             return Err(WireError::new(

@@ -131,6 +131,22 @@ fn topics_spread_replicas_and_leaders_across_live_brokers() {
     assert!(err.message.contains("3 are live"), "{err}");
 }
 
+/// Found by the `node` fuzz target: a CreateTopic forwarded to the controller
+/// with billions of partitions made it allocate the assignment (about 100 GB)
+/// before anything refused it. The controller applies the partition bound itself.
+#[test]
+fn a_topic_with_more_partitions_than_the_bound_is_refused_before_any_allocation() {
+    let mut ctl = Ctl::new();
+    ctl.brokers(1);
+    let before = ctl.log.len();
+    let err = ctl.run(ControllerRequest::CreateTopic(topic("huge", u32::MAX, 1))).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidConfig);
+    assert!(err.message.contains("the most is 10000"), "{err}");
+    assert_eq!(ctl.log.len(), before, "nothing committed");
+    ctl.create(topic("fits", ControllerConfig::default().max_partitions_per_topic, 1));
+    assert_eq!(ctl.c.image().topics["fits"].partitions.len(), 10_000);
+}
+
 #[test]
 fn a_silent_broker_is_fenced_and_its_partitions_get_a_new_leader_from_the_isr() {
     let mut ctl = Ctl::new();

@@ -101,8 +101,11 @@ impl Node {
         let should = self.raft.role() == RaftRole::Leader && self.raft.current_term_committed();
         match (&self.controller, should) {
             (None, true) => {
-                let cc =
-                    ControllerConfig { session_timeout: self.config.session_timeout, ..ControllerConfig::default() };
+                let cc = ControllerConfig {
+                    session_timeout: self.config.session_timeout,
+                    max_partitions_per_topic: self.config.max_partitions_per_topic,
+                    ..ControllerConfig::default()
+                };
                 self.controller = Some(QuorumController::activate(cc, &self.image, self.now));
                 self.coverage.hit(crate::coverage::Mark::ControllerActivated);
                 let term = self.raft.term();
