@@ -1132,7 +1132,9 @@ impl Producer {
                 let mut offset = base_offset;
                 self.finish(bid, |m| {
                     let outcome = ProduceOutcome::Ok { partition, base_offset: offset };
-                    offset = Offset(offset.0 + u64::from(m.records));
+                    // Saturating: a broker's answer near u64::MAX must not overflow here
+                    // (found by the producer fuzz target); honest offsets never get there.
+                    offset = Offset(offset.0.saturating_add(u64::from(m.records)));
                     outcome
                 });
             }
@@ -1442,6 +1444,17 @@ mod tests {
         );
         assert_eq!(p.inflight(), 0);
         assert_eq!(p.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn a_base_offset_at_the_end_of_the_range_is_reported_without_overflow() {
+        let mut p = two_brokers();
+        let (id, corr) = send_to_leader(&mut p, Acks::All, 2);
+        p.handle(Instant::ZERO, reply(NodeId(2), corr, produced(u64::MAX)));
+        assert_eq!(
+            done(&outputs(&mut p)),
+            vec![(id, ProduceOutcome::Ok { partition: PartitionId(0), base_offset: Offset(u64::MAX) })]
+        );
     }
 
     #[test]
