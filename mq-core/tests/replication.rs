@@ -318,3 +318,42 @@ fn an_isr_below_min_isr_marks_the_refusal_and_the_held_high_watermark() {
     assert!(matches!(ok(&mut h, c), ResponseBody::Produced { .. }));
     assert!(h.node(l).coverage().get(Mark::HwHeldBelowMinIsr) > held_before, "the append could not move the HW");
 }
+
+/// Duplicated fetches (a network that repeats messages, or a follower that retried)
+/// do not pile up at the leader: a follower's newer fetch supersedes its parked one.
+/// Before this rule a duplicated fetch or answer started a second fetch loop, and
+/// the parked list of a long run grew into the thousands (found by profiling a
+/// simulator campaign).
+#[test]
+fn a_followers_repeated_fetches_keep_one_parked_at_the_leader() {
+    let mut h = cluster(8);
+    create(&mut h, 3, 1);
+    produce_all(&mut h, &["a"]);
+    h.advance(Duration::from_millis(100));
+    let l = leader(&h);
+    let f = (1..=3).find(|id| *id != l).unwrap();
+    let follower = h.node(f);
+    let log = follower.log(&tp()).unwrap();
+    let fetch = mq_core::wire::ReplicaFetch {
+        tp: tp(),
+        replica: NodeId(f),
+        broker_epoch: h.node(l).metadata().brokers[&NodeId(f)].epoch,
+        fetch_offset: log.log_end(),
+        last_fetched_epoch: log.last_epoch(),
+        current_leader_epoch: follower.replica(&tp()).unwrap().leader_epoch,
+        max_bytes: 1 << 20,
+    };
+    assert_eq!(fetch.fetch_offset, h.node(l).log(&tp()).unwrap().log_end(), "the follower is caught up");
+    for _ in 0..5 {
+        let msg = mq_core::wire::Message::Peer(mq_core::wire::PeerMessage::ReplicaFetch(fetch.clone()));
+        h.input(l, mq_core::Input::Message { from: mq_core::Peer::Node(NodeId(f)), msg });
+    }
+    // The two followers' fetches at most, however many copies arrived.
+    let parked = h.node(l).parked_fetches(&tp());
+    assert!((1..=2).contains(&parked), "parked fetches: {parked}");
+    h.node(l).check_invariants();
+    // The cluster goes on replicating.
+    produce_all(&mut h, &["b"]);
+    h.advance(Duration::from_millis(500));
+    assert_eq!(log_values(&h, f), vec!["a", "b"]);
+}

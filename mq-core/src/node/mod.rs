@@ -287,6 +287,12 @@ impl Node {
         self.slots.get(tp).map(|s| &s.replica)
     }
 
+    /// Follower fetches of `tp` parked at this leader until data arrives or they
+    /// expire: at most one per follower.
+    pub fn parked_fetches(&self, tp: &TopicPartition) -> usize {
+        self.slots.get(tp).map_or(0, |s| s.parked.len())
+    }
+
     /// The log of `tp`, if this node holds a replica.
     pub fn log(&self, tp: &TopicPartition) -> Option<&PartitionLog> {
         self.slots.get(tp).map(|s| &s.replica.log)
@@ -412,6 +418,10 @@ impl Node {
                 assert!(s.hw_waiters.is_empty(), "{tp}: a non-leader holds acks=all waiters");
                 assert!(s.parked.is_empty(), "{tp}: a non-leader holds parked fetches");
             }
+            let mut fetchers: Vec<NodeId> = s.parked.iter().map(|(from, _, _)| *from).collect();
+            fetchers.sort_unstable();
+            fetchers.dedup();
+            assert_eq!(fetchers.len(), s.parked.len(), "{tp}: a follower has two parked fetches");
         }
         let mut last = 0;
         for (token, _) in &self.inflight {

@@ -368,7 +368,15 @@ impl Node {
             self.coverage.hit(m);
         }
         match answer {
-            Ok(FetchAnswer::Park) if deadline > now => slot.parked.push((from, f, deadline)),
+            Ok(FetchAnswer::Park) if deadline > now => {
+                // A follower has one fetch of a partition out at a time (Kafka's
+                // fetcher does the same): a newer one supersedes whatever of it is
+                // parked. Without this, duplicated fetches or answers would each
+                // start another fetch loop, and the parked list would grow without
+                // bound.
+                slot.parked.retain(|(r, _, _)| *r != from);
+                slot.parked.push((from, f, deadline));
+            }
             Ok(FetchAnswer::Park) => {
                 let log = &slot.replica.log;
                 let data = ReplicaData {
@@ -398,16 +406,14 @@ impl Node {
         if slot.parked.is_empty() {
             return;
         }
-        let parked = std::mem::take(&mut slot.parked);
-        for (from, f, deadline) in parked {
-            if expire_only && deadline > now {
-                if let Some(s) = self.slots.get_mut(tp) {
-                    s.parked.push((from, f, deadline));
-                }
-                continue;
-            }
-            let d = if deadline <= now { now } else { deadline };
-            self.answer_fetch(from, f, d);
+        let mut due = std::mem::take(&mut slot.parked);
+        if expire_only {
+            let waiting;
+            (due, waiting) = due.into_iter().partition(|(_, _, deadline)| *deadline <= now);
+            slot.parked = waiting;
+        }
+        for (from, f, deadline) in due {
+            self.answer_fetch(from, f, deadline.max(now));
         }
     }
 
