@@ -126,16 +126,25 @@ pub fn shrink(cfg: &ShrinkConfig, mut progress: impl FnMut(&str)) -> Result<Shru
     };
     runs += 1;
     let mut kept = 0;
+    // Phase 1 tries each candidate on the schedule's own streams. Once none wins,
+    // phase 2 tries them again with the noise streams drawn afresh: a smaller
+    // system or one fault fewer shifts every later draw of the network and disks,
+    // so a change that is fine in itself often loses only by the luck of those
+    // draws. A win there goes back to phase 1.
+    let mut rerolls = 0;
     'search: loop {
         let mut improved = false;
-        for (what, candidate) in candidates(&schedule, &best.1) {
+        for (what, candidate) in phase_candidates(&schedule, &best.1, rerolls) {
             if runs >= cfg.max_runs {
                 progress(&format!("stopping after {runs} runs (--max-runs)"));
                 break 'search;
             }
             runs += 1;
             if let Some((size, report)) = attempt(&candidate, best.0.events, &invariant) {
-                if size.events <= best.0.events {
+                // A redraw of the same schedule must be strictly shorter to count.
+                let same_schedule = Schedule { seed: schedule.seed, ..candidate.clone() } == schedule;
+                let better = size.events < best.0.events || (size.events == best.0.events && !same_schedule);
+                if better {
                     schedule = candidate;
                     // Workload beyond the violation never ran: bound it there.
                     schedule.max_ops = Some(report.counters.ops_invoked.max(1));
@@ -147,12 +156,35 @@ pub fn shrink(cfg: &ShrinkConfig, mut progress: impl FnMut(&str)) -> Result<Shru
                 }
             }
         }
-        if !improved {
-            break;
+        match (improved, rerolls) {
+            (true, _) => rerolls = 0,
+            (false, 0) => rerolls = REROLLS,
+            (false, _) => break,
         }
     }
     let what = best.1.violation.as_ref().map(|v| v.what.clone()).unwrap_or_default();
     Ok(Shrunk { invariant, what, before, after: best.0, schedule, runs, kept })
+}
+
+/// How many fresh draws of the noise streams phase 2 tries per candidate.
+const REROLLS: u64 = 3;
+
+/// The candidates of one pass: [`candidates`] as they are (`rerolls == 0`), or
+/// each with its noise streams drawn from `rerolls` other seeds, and last the
+/// schedule itself on those seeds (kept only when strictly shorter).
+fn phase_candidates(s: &Schedule, last: &Report, rerolls: u64) -> Vec<(String, Schedule)> {
+    let base = candidates(s, last);
+    if rerolls == 0 {
+        return base;
+    }
+    let seeds: Vec<u64> = (1..=rerolls).map(|k| mq_core::Seed(s.seed).child("shrink-redraw", k).0).collect();
+    let mut out = Vec::new();
+    for (what, c) in base.iter().chain([(String::from("the same schedule"), s.clone())].iter()) {
+        for &seed in &seeds {
+            out.push((format!("{what}, streams of seed {seed}"), Schedule { seed, ..c.clone() }));
+        }
+    }
+    out
 }
 
 /// The changes to try on `s` (whose run is `last`), most promising first. Each
