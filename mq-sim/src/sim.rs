@@ -546,9 +546,10 @@ impl Sim {
             sim.schedule_node_timer(n);
         }
         for c in 0..sim.clients.len() {
-            if let Role::Producer { .. } = sim.clients[c].role {
-                let first = sim.produce_gap();
-                sim.push(first, Ev::ProduceTick { client: c });
+            // Auth seeds: a producer starts ticking once its principal exists
+            // (`security_ready`), not before, where every tick would be idle.
+            if matches!(sim.clients[c].role, Role::Producer { .. }) && sim.clients[c].started {
+                sim.schedule_produce_tick(c);
             }
             sim.schedule_client_timer(c);
         }
@@ -1533,9 +1534,11 @@ impl Sim {
         }
     }
 
-    fn produce_gap(&mut self) -> Instant {
+    /// The next produce tick of producer `c`, one random gap from now.
+    pub(super) fn schedule_produce_tick(&mut self, c: usize) {
         let mean = self.opts.produce_interval_us as f64 * 1_000.0;
-        self.now + Duration::from_nanos(exp_sample(&mut self.rng_workload, mean) + 1)
+        let next = self.now + Duration::from_nanos(exp_sample(&mut self.rng_workload, mean) + 1);
+        self.push(next, Ev::ProduceTick { client: c });
     }
 
     fn produce_tick(&mut self, c: usize) {
@@ -1547,11 +1550,7 @@ impl Sim {
         if max_ops.is_some_and(|max| self.counters.ops_invoked >= max) {
             return; // a schedule's workload bound: this producer stops
         }
-        let next = self.produce_gap();
-        self.push(next, Ev::ProduceTick { client: c });
-        if !self.security_ready {
-            return; // auth seeds: the producer's principal does not exist yet
-        }
+        self.schedule_produce_tick(c);
         let cid = self.clients[c].id;
         let Role::Producer { p, ops } = &mut self.clients[c].role else { return };
         if p.inflight() >= p.config().max_inflight {

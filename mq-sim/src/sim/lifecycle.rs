@@ -177,9 +177,13 @@ impl Sim {
                 continue;
             }
             self.clients[c].started = true;
-            if let Role::Adversary(adv) = &mut self.clients[c].role {
-                let at = now + adv.gap(self.opts.attack_interval_ms);
-                self.push(at, Ev::AdversaryTick { client: c });
+            match &mut self.clients[c].role {
+                Role::Adversary(adv) => {
+                    let at = now + adv.gap(self.opts.attack_interval_ms);
+                    self.push(at, Ev::AdversaryTick { client: c });
+                }
+                Role::Producer { .. } => self.schedule_produce_tick(c),
+                _ => {}
             }
             self.schedule_client_timer(c);
         }
