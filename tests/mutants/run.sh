@@ -19,23 +19,21 @@ jobs="${MUTANT_JOBS:-2}"
 target="${MUTANTS_TARGET_DIR:-/tmp/mq-mutants-target}"
 if [ "$#" -gt 0 ]; then patches=("$@"); else patches=("$repo"/tests/mutants/*.patch); fi
 
+# shellcheck source=tests/mutants/lib.sh
+source "$repo/tests/mutants/lib.sh"
+
 survivors=0
 report=()
 for patch in "${patches[@]}"; do
   name="$(basename "$patch" .patch)"
-  scratch="$(mktemp -d /tmp/mq-mutant-"$name".XXXXXX)"
-  rmdir "$scratch"
-  git -C "$repo" worktree add --quiet --detach "$scratch" HEAD
-  cleanup() { git -C "$repo" worktree remove --force "$scratch" 2>/dev/null || rm -rf "$scratch"; }
-  trap cleanup EXIT
-  git -C "$scratch" apply "$(realpath "$patch")"
   log="/tmp/mq-mutant-$name.log"
+  bin="/tmp/mq-mutant-$name.bin"
   echo "mutant $name: building and running up to $seeds seeds"
   set +e
-  (cd "$scratch" && CARGO_TARGET_DIR="$target" cargo build --quiet --release -p mq-sim) > "$log" 2>&1
+  build_mutant "$repo" HEAD "$patch" "$target" "$log" "$bin"
   build=$?
   if [ "$build" -eq 0 ]; then
-    "$target/release/mq-sim" run --seeds "$seeds" --jobs "$jobs" --fail-fast >> "$log" 2>&1
+    "$bin" run --seeds "$seeds" --jobs "$jobs" --fail-fast >> "$log" 2>&1
     code=$?
   else
     code=255
@@ -46,7 +44,7 @@ for patch in "${patches[@]}"; do
   # The lowest failing seed: seeds run from 0, so it is caught within seed+1 seeds.
   low="$(grep '^FAIL' "$log" | sed -E 's/^FAIL seed=([0-9]+).*/\1/' | sort -n | head -1 || true)"
   if [ "$build" -ne 0 ]; then
-    line="$name: BUILD FAILED (log in $log)"
+    line="$name: PATCH OR BUILD FAILED (log in $log)"
     survivors=$((survivors + 1))
   elif [ "$code" -eq 0 ]; then
     line="$name: SURVIVED $ran seeds (log in $log)"
@@ -57,8 +55,6 @@ for patch in "${patches[@]}"; do
   fi
   echo "  $line"
   report+=("$line")
-  cleanup
-  trap - EXIT
 done
 
 echo "mutants report:"

@@ -16,22 +16,14 @@ shift
 target="${MUTANTS_TARGET_DIR:-/tmp/mq-mutants-target}"
 out="${OUT:-/tmp/mq-shrink}"
 mkdir -p "$out"
+# shellcheck source=tests/mutants/lib.sh
+source "$repo/tests/mutants/lib.sh"
 for name in "$@"; do
-  wt="$(mktemp -d /tmp/mq-shrink-"$name".XXXXXX)"
-  rmdir "$wt"
-  git -C "$repo" worktree add --quiet --detach "$wt" "$commit"
-  if ! git -C "$wt" apply "$repo/tests/mutants/$name.patch"; then
-    echo "$name: patch does not apply"
-    git -C "$repo" worktree remove --force "$wt"
-    continue
-  fi
-  if ! CARGO_TARGET_DIR="$target" cargo build --quiet --release -p mq-sim --manifest-path "$wt/Cargo.toml" > "$out/build-$name.log" 2>&1; then
-    echo "$name: build failed ($out/build-$name.log)"
-    git -C "$repo" worktree remove --force "$wt"
-    continue
-  fi
-  cp "$target/release/mq-sim" "$out/mq-sim-$name"
-  git -C "$repo" worktree remove --force "$wt"
+  build_mutant "$repo" "$commit" "$repo/tests/mutants/$name.patch" "$target" "$out/build-$name.log" "$out/mq-sim-$name"
+  case $? in
+    1) echo "$name: patch does not apply ($out/build-$name.log)"; continue ;;
+    2) echo "$name: build failed ($out/build-$name.log)"; continue ;;
+  esac
   seed=$("$out/mq-sim-$name" run --seeds "${SEEDS:-300}" --fail-fast --jobs 1 | grep -m1 -o "FAIL seed=[0-9]*" | cut -d= -f2)
   if [ -z "$seed" ]; then
     echo "$name: no failing seed in ${SEEDS:-300} seeds"
