@@ -462,6 +462,9 @@ struct PartitionQueue {
     next_seq: Sequence,
     /// A batch ended without an acknowledgement: renumber once nothing is out.
     needs_reset: bool,
+    /// The stamp of the acknowledged batch with the highest sequence under the
+    /// current numbering.
+    last_acked: Option<ProducerStamp>,
 }
 
 /// What the first waiting batch of a partition waits for.
@@ -1189,8 +1192,34 @@ impl Producer {
                 && s.map(|s| (s.producer_id, s.producer_epoch)) == stamp.map(|s| (s.producer_id, s.producer_epoch))
         });
         let possibly_appended = b.indefinite.is_some();
+        // A later batch of the same numbering is already written (the leader took
+        // it first: it had forgotten this producer, its history removed by
+        // retention, when a reordered or delayed request reached it ahead of this
+        // one). Written now, this batch would land after it: fail it instead
+        // (Kafka's producer keeps retrying such a batch until its delivery
+        // timeout, with the same end).
+        let overtaken = match (q.last_acked, stamp) {
+            (Some(a), Some(s)) => {
+                (a.producer_id, a.producer_epoch) == (s.producer_id, s.producer_epoch)
+                    && a.base_sequence > s.base_sequence
+            }
+            _ => false,
+        };
+        let error = if overtaken && !earlier {
+            WireError::new(
+                ErrorCode::OutOfOrderSequence,
+                format!(
+                    "a later send to {tp} is already written, so this one can no longer be written in order: {}",
+                    error.message
+                ),
+            )
+        } else {
+            error
+        };
         self.set_last_error(bid, error);
-        if earlier {
+        if overtaken && !earlier {
+            self.give_up(bid);
+        } else if earlier {
             if let Some(b) = self.batches.get_mut(&bid) {
                 b.attempts -= 1;
                 b.after_earlier = true;
@@ -1305,6 +1334,15 @@ impl Producer {
         if b.stamp.is_some() && !acked {
             // The numbering after it has a hole, or an unknown: start afresh.
             q.needs_reset = true;
+        }
+        if let Some(s) = b.stamp.filter(|_| acked) {
+            let newer = q.last_acked.is_none_or(|a| {
+                (a.producer_id, a.producer_epoch) != (s.producer_id, s.producer_epoch)
+                    || a.base_sequence < s.base_sequence
+            });
+            if newer {
+                q.last_acked = Some(s);
+            }
         }
     }
 }
@@ -1650,6 +1688,38 @@ mod tests {
         }
         assert_eq!(seqs, [Sequence(0), Sequence(1)], "resent in sequence order with the same stamps");
         let _ = c0;
+    }
+
+    /// Found by the simulator (seed 652 at 9ca0707): a one-broker cluster restarted
+    /// with retention past the producer's records, so the leader had forgotten the
+    /// producer; the network delayed batch 0, batch 1 reached the leader first and
+    /// was taken at its sequence (an unknown producer id is accepted at any
+    /// sequence once the log has lost records), then batch 0 was refused as out of
+    /// order. Renumbering and resending it put it after batch 1 in the log.
+    #[test]
+    fn a_batch_overtaken_by_an_acknowledged_later_one_fails_instead_of_landing_after_it() {
+        let mut p = two_brokers();
+        let (first, c0) = send_to_leader(&mut p, Acks::All, 1);
+        let second = p.send(Instant::ZERO, "t", PartitionId(0), Acks::All, vec![Record::from_value("b")]).unwrap();
+        let reqs = requests(&outputs(&mut p));
+        let [(_, c1, RequestBody::Produce { batch: b1, .. })] = reqs.as_slice() else { panic!("{reqs:?}") };
+        assert_eq!(b1.producer.unwrap().base_sequence, Sequence(1));
+        p.handle(Instant::ZERO, reply(NodeId(1), *c1, produced(5)));
+        assert!(matches!(done(&outputs(&mut p)).as_slice(), [(i, ProduceOutcome::Ok { .. })] if *i == second));
+        p.handle(Instant::ZERO, reply(NodeId(1), c0, Err(WireError::new(ErrorCode::OutOfOrderSequence, "want 2"))));
+        let outs = outputs(&mut p);
+        let ended = done(&outs);
+        let [(id, ProduceOutcome::Failed { error })] = ended.as_slice() else { panic!("{outs:?}") };
+        assert_eq!(*id, first);
+        assert_eq!(error.code, ErrorCode::OutOfOrderSequence);
+        assert!(error.message.contains("can no longer be written in order"), "{error}");
+        assert!(requests(&outs).is_empty(), "not resent: {outs:?}");
+        // The partition's later sends start a fresh numbering.
+        p.send(Instant::ZERO, "t", PartitionId(0), Acks::All, vec![Record::from_value("c")]).unwrap();
+        let reqs = requests(&outputs(&mut p));
+        let [(_, _, RequestBody::Produce { batch, .. })] = reqs.as_slice() else { panic!("{reqs:?}") };
+        let stamp = batch.producer.unwrap();
+        assert_eq!((stamp.producer_epoch, stamp.base_sequence), (ProducerEpoch(1), Sequence(0)));
     }
 
     #[test]
