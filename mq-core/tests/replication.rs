@@ -264,6 +264,22 @@ fn controlled_shutdown_hands_leadership_over_before_the_broker_stops() {
     assert_eq!(read_all(&mut h, new), vec!["before", "after"]);
 }
 
+/// A broker that stops without a session (it never registered, or lost it) does
+/// not register again, and its session timer must say so: it used to return
+/// "now" forever, and the simulator spun on that timer (seed 1334).
+#[test]
+fn a_broker_stopping_without_a_session_sets_no_timer_it_will_not_act_on() {
+    let mut h = Harness::new(3, 11, |c| c);
+    h.begin_shutdown(1);
+    assert!(h.node(1).is_stopping());
+    for _ in 0..3 {
+        let now = h.now();
+        let next = h.node(1).poll_timeout();
+        assert!(next.is_none_or(|t| t > now), "a timer due at once ({next:?} at {now:?}) that changes nothing");
+        h.advance(Duration::from_millis(100));
+    }
+}
+
 // ----- coverage marks (docs/simulator.md "Coverage marks") -----
 // Each scenario drives one rare branch and checks its mark moved on the node
 // that took it, before and after.

@@ -155,7 +155,13 @@ impl Node {
 
     /// When the session next needs a tick.
     pub(super) fn session_timeout(&self) -> Option<Instant> {
-        let mut t = if self.session.epoch.is_none() && !self.has_call(|p| matches!(p, Purpose::Register)) {
+        // The same conditions as `session_tick`'s: a deadline it would not act on
+        // would fire again at once, forever (a stopping broker that lost its
+        // session does not register again: simulator seed 1334).
+        let mut t = if self.session.epoch.is_none()
+            && self.session.stopping.is_none()
+            && !self.has_call(|p| matches!(p, Purpose::Register))
+        {
             self.session.register_not_before.max(self.now)
         } else if self.session.epoch.is_some() && !self.has_call(|p| matches!(p, Purpose::Heartbeat)) {
             self.session.next_heartbeat
