@@ -159,7 +159,7 @@ fn wrong_secrets_unknown_keys_and_replayed_proofs_are_refused() {
     let c = h.request(STRANGER, 1, RequestBody::AuthProof { proof });
     assert_eq!(code(&mut h, STRANGER, c), ErrorCode::Unauthenticated);
     let c = h.request(STRANGER, 1, RequestBody::AuthProof { proof });
-    assert_eq!(code(&mut h, STRANGER, c), ErrorCode::Unauthenticated, "no challenge left to answer");
+    assert_eq!(code(&mut h, STRANGER, c), ErrorCode::InvalidRequest, "no challenge left to answer");
     let c = h.request(STRANGER, 1, RequestBody::ListTopics);
     assert_eq!(code(&mut h, STRANGER, c), ErrorCode::Unauthenticated);
 }

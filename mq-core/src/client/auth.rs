@@ -212,6 +212,13 @@ impl ClientAuth {
                 self.brokers.insert(broker, Step::Done);
                 AuthEvent::Authenticated(broker)
             }
+            // "No challenge is pending": the broker lost the challenge this proof
+            // answers (it restarted meanwhile, simulator seed 1276). Nothing was
+            // said about the credentials: run the exchange again.
+            (Step::Proving { .. }, Err(e)) if e.code == ErrorCode::InvalidRequest => {
+                self.brokers.remove(&broker);
+                AuthEvent::Retry(broker)
+            }
             (_, Err(e)) if e.code.is_retriable() => {
                 self.brokers.remove(&broker);
                 AuthEvent::Retry(broker)
@@ -630,6 +637,35 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Simulator seed 1276: the broker restarted between the challenge and the
+    /// proof, so the new incarnation had no challenge pending. That is not a
+    /// refusal of the credentials: the exchange runs again and succeeds.
+    #[test]
+    fn a_proof_that_finds_no_challenge_runs_the_exchange_again() {
+        let mut auth = ClientAuth::new(Some(Credentials::new("app", "s3cret")));
+        let stored = StoredCredential::new(b"s3cret", [2; 16]);
+        let mut rng = Seed(1).stream("t");
+        let mut next = corr();
+        let b = NodeId(1);
+        let Readiness::Send(c1, RequestBody::AuthStart { app_key, client_nonce }) = auth.ready(b, &mut next, &mut rng)
+        else {
+            panic!("an exchange starts")
+        };
+        let mut broker = AuthState::default();
+        let server_nonce = [7; KEY_BYTES];
+        let salt = broker.start(&app_key, client_nonce, server_nonce, Some(&stored), [0; 16]).unwrap();
+        let challenge = Ok(ResponseBody::AuthChallenge { salt, server_nonce });
+        let AuthEvent::Send(_, c2, RequestBody::AuthProof { proof }) = auth.on_response(b, c1, &challenge, &mut next)
+        else {
+            panic!("a proof follows")
+        };
+        let mut restarted = AuthState::default();
+        let verdict = restarted.prove(&proof).map(|principal| ResponseBody::Authenticated { principal });
+        assert_eq!(verdict.as_ref().unwrap_err().code, ErrorCode::InvalidRequest);
+        assert_eq!(auth.on_response(b, c2, &verdict, &mut next), AuthEvent::Retry(b));
+        assert_eq!(exchange(&mut auth, &stored), AuthEvent::Authenticated(b), "the second exchange logs in");
     }
 
     #[test]

@@ -93,8 +93,12 @@ impl AuthState {
             AuthState::Challenged(c) => c,
             other => {
                 *self = other;
+                // `InvalidRequest`, not `Unauthenticated`: nothing was wrong with
+                // the credentials. An honest client gets this when the broker
+                // restarted between its challenge and the proof, and runs the
+                // exchange again; a wrong proof is what refuses credentials.
                 return Err(WireError::new(
-                    ErrorCode::Unauthenticated,
+                    ErrorCode::InvalidRequest,
                     "no challenge is pending on this connection: send AuthStart first (a proof answers one challenge only)",
                 ));
             }
