@@ -210,6 +210,9 @@ struct NodeSlot {
     next_check: u64,
     /// When this incarnation began a controlled shutdown.
     stopping: Option<Instant>,
+    /// The instant of the last timeout fed to this node and how many fired then
+    /// (`timer_progress`).
+    timeouts_at: (Instant, u32),
 }
 
 /// The admin client: creates the run's topics (and, in auth seeds, logs in as
@@ -348,6 +351,11 @@ pub struct Sim {
 /// Most events one seed may take before it counts as stuck.
 pub const EVENT_BUDGET: u64 = 50_000_000;
 
+/// Most timeouts a node may take at one simulated instant (`timer_progress`): a
+/// `poll_timeout` that stays at or before now after `handle(Timeout)` is a busy
+/// loop, found here at once instead of after the whole event budget.
+const MAX_TIMEOUTS_AT_ONE_INSTANT: u32 = 1_000;
+
 impl Sim {
     /// Builds the cluster, the clients and the first events of `cfg.seed`.
     pub fn new(cfg: SimConfig) -> Sim {
@@ -386,6 +394,7 @@ impl Sim {
                     timer: None,
                     timer_generation: 0,
                     commit_checked: 0,
+                    timeouts_at: (Instant::ZERO, 0),
                     raft_leader_term: None,
                     inputs: 0,
                     next_check: 0,
@@ -683,6 +692,18 @@ impl Sim {
                 let Some(deadline) = slot.timer else { return };
                 slot.timer = None;
                 if slot.clock.local(now) >= deadline {
+                    slot.timeouts_at = match slot.timeouts_at {
+                        (at, n) if at == now => (at, n + 1),
+                        _ => (now, 1),
+                    };
+                    if slot.timeouts_at.1 > MAX_TIMEOUTS_AT_ONE_INSTANT {
+                        let what = format!(
+                            "n{} took {} timeouts at {:?} and asks for another: a deadline it does not act on",
+                            slot.id.0, slot.timeouts_at.1, now
+                        );
+                        self.checker.fail_liveness("timer_progress", what);
+                        return;
+                    }
                     self.trace.event(now, Actor::Node(slot.id.0), "timeout", 0, 0, String::new);
                     self.node_input(node, Input::Timeout);
                 } else {
