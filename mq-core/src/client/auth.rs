@@ -595,6 +595,17 @@ mod tests {
 
     /// Runs the exchange against a broker-side `AuthState` holding `stored`.
     fn exchange(auth: &mut ClientAuth, stored: &StoredCredential) -> AuthEvent {
+        let (c2, proof, mut broker) = up_to_the_proof(auth, stored);
+        let verdict = broker.prove(&proof).map(|principal| ResponseBody::Authenticated { principal });
+        auth.on_response(NodeId(1), c2, &verdict, corr())
+    }
+
+    /// Runs the exchange with broker 1 up to the proof: the proof's correlation,
+    /// the proof, and the broker side holding its challenge.
+    fn up_to_the_proof(
+        auth: &mut ClientAuth,
+        stored: &StoredCredential,
+    ) -> (CorrelationId, [u8; KEY_BYTES], AuthState) {
         let mut rng = Seed(1).stream("t");
         let mut next = corr();
         let b = NodeId(1);
@@ -611,8 +622,7 @@ mod tests {
         else {
             panic!("a proof follows")
         };
-        let verdict = broker.prove(&proof).map(|principal| ResponseBody::Authenticated { principal });
-        auth.on_response(b, c2, &verdict, &mut next)
+        (c2, proof, broker)
     }
 
     #[test]
@@ -646,25 +656,12 @@ mod tests {
     fn a_proof_that_finds_no_challenge_runs_the_exchange_again() {
         let mut auth = ClientAuth::new(Some(Credentials::new("app", "s3cret")));
         let stored = StoredCredential::new(b"s3cret", [2; 16]);
-        let mut rng = Seed(1).stream("t");
-        let mut next = corr();
         let b = NodeId(1);
-        let Readiness::Send(c1, RequestBody::AuthStart { app_key, client_nonce }) = auth.ready(b, &mut next, &mut rng)
-        else {
-            panic!("an exchange starts")
-        };
-        let mut broker = AuthState::default();
-        let server_nonce = [7; KEY_BYTES];
-        let salt = broker.start(&app_key, client_nonce, server_nonce, Some(&stored), [0; 16]).unwrap();
-        let challenge = Ok(ResponseBody::AuthChallenge { salt, server_nonce });
-        let AuthEvent::Send(_, c2, RequestBody::AuthProof { proof }) = auth.on_response(b, c1, &challenge, &mut next)
-        else {
-            panic!("a proof follows")
-        };
+        let (c2, proof, _) = up_to_the_proof(&mut auth, &stored);
         let mut restarted = AuthState::default();
         let verdict = restarted.prove(&proof).map(|principal| ResponseBody::Authenticated { principal });
         assert_eq!(verdict.as_ref().unwrap_err().code, ErrorCode::InvalidRequest);
-        assert_eq!(auth.on_response(b, c2, &verdict, &mut next), AuthEvent::Retry(b));
+        assert_eq!(auth.on_response(b, c2, &verdict, corr()), AuthEvent::Retry(b));
         assert_eq!(exchange(&mut auth, &stored), AuthEvent::Authenticated(b), "the second exchange logs in");
     }
 
