@@ -10,6 +10,13 @@
 //! 5. a clog: a clogged link holds its messages until the clog ends;
 //! 6. duplication, which delivers a second copy with its own delay.
 //!
+//! **One random stream per link.** Each directed link draws its losses, delays and
+//! duplicates from its own stream of the seed (`network`, indexed by the link), in
+//! the order of the messages sent on it. Traffic on other links does not shift
+//! them: a shrunk schedule without a broker, a client or authentication keeps the
+//! remaining links' draws, message for message, as long as their own traffic is
+//! the same (docs/simulator.md, "Shrinking").
+//!
 //! **Partitions and messages in flight**: a cut also applies to messages already on
 //! the wire. Delivery checks the cut again, so a message that was sent before a
 //! partition began and arrives while it lasts is dropped (a cable cut mid-flight).
@@ -68,8 +75,9 @@ pub enum Fate {
     },
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug)]
 struct Link {
+    rng: Rng,
     in_flight: u32,
     last_arrival: Instant,
     clogged_until: Instant,
@@ -77,7 +85,7 @@ struct Link {
 
 /// The network between all endpoints.
 pub struct Network {
-    rng: Rng,
+    seed: u64,
     delay_min: Duration,
     delay_mean_ns: f64,
     tail_prob: f64,
@@ -95,7 +103,7 @@ impl Network {
     /// The network of a run.
     pub fn new(seed: u64, o: &Options) -> Self {
         Network {
-            rng: Seed(seed).stream("network"),
+            seed,
             delay_min: Duration::from_micros(o.delay_min_us),
             delay_mean_ns: o.delay_mean_us as f64 * 1_000.0,
             tail_prob: o.delay_tail_prob,
@@ -122,13 +130,15 @@ impl Network {
         if self.is_cut(from, to) {
             return Fate::Dropped(Drop::Partition);
         }
-        if self.loss_prob > 0.0 && self.rng.random_bool(self.loss_prob) {
+        let loss_prob = self.loss_prob;
+        if loss_prob > 0.0 && self.link(from, to).rng.random_bool(loss_prob) {
             return Fate::Dropped(Drop::Loss);
         }
         let at = self.arrival(now, from, to);
         let Some(at) = at else { return Fate::Dropped(Drop::Capacity) };
         let may_dup = !matches!(from, Peer::Client(_));
-        let dup = if may_dup && self.dup_prob > 0.0 && self.rng.random_bool(self.dup_prob) {
+        let dup_prob = self.dup_prob;
+        let dup = if may_dup && dup_prob > 0.0 && self.link(from, to).rng.random_bool(dup_prob) {
             self.arrival(now, from, to)
         } else {
             None
@@ -136,18 +146,37 @@ impl Network {
         Fate::Deliver { at, dup }
     }
 
+    /// The link `from -> to`, with its own stream of the seed.
+    fn link(&mut self, from: Peer, to: Peer) -> &mut Link {
+        let seed = self.seed;
+        self.links.entry((from, to)).or_insert_with(|| Link {
+            rng: Seed(seed).indexed_stream("network", link_index(from, to)),
+            in_flight: 0,
+            last_arrival: Instant::ZERO,
+            clogged_until: Instant::ZERO,
+        })
+    }
+
     fn arrival(&mut self, now: Instant, from: Peer, to: Peer) -> Option<Instant> {
-        let mut delay = self.delay_min.as_nanos() + exp_sample(&mut self.rng, self.delay_mean_ns);
-        if self.tail_prob > 0.0 && self.rng.random_bool(self.tail_prob) {
-            delay += self.rng.random_range(0..=self.tail_max_ns);
+        let (delay_min, mean, tail_prob, tail_max, capacity, reorder) = (
+            self.delay_min.as_nanos(),
+            self.delay_mean_ns,
+            self.tail_prob,
+            self.tail_max_ns,
+            self.capacity,
+            self.reorder,
+        );
+        let link = self.link(from, to);
+        let mut delay = delay_min + exp_sample(&mut link.rng, mean);
+        if tail_prob > 0.0 && link.rng.random_bool(tail_prob) {
+            delay += link.rng.random_range(0..=tail_max);
         }
-        let link = self.links.entry((from, to)).or_default();
-        if link.in_flight >= self.capacity {
+        if link.in_flight >= capacity {
             return None;
         }
         link.in_flight += 1;
         let mut at = now + Duration::from_nanos(delay);
-        if !self.reorder {
+        if !reorder {
             at = at.max(link.last_arrival);
         }
         at = at.max(link.clogged_until);
@@ -171,7 +200,7 @@ impl Network {
 
     /// Holds every message sent on `from -> to` until `until`.
     pub fn clog(&mut self, from: Peer, to: Peer, until: Instant) {
-        let link = self.links.entry((from, to)).or_default();
+        let link = self.link(from, to);
         link.clogged_until = link.clogged_until.max(until);
     }
 
@@ -186,6 +215,16 @@ impl Network {
             link.clogged_until = link.clogged_until.min(now);
         }
     }
+}
+
+/// A link's index among the seed's `network` streams: the two endpoints, each as
+/// its id with a bit for clients.
+fn link_index(from: Peer, to: Peer) -> u64 {
+    let end = |p: Peer| match p {
+        Peer::Node(n) => u64::from(n.0),
+        Peer::Client(c) => (1 << 31) | (c.0 & 0x7fff_ffff),
+    };
+    (end(from) << 32) | end(to)
 }
 
 /// An exponential sample with the given mean, in whole nanoseconds.

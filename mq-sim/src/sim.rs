@@ -296,7 +296,9 @@ pub struct Sim {
     nodes: Vec<NodeSlot>,
     clients: Vec<ClientSlot>,
     net: Network,
-    rng_disk: Rng,
+    /// One stream per node's disk (fsync times, crash damage), so that a node
+    /// fewer in a shrunk schedule leaves the others' disks as they were.
+    rng_disk: Vec<Rng>,
     rng_workload: Rng,
     rng_faults: Rng,
     /// Aimed faults (drawn from their own stream so that they leave the random
@@ -506,7 +508,7 @@ impl Sim {
         let security_ready = !opts.auth;
         let mut sim = Sim {
             net: Network::new(seed, &opts),
-            rng_disk: Seed(seed).stream("disk"),
+            rng_disk: (0..opts.cluster_size).map(|n| Seed(seed).indexed_stream("disk", u64::from(n))).collect(),
             rng_workload: Seed(seed).stream("workload"),
             rng_faults: Seed(seed).stream("faults"),
             rng_aimed: Seed(seed).stream("aimed"),
@@ -907,7 +909,7 @@ impl Sim {
                 self.counters.persists += 1;
                 let slot = &mut self.nodes[n];
                 let incarnation = slot.incarnation;
-                let (done, slow) = slot.disk.submit(now, token, writes, &mut self.rng_disk);
+                let (done, slow) = slot.disk.submit(now, token, writes, &mut self.rng_disk[n]);
                 self.counters.slow_fsyncs += u64::from(slow);
                 match self.cfg.mutation {
                     Mutation::None | Mutation::Panic => {
@@ -1171,7 +1173,7 @@ impl Sim {
         slot.timer = None;
         slot.paused_until = Instant::ZERO;
         slot.stopping = None;
-        let damage = slot.disk.crash(&mut self.rng_disk);
+        let damage = slot.disk.crash(&mut self.rng_disk[n]);
         let Stop::Crash { disconnect, down_ns } = how else {
             let id = slot.id.0;
             assert!(damage.dropped_persists == 0, "n{id} stopped after its shutdown completed with persists pending");
