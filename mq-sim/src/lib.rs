@@ -330,6 +330,9 @@ pub struct Report {
     pub faults: Vec<schedule::Timed>,
     /// The trace as structured events with the timeline's notes, when asked for.
     pub trace_events: Option<Vec<trace::TraceEvent>>,
+    /// When an auth seed's principals and grants were in place everywhere (the
+    /// honest clients start then), in simulated nanoseconds.
+    pub security_ready_ns: Option<u64>,
 }
 
 impl Report {
@@ -386,6 +389,7 @@ pub fn run_seed(cfg: &SimConfig) -> Report {
         trace: None,
         faults: Vec::new(),
         trace_events: None,
+        security_ready_ns: None,
     };
     if let Some(s) = sim.as_mut() {
         report.counters = s.counters.clone();
@@ -396,6 +400,7 @@ pub fn run_seed(cfg: &SimConfig) -> Report {
         report.trace = s.trace.take_lines();
         report.faults = std::mem::take(&mut s.fault_log);
         report.trace_events = s.trace.take_events();
+        report.security_ready_ns = s.security_ready_at.map(mq_core::Instant::as_nanos);
         report.violation = s.checker.violation().cloned();
     }
     if let Err(payload) = result {

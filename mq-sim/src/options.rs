@@ -188,6 +188,12 @@ pub struct Options {
     pub w_shutdown: u32,
     /// Mean time between two attacks of one adversarial client (milliseconds).
     pub attack_interval_ms: u64,
+    /// Producers start ticking no earlier than this (milliseconds). Never drawn
+    /// (0): the shrinker sets it when it removes authentication, to the moment the
+    /// workload started behind the login, so the workload keeps its place among
+    /// the faults.
+    #[serde(default)]
+    pub workload_start_ms: u64,
 }
 
 fn draw_group(r: &mut mq_core::Rng) -> GroupOptions {
@@ -309,6 +315,7 @@ impl Options {
             auth: false,
             w_shutdown: 0,
             attack_interval_ms: 0,
+            workload_start_ms: 0,
         };
         // Drawn last so that adding them left every earlier option of a seed as it
         // was.
@@ -446,6 +453,9 @@ impl fmt::Display for Options {
             "security: auth={} attack_interval_ms={} controlled_shutdown_weight={}",
             self.auth, self.attack_interval_ms, self.w_shutdown
         )?;
+        if self.workload_start_ms > 0 {
+            writeln!(f, "workload_start_ms={} (set by the shrinker)", self.workload_start_ms)?;
+        }
         writeln!(
             f,
             "network: delay_min_us={} delay_mean_us={} tail_prob={:.4} tail_max_ms={} loss={:.4} dup={:.4} reorder={} capacity={}",

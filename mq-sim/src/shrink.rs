@@ -329,6 +329,18 @@ fn candidates(s: &Schedule, last: &Report) -> Vec<(String, Schedule)> {
             push(what.into(), with(&|c| change(&mut c.options)));
         }
     }
+    // Without authentication the producers start at once instead of after the
+    // login: keep their start where it was, among the faults.
+    if let Some(ready) = last.security_ready_ns.filter(|_| o.auth) {
+        let start = ready.div_ceil(1_000_000);
+        push(
+            format!("no authentication, producers from {start} ms"),
+            with(&|c| {
+                c.options.auth = false;
+                c.options.workload_start_ms = c.options.workload_start_ms.max(start);
+            }),
+        );
+    }
     // 5. Shorter faults.
     if !s.random_faults {
         for (i, t) in s.faults.iter().enumerate() {

@@ -334,6 +334,8 @@ pub struct Sim {
     /// Auth seeds: the admin confirmed every principal and grant, and every live
     /// broker applied them (always true without auth).
     security_ready: bool,
+    /// When `security_ready` became true.
+    pub security_ready_at: Option<Instant>,
     /// Proofs the intruder sent in its own logins (the anonymous client replays
     /// them).
     recorded_proofs: Vec<[u8; mq_core::security::KEY_BYTES]>,
@@ -544,6 +546,7 @@ impl Sim {
             node_inputs: 0,
             rng_shutdown: Seed(seed).stream("shutdown"),
             security_ready,
+            security_ready_at: None,
             recorded_proofs: Vec::new(),
             honest_members: BTreeSet::new(),
             watches: Vec::new(),
@@ -1557,11 +1560,13 @@ impl Sim {
         }
     }
 
-    /// The next produce tick of producer `c`, one random gap from now.
+    /// The next produce tick of producer `c`, one random gap from now (and not
+    /// before `workload_start_ms`).
     pub(super) fn schedule_produce_tick(&mut self, c: usize) {
         let mean = self.opts.produce_interval_us as f64 * 1_000.0;
         let next = self.now + Duration::from_nanos(exp_sample(&mut self.rng_workload, mean) + 1);
-        self.push(next, Ev::ProduceTick { client: c });
+        let start = Instant::ZERO + Duration::from_millis(self.opts.workload_start_ms);
+        self.push(next.max(start), Ev::ProduceTick { client: c });
     }
 
     fn produce_tick(&mut self, c: usize) {

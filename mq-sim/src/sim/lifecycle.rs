@@ -169,6 +169,7 @@ impl Sim {
             return;
         }
         self.security_ready = true;
+        self.security_ready_at = Some(self.now);
         self.counters.security_setups += 1;
         let now = self.now;
         self.trace.event(now, Actor::Sim, "security-ready", 0, 0, || "principals and grants applied everywhere".into());
