@@ -333,6 +333,7 @@ pub struct Sim {
     rng_shutdown: Rng,
     /// Auth seeds: the admin confirmed every principal and grant, and every live
     /// broker applied them (always true without auth).
+    drain: Drain,
     security_ready: bool,
     /// When `security_ready` became true.
     pub security_ready_at: Option<Instant>,
@@ -354,6 +355,18 @@ pub struct Sim {
 
 /// Most events one seed may take before it counts as stuck.
 pub const EVENT_BUDGET: u64 = 50_000_000;
+
+/// Most seconds a run goes on past its planned end while a group still acks
+/// ([`Sim::drain_longer`]).
+const MAX_DRAIN_EXTENSION_S: u32 = 60;
+
+/// The drain past the planned end: extensions so far, and the group acks counted
+/// at the last look.
+#[derive(Default)]
+struct Drain {
+    extensions: u32,
+    acks: u64,
+}
 
 /// Most timeouts a node may take at one simulated instant (`timer_progress`): a
 /// `poll_timeout` that stays at or before now after `handle(Timeout)` is a busy
@@ -547,6 +560,7 @@ impl Sim {
             rng_shutdown: Seed(seed).stream("shutdown"),
             security_ready,
             security_ready_at: None,
+            drain: Drain::default(),
             recorded_proofs: Vec::new(),
             honest_members: BTreeSet::new(),
             watches: Vec::new(),
@@ -777,8 +791,45 @@ impl Sim {
                 }
             }
             Ev::Liveness => self.start_liveness(),
-            Ev::End => self.finish(),
+            Ev::End => {
+                if !self.drain_longer() {
+                    self.finish();
+                }
+            }
         }
+    }
+
+    /// At the planned end: when a group has not acked everything yet but acked
+    /// more in the last second, the run goes on for another second (at most
+    /// [`MAX_DRAIN_EXTENSION_S`] in all), so a slow but working consumer is not
+    /// taken for a stuck one (`group_completion`; docs/invariants.md).
+    fn drain_longer(&mut self) -> bool {
+        if self.opts.groups.is_empty() || self.drain.extensions >= MAX_DRAIN_EXTENSION_S {
+            return false;
+        }
+        let acks = self.groups.acks_confirmed;
+        let progressed = acks > self.drain.acks;
+        self.drain.acks = acks;
+        let incomplete = self.topics.iter().any(|tp| {
+            !self.checker.is_lossy(tp)
+                && self
+                    .groups
+                    .check_completion(tp, self.max_log_start(tp), self.checker.committed_records(tp))
+                    .is_some()
+        });
+        if !(incomplete && progressed) {
+            return false;
+        }
+        self.drain.extensions += 1;
+        let now = self.now;
+        self.trace.event(now, Actor::Sim, "drain", 0, 0, || "a group is still acking: the run goes on 1 s".into());
+        self.push(now + Duration::from_secs(1), Ev::End);
+        true
+    }
+
+    /// The highest log start of `tp` among the live nodes.
+    fn max_log_start(&self, tp: &TopicPartition) -> Offset {
+        self.nodes.iter().filter_map(|s| s.node.as_ref()?.log(tp).map(|l| l.log_start())).max().unwrap_or(Offset(0))
     }
 
     // ----- nodes -----
@@ -1960,14 +2011,8 @@ impl Sim {
                 if self.checker.is_lossy(tp) {
                     continue;
                 }
-                let log_start = self
-                    .nodes
-                    .iter()
-                    .filter_map(|s| s.node.as_ref()?.log(tp).map(|l| l.log_start()))
-                    .max()
-                    .unwrap_or(Offset(0));
                 if let Some((inv, what, _)) =
-                    self.groups.check_completion(tp, log_start, self.checker.committed_records(tp))
+                    self.groups.check_completion(tp, self.max_log_start(tp), self.checker.committed_records(tp))
                 {
                     self.checker.fail_liveness(inv, what);
                     return;
