@@ -149,7 +149,8 @@ mod tests {
         assert_eq!(s.prove(&bad).unwrap_err().code, ErrorCode::Unauthenticated);
         assert_eq!(s, AuthState::Anonymous);
         let good = client_proof(b"s3cret", &SALT, "app", &SN, &CN);
-        assert_eq!(s.prove(&good).unwrap_err().code, ErrorCode::Unauthenticated, "the challenge is gone");
+        // No challenge left: a protocol-order error, not a verdict on the secret.
+        assert_eq!(s.prove(&good).unwrap_err().code, ErrorCode::InvalidRequest, "the challenge is gone");
     }
 
     #[test]
@@ -168,10 +169,10 @@ mod tests {
     #[test]
     fn a_proof_before_a_challenge_fails_and_keeps_the_state() {
         let mut s = AuthState::default();
-        assert_eq!(s.prove(&[0; KEY_BYTES]).unwrap_err().code, ErrorCode::Unauthenticated);
+        assert_eq!(s.prove(&[0; KEY_BYTES]).unwrap_err().code, ErrorCode::InvalidRequest);
         assert_eq!(s, AuthState::Anonymous);
         let mut done = AuthState::Authenticated { principal: "app".into() };
-        assert_eq!(done.prove(&[0; KEY_BYTES]).unwrap_err().code, ErrorCode::Unauthenticated);
+        assert_eq!(done.prove(&[0; KEY_BYTES]).unwrap_err().code, ErrorCode::InvalidRequest);
         assert_eq!(done.principal(), Some("app"), "a stray proof does not log anyone out");
     }
 
