@@ -15,6 +15,10 @@
 //!    no authentication and adversaries;
 //! 5. shorter faults: each crash, pause, partition or clog half as long.
 //!
+//! Once no candidate wins, each is tried again with the noise streams drawn from
+//! three other seeds (a smaller system shifts every later draw, and the failure
+//! may need only another draw to recur); a win goes back to the first pass.
+//!
 //! Every kept change makes the schedule strictly smaller in one of these measures,
 //! so the search ends; `max_runs` bounds it too. Each candidate runs with an event
 //! budget equal to the best run's events, so a candidate that cannot win stops
