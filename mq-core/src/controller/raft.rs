@@ -747,7 +747,9 @@ impl Raft {
                 self.send_append(from);
             }
         } else {
-            p.next = (last_index + 1).min(p.next.saturating_sub(1)).max(1);
+            // Saturating: a forged reply's index near u64::MAX must not overflow
+            // (found by the `controller` fuzz target); honest ones never get there.
+            p.next = last_index.saturating_add(1).min(p.next.saturating_sub(1)).max(1);
             self.send_append(from);
         }
     }

@@ -418,6 +418,27 @@ fn a_term_without_successor_is_dropped() {
     r.check_invariants();
 }
 
+/// Found by the `controller` fuzz target (a 120 s run): a refusal whose
+/// `last_index` is u64::MAX overflowed the leader's next index (a panic in debug
+/// builds).
+#[test]
+fn a_refusal_with_an_absurd_last_index_does_not_overflow() {
+    let mut c = Cluster::new(3, 5);
+    c.run_for(Duration::from_secs(5));
+    let leader = c.leader().expect("a leader");
+    let term = c.raft(leader.0).term();
+    let other = c.voters.iter().copied().find(|v| *v != leader).unwrap();
+    let now = c.now;
+    let reply = RaftMessage::AppendReply { term, success: false, last_index: u64::MAX };
+    let node = c.nodes.get_mut(&leader).and_then(|n| n.raft.as_mut()).expect("the leader runs");
+    node.handle_message(now, other, reply);
+    node.check_invariants();
+    c.drain(leader);
+    c.run_for(Duration::from_secs(5));
+    assert!(c.propose(7).is_some(), "the cluster still commits");
+    c.check();
+}
+
 /// Seen while writing the `controller` fuzz target (reading `handle_append`, before
 /// the target ran): entries whose indexes do not follow `prev_index` (index 0
 /// underflowed; a gap left the log non-contiguous).
