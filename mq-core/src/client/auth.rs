@@ -122,12 +122,23 @@ pub struct ClientAuth {
     /// connection's principal (a lost `Authenticated` answer), and then refuses a
     /// second `AuthStart` with `InvalidRequest`, which means "ready".
     maybe_authenticated: BTreeSet<NodeId>,
+    /// Brokers forgotten while an `AuthStart` or a proof was out on a connection
+    /// that did not close: that request may still arrive after the next
+    /// exchange's `AuthStart` and replace the challenge this client answers, so
+    /// a refusal of the next proof is retried once before it counts (simulator
+    /// seed 3337: a retried login's two `AuthStart`s arrived out of order).
+    superseded: BTreeSet<NodeId>,
 }
 
 impl ClientAuth {
     /// With `None`, every broker is ready at once (no authentication).
     pub fn new(credentials: Option<Credentials>) -> Self {
-        ClientAuth { credentials, brokers: BTreeMap::new(), maybe_authenticated: BTreeSet::new() }
+        ClientAuth {
+            credentials,
+            brokers: BTreeMap::new(),
+            maybe_authenticated: BTreeSet::new(),
+            superseded: BTreeSet::new(),
+        }
     }
 
     /// Whether requests may go to `broker` now (always without credentials).
@@ -166,8 +177,12 @@ impl ClientAuth {
     /// exchange request went unanswered: start again on next use. For a closed
     /// connection use [`ClientAuth::disconnected`].
     pub fn forget(&mut self, broker: NodeId) {
-        if matches!(self.brokers.remove(&broker), Some(Step::Proving { .. } | Step::Done)) {
+        let step = self.brokers.remove(&broker);
+        if matches!(step, Some(Step::Proving { .. } | Step::Done)) {
             self.maybe_authenticated.insert(broker);
+        }
+        if matches!(step, Some(Step::Started { .. } | Step::Proving { .. })) {
+            self.superseded.insert(broker);
         }
     }
 
@@ -175,6 +190,7 @@ impl ClientAuth {
     pub fn disconnected(&mut self, broker: NodeId) {
         self.brokers.remove(&broker);
         self.maybe_authenticated.remove(&broker);
+        self.superseded.remove(&broker);
     }
 
     /// Feeds an answer from `broker`; `next_correlation` names the proof.
@@ -203,7 +219,17 @@ impl ClientAuth {
             (Step::Proving { .. }, Ok(ResponseBody::Authenticated { .. })) => {
                 self.brokers.insert(broker, Step::Done);
                 self.maybe_authenticated.remove(&broker);
+                self.superseded.remove(&broker);
                 AuthEvent::Authenticated(broker)
+            }
+            // The proof answered our newest challenge, but an `AuthStart` of an
+            // abandoned exchange may have reached the broker after it and replaced
+            // that challenge: run the exchange once more before believing it.
+            (Step::Proving { .. }, Err(e))
+                if e.code == ErrorCode::Unauthenticated && self.superseded.remove(&broker) =>
+            {
+                self.brokers.remove(&broker);
+                AuthEvent::Retry(broker)
             }
             // "Authenticated already": the answer to an earlier proof was lost.
             (Step::Started { .. }, Err(e))
@@ -663,6 +689,49 @@ mod tests {
         assert_eq!(verdict.as_ref().unwrap_err().code, ErrorCode::InvalidRequest);
         assert_eq!(auth.on_response(b, c2, &verdict, corr()), AuthEvent::Retry(b));
         assert_eq!(exchange(&mut auth, &stored), AuthEvent::Authenticated(b), "the second exchange logs in");
+    }
+
+    /// Simulator seed 3337: a login timed out and was retried; the abandoned
+    /// `AuthStart` reached the broker after the new one and replaced the challenge
+    /// the client then answered, so a right proof was refused. The client runs the
+    /// exchange once more; a wrong secret is still refused after that.
+    #[test]
+    fn a_proof_refused_after_an_abandoned_auth_start_is_retried_once() {
+        for (secret, logs_in) in [("s3cret", true), ("guess", false)] {
+            let mut auth = ClientAuth::new(Some(Credentials::new("app", secret)));
+            let stored = StoredCredential::new(b"s3cret", [2; 16]);
+            let mut rng = Seed(1).stream("t");
+            let mut next = corr();
+            let b = NodeId(1);
+            let Readiness::Send(_, RequestBody::AuthStart { app_key, client_nonce: old_nonce }) =
+                auth.ready(b, &mut next, &mut rng)
+            else {
+                panic!("an exchange starts")
+            };
+            auth.forget(b); // it timed out
+            let Readiness::Send(c2, RequestBody::AuthStart { client_nonce, .. }) = auth.ready(b, &mut next, &mut rng)
+            else {
+                panic!("a second exchange starts")
+            };
+            let mut broker = AuthState::default();
+            let salt = broker.start(&app_key, client_nonce, [7; KEY_BYTES], Some(&stored), [0; 16]).unwrap();
+            // The abandoned AuthStart arrives last and replaces the challenge.
+            broker.start(&app_key, old_nonce, [8; KEY_BYTES], Some(&stored), [0; 16]).unwrap();
+            let challenge = Ok(ResponseBody::AuthChallenge { salt, server_nonce: [7; KEY_BYTES] });
+            let AuthEvent::Send(_, c3, RequestBody::AuthProof { proof }) =
+                auth.on_response(b, c2, &challenge, &mut next)
+            else {
+                panic!("a proof follows")
+            };
+            let verdict = broker.prove(&proof).map(|principal| ResponseBody::Authenticated { principal });
+            assert_eq!(verdict.as_ref().unwrap_err().code, ErrorCode::Unauthenticated);
+            assert_eq!(auth.on_response(b, c3, &verdict, &mut next), AuthEvent::Retry(b), "retried, not refused");
+            match exchange(&mut auth, &stored) {
+                AuthEvent::Authenticated(_) => assert!(logs_in),
+                AuthEvent::Refused(e) => assert!(!logs_in && e.code == ErrorCode::Unauthenticated, "{e}"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
