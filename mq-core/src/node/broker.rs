@@ -11,6 +11,16 @@ use crate::replication::Role;
 use crate::time::Instant;
 use crate::wire::{ControllerReply, ErrorCode, PeerMessage, ResponseBody, WireError};
 
+/// What a broker's session does next ([`Node::session_due`]).
+enum SessionDue {
+    /// Register with the controller, from this time on.
+    Register(Instant),
+    /// Send a heartbeat for this broker epoch, from this time on.
+    Heartbeat(Instant, BrokerEpoch),
+    /// Nothing: a call is out, or a stopping broker without a session.
+    Nothing,
+}
+
 /// The broker's standing with the controller.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Session {
@@ -123,25 +133,21 @@ impl Node {
                 );
             }
         }
-        match self.session.epoch {
-            None if self.session.stopping.is_some() => {}
-            None => {
-                if now >= self.session.register_not_before && !self.has_call(|p| matches!(p, Purpose::Register)) {
-                    let broker = self.id();
-                    self.call_controller(ControllerRequest::RegisterBroker { broker }, Purpose::Register);
-                }
+        match self.session_due() {
+            SessionDue::Register(at) if now >= at => {
+                let broker = self.id();
+                self.call_controller(ControllerRequest::RegisterBroker { broker }, Purpose::Register);
             }
-            Some(broker_epoch) => {
-                if now >= self.session.next_heartbeat && !self.has_call(|p| matches!(p, Purpose::Heartbeat)) {
-                    self.session.next_heartbeat = now + self.config.broker_heartbeat_interval;
-                    let request = ControllerRequest::Heartbeat {
-                        broker: self.id(),
-                        broker_epoch,
-                        metadata_applied: self.image.applied,
-                    };
-                    self.call_controller(request, Purpose::Heartbeat);
-                }
+            SessionDue::Heartbeat(at, broker_epoch) if now >= at => {
+                self.session.next_heartbeat = now + self.config.broker_heartbeat_interval;
+                let request = ControllerRequest::Heartbeat {
+                    broker: self.id(),
+                    broker_epoch,
+                    metadata_applied: self.image.applied,
+                };
+                self.call_controller(request, Purpose::Heartbeat);
             }
+            _ => {}
         }
         if !self.raft.is_voter() && now >= self.session.next_metadata_fetch {
             self.session.next_metadata_fetch = now + self.config.metadata_fetch_interval;
@@ -153,20 +159,28 @@ impl Node {
         }
     }
 
+    /// What the session will do next and from when: the one answer both
+    /// `session_tick` (which acts on it) and `session_timeout` (which wakes for it)
+    /// read, so the timer never asks for a tick the tick would not act on (they
+    /// drifted apart once: a stopping broker without a session asked to register
+    /// at once, forever; simulator seed 1334).
+    fn session_due(&self) -> SessionDue {
+        match self.session.epoch {
+            None if self.session.stopping.is_some() || self.has_call(|p| matches!(p, Purpose::Register)) => {
+                SessionDue::Nothing
+            }
+            None => SessionDue::Register(self.session.register_not_before),
+            Some(_) if self.has_call(|p| matches!(p, Purpose::Heartbeat)) => SessionDue::Nothing,
+            Some(epoch) => SessionDue::Heartbeat(self.session.next_heartbeat, epoch),
+        }
+    }
+
     /// When the session next needs a tick.
     pub(super) fn session_timeout(&self) -> Option<Instant> {
-        // The same conditions as `session_tick`'s: a deadline it would not act on
-        // would fire again at once, forever (a stopping broker that lost its
-        // session does not register again: simulator seed 1334).
-        let mut t = if self.session.epoch.is_none()
-            && self.session.stopping.is_none()
-            && !self.has_call(|p| matches!(p, Purpose::Register))
-        {
-            self.session.register_not_before.max(self.now)
-        } else if self.session.epoch.is_some() && !self.has_call(|p| matches!(p, Purpose::Heartbeat)) {
-            self.session.next_heartbeat
-        } else {
-            Instant::MAX
+        let mut t = match self.session_due() {
+            SessionDue::Register(at) => at.max(self.now),
+            SessionDue::Heartbeat(at, _) => at,
+            SessionDue::Nothing => Instant::MAX,
         };
         if !self.raft.is_voter() {
             t = t.min(self.session.next_metadata_fetch);
