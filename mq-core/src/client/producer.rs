@@ -1186,11 +1186,11 @@ impl Producer {
         let tp = b.tp.clone();
         let stamp = b.stamp;
         let q = &self.queues[&tp];
-        let earlier = q.batches.iter().take_while(|x| **x != bid).any(|x| {
-            let s = self.batches[x].stamp;
-            s.is_some()
-                && s.map(|s| (s.producer_id, s.producer_epoch)) == stamp.map(|s| (s.producer_id, s.producer_epoch))
-        });
+        let earlier = q
+            .batches
+            .iter()
+            .take_while(|x| **x != bid)
+            .any(|x| self.batches[x].stamp.zip(stamp).is_some_and(|(a, s)| same_numbering(&a, &s)));
         let possibly_appended = b.indefinite.is_some();
         // A later batch of the same numbering is already written (the leader took
         // it first: it had forgotten this producer, its history removed by
@@ -1198,14 +1198,11 @@ impl Producer {
         // one). Written now, this batch would land after it: fail it instead
         // (Kafka's producer keeps retrying such a batch until its delivery
         // timeout, with the same end).
-        let overtaken = match (q.last_acked, stamp) {
-            (Some(a), Some(s)) => {
-                (a.producer_id, a.producer_epoch) == (s.producer_id, s.producer_epoch)
-                    && a.base_sequence > s.base_sequence
-            }
-            _ => false,
-        };
-        let error = if overtaken && !earlier {
+        let overtaken = !earlier
+            && q.last_acked
+                .zip(stamp)
+                .is_some_and(|(a, s)| same_numbering(&a, &s) && a.base_sequence > s.base_sequence);
+        let error = if overtaken {
             WireError::new(
                 ErrorCode::OutOfOrderSequence,
                 format!(
@@ -1217,15 +1214,13 @@ impl Producer {
             error
         };
         self.set_last_error(bid, error);
-        if overtaken && !earlier {
-            self.give_up(bid);
-        } else if earlier {
+        if earlier {
             if let Some(b) = self.batches.get_mut(&bid) {
                 b.attempts -= 1;
                 b.after_earlier = true;
                 b.stage = Stage::Waiting(self.now);
             }
-        } else if possibly_appended {
+        } else if overtaken || possibly_appended {
             self.give_up(bid);
         } else {
             if let Some(q) = self.queues.get_mut(&tp) {
@@ -1336,15 +1331,17 @@ impl Producer {
             q.needs_reset = true;
         }
         if let Some(s) = b.stamp.filter(|_| acked) {
-            let newer = q.last_acked.is_none_or(|a| {
-                (a.producer_id, a.producer_epoch) != (s.producer_id, s.producer_epoch)
-                    || a.base_sequence < s.base_sequence
-            });
+            let newer = q.last_acked.is_none_or(|a| !same_numbering(&a, &s) || a.base_sequence < s.base_sequence);
             if newer {
                 q.last_acked = Some(s);
             }
         }
     }
+}
+
+/// Whether two stamps belong to one numbering: the same producer id and epoch.
+fn same_numbering(a: &ProducerStamp, b: &ProducerStamp) -> bool {
+    (a.producer_id, a.producer_epoch) == (b.producer_id, b.producer_epoch)
 }
 
 #[cfg(test)]
