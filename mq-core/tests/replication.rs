@@ -26,6 +26,11 @@ fn leader(h: &Harness) -> u32 {
     support::leader_of(h, &tp()).expect("a leader for t/0")
 }
 
+/// The first of brokers 1 to 3 other than `leader`.
+fn a_follower(leader: u32) -> u32 {
+    (1..=3).find(|id| *id != leader).unwrap()
+}
+
 fn create(h: &mut Harness, rf: u16, min_isr: u16) {
     let config = TopicConfig { replication_factor: rf, min_insync_replicas: min_isr, ..TopicConfig::new("t", 1) };
     let c = h.request(CLIENT, 1, RequestBody::CreateTopic(config));
@@ -100,7 +105,7 @@ fn followers_serve_no_client_reads_and_the_leader_names_itself() {
     create(&mut h, 3, 1);
     produce_all(&mut h, &["x"]);
     let l = leader(&h);
-    let follower = (1..=3).find(|id| *id != l).unwrap();
+    let follower = a_follower(l);
     let c = h.request(
         CLIENT,
         follower,
@@ -137,7 +142,7 @@ fn a_stopped_follower_leaves_the_isr_and_rejoins_once_caught_up() {
     create(&mut h, 3, 1);
     produce_all(&mut h, &["a"]);
     let l = leader(&h);
-    let f = (1..=3).find(|id| *id != l).unwrap();
+    let f = a_follower(l);
     h.crash(f);
     h.advance(Duration::from_secs(10));
     let isr = h.node(l).replica(&tp()).unwrap().isr.clone();
@@ -158,7 +163,7 @@ fn acks_all_is_refused_before_appending_when_the_isr_is_below_min_isr() {
     create(&mut h, 3, 3);
     produce_all(&mut h, &["a"]);
     let l = leader(&h);
-    let f = (1..=3).find(|id| *id != l).unwrap();
+    let f = a_follower(l);
     h.crash(f);
     h.advance(Duration::from_secs(10));
     let l = leader(&h);
@@ -287,7 +292,7 @@ fn a_broker_stopping_without_a_session_sets_no_timer_it_will_not_act_on() {
 /// Crashes a follower of `t/0` and waits out its session; returns it.
 fn crash_a_follower(h: &mut Harness) -> u32 {
     let l = leader(h);
-    let f = (1..=3).find(|id| *id != l).unwrap();
+    let f = a_follower(l);
     h.crash(f);
     h.advance(Duration::from_secs(10));
     f
@@ -347,7 +352,7 @@ fn a_followers_repeated_fetches_keep_one_parked_at_the_leader() {
     produce_all(&mut h, &["a"]);
     h.advance(Duration::from_millis(100));
     let l = leader(&h);
-    let f = (1..=3).find(|id| *id != l).unwrap();
+    let f = a_follower(l);
     let follower = h.node(f);
     let log = follower.log(&tp()).unwrap();
     let fetch = mq_core::wire::ReplicaFetch {
