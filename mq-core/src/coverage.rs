@@ -69,6 +69,9 @@ marks!(
     DuplicateBatch = "produce.duplicate_batch",
     /// An idempotent batch refused with `OutOfOrderSequence`.
     OutOfOrderSequence = "produce.out_of_order_sequence",
+    /// An idempotent batch of a producer id the leader has no state for, not at
+    /// sequence 0, refused (`UnknownProducerId`).
+    UnknownProducer = "produce.unknown_producer",
     /// An idempotent batch of an older producer epoch refused (`ProducerFenced`).
     ProducerFenced = "produce.producer_fenced",
     /// A produce answered `LeadershipLost`: leadership moved before it committed.

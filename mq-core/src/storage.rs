@@ -10,6 +10,7 @@
 
 use crate::controller::raft::{RaftDurable, RaftWrite};
 use crate::ids::{Offset, TopicPartition};
+use crate::replication::producers::ProducerTable;
 use crate::wire::codec::{decode_stored_batches, encode_stored_batch, StoredTail};
 use crate::wire::RecordBatch;
 use std::collections::BTreeMap;
@@ -69,6 +70,8 @@ pub struct StoredLog {
     log_start: Offset,
     bytes: Vec<u8>,
     index: Vec<IndexEntry>,
+    /// Producer state of the batches retention dropped (Kafka's producer snapshot).
+    retired: ProducerTable,
 }
 
 impl StoredLog {
@@ -80,6 +83,11 @@ impl StoredLog {
     /// The first offset kept.
     pub fn log_start(&self) -> Offset {
         self.log_start
+    }
+
+    /// Producer state implied by the batches retention dropped.
+    pub fn retired_producers(&self) -> &ProducerTable {
+        &self.retired
     }
 
     /// The offset after the last stored record.
@@ -129,12 +137,15 @@ impl StoredLog {
         }
     }
 
-    /// Drops whole batches that end at or below `log_start`, then records the new
-    /// start.
+    /// Drops whole batches that end at or below `log_start`, keeping what they
+    /// say about producers, then records the new start.
     pub fn advance_log_start(&mut self, log_start: Offset) {
         let drop = self.index.iter().take_while(|e| e.end <= log_start).count();
         if drop > 0 {
             let cut = self.index.get(drop).map_or(self.bytes.len(), |e| e.pos);
+            for b in decode_stored_batches(&self.bytes[..cut]).batches {
+                self.retired.retire(&b);
+            }
             self.bytes.drain(..cut);
             self.index.drain(..drop);
             for e in &mut self.index {
@@ -203,7 +214,9 @@ impl DurableState {
             }
             Write::ResetLog { tp, start } => {
                 let log = self.logs.entry(tp.clone()).or_default();
-                *log = StoredLog::default();
+                // The batches go; what retention kept of producers stays, as in memory.
+                let retired = std::mem::take(&mut log.retired);
+                *log = StoredLog { retired, ..StoredLog::default() };
                 log.advance_log_start(*start);
             }
             Write::AdvanceLogStart { tp, log_start } => {

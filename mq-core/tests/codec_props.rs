@@ -28,7 +28,7 @@ use proptest::sample::Index;
 // ----- strategies -----
 
 /// Every error code, in wire order (their postcard tag is their index here).
-const ERROR_CODES: [ErrorCode; 27] = [
+const ERROR_CODES: [ErrorCode; 28] = [
     ErrorCode::InvalidRequest,
     ErrorCode::UnknownTopic,
     ErrorCode::TopicExists,
@@ -56,6 +56,7 @@ const ERROR_CODES: [ErrorCode; 27] = [
     ErrorCode::UnknownMember,
     ErrorCode::IllegalGeneration,
     ErrorCode::InconsistentGroup,
+    ErrorCode::UnknownProducerId,
 ];
 
 fn payload() -> impl Strategy<Value = Bytes> {

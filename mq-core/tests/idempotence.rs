@@ -181,3 +181,69 @@ fn a_retry_of_an_earlier_batch_waiting_behind_a_later_one_is_answered() {
     assert_eq!(offset_of(&mut h, second), Offset(1));
     assert_eq!(offset_of(&mut h, retry), Offset(0));
 }
+
+/// A one-broker cluster whose topic `t` keeps records for 2 s, checked every
+/// 500 ms.
+fn retained_cluster() -> Harness {
+    let mut h =
+        Harness::new(1, 21, |c| mq_core::NodeConfig { retention_check_interval: Duration::from_millis(500), ..c });
+    h.wait_ready();
+    let config = TopicConfig { retention_time: Some(Duration::from_secs(2)), ..TopicConfig::new("t", 1) };
+    let c = h.request(CLIENT, 1, RequestBody::CreateTopic(config));
+    h.advance(Duration::from_millis(500));
+    assert_eq!(ok(&mut h, c), ResponseBody::TopicCreated);
+    h
+}
+
+fn log_start(h: &Harness, node: u32) -> Offset {
+    h.node(node).log(&tp()).unwrap().log_start()
+}
+
+#[test]
+fn after_retention_an_unknown_producer_still_starts_at_sequence_0() {
+    let mut h = retained_cluster();
+    let old = init(&mut h, 1);
+    let c = send(&mut h, 1, stamped(old, 0, 0, &["a", "b"]));
+    h.advance(Duration::from_millis(50));
+    assert_eq!(offset_of(&mut h, c), Offset(0));
+    h.advance(Duration::from_secs(4));
+    assert_eq!(log_start(&h, 1), Offset(2), "retention moved the log start");
+    // A new producer's second batch overtakes its first on the network: the
+    // leader must not take it ahead of sequence 0.
+    let pid = init(&mut h, 1);
+    let c = send(&mut h, 1, stamped(pid, 0, 2, &["y"]));
+    let (code, msg) = err(&mut h, c);
+    assert_eq!(code, ErrorCode::UnknownProducerId);
+    assert!(msg.contains("sequence 0") && msg.contains("nothing was written"), "{msg}");
+    assert_eq!(log_len(&h, 1), 2);
+    let first = send(&mut h, 1, stamped(pid, 0, 0, &["w", "x"]));
+    h.advance(Duration::from_millis(50));
+    let second = send(&mut h, 1, stamped(pid, 0, 2, &["y"]));
+    h.advance(Duration::from_millis(50));
+    assert_eq!((offset_of(&mut h, first), offset_of(&mut h, second)), (Offset(2), Offset(4)), "in sequence order");
+}
+
+#[test]
+fn a_retry_whose_original_retention_removed_is_recognised_across_a_restart() {
+    let mut h = retained_cluster();
+    let pid = init(&mut h, 1);
+    let c = send(&mut h, 1, stamped(pid, 0, 0, &["a", "b"]));
+    h.advance(Duration::from_millis(50));
+    assert_eq!(offset_of(&mut h, c), Offset(0));
+    h.advance(Duration::from_secs(4));
+    assert_eq!(log_start(&h, 1), Offset(2), "retention removed the producer's only batch");
+    // The leader rebuilds its producer state from the stored log on restart.
+    h.crash(1);
+    h.restart(1);
+    h.wait_ready();
+    h.advance(Duration::from_secs(2));
+    // The reply was lost and the producer retries: sequence 0 of a known
+    // producer, not a new one, so it is not appended again.
+    let c = send(&mut h, 1, stamped(pid, 0, 0, &["a", "b"]));
+    h.advance(Duration::from_millis(50));
+    assert_eq!(offset_of(&mut h, c), Offset(0), "answered with the original offset");
+    assert_eq!(log_len(&h, 1), 2, "nothing appended twice");
+    let c = send(&mut h, 1, stamped(pid, 0, 2, &["c"]));
+    h.advance(Duration::from_millis(50));
+    assert_eq!(offset_of(&mut h, c), Offset(2), "the numbering goes on");
+}

@@ -39,8 +39,6 @@ struct PartModel {
     idempotent: BTreeMap<(u64, usize), Offset>,
     /// Per producing client, the last idempotent (op, index) committed here.
     last_of_client: BTreeMap<u64, (u64, usize)>,
-    /// Exempt duplicates (see `idempotent_record`).
-    duplicates_after_retention: u64,
     /// Committed control records (group cursors); `None` in `committed`.
     control: u64,
 }
@@ -52,25 +50,11 @@ impl PartModel {
 
     /// Record `i` of idempotent op `op` of `client` committed at `offset`: it must
     /// be there once (`no_duplicates_idempotent`) and after every earlier record of
-    /// the same client's idempotent ops (`producer_order`).
-    ///
-    /// Exempt: a second copy appended by a leader whose log no longer holds the
-    /// first (`log_start` above it). Retention removed the producer's history
-    /// there, and the leader rebuilds its producer table from the log, so it
-    /// cannot recognise the retry (docs/replication.md, "Idempotence").
-    fn idempotent_record(
-        &mut self,
-        client: u64,
-        op: u64,
-        i: usize,
-        offset: Offset,
-        log_start: Offset,
-    ) -> Option<(&'static str, String)> {
+    /// the same client's idempotent ops (`producer_order`). No copy is exempt,
+    /// not even one appended after retention removed the first: leaders keep
+    /// producer state past retention (docs/replication.md, "Idempotence").
+    fn idempotent_record(&mut self, client: u64, op: u64, i: usize, offset: Offset) -> Option<(&'static str, String)> {
         if let Some(first) = self.idempotent.insert((op, i), offset) {
-            if first < log_start {
-                self.duplicates_after_retention += 1;
-                return None;
-            }
             let what = format!("record {i} of idempotent op {op} (c{client}) is committed at {first} and at {offset}");
             return Some(("no_duplicates_idempotent", what));
         }
@@ -239,12 +223,6 @@ impl Checker {
         }
     }
 
-    /// Idempotent records appended twice because retention had removed the first
-    /// copy from the appending leader (exempt from `no_duplicates_idempotent`).
-    pub fn duplicates_after_retention(&self) -> u64 {
-        self.parts.values().map(|p| p.duplicates_after_retention).sum()
-    }
-
     /// Committed records seen (the lossy partitions' up to their last HW).
     pub fn committed(&self) -> u64 {
         let checked: u64 = self.parts.values().map(|p| p.committed.len() as u64 - p.control).sum();
@@ -398,7 +376,7 @@ impl Checker {
                     // Only the producer's own stamped batches: a dead-letter copy of
                     // an idempotent record is appended unstamped by a broker.
                     Some((op, i)) if op.idempotent && b.producer.is_some() => {
-                        if let Some(what) = model.idempotent_record(op.client, op.id, i, o, log.log_start()) {
+                        if let Some(what) = model.idempotent_record(op.client, op.id, i, o) {
                             producer_bad.get_or_insert(what);
                         }
                     }

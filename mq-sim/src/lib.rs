@@ -173,9 +173,6 @@ counters!(
     /// Idempotent retries a leader recognised as appended already (answered with
     /// the original offset instead of appending again).
     deduplicated_batches,
-    /// Idempotent records appended twice after retention removed the first copy
-    /// from the leader (exempt, see docs/invariants.md).
-    duplicates_after_retention,
     /// Crashes of a node that had just won a Raft election (aimed fault).
     new_controller_crashes,
     /// Nodes cut off (one way) right after winning a Raft election (aimed fault).

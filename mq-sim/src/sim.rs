@@ -649,7 +649,6 @@ impl Sim {
         }
         self.counters.records_read = self.checker.records_read;
         self.counters.records_committed = self.checker.committed();
-        self.counters.duplicates_after_retention = self.checker.duplicates_after_retention();
         self.counters.group_deliveries = self.groups.deliveries;
         self.counters.group_redeliveries = self.groups.redeliveries;
         self.counters.group_acks_confirmed = self.groups.acks_confirmed;
@@ -885,8 +884,7 @@ impl Sim {
             // Coverage: a retry the leader recognises as appended already.
             let tp = TopicPartition { topic: topic.clone(), partition: *partition };
             if let (Some(stamp), Some(r)) = (batch.producer, node.replica(&tp)) {
-                let whole = r.log.log_start() == Offset(0);
-                let check = r.producers.check(&stamp, batch.len(), whole);
+                let check = r.producers.check(&stamp, batch.len());
                 if r.is_leader() && matches!(check, SequenceCheck::Duplicate { .. }) {
                     self.counters.deduplicated_batches += 1;
                 }

@@ -1151,7 +1151,9 @@ impl Producer {
                 self.mark_indefinite(bid, error.to_string());
                 self.give_up(bid);
             }
-            Err(error) if error.code == ErrorCode::OutOfOrderSequence => self.on_out_of_order(bid, error),
+            Err(error) if matches!(error.code, ErrorCode::OutOfOrderSequence | ErrorCode::UnknownProducerId) => {
+                self.on_out_of_order(bid, error)
+            }
             Err(error) if error.code == ErrorCode::ProducerFenced => {
                 // Only a newer epoch of this producer id fences it, and the producer
                 // bumps epochs only once nothing older is out: a late attempt.
@@ -1177,10 +1179,13 @@ impl Producer {
         }
     }
 
-    /// The leader expects another sequence. With an earlier batch of the partition
-    /// still unresolved, this one simply goes after it (the attempt does not
-    /// count). Otherwise the numbering itself is off: reset it under a new epoch,
-    /// unless this batch may already be in the log.
+    /// The leader expects another sequence (`OutOfOrderSequence`), or has no
+    /// state for this producer id and wants sequence 0 (`UnknownProducerId`). With
+    /// an earlier batch of the partition still unresolved, this one simply goes
+    /// after it (the attempt does not count). Otherwise the numbering itself is
+    /// off, or the leader's state for it is gone: reset it under a new epoch
+    /// (KIP-360), unless this batch may already be in the log, where a copy under
+    /// a new stamp could be a duplicate: then it ends indefinite.
     fn on_out_of_order(&mut self, bid: BatchId, error: WireError) {
         let Some(b) = self.batches.get(&bid) else { return };
         let tp = b.tp.clone();
@@ -1192,12 +1197,11 @@ impl Producer {
             .take_while(|x| **x != bid)
             .any(|x| self.batches[x].stamp.zip(stamp).is_some_and(|(a, s)| same_numbering(&a, &s)));
         let possibly_appended = b.indefinite.is_some();
-        // A later batch of the same numbering is already written (the leader took
-        // it first: it had forgotten this producer, its history removed by
-        // retention, when a reordered or delayed request reached it ahead of this
-        // one). Written now, this batch would land after it: fail it instead
-        // (Kafka's producer keeps retrying such a batch until its delivery
-        // timeout, with the same end).
+        // A later batch of the same numbering is already written, yet the leader
+        // wants this one renumbered (a leader that forgot the producer's state
+        // would have to take the later one first). Written now, this batch would
+        // land after it: fail it instead (Kafka's producer keeps retrying such a
+        // batch until its delivery timeout, with the same end).
         let overtaken = !earlier
             && q.last_acked
                 .zip(stamp)
@@ -1690,9 +1694,10 @@ mod tests {
     /// Found by the simulator (seed 652 at 9ca0707): a one-broker cluster restarted
     /// with retention past the producer's records, so the leader had forgotten the
     /// producer; the network delayed batch 0, batch 1 reached the leader first and
-    /// was taken at its sequence (an unknown producer id is accepted at any
-    /// sequence once the log has lost records), then batch 0 was refused as out of
-    /// order. Renumbering and resending it put it after batch 1 in the log.
+    /// was taken at its sequence (leaders then accepted an unknown producer id at
+    /// any sequence once the log had lost records; they no longer do), then batch
+    /// 0 was refused as out of order. Renumbering and resending it put it after
+    /// batch 1 in the log.
     #[test]
     fn a_batch_overtaken_by_an_acknowledged_later_one_fails_instead_of_landing_after_it() {
         let mut p = two_brokers();
@@ -1742,6 +1747,44 @@ mod tests {
         assert!(p.sequence_resets() >= 1);
         p.handle(Instant::ZERO, reply(NodeId(1), *c2, produced(0)));
         assert!(matches!(done(&outputs(&mut p)).as_slice(), [(i, ProduceOutcome::Ok { .. })] if *i == id));
+    }
+
+    /// KIP-360: a leader without state for the producer (retention or a reset
+    /// removed it) refuses a batch not at sequence 0. With nothing earlier out, the
+    /// producer starts a new epoch at 0 and sends the batch again; a batch that may
+    /// already be in the log is not sent again under a new stamp (it could be
+    /// written twice) and ends indefinite.
+    #[test]
+    fn an_unknown_producer_id_starts_a_new_epoch_unless_the_batch_may_be_in_the_log() {
+        let mut p = two_brokers();
+        let (first, c0) = send_to_leader(&mut p, Acks::All, 1);
+        p.handle(Instant::ZERO, reply(NodeId(1), c0, produced(0)));
+        assert!(matches!(done(&outputs(&mut p)).as_slice(), [(i, ProduceOutcome::Ok { .. })] if *i == first));
+        let second = p.send(Instant::ZERO, "t", PartitionId(0), Acks::All, vec![Record::from_value("b")]).unwrap();
+        let reqs = requests(&outputs(&mut p));
+        let [(_, c1, RequestBody::Produce { batch, .. })] = reqs.as_slice() else { panic!("{reqs:?}") };
+        assert_eq!(batch.producer.unwrap().base_sequence, Sequence(1));
+        let unknown = || Err(WireError::new(ErrorCode::UnknownProducerId, "no state; start at 0"));
+        // Fires timeouts (answering metadata) until the next produce request leaves.
+        let next_produce = |p: &mut Producer, mut now: Instant| loop {
+            now = p.poll_timeout().expect("something is due").max(now);
+            p.handle(now, Input::Timeout);
+            if let [(_, c, b)] = serve(p, now, 1).as_slice() {
+                return (now, *c, b.producer.unwrap());
+            }
+        };
+        p.handle(Instant::ZERO, reply(NodeId(1), *c1, unknown()));
+        assert!(done(&outputs(&mut p)).is_empty(), "the send goes on");
+        let (now, c2, stamp) = next_produce(&mut p, Instant::ZERO);
+        assert_eq!((stamp.producer_epoch, stamp.base_sequence), (ProducerEpoch(1), Sequence(0)));
+        // This attempt's answer is lost: the batch may be in the log now.
+        let (now, c3, retry) = next_produce(&mut p, now);
+        assert_eq!(retry, stamp, "a retry keeps its stamp");
+        assert_ne!(c2, c3);
+        p.handle(now, reply(NodeId(1), c3, unknown()));
+        let outs = outputs(&mut p);
+        assert!(matches!(done(&outs).as_slice(), [(i, ProduceOutcome::Indefinite { .. })] if *i == second), "{outs:?}");
+        assert!(requests(&outs).is_empty(), "not sent again under a new stamp: {outs:?}");
     }
 
     #[test]

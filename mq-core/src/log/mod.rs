@@ -5,8 +5,14 @@
 //! Positions obey `log_start <= high_watermark <= persisted_end <= log_end`: records
 //! are appended in memory first (`log_end`), count towards the LEO once their Persist
 //! completes, and become visible to consumers once below the HW.
+//!
+//! Retention removes batches but not what they say about idempotent producers:
+//! the log keeps that as its retired producer state (a snapshot at the log start,
+//! as Kafka keeps producer state past deleted segments), so that a producer whose
+//! batches are all gone is still known (docs/replication.md section 5).
 
 use crate::ids::{LeaderEpoch, Offset, TopicPartition};
+use crate::replication::producers::ProducerTable;
 use crate::wire::RecordBatch;
 use std::collections::VecDeque;
 
@@ -20,6 +26,8 @@ pub struct PartitionLog {
     persisted_end: Offset,
     high_watermark: Offset,
     size_bytes: u64,
+    /// Producer state implied by the batches below `log_start` that were removed.
+    retired: ProducerTable,
 }
 
 impl PartitionLog {
@@ -33,16 +41,31 @@ impl PartitionLog {
             persisted_end: Offset(0),
             high_watermark: Offset(0),
             size_bytes: 0,
+            retired: ProducerTable::default(),
         }
     }
 
     /// A log rebuilt from durable batches; everything in it counts as persisted.
     pub fn recovered(tp: TopicPartition, log_start: Offset, batches: Vec<RecordBatch>) -> Self {
+        PartitionLog::recovered_with_producers(tp, log_start, batches, ProducerTable::default())
+    }
+
+    /// [`PartitionLog::recovered`] with the retired producer state the store kept
+    /// of the batches retention removed; batches below `log_start` still in the
+    /// store are folded into it.
+    pub fn recovered_with_producers(
+        tp: TopicPartition,
+        log_start: Offset,
+        batches: Vec<RecordBatch>,
+        retired: ProducerTable,
+    ) -> Self {
         let mut log = PartitionLog::new(tp);
+        log.retired = retired;
         log.log_start = log_start;
         log.log_end = log_start;
         for b in batches {
             if b.end_offset() <= log_start || b.is_empty() {
+                log.retired.retire(&b);
                 continue;
             }
             log.log_end = b.end_offset();
@@ -57,6 +80,11 @@ impl PartitionLog {
         // log start is uncommitted; its leader (or its own leadership) moves it on.
         log.high_watermark = log.log_start;
         log
+    }
+
+    /// Producer state implied by the batches retention removed.
+    pub fn retired_producers(&self) -> &ProducerTable {
+        &self.retired
     }
 
     /// The partition this log belongs to.
@@ -162,7 +190,9 @@ impl PartitionLog {
     }
 
     /// Empties the log and restarts it at `start` (a follower far behind a leader
-    /// whose retention removed what it needs).
+    /// whose retention removed what it needs). The retired producer state stays:
+    /// it still describes committed batches, only less recent ones than the
+    /// leader's.
     pub fn reset_to(&mut self, start: Offset) {
         self.batches.clear();
         self.size_bytes = 0;
@@ -304,6 +334,7 @@ impl PartitionLog {
                 break;
             }
             self.size_bytes -= b.size_bytes() as u64;
+            self.retired.retire(b);
             self.batches.pop_front();
         }
         self.log_start = self.log_start.max(log_start);

@@ -168,7 +168,14 @@ impl Node {
             .logs
             .iter()
             .map(|(tp, stored)| {
-                (tp.clone(), PartitionLog::recovered(tp.clone(), stored.log_start(), stored.read_batches()))
+                let retired = stored.retired_producers().clone();
+                let log = PartitionLog::recovered_with_producers(
+                    tp.clone(),
+                    stored.log_start(),
+                    stored.read_batches(),
+                    retired,
+                );
+                (tp.clone(), log)
             })
             .collect();
         let mut rng = seed.indexed_stream("node", u64::from(id.0));

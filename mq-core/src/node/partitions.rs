@@ -106,17 +106,15 @@ impl Node {
             return Err(WireError::new(ErrorCode::Backpressure, format!("{tp} has too many writes waiting to commit")));
         }
         if let Some(stamp) = batch.producer {
-            // Retention may have removed a producer's whole history; only then is an
-            // unknown producer id accepted at any sequence.
-            let history_complete = slot.replica.log.log_start() == Offset(0);
-            match slot.replica.producers.check(&stamp, batch.len(), history_complete) {
+            match slot.replica.producers.check(&stamp, batch.len()) {
                 SequenceCheck::Accept => {}
-                SequenceCheck::Duplicate { base_offset, end } => {
+                SequenceCheck::Duplicate { base_offset, end, append_time_ms } => {
                     self.coverage.hit(Mark::DuplicateBatch);
-                    // A retry of a batch already in the log: answer with the original
-                    // offsets, once the original is as durable as `acks` promises.
+                    // A retry of a batch already in the log (or removed from it by
+                    // retention, which only takes committed batches): answer with the
+                    // original offsets, once the original is as durable as `acks`
+                    // promises.
                     let log = &slot.replica.log;
-                    let append_time_ms = log.batches_from(base_offset).next().map_or(0, |b| b.append_time_ms);
                     let body = ResponseBody::Produced { partition, base_offset, append_time_ms };
                     let done = match acks {
                         Acks::None => return Ok(None),
@@ -138,6 +136,16 @@ impl Node {
                         format!(
                             "producer {} epoch {} is fenced by epoch {current} on {tp}",
                             stamp.producer_id, stamp.producer_epoch
+                        ),
+                    ));
+                }
+                SequenceCheck::UnknownProducer => {
+                    self.coverage.hit(Mark::UnknownProducer);
+                    return Err(WireError::new(
+                        ErrorCode::UnknownProducerId,
+                        format!(
+                            "{tp} has no state for producer {} epoch {} and its first batch must start at sequence 0, not {}; nothing was written",
+                            stamp.producer_id, stamp.producer_epoch, stamp.base_sequence
                         ),
                     ));
                 }

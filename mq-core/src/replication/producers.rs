@@ -6,6 +6,16 @@
 //! the producer id is fenced. The table is rebuilt from the log whenever a replica
 //! becomes leader, so it survives failover: it is derived from records that are
 //! replicated like everything else.
+//!
+//! Retention does not make a producer unknown: the log keeps the state its removed
+//! batches implied (`PartitionLog::retired_producers`, durable with the log; as
+//! Kafka keeps producer state past the segments since KIP-360), and the rebuild
+//! starts from it. A producer id the table does not know has appended nothing
+//! here, or was evicted past [`MAX_RETIRED_PRODUCERS`]: its first batch must start
+//! at sequence 0, whatever the log start. Anything else is refused as
+//! `UnknownProducer`: either its batch 0 is still on its way (the producer waits
+//! for it) or the producer's history is gone (it bumps its epoch and starts again
+//! at 0; docs/replication.md section 5).
 
 use crate::ids::{Offset, ProducerEpoch, ProducerId, Sequence};
 use crate::log::PartitionLog;
@@ -15,6 +25,11 @@ use std::collections::{BTreeMap, VecDeque};
 /// Batches remembered per producer (Kafka keeps five).
 pub const REMEMBERED_BATCHES: usize = 5;
 
+/// Producers whose batches retention removed that a log keeps state for; past
+/// it, the one that appended longest ago is forgotten (Kafka expires producer
+/// ids after `producer.id.expiration.ms` instead).
+pub const MAX_RETIRED_PRODUCERS: usize = 1024;
+
 /// A batch the table remembers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Remembered {
@@ -22,6 +37,7 @@ struct Remembered {
     last_seq: Sequence,
     base_offset: Offset,
     end: Offset,
+    append_time_ms: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -41,6 +57,8 @@ pub enum SequenceCheck {
         base_offset: Offset,
         /// The original end offset.
         end: Offset,
+        /// The original append time (the batch may be gone from the log).
+        append_time_ms: u64,
     },
     /// The producer id has moved to a newer epoch.
     Fenced {
@@ -52,6 +70,9 @@ pub enum SequenceCheck {
         /// The sequence expected.
         expected: Sequence,
     },
+    /// The producer id has appended nothing here (or its state was evicted) and
+    /// the batch does not start at sequence 0.
+    UnknownProducer,
 }
 
 /// Per-partition producer state.
@@ -61,13 +82,29 @@ pub struct ProducerTable {
 }
 
 impl ProducerTable {
-    /// The table the batches of `log` imply.
+    /// The table the log implies: the state its removed batches left, then the
+    /// batches it holds.
     pub fn rebuild(log: &PartitionLog) -> Self {
-        let mut t = ProducerTable::default();
+        let mut t = log.retired_producers().clone();
         for b in log.batches() {
             t.record(b);
         }
         t
+    }
+
+    /// Folds in a batch that retention is removing from the log, keeping at most
+    /// [`MAX_RETIRED_PRODUCERS`] producers.
+    pub fn retire(&mut self, batch: &RecordBatch) {
+        self.record(batch);
+        while self.entries.len() > MAX_RETIRED_PRODUCERS {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.batches.back().map_or(Offset(0), |r| r.end))
+                .map(|(id, _)| *id)
+                .expect("the table is not empty");
+            self.entries.remove(&oldest);
+        }
     }
 
     /// Producers known.
@@ -81,15 +118,12 @@ impl ProducerTable {
     }
 
     /// Checks a stamped batch of `count` records. A producer id the table does not
-    /// know starts at sequence 0 while `history_complete` (the log still holds
-    /// every batch it ever appended); once retention has removed records it may
-    /// have removed that producer's whole history, and the id is accepted at any
-    /// sequence (Kafka's KIP-360 leniency). Within a known history every retry of
-    /// a remembered batch is recognised.
-    pub fn check(&self, stamp: &ProducerStamp, count: u64, history_complete: bool) -> SequenceCheck {
+    /// know starts at sequence 0, whatever the log start (see the module docs).
+    /// Within a known history every retry of a remembered batch is recognised.
+    pub fn check(&self, stamp: &ProducerStamp, count: u64) -> SequenceCheck {
         let Some(entry) = self.entries.get(&stamp.producer_id) else {
-            if history_complete && stamp.base_sequence != Sequence(0) {
-                return SequenceCheck::OutOfOrder { expected: Sequence(0) };
+            if stamp.base_sequence != Sequence(0) {
+                return SequenceCheck::UnknownProducer;
             }
             return SequenceCheck::Accept;
         };
@@ -106,7 +140,11 @@ impl ProducerTable {
         }
         let last_seq = stamp.base_sequence.plus(count.saturating_sub(1) as u32);
         if let Some(r) = entry.batches.iter().find(|r| r.first_seq == stamp.base_sequence && r.last_seq == last_seq) {
-            return SequenceCheck::Duplicate { base_offset: r.base_offset, end: r.end };
+            return SequenceCheck::Duplicate {
+                base_offset: r.base_offset,
+                end: r.end,
+                append_time_ms: r.append_time_ms,
+            };
         }
         let expected = entry.batches.back().map_or(Sequence(0), |r| r.last_seq.plus(1));
         if stamp.base_sequence != expected {
@@ -133,6 +171,7 @@ impl ProducerTable {
             last_seq: stamp.base_sequence.plus(batch.len() as u32 - 1),
             base_offset: batch.base_offset,
             end: batch.end_offset(),
+            append_time_ms: batch.append_time_ms,
         });
         while entry.batches.len() > REMEMBERED_BATCHES {
             entry.batches.pop_front();
@@ -171,38 +210,79 @@ mod tests {
         let log = log_with(&[batch(stamp(7, 0, 0), 3), batch(stamp(7, 0, 3), 2)]);
         let t = ProducerTable::rebuild(&log);
         assert_eq!(
-            t.check(&stamp(7, 0, 3), 2, false),
-            SequenceCheck::Duplicate { base_offset: Offset(3), end: Offset(5) }
+            t.check(&stamp(7, 0, 3), 2),
+            SequenceCheck::Duplicate { base_offset: Offset(3), end: Offset(5), append_time_ms: 0 }
         );
-        assert_eq!(t.check(&stamp(7, 0, 5), 1, false), SequenceCheck::Accept);
+        assert_eq!(t.check(&stamp(7, 0, 5), 1), SequenceCheck::Accept);
     }
 
     #[test]
     fn a_gap_or_a_stale_sequence_is_out_of_order() {
         let t = ProducerTable::rebuild(&log_with(&[batch(stamp(7, 0, 0), 3)]));
-        assert_eq!(t.check(&stamp(7, 0, 4), 1, false), SequenceCheck::OutOfOrder { expected: Sequence(3) });
-        assert_eq!(t.check(&stamp(7, 0, 1), 1, false), SequenceCheck::OutOfOrder { expected: Sequence(3) });
+        assert_eq!(t.check(&stamp(7, 0, 4), 1), SequenceCheck::OutOfOrder { expected: Sequence(3) });
+        assert_eq!(t.check(&stamp(7, 0, 1), 1), SequenceCheck::OutOfOrder { expected: Sequence(3) });
     }
 
     #[test]
     fn an_older_epoch_is_fenced_and_a_newer_one_restarts() {
         let t = ProducerTable::rebuild(&log_with(&[batch(stamp(7, 2, 0), 1)]));
-        assert_eq!(t.check(&stamp(7, 1, 1), 1, false), SequenceCheck::Fenced { current: ProducerEpoch(2) });
-        assert_eq!(t.check(&stamp(7, 3, 0), 1, false), SequenceCheck::Accept);
+        assert_eq!(t.check(&stamp(7, 1, 1), 1), SequenceCheck::Fenced { current: ProducerEpoch(2) });
+        assert_eq!(t.check(&stamp(7, 3, 0), 1), SequenceCheck::Accept);
         // A newer epoch starts at sequence 0: its later batches wait for that one.
-        assert_eq!(t.check(&stamp(7, 3, 5), 1, false), SequenceCheck::OutOfOrder { expected: Sequence(0) });
+        assert_eq!(t.check(&stamp(7, 3, 5), 1), SequenceCheck::OutOfOrder { expected: Sequence(0) });
     }
 
     #[test]
     fn only_the_last_five_batches_are_remembered() {
         let batches: Vec<RecordBatch> = (0..7).map(|i| batch(stamp(1, 0, i), 1)).collect();
         let t = ProducerTable::rebuild(&log_with(&batches));
-        assert!(matches!(t.check(&stamp(1, 0, 2), 1, false), SequenceCheck::Duplicate { .. }));
-        assert!(matches!(t.check(&stamp(1, 0, 1), 1, false), SequenceCheck::OutOfOrder { .. }));
-        // Unknown producers start at 0 while the log is whole, anywhere once
-        // retention may have removed their history.
-        assert_eq!(t.check(&stamp(2, 0, 99), 1, true), SequenceCheck::OutOfOrder { expected: Sequence(0) });
-        assert_eq!(t.check(&stamp(2, 0, 0), 1, true), SequenceCheck::Accept);
-        assert_eq!(t.check(&stamp(2, 0, 99), 1, false), SequenceCheck::Accept);
+        assert!(matches!(t.check(&stamp(1, 0, 2), 1), SequenceCheck::Duplicate { .. }));
+        assert!(matches!(t.check(&stamp(1, 0, 1), 1), SequenceCheck::OutOfOrder { .. }));
+    }
+
+    #[test]
+    fn an_unknown_producer_starts_at_sequence_0_even_after_retention_moved_the_log_start() {
+        let mut log = log_with(&[batch(stamp(1, 0, 0), 2), batch(stamp(1, 0, 2), 2)]);
+        log.mark_persisted(Offset(4));
+        log.advance_high_watermark(Offset(4));
+        log.advance_log_start(Offset(2));
+        assert_eq!(log.log_start(), Offset(2));
+        let t = ProducerTable::rebuild(&log);
+        // A new producer's later batch that overtook its first one must wait for it.
+        assert_eq!(t.check(&stamp(2, 0, 4), 1), SequenceCheck::UnknownProducer);
+        assert_eq!(t.check(&stamp(2, 0, 0), 1), SequenceCheck::Accept);
+        // A producer whose only batches were removed is still known.
+        assert_eq!(t.check(&stamp(1, 0, 4), 1), SequenceCheck::Accept);
+    }
+
+    #[test]
+    fn a_retry_of_a_batch_retention_removed_is_still_a_duplicate() {
+        let mut log = log_with(&[batch(stamp(1, 0, 0), 2), batch(stamp(1, 0, 2), 2), batch(stamp(3, 0, 0), 1)]);
+        log.mark_persisted(Offset(5));
+        log.advance_high_watermark(Offset(5));
+        log.advance_log_start(Offset(4));
+        assert_eq!(log.batch_count(), 1);
+        let t = ProducerTable::rebuild(&log);
+        assert_eq!(
+            t.check(&stamp(1, 0, 0), 2),
+            SequenceCheck::Duplicate { base_offset: Offset(0), end: Offset(2), append_time_ms: 0 }
+        );
+        // Sequence 0 of a producer whose history is gone is a retry, not a new
+        // producer: appending it again would duplicate it.
+        assert!(matches!(t.check(&stamp(1, 0, 2), 2), SequenceCheck::Duplicate { .. }));
+        assert_eq!(t.check(&stamp(1, 0, 5), 1), SequenceCheck::OutOfOrder { expected: Sequence(4) });
+    }
+
+    #[test]
+    fn retired_producers_are_bounded_and_the_longest_idle_goes_first() {
+        let mut t = ProducerTable::default();
+        for pid in 0..=MAX_RETIRED_PRODUCERS as u64 {
+            let mut b = batch(stamp(pid, 0, 0), 1);
+            b.base_offset = Offset(pid);
+            t.retire(&b);
+        }
+        assert_eq!(t.len(), MAX_RETIRED_PRODUCERS);
+        assert_eq!(t.check(&stamp(0, 0, 1), 1), SequenceCheck::UnknownProducer);
+        assert_eq!(t.check(&stamp(1, 0, 1), 1), SequenceCheck::Accept);
     }
 }

@@ -71,6 +71,11 @@ pub enum ErrorCode {
     IllegalGeneration,
     /// The join asks for a different mode than the group's members use.
     InconsistentGroup,
+    /// The partition leader has no state for this idempotent producer id and the
+    /// batch does not start at sequence 0; nothing was written. An earlier batch
+    /// still on its way goes first; with none, the producer's history is gone and
+    /// it starts a new epoch at sequence 0 (Kafka's KIP-360).
+    UnknownProducerId,
 }
 
 impl ErrorCode {
