@@ -358,7 +358,8 @@ fn campaign(a: RunArgs) -> u8 {
             // The seeds still running are abandoned: the summary and the JSON
             // hold the seeds that finished. Exit without waiting for them.
             stop.store(true, Ordering::Relaxed);
-            let abandoned = next.load(Ordering::Relaxed).min(count) - summary.seeds;
+            // Seeds handed out but not reported: still running (or finished after the signal).
+            let abandoned = next.load(Ordering::Relaxed).min(count).saturating_sub(summary.seeds);
             println!(
                 "interrupted by {sig}: {} of {count} seeds finished, {abandoned} running seeds abandoned",
                 summary.seeds
