@@ -19,6 +19,47 @@ use mq_core::wire::{Acks, BatchKind};
 use mq_core::{LeaderEpoch, Node, NodeId, Offset, PartitionId, Term, TopicPartition};
 use std::collections::{BTreeMap, BTreeSet};
 
+/// Every invariant a run is checked against, as docs/invariants.md lists them
+/// (safety, then liveness); campaign summaries name them. A new invariant gets
+/// its row there and its name here (a test compares the two).
+pub const INVARIANTS: &[&str] = &[
+    "acked_not_lost",
+    "acked_at_offset",
+    "one_value_per_offset",
+    "committed_stable",
+    "log_matching",
+    "hw_monotonic",
+    "read_committed",
+    "no_read_of_failed_write",
+    "no_unexpected_values",
+    "one_leader_per_epoch",
+    "one_leader_per_term",
+    "metadata_committed_stable",
+    "metadata_commit_protected",
+    "election_from_isr",
+    "min_isr_respected",
+    "vacuous",
+    "core_panic",
+    "determinism",
+    "no_duplicates_idempotent",
+    "producer_order",
+    "group_ack_final",
+    "group_read_committed",
+    "exclusive_owner",
+    "exclusive_order",
+    "key_shared_sticky",
+    "auth_not_bypassed",
+    "auth_refused",
+    "shutdown_leader_bound",
+    // liveness
+    "liveness_progress",
+    "liveness_leaders",
+    "liveness_consumers_caught_up",
+    "event_budget",
+    "timer_progress",
+    "group_completion",
+];
+
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {

@@ -6,7 +6,7 @@
 use mq_core::{Coverage, Mark};
 
 /// Coverage marks summed over the seeds of a campaign.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CoverageTally {
     seeds: u64,
     /// Per mark (in [`Mark::ALL`] order), the seeds that hit it.

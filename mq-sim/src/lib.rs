@@ -19,6 +19,7 @@
 //! ```
 
 pub mod adversary;
+pub mod campaign;
 pub mod checker;
 pub mod clock;
 pub mod coverage;
@@ -155,6 +156,16 @@ macro_rules! counters {
             /// Adds `other` to these counters.
             pub fn add(&mut self, other: &Counters) {
                 $(self.$name += other.$name;)*
+            }
+
+            /// Sets the counter named `name` to `value`; false when no counter has
+            /// that name.
+            pub fn set(&mut self, name: &str, value: u64) -> bool {
+                match name {
+                    $(stringify!($name) => self.$name = value,)*
+                    _ => return false,
+                }
+                true
             }
 
             /// Every counter with its name, in a fixed order.

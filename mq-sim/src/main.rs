@@ -2,13 +2,14 @@
 //! Its command line and output lines are an interface other tools rely on.
 
 use clap::{Parser, Subcommand};
-use mq_sim::{install_quiet_panic_hook, run_seed, Counters, Mutation, Report, SimConfig, VERSION};
-use std::collections::BTreeMap;
+use mq_sim::campaign::{End, Header, Line, SeedResult, Shard, Summary};
+use mq_sim::{install_quiet_panic_hook, run_seed, Mutation, Report, SimConfig, VERSION};
+use signal_hook::consts::{SIGINT, SIGTERM};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 
 #[derive(Parser)]
 #[command(name = "mq-sim", version = VERSION, about = "mq's deterministic simulator")]
@@ -39,6 +40,27 @@ enum Cmd {
         /// A deliberate bug to prove the checker catches it (for tests and mutants).
         #[arg(long, hide = true, default_value = "none")]
         mutation: Mutation,
+        /// Run one shard of the range: `I/N` runs the seeds at offsets I, I+N,
+        /// I+2N, ... of `--start-seed`..`--start-seed + --seeds` (`merge` adds the
+        /// shards' `--json` files up).
+        #[arg(long, default_value = "0/1")]
+        shard: Shard,
+        /// Write one JSON line per seed to this file (docs/simulator.md).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Print every counter in the summary line and every coverage mark.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Combine the `--json` files of a campaign's shards (or directories of
+    /// `*.json` files) into one summary, as one run over all the seeds prints it.
+    Merge {
+        /// The files (or directories).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print every counter and every coverage mark.
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// Rerun one seed (or a recorded schedule) and print its verdict and trace hash.
     Replay {
@@ -76,7 +98,8 @@ enum Cmd {
     },
 }
 
-/// Exit codes: 0 all seeds passed, 1 a safety violation, 2 only liveness violations.
+/// Exit codes: 0 all seeds passed, 1 a safety violation, 2 only liveness violations
+/// (3 a usage or input error; 130 and 143 a campaign stopped by SIGINT or SIGTERM).
 fn exit_code(reports: &[&Report]) -> u8 {
     let mut code = 0;
     for r in reports {
@@ -93,9 +116,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     install_quiet_panic_hook();
     match cli.cmd {
-        Cmd::Run { seeds, start_seed, jobs, check_determinism, fail_fast, mutation } => {
-            ExitCode::from(campaign(start_seed, seeds, jobs.max(1), check_determinism, fail_fast, mutation))
+        Cmd::Run { seeds, start_seed, jobs, check_determinism, fail_fast, mutation, shard, json, verbose } => {
+            ExitCode::from(campaign(RunArgs {
+                start: start_seed,
+                count: seeds,
+                shard,
+                jobs: jobs.max(1),
+                check_determinism,
+                fail_fast,
+                mutation,
+                json,
+                verbose,
+            }))
         }
+        Cmd::Merge { files, verbose } => ExitCode::from(merge(&files, verbose)),
         Cmd::Replay { seed, schedule, trace, timeline, mutation } => {
             let keep_trace = trace.is_some() || timeline.is_some();
             let cfg = match (seed, schedule) {
@@ -166,18 +200,78 @@ fn replay(cfg: SimConfig, trace: Option<PathBuf>, timeline: Option<PathBuf>) -> 
     exit_code(&[&report])
 }
 
-fn campaign(start: u64, count: u64, jobs: usize, check_determinism: bool, fail_fast: bool, mutation: Mutation) -> u8 {
+/// What `mq-sim run` was asked for.
+struct RunArgs {
+    start: u64,
+    count: u64,
+    shard: Shard,
+    jobs: usize,
+    check_determinism: bool,
+    fail_fast: bool,
+    mutation: Mutation,
+    json: Option<PathBuf>,
+    verbose: bool,
+}
+
+/// How often a campaign that is not on a terminal prints a `progress:` line at
+/// the least.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn signal_name(signal: usize) -> &'static str {
+    if signal == SIGTERM as usize {
+        "SIGTERM"
+    } else {
+        "SIGINT"
+    }
+}
+
+fn campaign(a: RunArgs) -> u8 {
+    // A first SIGINT or SIGTERM stops the campaign and prints what finished; a
+    // second one ends the process at once.
+    let signal = Arc::new(AtomicUsize::new(0));
+    let stopping = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        let registered = signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, Arc::clone(&stopping))
+            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stopping)))
+            .and_then(|_| signal_hook::flag::register_usize(sig, Arc::clone(&signal), sig as usize));
+        if let Err(e) = registered {
+            eprintln!("mq-sim: cannot handle {}: {e}", signal_name(sig as usize));
+        }
+    }
+    let (start, shard) = (a.start, a.shard);
+    let count = shard.len(a.count);
     println!(
-        "mq-sim {VERSION} run seeds={start}..{} jobs={jobs} check_determinism={check_determinism}{}",
-        start.saturating_add(count),
-        if mutation == Mutation::None { String::new() } else { format!(" mutation={mutation}") }
+        "mq-sim {VERSION} run seeds={start}..{}{} jobs={} check_determinism={}{}",
+        start.saturating_add(a.count),
+        if shard == Shard::WHOLE { String::new() } else { format!(" shard={shard} ({count} seeds)") },
+        a.jobs,
+        a.check_determinism,
+        if a.mutation == Mutation::None { String::new() } else { format!(" mutation={}", a.mutation) }
     );
-    // Wall time measures the simulator's speed for the summary only; it never
-    // influences a run. (The clippy ban on clocks protects determinism, not this.)
+    let _ = std::io::stdout().flush();
+    let mut json = match a.json.as_deref().map(JsonOut::create).transpose() {
+        Ok(json) => json,
+        Err(e) => {
+            eprintln!("mq-sim: {e}");
+            return 3;
+        }
+    };
+    if let Some(j) = &mut json {
+        j.line(&Line::Campaign(Header {
+            version: VERSION.to_owned(),
+            start_seed: start,
+            seeds: a.count,
+            shard,
+            mutation: a.mutation.to_string(),
+            check_determinism: a.check_determinism,
+        }));
+    }
+    // Wall time measures the simulator's speed and paces progress lines only; it
+    // never influences a run. (The clippy ban on clocks protects determinism, not this.)
     #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
     let next = AtomicU64::new(0);
-    let stop = std::sync::atomic::AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
     // (report, trace hash and events of the second run under --check-determinism)
     let (tx, rx) = mpsc::channel::<(Report, Option<(u64, u64)>)>();
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -188,18 +282,19 @@ fn campaign(start: u64, count: u64, jobs: usize, check_determinism: bool, fail_f
         );
         bar
     });
-    let mut reports: BTreeMap<u64, Report> = BTreeMap::new();
+    let mut summary = Summary::default();
     let mut rerun_events = 0u64;
+    let (jobs, mutation, check_determinism, fail_fast) = (a.jobs, a.mutation, a.check_determinism, a.fail_fast);
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             let tx = tx.clone();
             let (next, stop) = (&next, &stop);
             scope.spawn(move || loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count || stop.load(Ordering::Relaxed) {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= count || stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let seed = start.wrapping_add(i);
+                let seed = shard.seed(start, k);
                 let report = run_seed(&config(seed, mutation, false));
                 if fail_fast && !report.passed() {
                     stop.store(true, Ordering::Relaxed);
@@ -214,10 +309,23 @@ fn campaign(start: u64, count: u64, jobs: usize, check_determinism: bool, fail_f
             });
         }
         drop(tx);
-        let mut done = 0u64;
-        let mut failed = 0u64;
-        for (mut report, second) in rx {
-            done += 1;
+        let mut last_progress = started;
+        let mut interrupted = None;
+        loop {
+            let received = rx.recv_timeout(std::time::Duration::from_millis(200));
+            let sig = signal.load(Ordering::Relaxed);
+            if sig != 0 {
+                interrupted = Some(signal_name(sig));
+                break;
+            }
+            let (mut report, second) = match received {
+                Ok(r) => r,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    progress(&bar, started, &mut last_progress, &summary, count, false);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             if let Some((h, events)) = second {
                 rerun_events += events;
                 if h != report.trace_hash && report.violation.is_none() {
@@ -229,53 +337,167 @@ fn campaign(start: u64, count: u64, jobs: usize, check_determinism: bool, fail_f
                 }
             }
             if let Some(line) = report.fail_line() {
-                failed += 1;
                 let text = format!("{line}\n  replay: {}", report.replay_command());
                 match &bar {
                     Some(b) => b.println(text),
                     None => println!("{text}"),
                 }
             }
-            match &bar {
-                Some(b) => {
-                    b.set_position(done);
-                    b.set_message(format!("{failed} failed"));
-                }
-                None if count >= 10 && done % (count / 10) == 0 => {
-                    println!("progress: {done}/{count} seeds, {failed} failed");
-                }
-                None => {}
+            let result = SeedResult::from_report(&report);
+            summary.add(&result);
+            if let Some(j) = &mut json {
+                j.line(&Line::Seed(result));
             }
-            reports.insert(report.seed, report);
+            let tenth = count >= 10 && summary.seeds % (count / 10) == 0;
+            progress(&bar, started, &mut last_progress, &summary, count, tenth);
         }
         if let Some(b) = &bar {
             b.finish_and_clear();
         }
+        if let Some(sig) = interrupted {
+            // The seeds still running are abandoned: the summary and the JSON
+            // hold the seeds that finished. Exit without waiting for them.
+            stop.store(true, Ordering::Relaxed);
+            // Seeds handed out but not reported: still running (or finished after the signal).
+            let abandoned = next.load(Ordering::Relaxed).min(count).saturating_sub(summary.seeds);
+            println!(
+                "interrupted by {sig}: {} of {count} seeds finished, {abandoned} running seeds abandoned",
+                summary.seeds
+            );
+            finish(&summary, started, rerun_events, check_determinism, a.verbose, json.as_mut(), Some(sig));
+            std::process::exit(if sig == "SIGTERM" { 143 } else { 130 });
+        }
     });
-    let wall = started.elapsed().as_secs_f64();
-    let mut total = Counters::default();
-    let mut coverage = mq_sim::coverage::CoverageTally::default();
-    let (mut events, mut sim_nanos) = (0u64, 0u64);
-    for r in reports.values() {
-        total.add(&r.counters);
-        coverage.add_seed(&r.coverage);
-        events += r.events;
-        sim_nanos += r.sim_nanos;
+    finish(&summary, started, rerun_events, check_determinism, a.verbose, json.as_mut(), None)
+}
+
+/// A `progress:` line when not on a terminal (at every tenth of the seeds, or
+/// when `PROGRESS_EVERY` passed since the last one), or the terminal's bar.
+fn progress(
+    bar: &Option<indicatif::ProgressBar>,
+    started: std::time::Instant,
+    last: &mut std::time::Instant,
+    summary: &Summary,
+    count: u64,
+    tenth: bool,
+) {
+    if let Some(b) = bar {
+        b.set_position(summary.seeds);
+        b.set_message(format!("{} failed", summary.failed));
+        return;
     }
-    let failed = reports.values().filter(|r| !r.passed()).count();
-    println!(
-        "summary: seeds={} failed={failed} events={events} sim_secs={:.1} wall_secs={wall:.2} events_per_sec={:.0} {total}",
-        reports.len(),
-        sim_nanos as f64 / 1e9,
-        // Speed counts every simulated event, including the reruns of --check-determinism.
-        (events + rerun_events) as f64 / wall.max(1e-9)
-    );
-    // After the summary line, which tools parse: the coverage report.
-    for line in coverage.lines() {
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::Instant::now();
+    if tenth || now.duration_since(*last) >= PROGRESS_EVERY {
+        *last = now;
+        let secs = now.duration_since(started).as_secs();
+        println!("progress: {}/{count} seeds, {} failed, {secs} s", summary.seeds, summary.failed);
+    }
+}
+
+/// Prints the summary, ends the JSON file and returns the exit code.
+fn finish(
+    summary: &Summary,
+    started: std::time::Instant,
+    rerun_events: u64,
+    check_determinism: bool,
+    verbose: bool,
+    json: Option<&mut JsonOut>,
+    interrupted: Option<&str>,
+) -> u8 {
+    let wall = started.elapsed().as_secs_f64();
+    for line in summary.lines(wall, rerun_events, check_determinism, verbose) {
         println!("{line}");
     }
     let _ = std::io::stdout().flush();
-    exit_code(&reports.values().collect::<Vec<_>>())
+    if let Some(j) = json {
+        j.line(&Line::End(End {
+            seeds: summary.seeds,
+            wall_secs: wall,
+            rerun_events,
+            interrupted: interrupted.map(str::to_owned),
+        }));
+    }
+    summary.exit_code()
+}
+
+/// A `--json` file, flushed after every line so a killed run leaves whole lines.
+struct JsonOut {
+    path: PathBuf,
+    out: std::io::BufWriter<std::fs::File>,
+    failed: bool,
+}
+
+impl JsonOut {
+    fn create(path: &std::path::Path) -> Result<JsonOut, String> {
+        let file = std::fs::File::create(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(JsonOut { path: path.to_owned(), out: std::io::BufWriter::new(file), failed: false })
+    }
+
+    fn line(&mut self, line: &Line) {
+        let written = writeln!(self.out, "{}", line.to_json()).and_then(|_| self.out.flush());
+        if let Err(e) = written {
+            if !self.failed {
+                eprintln!("mq-sim: cannot write {}: {e}", self.path.display());
+            }
+            self.failed = true;
+        }
+    }
+}
+
+/// `mq-sim merge`: one summary of several `--json` files (or directories of them).
+fn merge(inputs: &[PathBuf], verbose: bool) -> u8 {
+    let mut files = Vec::new();
+    for input in inputs {
+        let paths = if input.is_dir() {
+            let entries = match std::fs::read_dir(input) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("mq-sim: cannot read {}: {e}", input.display());
+                    return 3;
+                }
+            };
+            let mut paths: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            paths.sort();
+            paths
+        } else {
+            vec![input.clone()]
+        };
+        for path in paths {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => files.push((path.display().to_string(), text)),
+                Err(e) => {
+                    eprintln!("mq-sim: cannot read {}: {e}", path.display());
+                    return 3;
+                }
+            }
+        }
+    }
+    let merged = mq_sim::campaign::merge(&files);
+    let check_determinism = merged.header.as_ref().is_some_and(|h| h.check_determinism);
+    match &merged.header {
+        Some(h) => println!(
+            "mq-sim {VERSION} merge of {} files: seeds={}..{} shards={} (written by {}){}",
+            files.len(),
+            h.start_seed,
+            h.start_seed.saturating_add(h.seeds),
+            h.shard.count,
+            h.version,
+            if h.mutation == "none" { String::new() } else { format!(" mutation={}", h.mutation) }
+        ),
+        None => println!("mq-sim {VERSION} merge of {} files", files.len()),
+    }
+    for problem in &merged.problems {
+        println!("problem: {problem}");
+    }
+    for line in merged.summary.lines(merged.wall_secs, merged.rerun_events, check_determinism, verbose) {
+        println!("{line}");
+    }
+    let _ = std::io::stdout().flush();
+    merged.exit_code()
 }
 
 fn shrink(seed: u64, out: Option<PathBuf>, max_runs: u64, mutation: Mutation) -> u8 {

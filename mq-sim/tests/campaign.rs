@@ -4,7 +4,9 @@
 //!
 //! - default: seeds `0..DEFAULT_SEEDS`, well under a minute in a debug build;
 //! - `MQ_SIM_SEEDS=N`: seeds `0..N`;
-//! - `MQ_SIM_SEED=S`: only seed `S` (replay a failure from a campaign).
+//! - `MQ_SIM_SEED=S`: only seed `S` (replay a failure from a campaign), judged by its
+//!   own verdict only (the range's rules, such as "the campaign tested nothing", need
+//!   many seeds).
 
 use mq_core::Mark;
 use mq_sim::coverage::CoverageTally;
@@ -53,16 +55,19 @@ fn campaign_finds_no_violation() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    if !whole_range {
+        // One seed is judged by its own verdict only: many passing seeds inject
+        // no crash, so the range's "tested nothing" rule does not apply to it.
+        return;
+    }
     assert!(crashes > 0 && acked > 0 && committed > 0, "the campaign tested nothing");
-    if whole_range {
-        assert!(multi_node > 0 && elections > 0 && acked_all > 0, "the campaign ran no multi-node cluster");
-        // The rare branches this range is known to reach (docs/simulator.md
-        // "Coverage marks"); a mark that stops moving here means a branch the
-        // default campaign no longer exercises.
-        let report = coverage.lines().join("\n");
-        for mark in REACHED_BY_DEFAULT_SEEDS {
-            assert!(coverage.seeds_hitting(*mark) > 0, "no seed reached {}:\n{report}", mark.name());
-        }
+    assert!(multi_node > 0 && elections > 0 && acked_all > 0, "the campaign ran no multi-node cluster");
+    // The rare branches this range is known to reach (docs/simulator.md
+    // "Coverage marks"); a mark that stops moving here means a branch the
+    // default campaign no longer exercises.
+    let report = coverage.lines().join("\n");
+    for mark in REACHED_BY_DEFAULT_SEEDS {
+        assert!(coverage.seeds_hitting(*mark) > 0, "no seed reached {}:\n{report}", mark.name());
     }
 }
 
