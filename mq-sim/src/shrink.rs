@@ -584,7 +584,10 @@ fn candidates(s: &Schedule, last: &Report, part: Part) -> Vec<(String, Schedule)
         if o.safety_ms > 100 {
             push(format!("safety phase {} ms", o.safety_ms / 2), with(&|c| c.options.safety_ms /= 2));
         }
-        if o.liveness_ms > 1_000 {
+        // A liveness failure keeps its liveness phase: a shorter one would only
+        // leave less time to recover, a failure of its own.
+        let liveness = last.violation.as_ref().is_some_and(|v| v.liveness);
+        if o.liveness_ms > 1_000 && !liveness {
             push(format!("liveness phase {} ms", o.liveness_ms / 2), with(&|c| c.options.liveness_ms /= 2));
         }
         if o.batch_max_records > 1 {
