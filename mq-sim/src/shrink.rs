@@ -443,7 +443,7 @@ fn freeze_candidates(s: &Schedule, last: &Report) -> Vec<(String, Schedule)> {
         }
     };
     push("record the drawn faults", Schedule { random_faults: false, faults: last.faults.clone(), ..s.clone() });
-    let kinds: [(&str, fn(&mut Options) -> &mut u32); 8] = [
+    let kinds: [(&str, Weight); 8] = [
         ("no drawn crashes", |o| &mut o.w_crash),
         ("no drawn pauses", |o| &mut o.w_pause),
         ("no drawn partitions", |o| &mut o.w_partition),
@@ -468,6 +468,9 @@ fn freeze_candidates(s: &Schedule, last: &Report) -> Vec<(String, Schedule)> {
     }
     out
 }
+
+/// The weight of one kind of drawn fault, in the options.
+type Weight = fn(&mut Options) -> &mut u32;
 
 /// The sparsest drawn faults the shrinker moves to (twice the sparsest drawn).
 const MAX_FAULT_INTERVAL_MS: u64 = 2_000;
