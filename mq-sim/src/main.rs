@@ -90,11 +90,15 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
         /// Most candidate runs.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 3000)]
         max_runs: u64,
         /// A deliberate bug (see `run`).
         #[arg(long, default_value = "none")]
         mutation: Mutation,
+        /// Start from the seed's own draw of faults (what the shrinker falls back
+        /// to when the recorded faults do not reproduce the failure).
+        #[arg(long)]
+        from_seed_draw: bool,
     },
 }
 
@@ -145,7 +149,9 @@ fn main() -> ExitCode {
             };
             ExitCode::from(replay(cfg, trace, timeline))
         }
-        Cmd::Shrink { seed, out, max_runs, mutation } => ExitCode::from(shrink(seed, out, max_runs, mutation)),
+        Cmd::Shrink { seed, out, max_runs, mutation, from_seed_draw } => {
+            ExitCode::from(shrink(seed, out, max_runs, mutation, from_seed_draw))
+        }
     }
 }
 
@@ -500,10 +506,10 @@ fn merge(inputs: &[PathBuf], verbose: bool) -> u8 {
     merged.exit_code()
 }
 
-fn shrink(seed: u64, out: Option<PathBuf>, max_runs: u64, mutation: Mutation) -> u8 {
+fn shrink(seed: u64, out: Option<PathBuf>, max_runs: u64, mutation: Mutation, from_seed_draw: bool) -> u8 {
     println!("mq-sim {VERSION}");
     println!("shrink seed={seed} mutation={mutation}");
-    let cfg = mq_sim::shrink::ShrinkConfig { seed, mutation, max_runs };
+    let cfg = mq_sim::shrink::ShrinkConfig { seed, mutation, max_runs, from_seed_draw };
     let result = mq_sim::shrink::shrink(&cfg, |line| {
         println!("  {line}");
         let _ = std::io::stdout().flush();
@@ -525,10 +531,12 @@ fn shrink(seed: u64, out: Option<PathBuf>, max_runs: u64, mutation: Mutation) ->
     println!("before: {b}");
     println!("after: {a}");
     println!(
-        "smaller: {:.1}x in events, {} changes kept in {} runs",
+        "smaller: {:.1}x in size ({:.1}x in events), {} changes kept in {} runs{}",
+        shrunk.factor(),
         b.events as f64 / a.events.max(1) as f64,
         shrunk.kept,
-        shrunk.runs
+        shrunk.runs,
+        if shrunk.fell_back { ", from the seed's own draw of faults" } else { "" }
     );
     println!("schedule: {} (replay: mq-sim replay --schedule {})", path.display(), path.display());
     0

@@ -194,6 +194,16 @@ pub struct Options {
     /// the faults.
     #[serde(default)]
     pub workload_start_ms: u64,
+    /// Plain consumers (by their index among the run's consumers) that never
+    /// start: their client slots and ids stay, so every other client keeps its id
+    /// and its streams. Only schedules set it (the shrinker silences consumers,
+    /// which draw from no stream another client draws from).
+    #[serde(default)]
+    pub silent_consumers: Vec<u32>,
+    /// The adversaries of an auth seed never start (their slots stay). Only
+    /// schedules set it.
+    #[serde(default)]
+    pub silent_adversaries: bool,
 }
 
 fn draw_group(r: &mut mq_core::Rng) -> GroupOptions {
@@ -316,6 +326,8 @@ impl Options {
             w_shutdown: 0,
             attack_interval_ms: 0,
             workload_start_ms: 0,
+            silent_consumers: Vec::new(),
+            silent_adversaries: false,
         };
         // Drawn last so that adding them left every earlier option of a seed as it
         // was.
@@ -455,6 +467,13 @@ impl fmt::Display for Options {
         )?;
         if self.workload_start_ms > 0 {
             writeln!(f, "workload_start_ms={} (set by the shrinker)", self.workload_start_ms)?;
+        }
+        if !self.silent_consumers.is_empty() || self.silent_adversaries {
+            writeln!(
+                f,
+                "silent_consumers={:?} silent_adversaries={} (set by the shrinker)",
+                self.silent_consumers, self.silent_adversaries
+            )?;
         }
         writeln!(
             f,

@@ -474,6 +474,7 @@ impl Sim {
             let p = Producer::new(config, seed).expect("the simulator draws valid producer settings");
             clients.push(Role::Producer { p: Box::new(p), ops: BTreeMap::new() });
         }
+        let mut consumers = 0;
         for (i, tp) in topics.iter().enumerate() {
             if opts.consumer_per_partition || tp.partition == PartitionId(0) {
                 let mut config = ConsumerConfig::new(tp.clone());
@@ -481,7 +482,10 @@ impl Sim {
                 config.request_timeout = timeout;
                 config.credentials = creds(adversary::consumer_key(tp));
                 let seed = Seed(seed).child("consumer", i as u64).0;
-                clients.push(Role::Consumer(Box::new(Consumer::new(config, seed))));
+                // A silenced consumer keeps its slot, so later clients keep their ids.
+                let silent = opts.silent_consumers.contains(&(consumers as u32));
+                consumers += 1;
+                clients.push(if silent { Role::Gone } else { Role::Consumer(Box::new(Consumer::new(config, seed))) });
             }
         }
         let mut group_checker = GroupChecker::default();
@@ -500,7 +504,8 @@ impl Sim {
         if opts.auth {
             // Last, so every honest client keeps its id.
             for kind in [AdversaryKind::Anonymous, AdversaryKind::Intruder] {
-                clients.push(Role::Adversary(Box::new(Adversary::new(seed, kind))));
+                let silent = opts.silent_adversaries;
+                clients.push(if silent { Role::Gone } else { Role::Adversary(Box::new(Adversary::new(seed, kind))) });
             }
         }
         let clients = clients

@@ -102,6 +102,8 @@ pub enum MarkKind {
     Liveness,
     /// The last event: the end of the run or the violation.
     End,
+    /// Where the stall a liveness violation names began (see [`Focus`]).
+    Stall,
 }
 
 impl MarkKind {
@@ -120,6 +122,7 @@ impl MarkKind {
             MarkKind::Member => "member",
             MarkKind::Liveness => "liveness",
             MarkKind::End => "end",
+            MarkKind::Stall => "stall",
         }
     }
 }
@@ -179,6 +182,27 @@ pub struct Op {
     pub highlight: bool,
 }
 
+/// The window a liveness violation's page opens on: from where the stall began
+/// (the last progress of the stuck record, consumer or partition) on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Focus {
+    /// Where the stall began, in microseconds.
+    pub stall_us: u64,
+    /// The window the page opens on.
+    pub from_us: u64,
+    /// Its end.
+    pub to_us: u64,
+    /// The stuck member's or consumer's lane, if the violation names one.
+    pub lane: Option<usize>,
+    /// What the stall is, in words.
+    pub label: String,
+}
+
+/// How much of the run after the stall began the page shows first.
+const FOCUS_AFTER_US: u64 = 2_000_000;
+/// And before it.
+const FOCUS_BEFORE_US: u64 = 200_000;
+
 /// A run as lanes, arrows, marks and operations.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Timeline {
@@ -211,6 +235,11 @@ pub struct Timeline {
     pub highlight_lanes: Vec<usize>,
     /// Trace events read.
     pub events: usize,
+    /// Group member ids and the client lane that held each (a member id is the
+    /// coordinator's, `epoch << 32 | n`; the client learns it when it joins).
+    pub members: Vec<(u64, usize)>,
+    /// For a liveness violation: where its stall began and the window to open on.
+    pub focus: Option<Focus>,
 }
 
 /// Trace kinds whose `a` is the peer's code.
@@ -366,12 +395,27 @@ impl Timeline {
             }
             tp_names.extend(tps_in(&e.detail));
         }
+        // Member ids by the client that was told it (its Joined answer, its own
+        // group requests and group events name it first).
+        let mut member_keys: BTreeMap<u64, (u8, u64)> = BTreeMap::new();
+        for e in events.iter().filter(|e| !e.note && matches!(e.actor, Actor::Client(_))) {
+            if matches!(e.kind, "recv" | "group-event") {
+                if let Some(&m) = numbers_after(&e.detail, "member: MemberId(").first() {
+                    member_keys.entry(m).or_insert(lane_key(e.actor));
+                }
+            }
+        }
         let violation_text = report.violation.as_ref().map(|v| v.what.clone()).unwrap_or_default();
         tp_names.extend(tps_in(&violation_text));
         let b = Builder {
             lanes: lane_keys.iter().enumerate().map(|(i, k)| (*k, i)).collect(),
             tps: tp_names.iter().enumerate().map(|(i, t)| (t.clone(), i)).collect(),
         };
+        let members: BTreeMap<u64, usize> =
+            member_keys.iter().filter_map(|(m, k)| b.lanes.get(k).map(|l| (*m, *l))).collect();
+        let lane_names: Vec<String> =
+            lane_keys.iter().map(|&(kind, n)| if kind == 1 { format!("n{n}") } else { format!("c{n}") }).collect();
+        let name = |text: &str| name_members(text, &members, &lane_names);
         let mut roles: Vec<Option<&'static str>> = vec![None; lane_keys.len()];
         let end_us = events.last().map_or(0, us);
 
@@ -400,7 +444,7 @@ impl Timeline {
                 lane,
                 lanes: Vec::new(),
                 tp: None,
-                label: cut(&label),
+                label: cut(&name(&label)),
                 highlight: false,
             };
             match (e.note, e.kind, here) {
@@ -468,7 +512,7 @@ impl Timeline {
                     };
                     a.tp = tp;
                     a.class = class;
-                    a.label = cut(summary);
+                    a.label = cut(&name(summary));
                 }
                 (false, "crash", Some(lane)) => {
                     down.insert(lane, marks.len());
@@ -586,6 +630,21 @@ impl Timeline {
                 highlight_lanes.insert(l);
             }
         }
+        for m in
+            numbers_after(&violation_text, "member ").into_iter().chain(numbers_after(&violation_text, "MemberId("))
+        {
+            if let Some(&l) = members.get(&m) {
+                highlight_lanes.insert(l);
+            }
+        }
+        let focus = report
+            .violation
+            .as_ref()
+            .filter(|v| v.liveness)
+            .map(|v| focus_of(v.invariant, &violation_text, events, &marks, &b, &members, end_us));
+        if let Some(l) = focus.as_ref().and_then(|f| f.lane) {
+            highlight_lanes.insert(l);
+        }
         // Marks about a named partition, on a named lane if the violation names any.
         for m in marks.iter_mut() {
             let tp = m.tp.is_some_and(|tp| highlight_tps.contains(&tp));
@@ -596,7 +655,19 @@ impl Timeline {
             op.highlight = true;
             highlight_lanes.insert(op.lane);
         }
-        let verdict = report.fail_line().unwrap_or_else(|| format!("PASS seed={}", report.seed));
+        let verdict = report.fail_line().map_or_else(|| format!("PASS seed={}", report.seed), |l| name(&l));
+        if let Some(f) = &focus {
+            marks.push(Mark {
+                kind: MarkKind::Stall,
+                start_us: f.stall_us,
+                end_us: f.stall_us,
+                lane: f.lane,
+                lanes: Vec::new(),
+                tp: highlight_tps.first().copied(),
+                label: cut(&name(&f.label)),
+                highlight: true,
+            });
+        }
         marks.push(Mark {
             kind: MarkKind::End,
             start_us: end_us,
@@ -614,8 +685,8 @@ impl Timeline {
             arrows.sort_by_key(|a| a.sent_us);
             arrows.drain(..arrows_left_out);
         }
-        let mut lanes: Vec<String> =
-            lane_keys.iter().map(|&(kind, n)| if kind == 1 { format!("n{n}") } else { format!("c{n}") }).collect();
+        let focus = focus.map(|f| Focus { label: name(&f.label), ..f });
+        let mut lanes = lane_names.clone();
         for ((name, role), (kind, _)) in lanes.iter_mut().zip(&roles).zip(&lane_keys) {
             if let (Some(role), 2) = (role, kind) {
                 name.push(' ');
@@ -637,6 +708,8 @@ impl Timeline {
             highlight_tps,
             highlight_lanes: highlight_lanes.into_iter().collect(),
             events: events.len(),
+            members: members.iter().map(|(m, l)| (*m, *l)).collect(),
+            focus,
         }
     }
 
@@ -656,6 +729,20 @@ impl Timeline {
             ",\"hlOps\":{:?},\"hlTps\":{:?},\"hlLanes\":{:?}",
             self.highlight_ops, self.highlight_tps, self.highlight_lanes
         );
+        match &self.focus {
+            Some(f) => {
+                let _ = write!(
+                    d,
+                    ",\"focus\":{{\"stall\":{},\"from\":{},\"to\":{},\"lane\":{},\"label\":{}}}",
+                    f.stall_us,
+                    f.from_us,
+                    f.to_us,
+                    f.lane.map_or(-1, |l| l as i64),
+                    js_str(&f.label)
+                );
+            }
+            None => d.push_str(",\"focus\":null"),
+        }
         // Arrows: sent, arrived, from, to, fate, class, tp (-1 for none), flat.
         d.push_str(",\"a\":[");
         for (i, a) in self.arrows.iter().enumerate() {
@@ -718,6 +805,145 @@ impl Timeline {
         d.push('}');
         let title = html_escape(&format!("mq-sim seed {}: {}", self.seed, self.verdict));
         TEMPLATE.replace("__TITLE__", &title).replace("/*__DATA__*/null", &d)
+    }
+}
+
+/// `text` with each group member id it names followed by the lane of the client
+/// that held it: `member 4294967297 (c7)`, `MemberId(4294967297 c7)`.
+fn name_members(text: &str, members: &BTreeMap<u64, usize>, lanes: &[String]) -> String {
+    if members.is_empty() || !(text.contains("member ") || text.contains("MemberId(")) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    loop {
+        let next = [("member ", false), ("MemberId(", true), ("owner is ", false)]
+            .iter()
+            .filter_map(|(w, paren)| rest.find(w).map(|i| (i, w.len(), *paren)))
+            .min();
+        let Some((i, len, paren)) = next else { break };
+        let start = i + len;
+        let digits: String = rest[start..].chars().take_while(char::is_ascii_digit).collect();
+        out.push_str(&rest[..start + digits.len()]);
+        rest = &rest[start + digits.len()..];
+        let lane = digits.parse::<u64>().ok().and_then(|m| members.get(&m)).and_then(|l| lanes.get(*l));
+        if let Some(lane) = lane {
+            if paren {
+                let _ = write!(out, " {lane}");
+            } else {
+                let _ = write!(out, " ({lane})");
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where the stall of liveness violation `invariant` (saying `what`) began, and
+/// the window to open on: for `group_completion`, the last delivery of the
+/// first record left unacknowledged (its member is the stuck lane), or when it
+/// was never delivered, when it was committed; for a consumer that did not catch
+/// up, when its partition's high watermark first passed where it stopped; for a
+/// partition without a leader, its last leader election; otherwise the start of
+/// the liveness phase (the heal).
+fn focus_of(
+    invariant: &str,
+    what: &str,
+    events: &[TraceEvent],
+    marks: &[Mark],
+    b: &Builder,
+    members: &BTreeMap<u64, usize>,
+    end_us: u64,
+) -> Focus {
+    let tp = tps_in(what).into_iter().next();
+    // The first trace event at which `tp`'s high watermark passed `offset`.
+    let committed_past = |tp: &str, offset: u64| {
+        let prefix = format!("hw {tp} -> ");
+        events.iter().find(|e| {
+            e.kind == "event"
+                && e.detail
+                    .strip_prefix(&prefix)
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .is_some_and(|hw| hw > offset)
+        })
+    };
+    let found: Option<(u64, Option<usize>, String)> = match (invariant, &tp) {
+        ("group_completion", Some(tp)) => {
+            let group = what.strip_prefix("group ").and_then(|r| r.split(':').next()).unwrap_or("");
+            let first = numbers_after(what, "first ").first().copied();
+            first.and_then(|offset| {
+                let (topic, partition) = tp.rsplit_once('/')?;
+                let needle = format!(
+                    "group: \"{group}\", member: MemberId("
+                );
+                let at = format!(
+                    "tp: TopicPartition {{ topic: \"{topic}\", partition: PartitionId({partition}) }}, offset: Offset({offset}),"
+                );
+                let last = events.iter().rev().find(|e| {
+                    e.kind == "event"
+                        && e.detail.starts_with("GroupDelivered")
+                        && e.detail.contains(&needle)
+                        && e.detail.contains(&at)
+                });
+                match last {
+                    Some(e) => {
+                        let member = numbers_after(&e.detail, "member: MemberId(").first().copied();
+                        let delivery = numbers_after(&e.detail, "delivery: ").first().copied().unwrap_or(0);
+                        let node = match e.actor {
+                            Actor::Node(n) => format!("n{n}"),
+                            _ => "a node".to_owned(),
+                        };
+                        let lane = member.and_then(|m| members.get(&m).copied());
+                        let whom = member.map_or(String::new(), |m| format!(" to member {m}"));
+                        let label = format!(
+                            "stall: {tp}@{offset} (first record of {group} never acked) last delivered (delivery {delivery}) by {node}{whom} at {:.6} s",
+                            us(e) as f64 / 1e6
+                        );
+                        Some((us(e), lane, label))
+                    }
+                    None => committed_past(tp, offset).map(|e| {
+                        let label = format!(
+                            "stall: {tp}@{offset} (first record of {group} never acked) committed at {:.6} s and never delivered",
+                            us(e) as f64 / 1e6
+                        );
+                        (us(e), None, label)
+                    }),
+                }
+            })
+        }
+        ("liveness_consumers_caught_up", Some(tp)) => {
+            let client = numbers_after(what, "c").first().copied();
+            let upto = numbers_after(what, "up to ").first().copied();
+            upto.and_then(|p| committed_past(tp, p)).map(|e| {
+                let lane = client.and_then(|c| b.lanes.get(&(2, c)).copied());
+                let who = client.map_or("the consumer".to_owned(), |c| format!("c{c}"));
+                let label = format!(
+                    "stall: {tp} committed past {} at {:.6} s; {who} never read on",
+                    upto.unwrap_or(0),
+                    us(e) as f64 / 1e6
+                );
+                (us(e), lane, label)
+            })
+        }
+        ("liveness_leaders", Some(tp)) => {
+            let tpi = b.tps.get(tp).copied();
+            marks.iter().rev().find(|m| m.kind == MarkKind::Leader && m.tp.is_some() && m.tp == tpi).map(|m| {
+                let label = format!("stall: the last leader election of {tp}, {:.6} s", m.start_us as f64 / 1e6);
+                (m.start_us, m.lane, label)
+            })
+        }
+        _ => None,
+    };
+    let (stall_us, lane, label) = found.unwrap_or_else(|| {
+        let heal = marks.iter().find(|m| m.kind == MarkKind::Liveness).map_or(0, |m| m.start_us);
+        (heal, None, format!("stall: from the heal (the liveness phase), {:.6} s", heal as f64 / 1e6))
+    });
+    Focus {
+        stall_us,
+        from_us: stall_us.saturating_sub(FOCUS_BEFORE_US),
+        to_us: end_us.min(stall_us + FOCUS_AFTER_US).max(stall_us + 1),
+        lane,
+        label,
     }
 }
 

@@ -161,3 +161,87 @@ fn a_violation_is_the_banner_and_its_operations_are_highlighted() {
     let ids: Vec<u64> = list.split(',').map(|n| n.trim().parse().expect("an op id")).collect();
     assert!(ids.contains(&op) && ids.contains(&1), "{ids:?}");
 }
+
+/// A seed with a consumer group (about 39 000 events).
+const GROUP_SEED: u64 = 9;
+
+/// The number after `word` in `text`.
+fn number_after(text: &str, word: &str) -> u64 {
+    let i = text.find(word).unwrap_or_else(|| panic!("{word} in {text}")) + word.len();
+    text[i..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().expect("a number")
+}
+
+#[test]
+fn a_group_stall_opens_where_its_record_was_last_delivered_and_names_the_member_by_lane() {
+    let mut report = run_seed(&SimConfig { keep_trace: true, ..SimConfig::new(GROUP_SEED) });
+    let events = report.trace_events.take().expect("kept");
+    assert!(Timeline::build(&report, &events).focus.is_none(), "a passing run opens on its last second");
+    // The last delivery of the run: made up to be the first record a group never
+    // acknowledged.
+    let last = events
+        .iter()
+        .rev()
+        .find(|e| e.kind == "event" && e.detail.starts_with("GroupDelivered"))
+        .expect("the seed has a group that delivers");
+    let group = last.detail.split('"').nth(1).expect("the group's name").to_owned();
+    let member = number_after(&last.detail, "member: MemberId(");
+    let offset = number_after(&last.detail, "offset: Offset(");
+    let tp = mq_sim::timeline::tps_in(&last.detail)[0].clone();
+    let stall_us = last.at.as_nanos() / 1_000;
+    report.violation = Some(mq_sim::Violation {
+        invariant: "group_completion",
+        what: format!("group {group}: 1 committed records of {tp} matching its filter are neither acked nor dead-lettered after healing (first {offset}; acked prefix 0)"),
+        liveness: true,
+    });
+    let t = Timeline::build(&report, &events);
+
+    // Member ids are decoded into the lane of the client that held them.
+    let lane = t.members.iter().find(|(m, _)| *m == member).map(|(_, l)| *l).expect("the member's client lane");
+    let lane_name = t.lanes[lane].split(' ').next().expect("a name").to_owned();
+    assert!(t.lanes[lane].ends_with("member"), "{:?}", t.lanes);
+    assert!(
+        t.arrows.iter().any(|a| a.label.contains(&format!("MemberId({member} {lane_name})"))),
+        "labels name the member's lane"
+    );
+
+    // The stall: where the record was last delivered, on the member's lane.
+    let focus = t.focus.clone().expect("a liveness violation has a focus");
+    assert_eq!(focus.stall_us, stall_us);
+    assert_eq!(focus.lane, Some(lane));
+    assert!(
+        focus.label.contains(&format!("{tp}@{offset}")) && focus.label.contains(&format!("({lane_name})")),
+        "{}",
+        focus.label
+    );
+    assert!(focus.from_us < focus.stall_us && focus.stall_us < focus.to_us && focus.to_us <= t.end_us);
+    assert!(t.highlight_lanes.contains(&lane));
+    let stall = t.marks.iter().find(|m| m.kind == MarkKind::Stall).expect("a stall mark");
+    assert!(stall.highlight && stall.start_us == stall_us && stall.lane == Some(lane));
+    let html = t.html();
+    assert!(
+        html.contains(&format!("\"focus\":{{\"stall\":{stall_us},\"from\":{},", focus.from_us)),
+        "the page opens there"
+    );
+    assert!(html.contains("show the stall"));
+
+    // A safety violation naming the member: its lane is red and the banner names it.
+    report.violation = Some(mq_sim::Violation {
+        invariant: "group_ack_final",
+        what: format!("n1 handed {tp}@{offset} to member {member} of group {group} at 1s (delivery 2); its ack was confirmed earlier"),
+        liveness: false,
+    });
+    let t = Timeline::build(&report, &events);
+    assert!(t.focus.is_none());
+    assert!(t.highlight_lanes.contains(&lane));
+    assert!(t.verdict.contains(&format!("member {member} ({lane_name})")), "{}", t.verdict);
+
+    // Another liveness violation opens from the heal.
+    report.violation = Some(mq_sim::Violation {
+        invariant: "liveness_progress",
+        what: "no produce with acks=all succeeded in the 1000 ms after the core was healed (0 with acks=1)".into(),
+        liveness: true,
+    });
+    let t = Timeline::build(&report, &events);
+    let heal = t.marks.iter().find(|m| m.kind == MarkKind::Liveness).expect("the heal").start_us;
+    assert_eq!(t.focus.expect("a focus").stall_us, heal);
+}
