@@ -60,6 +60,10 @@ pub enum Mutation {
     /// The simulator panics when the liveness phase starts: proves a panic is
     /// reported as the seed's `core_panic` failure, not a crash of the campaign.
     Panic,
+    /// The network delivers every produce request of a client twice (a transport
+    /// that replays requests behind the client's back), so records are appended
+    /// more often than the producer sent them (`duplicates_bounded`).
+    DuplicateRequests,
 }
 
 impl FromStr for Mutation {
@@ -69,7 +73,8 @@ impl FromStr for Mutation {
             "none" => Ok(Mutation::None),
             "lying-disk" => Ok(Mutation::LyingDisk),
             "panic" => Ok(Mutation::Panic),
-            other => Err(format!("unknown mutation {other:?}; known: none, lying-disk, panic")),
+            "duplicate-requests" => Ok(Mutation::DuplicateRequests),
+            other => Err(format!("unknown mutation {other:?}; known: none, lying-disk, panic, duplicate-requests")),
         }
     }
 }
@@ -80,6 +85,7 @@ impl fmt::Display for Mutation {
             Mutation::None => "none",
             Mutation::LyingDisk => "lying-disk",
             Mutation::Panic => "panic",
+            Mutation::DuplicateRequests => "duplicate-requests",
         })
     }
 }
@@ -176,6 +182,9 @@ counters!(
     /// Idempotent records appended twice after retention removed the first copy
     /// from the leader (exempt, see docs/invariants.md).
     duplicates_after_retention,
+    /// Extra committed copies of records of non-idempotent sends (allowed up to
+    /// the send's retries: `duplicates_bounded`).
+    duplicates_non_idempotent,
     /// Crashes of a node that had just won a Raft election (aimed fault).
     new_controller_crashes,
     /// Nodes cut off (one way) right after winning a Raft election (aimed fault).
@@ -228,6 +237,8 @@ counters!(
     records_acked,
     /// Records read by consumers.
     records_read,
+    /// Records the final read-back read (`final_readback`).
+    readback_records,
     /// Records committed (below the final high watermarks).
     records_committed,
     /// Records acknowledged with acks=all.
