@@ -9,7 +9,7 @@
 //! read must match them, and every acknowledged record must be among them at its
 //! acknowledged offset.
 
-use crate::history::{is_adversarial, History, Outcome};
+use crate::history::{is_adversarial, History, Outcome, ProduceOp};
 use bytes::Bytes;
 use mq_core::controller::raft::Entry;
 use mq_core::controller::{MetadataRecord, Raft};
@@ -31,6 +31,10 @@ pub const INVARIANTS: &[&str] = &[
     "hw_monotonic",
     "read_committed",
     "no_read_of_failed_write",
+    "definite_failure_not_committed",
+    "final_readback",
+    "consumer_positions",
+    "duplicates_bounded",
     "no_unexpected_values",
     "one_leader_per_epoch",
     "one_leader_per_term",
@@ -82,11 +86,35 @@ struct PartModel {
     last_of_client: BTreeMap<u64, (u64, usize)>,
     /// Committed control records (group cursors); `None` in `committed`.
     control: u64,
+    /// Copies committed here of each record of a non-idempotent op sent here:
+    /// (op, index) -> copies (`duplicates_bounded`).
+    copies: BTreeMap<(u64, usize), u32>,
+    /// Copies beyond the first of those records.
+    duplicates: u64,
 }
 
 impl PartModel {
     fn hw(&self) -> Offset {
         Offset(self.committed.len() as u64)
+    }
+
+    /// Record `i` of non-idempotent op `op` committed once more: the copies may
+    /// not outnumber the produce requests that carried it (`duplicates_bounded`);
+    /// each copy after the first is counted.
+    fn non_idempotent_record(&mut self, op: &ProduceOp, i: usize, offset: Offset) -> Option<String> {
+        let copies = self.copies.entry((op.id, i)).or_insert(0);
+        *copies += 1;
+        if *copies > 1 {
+            self.duplicates += 1;
+        }
+        // 1 + retries: the first request and each one after it (a history built
+        // without requests, as in unit tests, still allows one copy).
+        (*copies > op.requests.max(1)).then(|| {
+            format!(
+                "record {i} of op {} (c{}, acks={:?}) is committed {copies} times (the last at {offset}); {} produce request(s) carried it",
+                op.id, op.client, op.acks, op.requests
+            )
+        })
     }
 
     /// Record `i` of idempotent op `op` of `client` committed at `offset`: it must
@@ -199,6 +227,12 @@ pub struct Checker {
     appended_below_min_isr: BTreeSet<Bytes>,
     /// Auth seeds: what the honest admin creates (`auth_not_bypassed`).
     pub auth: Option<AuthRules>,
+    /// Per plain consumer and partition, the offset its next read must not be
+    /// below (`consumer_positions`).
+    positions: BTreeMap<(u64, TopicPartition), Offset>,
+    /// The highest log start any replica of a partition reported
+    /// (`Event::LogStartAdvanced`) or showed: offsets below it may be gone.
+    log_start_seen: BTreeMap<TopicPartition, Offset>,
 }
 
 /// What in `record` no honest client asked for, under `rules`: the honest admin
@@ -262,6 +296,12 @@ impl Checker {
         if self.violation.is_none() {
             self.violation = Some(Violation { invariant, what, liveness: true });
         }
+    }
+
+    /// Copies beyond the first of records of non-idempotent ops in the committed
+    /// prefix (allowed up to the op's retries: `duplicates_bounded`).
+    pub fn duplicates_non_idempotent(&self) -> u64 {
+        self.parts.values().map(|p| p.duplicates).sum()
     }
 
     /// Committed records seen (the lossy partitions' up to their last HW).
@@ -384,6 +424,7 @@ impl Checker {
         let mut bad = None;
         let mut adversarial = None;
         let mut producer_bad: Option<(&'static str, String)> = None;
+        let mut failed = None;
         let mut next = from;
         'batches: for b in log.batches_from(from) {
             for (o, r) in b.iter_with_offsets() {
@@ -414,11 +455,23 @@ impl Checker {
                     None => {
                         bad.get_or_insert(format!("{tp}@{o} on n{node} holds {:?}, which no producer sent", r.value));
                     }
+                    Some((op, _)) if matches!(op.outcome, Outcome::Failed { .. }) => {
+                        failed.get_or_insert(format!(
+                            "{tp}@{o} on n{node} is committed with {:?} of op {}, which failed definitely",
+                            r.value, op.id
+                        ));
+                    }
                     // Only the producer's own stamped batches: a dead-letter copy of
                     // an idempotent record is appended unstamped by a broker.
                     Some((op, i)) if op.idempotent && b.producer.is_some() => {
                         if let Some(what) = model.idempotent_record(op.client, op.id, i, o) {
                             producer_bad.get_or_insert(what);
+                        }
+                    }
+                    // Dead-letter copies live in another partition.
+                    Some((op, i)) if !op.idempotent && op.tp == *tp => {
+                        if let Some(what) = model.non_idempotent_record(op, i, o) {
+                            producer_bad.get_or_insert(("duplicates_bounded", what));
                         }
                     }
                     Some(_) => {}
@@ -436,6 +489,9 @@ impl Checker {
         }
         if let Some(what) = bad {
             self.fail("no_unexpected_values", what);
+        }
+        if let Some(what) = failed {
+            self.fail("definite_failure_not_committed", what);
         }
         if let Some((invariant, what)) = producer_bad {
             self.fail(invariant, format!("{tp}: {what}"));
@@ -465,6 +521,72 @@ impl Checker {
             }
         }
         self.check_origin(client, tp, offset, value, h);
+        self.check_position(client, tp, offset);
+    }
+
+    /// `consumer_positions` for a read of `tp@offset` by plain consumer `client`
+    /// (docs/invariants.md): a consumer's position only moves forward, so it
+    /// never reads an offset again nor one below where it stood, and between two
+    /// reads it passes only offsets that hold no committed data record (group
+    /// cursor records, which plain fetches skip, and records retention removed
+    /// before the checker saw them commit). A consumer starts at offset 0.
+    fn check_position(&mut self, client: u64, tp: &TopicPartition, offset: Offset) {
+        let key = (client, tp.clone());
+        let expected = self.positions.get(&key).copied().unwrap_or(Offset(0));
+        self.positions.insert(key, offset.next().max(expected));
+        if self.lossy.contains(tp) {
+            return;
+        }
+        if offset < expected {
+            let what = format!("c{client} read {tp}@{offset} after its position had reached {expected}");
+            return self.fail("consumer_positions", what);
+        }
+        if let Some((o, v)) = self.first_record_in(tp, expected, offset) {
+            let what = format!(
+                "c{client} read {tp}@{offset} right after its position was {expected}, passing the committed record {o} = {v:?}"
+            );
+            self.fail("consumer_positions", what);
+        }
+    }
+
+    /// Plain consumer `client` moved its position on `tp` from `from` to `to`
+    /// without reading, because its offset was below the leader's log start.
+    /// Legal only over records retention removed: `to` may not pass the highest
+    /// log start any replica reached (`live` is the highest among the live
+    /// nodes now; `consumer_positions`).
+    pub fn on_consumer_skip(&mut self, client: u64, tp: &TopicPartition, from: Offset, to: Offset, live: Offset) {
+        let key = (client, tp.clone());
+        let expected = self.positions.get(&key).copied().unwrap_or(Offset(0));
+        self.positions.insert(key, to.max(expected));
+        let floor = self.log_start_floor(tp).max(live);
+        if self.lossy.contains(tp) || to <= floor {
+            return;
+        }
+        if let Some((o, v)) = self.first_record_in(tp, from.max(floor), to) {
+            let what = format!(
+                "c{client} skipped {tp} from {from} to {to}, past the committed record {o} = {v:?}; no replica's log starts above {floor}"
+            );
+            self.fail("consumer_positions", what);
+        }
+    }
+
+    /// The first committed data record of `tp` the checker holds in `[from, to)`.
+    pub fn first_record_in(&self, tp: &TopicPartition, from: Offset, to: Offset) -> Option<(Offset, &Bytes)> {
+        let slots = self.parts.get(tp).map(|p| p.committed.as_slice()).unwrap_or_default();
+        let to = usize::try_from(to.0).unwrap_or(usize::MAX).min(slots.len());
+        let from = usize::try_from(from.0).unwrap_or(usize::MAX).min(to);
+        slots[from..to].iter().enumerate().find_map(|(i, v)| v.as_ref().map(|v| (Offset((from + i) as u64), v)))
+    }
+
+    /// A replica of `tp` moved its log start to `start` (retention).
+    pub fn on_log_start(&mut self, tp: &TopicPartition, start: Offset) {
+        let seen = self.log_start_seen.entry(tp.clone()).or_insert(Offset(0));
+        *seen = (*seen).max(start);
+    }
+
+    /// The highest log start any replica of `tp` reported.
+    pub fn log_start_floor(&self, tp: &TopicPartition) -> Offset {
+        self.log_start_seen.get(tp).copied().unwrap_or(Offset(0))
     }
 
     fn check_origin(&mut self, client: u64, tp: &TopicPartition, offset: Offset, value: &Bytes, h: &History) {
@@ -790,7 +912,7 @@ impl Checker {
             }
         }
         if let Some(what) = failed_committed {
-            self.fail("no_read_of_failed_write", what);
+            self.fail("definite_failure_not_committed", what);
         }
         if self.committed() == 0 {
             self.fail("vacuous", "no record was committed: the run tested nothing".into());
@@ -865,6 +987,97 @@ mod tests {
         other.advance_high_watermark(Offset(1));
         c3.on_high_watermark(3, &tp, LeaderEpoch(3), Offset(1), &other, &h);
         assert_eq!(c3.violation().map(|v| v.invariant), Some("log_matching"));
+    }
+}
+
+#[cfg(test)]
+mod client_view_tests {
+    use super::*;
+    use mq_core::wire::{Record, RecordBatch};
+    use mq_core::Instant;
+
+    /// Four committed records of one op at t/0, offsets 0..4.
+    fn committed(acks: Acks) -> (Checker, History, TopicPartition) {
+        let mut c = Checker::single_node();
+        let tp = TopicPartition::new("t", 0);
+        let mut h = History::default();
+        let op = h.invoke(1, tp.clone(), acks, 4, Instant::ZERO);
+        h.on_produce_request(&h.ops[op as usize].values.clone());
+        let mut log = PartitionLog::new(tp.clone());
+        let records = h.ops[op as usize].values.iter().cloned().map(Record::from_value).collect();
+        log.append(RecordBatch::new(records), LeaderEpoch(0), 0);
+        log.mark_persisted(Offset(4));
+        log.advance_high_watermark(Offset(4));
+        c.on_high_watermark(1, &tp, LeaderEpoch(1), Offset(4), &log, &h);
+        assert!(c.violation().is_none(), "{:?}", c.violation());
+        (c, h, tp)
+    }
+
+    fn read(c: &mut Checker, h: &History, tp: &TopicPartition, o: u64) {
+        c.on_read(9, tp, Offset(o), &h.ops[0].values[o as usize], h);
+    }
+
+    #[test]
+    fn a_consumer_reading_in_order_passes() {
+        let (mut c, h, tp) = committed(Acks::Leader);
+        (0..4).for_each(|o| read(&mut c, &h, &tp, o));
+        assert!(c.violation().is_none(), "{:?}", c.violation());
+    }
+
+    #[test]
+    fn a_consumer_that_goes_back_fails_consumer_positions() {
+        let (mut c, h, tp) = committed(Acks::Leader);
+        (0..3).for_each(|o| read(&mut c, &h, &tp, o));
+        read(&mut c, &h, &tp, 1);
+        assert_eq!(c.violation().map(|v| v.invariant), Some("consumer_positions"));
+    }
+
+    #[test]
+    fn a_consumer_that_passes_a_committed_record_fails_consumer_positions() {
+        let (mut c, h, tp) = committed(Acks::Leader);
+        read(&mut c, &h, &tp, 0);
+        read(&mut c, &h, &tp, 2);
+        assert_eq!(c.violation().map(|v| v.invariant), Some("consumer_positions"));
+    }
+
+    #[test]
+    fn a_skip_is_legal_only_up_to_a_log_start_a_replica_reached() {
+        let (mut c, h, tp) = committed(Acks::Leader);
+        c.on_log_start(&tp, Offset(2));
+        c.on_consumer_skip(9, &tp, Offset(0), Offset(2), Offset(0));
+        read(&mut c, &h, &tp, 2);
+        assert!(c.violation().is_none(), "{:?}", c.violation());
+        c.on_consumer_skip(9, &tp, Offset(3), Offset(4), Offset(2));
+        assert_eq!(c.violation().map(|v| v.invariant), Some("consumer_positions"));
+    }
+
+    #[test]
+    fn a_record_committed_twice_from_one_request_fails_duplicates_bounded() {
+        let (mut c, mut h, tp) = committed(Acks::Leader);
+        // The same op's first record again at offset 4: one request carried it.
+        let mut log = PartitionLog::new(tp.clone());
+        let mut records: Vec<Record> = h.ops[0].values.iter().cloned().map(Record::from_value).collect();
+        records.push(Record::from_value(h.ops[0].values[0].clone()));
+        log.append(RecordBatch::new(records), LeaderEpoch(0), 0);
+        log.mark_persisted(Offset(5));
+        log.advance_high_watermark(Offset(5));
+        // A retry (a second request) would allow it.
+        h.on_produce_request(&h.ops[0].values.clone());
+        let mut allowed = Checker::single_node();
+        allowed.on_high_watermark(1, &tp, LeaderEpoch(1), Offset(5), &log, &h);
+        assert!(allowed.violation().is_none(), "{:?}", allowed.violation());
+        assert_eq!(allowed.duplicates_non_idempotent(), 1);
+        h.ops[0].requests = 1;
+        c.on_high_watermark(1, &tp, LeaderEpoch(1), Offset(5), &log, &h);
+        assert_eq!(c.violation().map(|v| v.invariant), Some("duplicates_bounded"));
+    }
+
+    #[test]
+    fn a_definitely_failed_op_that_commits_fails_definite_failure_not_committed() {
+        let (mut c, mut h, _) = committed(Acks::All);
+        h.ops[0].outcome = Outcome::Failed { at: Instant::ZERO, code: mq_core::wire::ErrorCode::NotLeader };
+        c.finish(&[], &h);
+        assert_eq!(c.violation().map(|v| v.invariant), Some("definite_failure_not_committed"));
     }
 }
 

@@ -53,6 +53,10 @@ pub struct ProduceOp {
     pub outcome: Outcome,
     /// Sent by an idempotent producer with acks=all: deduplicated and ordered.
     pub idempotent: bool,
+    /// Produce requests that carried its records (the first attempt and every
+    /// retry, as the simulator put them on the wire): no record of the op can be
+    /// appended more often (`duplicates_bounded`).
+    pub requests: u32,
 }
 
 /// One record a consumer read.
@@ -132,6 +136,7 @@ impl History {
             invoked: at,
             outcome: Outcome::Pending,
             idempotent: false,
+            requests: 0,
         });
         id
     }
@@ -141,6 +146,18 @@ impl History {
         let id = self.attacks.len() as u64;
         self.attacks.push(Attack { id, client, kind, what, at, outcome: AttackOutcome::Pending });
         id
+    }
+
+    /// A producer put a produce request carrying `values` on the wire: each op
+    /// with a record among them counts one more request.
+    pub fn on_produce_request<'a>(&mut self, values: impl IntoIterator<Item = &'a Bytes>) {
+        let mut ops: Vec<usize> =
+            values.into_iter().filter_map(|v| self.origin(v).map(|(op, _)| op.id as usize)).collect();
+        ops.sort_unstable();
+        ops.dedup();
+        for op in ops {
+            self.ops[op].requests += 1;
+        }
     }
 
     /// The op and record index that sent `value`, if any op did.

@@ -61,6 +61,10 @@ pub enum Mutation {
     /// The simulator panics when the liveness phase starts: proves a panic is
     /// reported as the seed's `core_panic` failure, not a crash of the campaign.
     Panic,
+    /// The network delivers every produce request of a client twice (a transport
+    /// that replays requests behind the client's back), so records are appended
+    /// more often than the producer sent them (`duplicates_bounded`).
+    DuplicateRequests,
 }
 
 impl FromStr for Mutation {
@@ -70,7 +74,8 @@ impl FromStr for Mutation {
             "none" => Ok(Mutation::None),
             "lying-disk" => Ok(Mutation::LyingDisk),
             "panic" => Ok(Mutation::Panic),
-            other => Err(format!("unknown mutation {other:?}; known: none, lying-disk, panic")),
+            "duplicate-requests" => Ok(Mutation::DuplicateRequests),
+            other => Err(format!("unknown mutation {other:?}; known: none, lying-disk, panic, duplicate-requests")),
         }
     }
 }
@@ -81,6 +86,7 @@ impl fmt::Display for Mutation {
             Mutation::None => "none",
             Mutation::LyingDisk => "lying-disk",
             Mutation::Panic => "panic",
+            Mutation::DuplicateRequests => "duplicate-requests",
         })
     }
 }
@@ -184,6 +190,9 @@ counters!(
     /// Idempotent retries a leader recognised as appended already (answered with
     /// the original offset instead of appending again).
     deduplicated_batches,
+    /// Extra committed copies of records of non-idempotent sends (allowed up to
+    /// the send's retries: `duplicates_bounded`).
+    duplicates_non_idempotent,
     /// Crashes of a node that had just won a Raft election (aimed fault).
     new_controller_crashes,
     /// Nodes cut off (one way) right after winning a Raft election (aimed fault).
@@ -236,6 +245,8 @@ counters!(
     records_acked,
     /// Records read by consumers.
     records_read,
+    /// Records the final read-back read (`final_readback`).
+    readback_records,
     /// Records committed (below the final high watermarks).
     records_committed,
     /// Records acknowledged with acks=all.

@@ -41,6 +41,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 mod lifecycle;
+mod readback;
 
 /// Something scheduled to happen.
 enum Ev {
@@ -262,6 +263,8 @@ enum Role {
     Gone,
     /// An adversarial client (auth seeds).
     Adversary(Box<Adversary>),
+    /// A consumer of the final read-back (`readback.rs`).
+    Reader(Box<Consumer>),
 }
 
 struct ClientSlot {
@@ -351,6 +354,8 @@ pub struct Sim {
     /// Coverage marks of node incarnations that ended (crash or stop), so that a
     /// restart does not lose them; [`Sim::coverage`] adds the live nodes'.
     ended_coverage: Coverage,
+    /// The final read-back, once it began.
+    readback: Option<readback::Readback>,
 }
 
 /// Most events one seed may take before it counts as stuck.
@@ -572,6 +577,7 @@ impl Sim {
             disturbed_at: Instant::ZERO,
             fault_log: Vec::new(),
             ended_coverage: Coverage::default(),
+            readback: None,
         };
         for n in 0..sim.nodes.len() {
             let slot = &mut sim.nodes[n];
@@ -649,11 +655,12 @@ impl Sim {
             match &c.role {
                 Role::Producer { p, .. } => self.counters.retries += p.retries(),
                 Role::Consumer(consumer) => self.counters.consumer_leader_changes += consumer.leader_changes(),
-                Role::Admin(_) | Role::Member(_) | Role::Gone | Role::Adversary(_) => {}
+                Role::Admin(_) | Role::Member(_) | Role::Gone | Role::Adversary(_) | Role::Reader(_) => {}
             }
         }
         self.counters.records_read = self.checker.records_read;
         self.counters.records_committed = self.checker.committed();
+        self.counters.duplicates_non_idempotent = self.checker.duplicates_non_idempotent();
         self.counters.group_deliveries = self.groups.deliveries;
         self.counters.group_redeliveries = self.groups.redeliveries;
         self.counters.group_acks_confirmed = self.groups.acks_confirmed;
@@ -796,7 +803,7 @@ impl Sim {
             }
             Ev::Liveness => self.start_liveness(),
             Ev::End => {
-                if !self.drain_longer() {
+                if (self.readback.is_some() || !self.drain_longer()) && !self.readback_pending() {
                     self.finish();
                 }
             }
@@ -833,7 +840,7 @@ impl Sim {
 
     /// The highest log start of `tp` among the live nodes.
     fn max_log_start(&self, tp: &TopicPartition) -> Offset {
-        self.nodes.iter().filter_map(|s| s.node.as_ref()?.log(tp).map(|l| l.log_start())).max().unwrap_or(Offset(0))
+        max_log_start(&self.nodes, tp)
     }
 
     // ----- nodes -----
@@ -969,7 +976,7 @@ impl Sim {
                 let (done, slow) = slot.disk.submit(now, token, writes, &mut self.rng_disk[n]);
                 self.counters.slow_fsyncs += u64::from(slow);
                 match self.cfg.mutation {
-                    Mutation::None | Mutation::Panic => {
+                    Mutation::None | Mutation::Panic | Mutation::DuplicateRequests => {
                         self.push(done, Ev::PersistDone { node: n, incarnation, token, apply: true, notify: true })
                     }
                     Mutation::LyingDisk => {
@@ -1048,6 +1055,7 @@ impl Sim {
                         }
                     }
                     Event::DeadLettered { group, tp, offset, .. } => self.groups.on_dead_lettered(group, tp, *offset),
+                    Event::LogStartAdvanced { tp, log_start } => self.checker.on_log_start(tp, *log_start),
                     _ => {}
                 }
                 if let Event::HighWatermark { tp, high_watermark, leader_epoch } = &e {
@@ -1307,7 +1315,11 @@ impl Sim {
                     format!("to {to} {} ({why:?})", summary(&msg))
                 });
             }
-            Fate::Deliver { at, dup } => {
+            Fate::Deliver { at, mut dup } => {
+                let produce = matches!(&msg, Message::Request(Request { body: RequestBody::Produce { .. }, .. }));
+                if self.cfg.mutation == Mutation::DuplicateRequests && produce && matches!(from, Peer::Client(_)) {
+                    dup = Some(at + Duration::from_millis(1)); // the bug under test
+                }
                 // For the timeline's arrows (trace.rs notes: not hashed, not in the text).
                 for t in [Some(at), dup].into_iter().flatten() {
                     self.trace.note(now, actor(from), "send", peer_code(to), t.as_nanos(), String::new);
@@ -1422,7 +1434,12 @@ impl Sim {
                 }
                 while let Some(out) = p.poll_output() {
                     match out {
-                        ProducerOutput::Send { to, msg } => sends.push((to, msg)),
+                        ProducerOutput::Send { to, msg } => {
+                            if let Message::Request(Request { body: RequestBody::Produce { batch, .. }, .. }) = &msg {
+                                self.history.on_produce_request(batch.records.iter().map(|r| &r.value));
+                            }
+                            sends.push((to, msg));
+                        }
                         ProducerOutput::Done { id, outcome } => {
                             let op = ops.remove(&id).expect("every outcome answers a send");
                             record_outcome(
@@ -1448,6 +1465,10 @@ impl Sim {
                 }
             }
             Role::Gone => return,
+            Role::Reader(consumer) => {
+                let readback = self.readback.as_mut();
+                readback::drive(consumer, readback, c, cid, now, input, &mut sends, &mut self.trace);
+            }
             Role::Consumer(consumer) => {
                 if let Some(input) = input {
                     consumer.handle(now, input);
@@ -1470,6 +1491,9 @@ impl Sim {
                         }
                         ConsumerOutput::Skipped { from, to } => {
                             self.trace.event(now, Actor::Client(cid.0), "skip", from.0, to.0, String::new);
+                            let tp = &consumer.config().tp;
+                            let live = max_log_start(&self.nodes, tp);
+                            self.checker.on_consumer_skip(cid.0, tp, from, to, live);
                         }
                         ConsumerOutput::Error(e) => {
                             self.trace.event(now, Actor::Client(cid.0), "error", 0, 0, || e.to_string());
@@ -1598,7 +1622,7 @@ impl Sim {
             _ if !slot.started => None,
             Role::Admin(a) => (!a.unconfirmed.is_empty()).then_some(a.next_attempt),
             Role::Producer { p, .. } => p.poll_timeout(),
-            Role::Consumer(consumer) => consumer.poll_timeout(),
+            Role::Consumer(consumer) | Role::Reader(consumer) => consumer.poll_timeout(),
             Role::Member(m) => m.gc.poll_timeout(),
             // Adversaries act on their own ticks.
             Role::Gone | Role::Adversary(_) => None,
@@ -1990,6 +2014,7 @@ impl Sim {
             nodes.iter().for_each(|n| n.check_invariants());
         }
         self.checker.finish(&nodes, &self.history);
+        self.judge_readback();
         if self.checker.violation().is_some() {
             return;
         }
@@ -2080,6 +2105,11 @@ fn record_outcome(
     if kind == "ok" {
         checker.on_ack(op, history);
     }
+}
+
+/// The highest log start of `tp` among the live nodes of `nodes`.
+fn max_log_start(nodes: &[NodeSlot], tp: &TopicPartition) -> Offset {
+    nodes.iter().filter_map(|s| s.node.as_ref()?.log(tp).map(|l| l.log_start())).max().unwrap_or(Offset(0))
 }
 
 fn actor(p: Peer) -> Actor {

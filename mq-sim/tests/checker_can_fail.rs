@@ -105,3 +105,17 @@ mod auth {
         assert_eq!(invariant(&c), Some("auth_refused"));
     }
 }
+
+/// `duplicates_bounded`: a network that delivers every produce request twice
+/// appends records of non-idempotent sends (acks=0, acks=1, acks=all without
+/// idempotence) more often than any producer sent them. The checker counts every
+/// request that carried a record, so the extra copies are caught.
+#[test]
+fn requests_duplicated_behind_the_client_fail_duplicates_bounded() {
+    let caught = (0..20).find_map(|seed| {
+        let report = run_seed(&SimConfig { mutation: Mutation::DuplicateRequests, ..SimConfig::new(seed) });
+        report.violation.filter(|v| !v.liveness).map(|v| (seed, v))
+    });
+    let (seed, v) = caught.expect("20 seeds with duplicated produce requests and no safety violation");
+    assert_eq!(v.invariant, "duplicates_bounded", "seed {seed}: {}", v.what);
+}
