@@ -24,6 +24,7 @@ pub mod checker;
 pub mod clock;
 pub mod coverage;
 pub mod disk;
+pub mod explore;
 pub mod groups;
 pub mod history;
 pub mod members;

@@ -100,6 +100,29 @@ enum Cmd {
         #[arg(long)]
         from_seed_draw: bool,
     },
+    /// Search for schedules that reach rare coverage marks (docs/simulator.md
+    /// "Exploring"): keeps runs that reach new marks or pairs of marks and derives
+    /// new runs from them, until the budget is spent.
+    Explore {
+        /// Wall-clock budget in seconds.
+        #[arg(long)]
+        budget_secs: u64,
+        /// The first seed of the initial plain runs.
+        #[arg(long, default_value_t = 0)]
+        start_seed: u64,
+        /// Plain seeds run before any derivation.
+        #[arg(long, default_value_t = 16)]
+        initial: u64,
+        /// The seed of the exploration's own choices.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Worker threads (a batch of this many runs at a time).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Where failing runs' schedules are written.
+        #[arg(long, default_value = ".")]
+        out_dir: PathBuf,
+    },
 }
 
 /// Exit codes: 0 all seeds passed, 1 a safety violation, 2 only liveness violations
@@ -151,6 +174,9 @@ fn main() -> ExitCode {
         }
         Cmd::Shrink { seed, out, max_runs, mutation, from_seed_draw } => {
             ExitCode::from(shrink(seed, out, max_runs, mutation, from_seed_draw))
+        }
+        Cmd::Explore { budget_secs, start_seed, initial, seed, jobs, out_dir } => {
+            ExitCode::from(explore(budget_secs, start_seed, initial, seed, jobs.max(1), &out_dir))
         }
     }
 }
@@ -540,4 +566,69 @@ fn shrink(seed: u64, out: Option<PathBuf>, max_runs: u64, mutation: Mutation, fr
     );
     println!("schedule: {} (replay: mq-sim replay --schedule {})", path.display(), path.display());
     0
+}
+
+fn explore(budget_secs: u64, start_seed: u64, initial: u64, seed: u64, jobs: usize, out_dir: &std::path::Path) -> u8 {
+    use mq_sim::explore::Explorer;
+    println!("mq-sim {VERSION} explore budget_secs={budget_secs} start_seed={start_seed} initial={initial} seed={seed} jobs={jobs}");
+    // The budget is the only use of the wall clock; the runs and the derivations
+    // never read it.
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
+    let mut x = Explorer::new(seed, start_seed, initial);
+    let mut failed = 0u64;
+    while started.elapsed().as_secs() < budget_secs {
+        let batch = x.candidates(jobs);
+        let reports: Vec<Report> = std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|c| {
+                    let cfg = SimConfig::from_schedule(c.schedule.clone());
+                    scope.spawn(move || run_seed(&cfg))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("run_seed catches panics")).collect()
+        });
+        let secs = started.elapsed().as_secs_f64();
+        let results: Vec<_> = batch.into_iter().zip(reports).collect();
+        for (c, r) in &results {
+            if let Some(line) = r.fail_line() {
+                failed += 1;
+                let path = out_dir.join(format!("explore-{seed}-{}.json", c.index));
+                let schedule = Explorer::failure_schedule(c, r);
+                match std::fs::write(&path, schedule.to_json() + "\n") {
+                    Ok(()) => println!(
+                        "{line}\n  run {} ({}); replay: mq-sim replay --schedule {}",
+                        c.index,
+                        c.derivation.name(),
+                        path.display()
+                    ),
+                    Err(e) => println!(
+                        "{line}\n  run {} ({}); cannot write {}: {e}",
+                        c.index,
+                        c.derivation.name(),
+                        path.display()
+                    ),
+                }
+            }
+        }
+        let labels: Vec<(u64, &str)> = results.iter().map(|(c, _)| (c.index, c.derivation.name())).collect();
+        for ((index, how), outcome) in labels.into_iter().zip(x.integrate(results)) {
+            for m in &outcome.new_marks {
+                println!("explore: run {index} ({how}) reached {} at {secs:.1}s", m.name());
+            }
+        }
+        let _ = std::io::stdout().flush();
+    }
+    let missing: Vec<&str> = x.not_reached().iter().map(|m| m.name()).collect();
+    println!(
+        "explore: runs={} kept={} failed={failed} marks={} reached={} wall_secs={:.1}",
+        x.handed_out(),
+        x.kept(),
+        mq_core::Mark::ALL.len(),
+        mq_core::Mark::ALL.len() - missing.len(),
+        started.elapsed().as_secs_f64()
+    );
+    println!("explore: not reached: {}", if missing.is_empty() { "none".to_owned() } else { missing.join(" ") });
+    u8::from(failed > 0)
 }
