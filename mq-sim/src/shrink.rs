@@ -11,7 +11,7 @@
 //!    member fewer, half the produce operations, half the safety or liveness phase;
 //! 3. fewer faults: drop halves, quarters, ... and finally single faults;
 //! 4. less noise: no message loss, duplication, tail latency or reordering, no slow
-//!    fsyncs, no clock drift, no retention, no aimed faults, no nacks or rejects,
+//!    fsyncs, no clock drift, no retention, no aimed faults, no BUGGIFY, no nacks or rejects,
 //!    no authentication and adversaries;
 //! 5. shorter faults: each crash, pause, partition or clog half as long.
 //!
@@ -291,7 +291,7 @@ fn candidates(s: &Schedule, last: &Report) -> Vec<(String, Schedule)> {
         }
     }
     // 4. Less noise.
-    let quiet: [Quieting; 13] = [
+    let quiet: [Quieting; 15] = [
         ("no message loss", o.loss_prob > 0.0, |o| o.loss_prob = 0.0),
         ("no duplicated messages", o.dup_prob > 0.0, |o| o.dup_prob = 0.0),
         ("no tail latency", o.delay_tail_prob > 0.0, |o| o.delay_tail_prob = 0.0),
@@ -304,6 +304,10 @@ fn candidates(s: &Schedule, last: &Report) -> Vec<(String, Schedule)> {
         }),
         ("no aimed controller crashes", o.crash_new_controller_prob > 0.0, |o| o.crash_new_controller_prob = 0.0),
         ("no figure-8 script", o.figure8, |o| o.figure8 = false),
+        ("no aimed faults at protocol moments", s.random_faults && o.aimed.any(), |o| {
+            o.aimed = crate::aimed::AimedOptions::off()
+        }),
+        ("no BUGGIFY", o.buggify, |o| o.buggify = false),
         ("no torn writes", o.torn_prob > 0.0, |o| o.torn_prob = 0.0),
         (
             "no nacks, rejects or forgotten records",
