@@ -152,6 +152,15 @@ marks!(
     Unauthorized = "auth.unauthorized",
     /// An authentication proof refused.
     ProofRefused = "auth.proof_refused",
+    // ----- BUGGIFY points that fired (buggify.rs; simulator only) -----
+    /// A Raft leader sent fewer entries than it could.
+    BuggifyRaftShortAppend = "buggify.raft_short_append",
+    /// A Raft election timeout drawn at the low end of its range.
+    BuggifyRaftEarlyElection = "buggify.raft_early_election",
+    /// A partition leader answered a follower's fetch with at most one batch.
+    BuggifyReplicaSmallFetch = "buggify.replica_small_fetch",
+    /// An acks=all produce waited for the HW only briefly.
+    BuggifyProduceShortCommitWait = "buggify.produce_short_commit_wait",
 );
 
 /// Counts per [`Mark`] of one machine or one run (see the module docs).

@@ -68,6 +68,7 @@
 //! a panic; a broken internal invariant panics (`check_invariants` runs after every
 //! input in debug builds).
 
+pub mod buggify;
 pub mod client;
 pub mod contract;
 pub mod controller;

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod adversary;
+pub mod aimed;
 pub mod campaign;
 pub mod checker;
 pub mod clock;
@@ -313,6 +314,21 @@ counters!(
     adversary_unauthenticated,
     /// Of which refused `Unauthorized`.
     adversary_unauthorized,
+    /// Aimed faults (docs/simulator.md "Aimed faults"): a voter crashed right
+    /// after granting its vote, restarting inside the term.
+    aimed_vote,
+    /// Of which with a rival candidate of that term held back until the restart.
+    aimed_vote_rivals,
+    /// A partition leader crashed within a fetch round trip of applying a
+    /// committed ISR expansion.
+    aimed_isr_commit,
+    /// A follower crashed between appending fetched records and their fsync.
+    aimed_follower_fsync,
+    /// A new partition leader crashed, paused or had a follower link clogged in
+    /// its first fetch round.
+    aimed_first_fetch,
+    /// A member or its coordinator crashed right after a rebalance.
+    aimed_rebalance,
 );
 
 impl fmt::Display for Counters {

@@ -4,6 +4,7 @@
 //! would never reach. Heal times are always finite: a partition, clog or pause
 //! always ends.
 
+use crate::aimed::AimedOptions;
 use mq_core::group::{assign::Assignor, GroupMode};
 use mq_core::Seed;
 use rand::Rng as _;
@@ -204,6 +205,15 @@ pub struct Options {
     /// schedules set it.
     #[serde(default)]
     pub silent_adversaries: bool,
+    // ----- aimed faults and BUGGIFY (issue 18) -----
+    /// Aimed faults at protocol moments, per kind (docs/simulator.md "Aimed
+    /// faults"); all off in schedules written before they existed.
+    #[serde(default)]
+    pub aimed: AimedOptions,
+    /// BUGGIFY: the nodes take legal but rare paths at named points
+    /// (docs/simulator.md "BUGGIFY"; `mq_core::buggify`).
+    #[serde(default)]
+    pub buggify: bool,
 }
 
 fn draw_group(r: &mut mq_core::Rng) -> GroupOptions {
@@ -328,6 +338,8 @@ impl Options {
             workload_start_ms: 0,
             silent_consumers: Vec::new(),
             silent_adversaries: false,
+            aimed: AimedOptions::off(),
+            buggify: false,
         };
         // Drawn last so that adding them left every earlier option of a seed as it
         // was.
@@ -352,6 +364,10 @@ impl Options {
         o.auth = r.random_bool(0.5);
         o.w_shutdown = if cluster_size > 1 { weight(&mut r, 0.6) } else { 0 };
         o.attack_interval_ms = r.random_range(5..=100);
+        // Drawn last so that adding them left every earlier option of a seed as it
+        // was.
+        o.aimed = AimedOptions::draw(&mut r, o.voters.len(), o.replication_factor, o.groups.len(), o.figure8);
+        o.buggify = r.random_bool(0.5);
         o
     }
 }
@@ -465,6 +481,7 @@ impl fmt::Display for Options {
             "security: auth={} attack_interval_ms={} controlled_shutdown_weight={}",
             self.auth, self.attack_interval_ms, self.w_shutdown
         )?;
+        writeln!(f, "{} buggify={}", self.aimed, self.buggify)?;
         if self.workload_start_ms > 0 {
             writeln!(f, "workload_start_ms={} (set by the shrinker)", self.workload_start_ms)?;
         }

@@ -9,6 +9,7 @@
 //! followed from it). `mq-sim shrink` prunes a failing seed's schedule;
 //! `mq-sim replay --schedule FILE` replays one.
 
+use crate::aimed::AimedKind;
 use crate::options::Options;
 use crate::Mutation;
 use mq_core::Peer;
@@ -84,6 +85,14 @@ pub enum Fault {
         /// Crash rather than leave.
         crash: bool,
     },
+    /// An aimed fault (docs/simulator.md "Aimed faults"): `fault`, injected at a
+    /// protocol moment of kind `kind`. Replayed at its instant like any other.
+    Aimed {
+        /// The moment it was aimed at.
+        kind: AimedKind,
+        /// What was injected (a crash, pause or clog).
+        fault: Box<Fault>,
+    },
 }
 
 impl Fault {
@@ -93,6 +102,7 @@ impl Fault {
             Fault::Crash { down_ns, .. } | Fault::CrashController { down_ns, .. } => Some(*down_ns),
             Fault::Pause { for_ns, .. } | Fault::Partition { for_ns, .. } | Fault::Clog { for_ns, .. } => Some(*for_ns),
             Fault::ClockStep { .. } | Fault::Member { .. } | Fault::Shutdown { .. } => None,
+            Fault::Aimed { fault, .. } => fault.duration_ns(),
         }
     }
 
@@ -103,6 +113,7 @@ impl Fault {
             Fault::Crash { down_ns, .. } | Fault::CrashController { down_ns, .. } => *down_ns = ns,
             Fault::Pause { for_ns, .. } | Fault::Partition { for_ns, .. } | Fault::Clog { for_ns, .. } => *for_ns = ns,
             Fault::ClockStep { .. } | Fault::Member { .. } | Fault::Shutdown { .. } => {}
+            Fault::Aimed { fault, .. } => **fault = fault.with_duration(ns),
         }
         f
     }
@@ -122,6 +133,7 @@ impl Fault {
             Fault::Partition { side, .. } => side.iter().all(peer_ok),
             Fault::CrashController { .. } => true,
             Fault::Member { client, .. } => *client < clients,
+            Fault::Aimed { fault, .. } => fault.fits(nodes, clients),
         }
     }
 }

@@ -11,7 +11,7 @@
 //! 2. a smaller system: one broker, voter, topic, partition, producer, group or
 //!    member fewer, half the produce operations, half the safety or liveness phase;
 //! 3. less noise: no message loss, duplication, tail latency or reordering, no slow
-//!    fsyncs, no clock drift, no retention, no aimed faults, no nacks or rejects,
+//!    fsyncs, no clock drift, no retention, no aimed faults, no BUGGIFY, no nacks or rejects,
 //!    no authentication and adversaries;
 //! 4. shorter faults: each crash, pause, partition or clog half as long;
 //! 5. sooner and sparser: faults earlier, slower pacing.
@@ -395,6 +395,7 @@ const REROLLS: u64 = 6;
 /// groups that are neither empty nor everything).
 fn fault_groups(faults: &[Timed]) -> Vec<(String, Vec<Timed>)> {
     let kind = |f: &Fault| match f {
+        Fault::Aimed { .. } => "aimed",
         Fault::Crash { .. } => "crash",
         Fault::CrashController { .. } => "controller crash",
         Fault::Pause { .. } => "pause",
@@ -404,14 +405,17 @@ fn fault_groups(faults: &[Timed]) -> Vec<(String, Vec<Timed>)> {
         Fault::Shutdown { .. } => "shutdown",
         Fault::Member { .. } => "member fault",
     };
-    let node = |f: &Fault| match f {
-        Fault::Crash { node, .. }
-        | Fault::Pause { node, .. }
-        | Fault::Clog { node, .. }
-        | Fault::ClockStep { node, .. }
-        | Fault::Shutdown { node } => Some(*node),
-        _ => None,
-    };
+    fn node(f: &Fault) -> Option<usize> {
+        match f {
+            Fault::Crash { node, .. }
+            | Fault::Pause { node, .. }
+            | Fault::Clog { node, .. }
+            | Fault::ClockStep { node, .. }
+            | Fault::Shutdown { node } => Some(*node),
+            Fault::Aimed { fault, .. } => node(fault),
+            _ => None,
+        }
+    }
     let mut out = Vec::new();
     let mut push = |what: String, keep: Vec<Timed>| {
         if !keep.is_empty() && keep.len() < faults.len() && !out.iter().any(|(_, k)| *k == keep) {
@@ -599,7 +603,7 @@ fn candidates(s: &Schedule, last: &Report, part: Part) -> Vec<(String, Schedule)
     }
     // 3. Less noise.
     if part == Part::Noise {
-        let quiet: [Quieting; 13] = [
+        let quiet: [Quieting; 15] = [
             ("no message loss", o.loss_prob > 0.0, |o| o.loss_prob = 0.0),
             ("no duplicated messages", o.dup_prob > 0.0, |o| o.dup_prob = 0.0),
             ("no tail latency", o.delay_tail_prob > 0.0, |o| o.delay_tail_prob = 0.0),
@@ -612,6 +616,10 @@ fn candidates(s: &Schedule, last: &Report, part: Part) -> Vec<(String, Schedule)
             }),
             ("no aimed controller crashes", o.crash_new_controller_prob > 0.0, |o| o.crash_new_controller_prob = 0.0),
             ("no figure-8 script", o.figure8, |o| o.figure8 = false),
+            ("no aimed faults at protocol moments", s.random_faults && o.aimed.any(), |o| {
+                o.aimed = crate::aimed::AimedOptions::off()
+            }),
+            ("no BUGGIFY", o.buggify, |o| o.buggify = false),
             ("no torn writes", o.torn_prob > 0.0, |o| o.torn_prob = 0.0),
             (
                 "no nacks, rejects or forgotten records",

@@ -40,6 +40,7 @@ use rand::Rng as _;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
+mod aimed;
 mod lifecycle;
 mod readback;
 
@@ -80,6 +81,10 @@ enum Ev {
         incarnation: u64,
     },
     Fault,
+    /// An aimed fault (`sim/aimed.rs`), a [`Fault::Aimed`].
+    Aimed {
+        fault: Box<Fault>,
+    },
     /// The `index`-th fault of the run's schedule.
     Scheduled {
         index: usize,
@@ -124,6 +129,7 @@ impl Ev {
             Ev::ProduceTick { .. } => "produce-tick",
             Ev::MemberTick { .. } => "member-tick",
             Ev::Fault => "fault",
+            Ev::Aimed { .. } => "aimed-fault",
             Ev::Scheduled { .. } => "scheduled-fault",
             Ev::Restart { .. } => "restart",
             Ev::Crash { .. } => "crash",
@@ -313,6 +319,8 @@ pub struct Sim {
     /// The consumer-group checker.
     pub groups: GroupChecker,
     figure8: Figure8,
+    /// Aimed faults at protocol moments (`sim/aimed.rs`).
+    aimed: aimed::Aimed,
     topics: Vec<TopicPartition>,
     cut_id: u64,
     liveness_start: Option<Instant>,
@@ -401,6 +409,7 @@ impl Sim {
                         admin_app_key: ADMIN_APP_KEY.to_string(),
                         admin_credential: adversary::credential_of(seed, ADMIN_APP_KEY),
                     }),
+                    buggify: opts.buggify.then(|| Seed(seed).child("buggify", u64::from(id)).0),
                     ..config
                 };
                 let max = i64::from(opts.drift_max_ppm);
@@ -540,6 +549,7 @@ impl Sim {
             rng_members: Seed(seed).stream("members"),
             groups: group_checker,
             figure8: if opts.figure8 { Figure8::First } else { Figure8::Off },
+            aimed: aimed::Aimed::new(seed),
             // Producers stop well before the end so consumers can catch up, and late
             // enough that a healed cluster (elections, registration) has time to commit.
             produce_until: safety_end + Duration::from_millis(opts.liveness_ms * 6 / 10),
@@ -753,6 +763,12 @@ impl Sim {
             Ev::ProduceTick { client } => self.produce_tick(client),
             Ev::MemberTick { client, incarnation } => self.member_tick(client, incarnation),
             Ev::Fault => self.fault(),
+            Ev::Aimed { fault } => {
+                if self.liveness_start.is_none() {
+                    self.disturbed_at = now;
+                    self.apply_fault(*fault);
+                }
+            }
             Ev::Scheduled { index } => {
                 let schedule = self.cfg.schedule.clone().expect("scheduled faults come from a schedule");
                 let fault = schedule.faults[index].fault.clone();
@@ -906,6 +922,8 @@ impl Sim {
             let end = node.log(&tp).map(|l| l.log_end());
             (tp, end)
         });
+        let replica_data = aimed::carries_replica_data(&input);
+        let persists = self.counters.persists;
         node.handle(local, input);
         self.node_inputs += 1;
         if let Some((tp, before)) = hostile_end {
@@ -939,6 +957,9 @@ impl Sim {
             slot.next_check = slot.inputs + every.max(mq_core::node::full_check_spacing(node.batch_count()));
         }
         self.drain_outputs(n);
+        if replica_data {
+            self.aimed_after_replica_data(n, self.counters.persists > persists);
+        }
         self.on_raft_leadership(n);
         self.schedule_node_timer(n);
         self.after_node_step(n);
@@ -968,7 +989,10 @@ impl Sim {
         let now = self.now;
         let id = self.nodes[n].id;
         match out {
-            Output::Send { to, msg } => self.send(Peer::Node(id), to, msg),
+            Output::Send { to, msg } => {
+                self.aimed_on_send(n, to, &msg);
+                self.send(Peer::Node(id), to, msg)
+            }
             Output::Persist { token, writes } => {
                 self.counters.persists += 1;
                 let slot = &mut self.nodes[n];
@@ -990,6 +1014,7 @@ impl Sim {
                 self.trace.event(now, Actor::Node(id.0), "close", peer_code(peer), 0, || format!("{peer}: {reason}"));
             }
             Output::Event(e) => {
+                self.aimed_on_event(n, &e);
                 match &e {
                     Event::BecameLeader { tp, leader_epoch, unclean, .. } => {
                         self.counters.leader_elections += 1;
@@ -1527,9 +1552,11 @@ impl Sim {
             }
             let name = group_name(m.group);
             let mut replace = false;
+            let mut rebalanced = None;
             while let Some(ev) = m.gc.poll_event() {
                 match &ev {
                     GroupEvent::Rebalanced { member, generation, assignment } => {
+                        rebalanced = Some(m.gc.coordinator());
                         self.counters.group_rebalances += 1;
                         self.honest_members.insert((name.clone(), *member));
                         if let Some((inv, what, _)) = self.groups.on_joined(&name, *member, *generation, assignment) {
@@ -1543,6 +1570,9 @@ impl Sim {
             }
             if replace {
                 self.counters.member_leaves += 1;
+            }
+            if let Some(coordinator) = rebalanced {
+                self.aimed_on_rebalance(c, coordinator);
             }
             for (to, msg) in sends.drain(..) {
                 self.send(Peer::Client(cid), to, msg);
@@ -1886,6 +1916,7 @@ impl Sim {
                 true
             }
             Fault::Member { client, crash } => self.apply_member_fault(*client, *crash),
+            Fault::Aimed { kind, fault: inner } => self.apply_aimed(*kind, (**inner).clone()),
             Fault::Shutdown { node } => {
                 let n = *node;
                 let ok = self.nodes[n].node.is_some() && self.nodes[n].stopping.is_none();

@@ -19,6 +19,7 @@
 //! - Committed entries are never truncated (a panic: it would be a bug).
 
 use super::metadata::MetadataRecord;
+use crate::buggify::{Buggify, Point};
 use crate::coverage::{Coverage, Mark};
 use crate::ids::{NodeId, Term};
 use crate::rng::Rng;
@@ -204,6 +205,8 @@ pub struct RaftConfig {
     pub heartbeat_interval: Duration,
     /// Most entries in one `Append`.
     pub max_entries_per_append: usize,
+    /// BUGGIFY's seed (`crate::buggify`); `None`: off.
+    pub buggify: Option<u64>,
 }
 
 impl RaftConfig {
@@ -215,6 +218,7 @@ impl RaftConfig {
             election_timeout: Duration::from_millis(1000),
             heartbeat_interval: Duration::from_millis(100),
             max_entries_per_append: 256,
+            buggify: None,
         }
     }
 }
@@ -287,6 +291,8 @@ pub struct Raft {
     out: Vec<RaftOutput>,
     /// Rare branches taken (never read by the protocol).
     coverage: Coverage,
+    /// Legal but rare paths under the simulator (off in production).
+    buggify: Buggify,
 }
 
 impl Raft {
@@ -296,6 +302,7 @@ impl Raft {
             assert_eq!(e.index, i as u64 + 1, "stored metadata log is not contiguous");
         }
         let durable_index = durable.entries.len() as u64;
+        let buggify = Buggify::new(config.buggify, "buggify-raft", u64::from(config.id.0));
         let mut raft = Raft {
             config,
             rng,
@@ -315,6 +322,7 @@ impl Raft {
             last_leader_contact: None,
             out: Vec::new(),
             coverage: Coverage::default(),
+            buggify,
         };
         raft.reset_election_deadline(now);
         raft
@@ -533,7 +541,10 @@ impl Raft {
             return;
         }
         let t = self.config.election_timeout.as_nanos().max(1);
-        let jitter = self.rng.random_range(0..t);
+        let mut jitter = self.rng.random_range(0..t);
+        if self.buggify.fire(Point::RaftEarlyElection, &mut self.coverage) {
+            jitter = self.buggify.pick(0..(t / 100).max(1));
+        }
         self.election_deadline = now + Duration::from_nanos(t + jitter);
     }
 
@@ -653,7 +664,12 @@ impl Raft {
         let Some(p) = progress.get_mut(&to) else { return };
         let prev_index = p.next - 1;
         let prev_term = if prev_index == 0 { Term(0) } else { self.log[prev_index as usize - 1].term };
-        let end = (self.log.len()).min(prev_index as usize + self.config.max_entries_per_append);
+        let mut end = (self.log.len()).min(prev_index as usize + self.config.max_entries_per_append);
+        if end > prev_index as usize && self.buggify.fire(Point::RaftShortAppend, &mut self.coverage) {
+            // Fewer entries, maybe none (a heartbeat): the follower's reply moves
+            // `next` on from what it got.
+            end = prev_index as usize + self.buggify.pick(0..(end - prev_index as usize) as u64) as usize;
+        }
         let entries = self.log[prev_index as usize..end].to_vec();
         // Optimistic pipelining: assume they arrive; a rejection moves `next` back.
         p.next = end as u64 + 1;

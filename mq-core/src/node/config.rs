@@ -59,6 +59,10 @@ pub struct NodeConfig {
     /// Authentication and ACLs (docs/security.md); `None`: every client may do
     /// everything (development and single-user setups).
     pub auth: Option<AuthConfig>,
+    /// BUGGIFY's seed (docs/simulator.md "BUGGIFY"; `crate::buggify`): when set,
+    /// the node and its Raft replica take legal but rare paths at named points.
+    /// Only the simulator sets it; `None` (the default) turns every point off.
+    pub buggify: Option<u64>,
 }
 
 /// Authentication settings of a broker (docs/security.md).
@@ -98,6 +102,7 @@ impl Default for NodeConfig {
             group_replication_factor: 3,
             groups: crate::group::coordinator::GroupConfig::default(),
             auth: None,
+            buggify: None,
         }
     }
 }

@@ -31,6 +31,7 @@ mod security;
 pub use config::{AuthConfig, NodeConfig, NodeConfigBuilder};
 pub use partitions::Slot;
 
+use crate::buggify::Buggify;
 use crate::contract::{Event, Input, Output, Peer, PersistToken};
 use crate::controller::raft::{DurabilityMarker, LogIndex, Raft, RaftConfig};
 use crate::controller::{MetadataImage, QuorumController};
@@ -142,6 +143,8 @@ pub struct Node {
     /// ran and dropped (docs/simulator.md "Coverage marks"; never read by the
     /// protocol).
     coverage: Coverage,
+    /// Legal but rare paths under the simulator (off in production; `crate::buggify`).
+    buggify: Buggify,
 }
 
 impl Node {
@@ -160,6 +163,7 @@ impl Node {
         let raft_config = RaftConfig {
             election_timeout: config.election_timeout,
             heartbeat_interval: config.raft_heartbeat_interval,
+            buggify: config.buggify,
             ..RaftConfig::new(id, config.voters.clone())
         };
         let raft =
@@ -211,6 +215,7 @@ impl Node {
             auth: BTreeMap::new(),
             broker_key,
             coverage: Coverage::default(),
+            buggify: Buggify::new(config.buggify, "buggify-node", u64::from(id.0)),
             config,
         }
     }

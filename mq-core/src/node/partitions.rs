@@ -5,9 +5,10 @@
 
 use super::broker::Purpose;
 use super::{Effect, Node, PendingReply};
+use crate::buggify::{Buggify, Point};
 use crate::contract::{Event, Peer};
 use crate::controller::ControllerRequest;
-use crate::coverage::Mark;
+use crate::coverage::{Coverage, Mark};
 use crate::ids::{CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
 use crate::log::PartitionLog;
 use crate::replication::producers::SequenceCheck;
@@ -24,6 +25,16 @@ use std::collections::VecDeque;
 const FETCH_BACKOFF: Duration = Duration::from_millis(100);
 /// Most bytes one replica fetch asks for.
 const REPLICA_FETCH_BYTES: u32 = 1024 * 1024;
+
+/// When an `acks=all` produce waiting for the HW times out: after
+/// `produce_timeout`, or (BUGGIFY) after a few milliseconds, so that the client's
+/// unknown-outcome path runs while the batch may still commit.
+fn commit_wait_deadline(b: &mut Buggify, coverage: &mut Coverage, now: Instant, produce_timeout: Duration) -> Instant {
+    if b.fire(Point::ProduceShortCommitWait, coverage) {
+        return now + Duration::from_micros(b.pick(1_000..50_000));
+    }
+    now + produce_timeout
+}
 
 /// Where a follower's fetching stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +135,12 @@ impl Node {
                     if done {
                         return Ok(Some(body));
                     }
-                    let deadline = self.now + self.config.produce_timeout;
+                    let deadline = commit_wait_deadline(
+                        &mut self.buggify,
+                        &mut self.coverage,
+                        self.now,
+                        self.config.produce_timeout,
+                    );
                     let reply = PendingReply { to: from, correlation: corr, body, event: None };
                     slot.hw_waiters.push_back((end, deadline, reply));
                     return Ok(None);
@@ -240,7 +256,11 @@ impl Node {
         acks: Acks,
         reply: Option<PendingReply>,
     ) {
-        let deadline = self.now + self.config.produce_timeout;
+        let deadline = if matches!(acks, Acks::All) && reply.is_some() {
+            commit_wait_deadline(&mut self.buggify, &mut self.coverage, self.now, self.config.produce_timeout)
+        } else {
+            self.now + self.config.produce_timeout
+        };
         let Some(slot) = self.slots.get_mut(&tp) else {
             if let Some(r) = reply {
                 let e = WireError::new(ErrorCode::TopicDeleted, format!("{tp} was deleted before the batch committed"));
@@ -308,7 +328,7 @@ impl Node {
         let Some(slot) = self.slots.get_mut(tp) else { return };
         let hw = slot.replica.log.high_watermark();
         let leader_epoch = slot.replica.leader_epoch;
-        // Waiters are in arrival order (so their deadlines are ordered), which is
+        // Waiters are in arrival order (deadline order too, unless BUGGIFY shortened one), which is
         // not end-offset order once a retried duplicate waits for an earlier batch:
         // take every satisfied one.
         let mut ready = Vec::new();
@@ -356,7 +376,11 @@ impl Node {
         let now = self.now;
         let tp = f.tp.clone();
         let leader_epoch = f.current_leader_epoch;
-        let max_bytes = f.max_bytes.min(REPLICA_FETCH_BYTES) as usize;
+        let mut max_bytes = f.max_bytes.min(REPLICA_FETCH_BYTES) as usize;
+        if self.buggify.fire(Point::ReplicaSmallFetch, &mut self.coverage) {
+            // The log always answers at least one batch.
+            max_bytes = 1;
+        }
         let Some(slot) = self.slots.get_mut(&tp) else {
             let e = self.missing_partition(&tp.topic, tp.partition);
             self.send_peer(from, PeerMessage::ReplicaFetchReply { tp, leader_epoch, result: Err(e) });
@@ -694,7 +718,8 @@ impl Node {
         let mut any_leader = false;
         for s in self.slots.values() {
             any_leader |= s.replica.is_leader();
-            if let Some((_, d, _)) = s.hw_waiters.front() {
+            // Arrival order, but not deadline order once BUGGIFY shortened one.
+            for (_, d, _) in &s.hw_waiters {
                 t = t.min(*d);
             }
             for (_, _, d) in &s.parked {

@@ -1,0 +1,228 @@
+//! Aimed faults at protocol moments (issue 18; docs/simulator.md "Aimed faults";
+//! the kinds and options are in `crate::aimed`). The run watches what nodes send
+//! and report and what group members see; at a moment of a kind that is on, it
+//! draws (from that kind's own `aimed-kind` stream, so one kind's draws never
+//! move another's, nor any other stream of the seed) whether to fire, and what.
+//!
+//! A fired fault is queued one nanosecond later as an [`Ev::Aimed`] (so the node
+//! finishes the step it is in, and a schedule's replay, which injects it at its
+//! recorded instant, meets the same state), applied by [`Sim::apply_fault`] and
+//! recorded as [`Fault::Aimed`]. A run replaying a recorded schedule watches for
+//! no moment: its aimed faults are in the schedule.
+
+use super::{Ev, Sim};
+use crate::aimed::AimedKind;
+use crate::network::exp_sample;
+use crate::schedule::Fault;
+use crate::trace::Actor;
+use mq_core::controller::raft::{RaftMessage, RaftRole};
+use mq_core::wire::{Message, PeerMessage};
+use mq_core::{Duration, Event, Input, Instant, NodeId, Peer, Rng, Seed};
+use rand::Rng as _;
+
+/// The aimed faults' state of one run.
+pub(super) struct Aimed {
+    /// One stream per kind.
+    rngs: Vec<Rng>,
+    /// Per kind, the earliest time the next may fire.
+    next: Vec<Instant>,
+}
+
+impl Aimed {
+    pub(super) fn new(seed: u64) -> Aimed {
+        Aimed {
+            rngs: AimedKind::ALL.iter().map(|k| Seed(seed).indexed_stream("aimed-kind", k.index() as u64)).collect(),
+            next: vec![Instant::ZERO; AimedKind::ALL.len()],
+        }
+    }
+}
+
+/// Whether a node input carries records a follower will append (a leader's
+/// answer to its fetch with batches in it).
+pub(super) fn carries_replica_data(input: &Input) -> bool {
+    matches!(
+        input,
+        Input::Message { msg: Message::Peer(PeerMessage::ReplicaFetchReply { result: Ok(data), .. }), .. }
+            if !data.batches.is_empty()
+    )
+}
+
+impl Sim {
+    /// Whether a moment of `kind` gets its fault now: the kind is on, the run
+    /// draws its own faults (not a schedule's), the safety phase is on, the
+    /// kind's cool-down has passed, and its stream says so.
+    fn aimed_fires(&mut self, kind: AimedKind) -> bool {
+        let p = self.opts.aimed.prob(kind);
+        let replaying = self.cfg.schedule.as_ref().is_some_and(|s| !s.random_faults);
+        let k = kind.index();
+        if p <= 0.0 || replaying || self.liveness_start.is_some() || self.now < self.aimed.next[k] {
+            return false;
+        }
+        if !self.aimed.rngs[k].random_bool(p) {
+            return false;
+        }
+        self.aimed.next[k] = self.now + Duration::from_millis(self.opts.aimed.cooldown_ms);
+        true
+    }
+
+    fn aimed_rng(&mut self, kind: AimedKind) -> &mut Rng {
+        &mut self.aimed.rngs[kind.index()]
+    }
+
+    /// Queues `fault` of `kind`, `after` from now (at least a nanosecond).
+    fn aim(&mut self, kind: AimedKind, after: Duration, fault: Fault) {
+        let at = self.now + after.max(Duration::from_nanos(1));
+        self.push(at, Ev::Aimed { fault: Box::new(Fault::Aimed { kind, fault: Box::new(fault) }) });
+    }
+
+    /// A crash of node slot `n` that keeps it down for `down_ns`.
+    fn aimed_crash(n: usize, down_ns: u64) -> Fault {
+        Fault::Crash { node: n, disconnect: false, down_ns }
+    }
+
+    /// How long a crashed node of an aimed fault stays down: the seed's restart
+    /// delay, bounded so the node is back well inside the phase.
+    fn aimed_down_ns(&mut self, kind: AimedKind) -> u64 {
+        let mean = self.opts.restart_mean_ms as f64 * 1e6;
+        exp_sample(self.aimed_rng(kind), mean).min(1_000_000_000) + 1_000_000
+    }
+
+    /// One fetch round trip, about: two one-way delays and a fsync.
+    fn fetch_round_trip_ns(&self) -> u64 {
+        let o = &self.opts;
+        2 * (o.delay_min_us + o.delay_mean_us) * 1_000 + (o.fsync_min_us + o.fsync_mean_us) * 1_000
+    }
+
+    /// Node `n` is about to send `msg` to `to` (called for every node send).
+    pub(super) fn aimed_on_send(&mut self, n: usize, to: Peer, msg: &Message) {
+        let Message::Peer(PeerMessage::Raft(RaftMessage::VoteReply { term, granted: true })) = msg else { return };
+        if !self.aimed_fires(AimedKind::Vote) {
+            return;
+        }
+        // The voter's term and vote are durable (the reply leaves only then): it
+        // crashes now and is back before the term can end by an election timeout.
+        let timeout_ns = self.opts.election_timeout_ms * 1_000_000;
+        let down_ns = self.aimed_rng(AimedKind::Vote).random_range(1_000_000..=timeout_ns / 2);
+        self.aim(AimedKind::Vote, Duration::ZERO, Sim::aimed_crash(n, down_ns));
+        // A rival candidate of the same term: its vote request waits until the
+        // voter is back, which must then refuse it.
+        let voter = Peer::Node(self.nodes[n].id);
+        let rivals: Vec<usize> = (0..self.nodes.len())
+            .filter(|r| *r != n && Peer::Node(self.nodes[*r].id) != to)
+            .filter(|r| {
+                self.nodes[*r]
+                    .node
+                    .as_ref()
+                    .is_some_and(|node| node.raft().role() == RaftRole::Candidate && node.raft().term() == *term)
+            })
+            .collect();
+        for r in rivals {
+            let hold = Fault::Clog { node: r, other: voter, both: false, for_ns: down_ns + 1_000_000 };
+            self.aim(AimedKind::Vote, Duration::ZERO, hold);
+        }
+    }
+
+    /// Node `n` reported `e` (called for every node event).
+    pub(super) fn aimed_on_event(&mut self, n: usize, e: &Event) {
+        match e {
+            Event::IsrChanged { shrink: false, .. } => {
+                if !self.aimed_fires(AimedKind::IsrCommit) {
+                    return;
+                }
+                let rtt = self.fetch_round_trip_ns();
+                let within = self.aimed_rng(AimedKind::IsrCommit).random_range(0..=rtt);
+                let down_ns = self.aimed_down_ns(AimedKind::IsrCommit);
+                self.aim(AimedKind::IsrCommit, Duration::from_nanos(within), Sim::aimed_crash(n, down_ns));
+            }
+            Event::BecameLeader { isr, .. } => {
+                if !self.aimed_fires(AimedKind::FirstFetch) {
+                    return;
+                }
+                let rtt = self.fetch_round_trip_ns();
+                let me = self.nodes[n].id;
+                let followers: Vec<NodeId> = isr.iter().copied().filter(|f| *f != me).collect();
+                let rng = self.aimed_rng(AimedKind::FirstFetch);
+                let within = rng.random_range(0..=rtt);
+                let how = rng.random_range(0..3);
+                let for_ns = rng.random_range(rtt.max(1)..=rtt.max(1) * 20 + 1_000_000);
+                let fault = match how {
+                    // Leading alone (the followers are out of the ISR and still
+                    // fetch): back within milliseconds, it re-registers and is
+                    // elected again under a newer epoch while the followers may
+                    // still fetch under the old one.
+                    _ if followers.is_empty() => {
+                        let down_ns = self.aimed_rng(AimedKind::FirstFetch).random_range(1_000_000..=20_000_000);
+                        Sim::aimed_crash(n, down_ns)
+                    }
+                    0 => {
+                        let down_ns = self.aimed_down_ns(AimedKind::FirstFetch);
+                        Sim::aimed_crash(n, down_ns)
+                    }
+                    1 => Fault::Pause { node: n, for_ns },
+                    _ => {
+                        let other = followers[self.aimed_rng(AimedKind::FirstFetch).random_range(0..followers.len())];
+                        Fault::Clog { node: n, other: Peer::Node(other), both: true, for_ns }
+                    }
+                };
+                self.aim(AimedKind::FirstFetch, Duration::from_nanos(within), fault);
+            }
+            _ => {}
+        }
+    }
+
+    /// Node `n` handled an input carrying fetched records; `persisted` says it
+    /// issued a persist for them.
+    pub(super) fn aimed_after_replica_data(&mut self, n: usize, persisted: bool) {
+        if !persisted || !self.aimed_fires(AimedKind::FollowerFsync) {
+            return;
+        }
+        // One nanosecond on, the fsync (tens of microseconds at least) is pending.
+        let down_ns = self.aimed_down_ns(AimedKind::FollowerFsync);
+        self.aim(AimedKind::FollowerFsync, Duration::ZERO, Sim::aimed_crash(n, down_ns));
+    }
+
+    /// Group member client `c` completed a rebalance; `coordinator` is its
+    /// coordinator as it knows it.
+    pub(super) fn aimed_on_rebalance(&mut self, c: usize, coordinator: Option<NodeId>) {
+        if !self.aimed_fires(AimedKind::Rebalance) {
+            return;
+        }
+        let rng = self.aimed_rng(AimedKind::Rebalance);
+        let within = rng.random_range(0..=50_000_000u64);
+        let member = rng.random_bool(0.5);
+        let fault = match coordinator {
+            Some(id) if !member => {
+                let n = id.0 as usize - 1;
+                let down_ns = self.aimed_down_ns(AimedKind::Rebalance);
+                Sim::aimed_crash(n, down_ns)
+            }
+            _ => Fault::Member { client: c, crash: true },
+        };
+        self.aim(AimedKind::Rebalance, Duration::from_nanos(within), fault);
+    }
+
+    /// Applies an aimed fault queued by [`Sim::aim`] or replayed from a schedule:
+    /// the fault inside it, counted as aimed when it applied (the caller records
+    /// the whole [`Fault::Aimed`]).
+    pub(super) fn apply_aimed(&mut self, kind: AimedKind, inner: Fault) -> bool {
+        let before = self.fault_log.len();
+        let rival = matches!(inner, Fault::Clog { .. });
+        self.apply_fault(inner);
+        if self.fault_log.len() == before {
+            return false;
+        }
+        self.fault_log.pop();
+        let c = &mut self.counters;
+        match kind {
+            AimedKind::Vote if rival => c.aimed_vote_rivals += 1,
+            AimedKind::Vote => c.aimed_vote += 1,
+            AimedKind::IsrCommit => c.aimed_isr_commit += 1,
+            AimedKind::FollowerFsync => c.aimed_follower_fsync += 1,
+            AimedKind::FirstFetch => c.aimed_first_fetch += 1,
+            AimedKind::Rebalance => c.aimed_rebalance += 1,
+        }
+        let now = self.now;
+        self.trace.event(now, Actor::Sim, "aimed", kind.index() as u64, 0, || kind.name().to_string());
+        true
+    }
+}
