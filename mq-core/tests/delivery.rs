@@ -475,6 +475,22 @@ fn a_confirmed_ack_survives_a_leader_crash() {
     let again = g.poll(&mut h, M1, 10);
     assert_eq!(offs(&again), vec![1, 3], "acked records are not delivered by the new leader");
     assert!(again.iter().all(|r| r.delivery == 1), "delivery counts restart with a new leader");
+    // Each delivery event names the tenure that made it: first deliveries are in
+    // offset order per tenure, not across tenures.
+    let new_epoch = h.node(new).replica(&tp()).unwrap().leader_epoch;
+    let tenures: Vec<(u32, u64, LeaderEpoch)> = h
+        .events()
+        .iter()
+        .filter_map(|(_, n, e)| match e {
+            Event::GroupDelivered { offset, leader_epoch, .. } => Some((n.0, offset.0, *leader_epoch)),
+            _ => None,
+        })
+        .collect();
+    let (first, second): (Vec<(u32, u64, LeaderEpoch)>, Vec<(u32, u64, LeaderEpoch)>) =
+        tenures.into_iter().partition(|(n, _, _)| *n == old);
+    assert_eq!(first.iter().map(|t| t.1).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    assert!(first.iter().all(|t| t.2 < new_epoch), "{first:?}");
+    assert_eq!(second, vec![(new, 1, new_epoch), (new, 3, new_epoch)]);
 }
 
 #[test]

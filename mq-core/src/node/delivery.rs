@@ -325,6 +325,7 @@ impl Node {
             return;
         }
         let generation = c.generation().unwrap_or_default();
+        let leader_epoch = part.leader_epoch;
         let hw = log.high_watermark();
         let mut answers = Vec::new();
         part.waiters.retain(|w| {
@@ -351,6 +352,7 @@ impl Node {
                     offset: r.offset,
                     delivery: r.delivery,
                     generation,
+                    leader_epoch,
                 });
             }
             for chunk in records.chunks(per_answer) {
