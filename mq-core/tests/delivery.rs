@@ -511,7 +511,8 @@ fn a_confirmed_ack_survives_a_leader_crash() {
     // Each delivery event names the tenure that made it: first deliveries are in
     // offset order per tenure, not across tenures.
     let new_epoch = h.node(new).replica(&tp()).unwrap().leader_epoch;
-    let tenures: Vec<(u32, u64, LeaderEpoch)> = h
+    type Tenure = (u32, u64, LeaderEpoch);
+    let tenures: Vec<Tenure> = h
         .events()
         .iter()
         .filter_map(|(_, n, e)| match e {
@@ -519,8 +520,7 @@ fn a_confirmed_ack_survives_a_leader_crash() {
             _ => None,
         })
         .collect();
-    let (first, second): (Vec<(u32, u64, LeaderEpoch)>, Vec<(u32, u64, LeaderEpoch)>) =
-        tenures.into_iter().partition(|(n, _, _)| *n == old);
+    let (first, second): (Vec<Tenure>, Vec<Tenure>) = tenures.into_iter().partition(|(n, _, _)| *n == old);
     assert_eq!(first.iter().map(|t| t.1).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
     assert!(first.iter().all(|t| t.2 < new_epoch), "{first:?}");
     assert_eq!(second, vec![(new, 1, new_epoch), (new, 3, new_epoch)]);
