@@ -201,6 +201,12 @@ pub enum Event {
         delivery: u32,
         /// The generation of the view the leader delivered under.
         generation: GroupGeneration,
+        /// The leader epoch of the tenure that delivered it. Delivery counts and
+        /// first-delivery order are per tenure; one input can both deliver and
+        /// end the tenure (a high-watermark advance and a metadata change
+        /// completing in the same persist), so the replica's epoch read after
+        /// the input may already be the next one.
+        leader_epoch: LeaderEpoch,
     },
     /// A leader answered `Acked` (or `Sought`): the cursor record holding this
     /// acked state is committed (below the high watermark), so the state survives

@@ -416,6 +416,39 @@ fn max_deliveries_sends_the_record_to_the_dead_letter_topic() {
 }
 
 #[test]
+fn a_burst_of_dead_letters_travels_in_one_append_per_dead_letter_partition() {
+    let mut h = cluster(16, 3, 1);
+    produce(&mut h, values(60));
+    let g = Group::new(exclusive(), &[(M1, 1)]);
+    assert_eq!(g.poll(&mut h, M1, 60).len(), 60);
+    // The first dead letter creates `orders.dlq`.
+    assert_eq!(g.ack_ok(&mut h, M1, &[(0, AckKind::Reject)], None), (0, vec![]));
+    h.advance(Duration::from_secs(2));
+    assert_eq!(dead_letters(&mut h).len(), 1);
+    // 59 at once: one append, not one request (and one retry when lost) per
+    // record; on a link of small capacity those requests were dropped faster
+    // than their retries got through.
+    let rejects: Vec<(u64, AckKind)> = (1..60).map(|o| (o, AckKind::Reject)).collect();
+    assert_eq!(g.ack_ok(&mut h, M1, &rejects, None), (1, vec![]));
+    h.advance(Duration::from_secs(1));
+    let dl = dead_letters(&mut h);
+    let sources: Vec<String> = dl.iter().map(|r| header(r, "mq.dlq.offset")).collect();
+    assert_eq!(sources, (0..60).map(|o| o.to_string()).collect::<Vec<_>>());
+    let dlq = TopicPartition::new("orders.dlq", 0);
+    let batches = h.node(leader_of(&h, &dlq).unwrap()).log(&dlq).unwrap().batches().count();
+    assert_eq!(batches, 2, "the burst is one batch in the dead-letter partition");
+    // Each event names where its own record went.
+    for (_, _, e) in h.events() {
+        if let Event::DeadLettered { offset, dead_letter: (to, at), .. } = e {
+            assert_eq!(to, &dlq);
+            assert_eq!(header(&dl[at.0 as usize], "mq.dlq.offset"), offset.0.to_string());
+        }
+    }
+    // Every source record is done: the prefix passed them all.
+    assert_eq!(g.ack_ok(&mut h, M1, &[], Some(60)), (60, vec![]));
+}
+
+#[test]
 fn seeks_move_the_cursor_by_offset_time_earliest_and_latest() {
     let mut h = cluster(11, 3, 1);
     produce(&mut h, values(3));
@@ -475,6 +508,22 @@ fn a_confirmed_ack_survives_a_leader_crash() {
     let again = g.poll(&mut h, M1, 10);
     assert_eq!(offs(&again), vec![1, 3], "acked records are not delivered by the new leader");
     assert!(again.iter().all(|r| r.delivery == 1), "delivery counts restart with a new leader");
+    // Each delivery event names the tenure that made it: first deliveries are in
+    // offset order per tenure, not across tenures.
+    let new_epoch = h.node(new).replica(&tp()).unwrap().leader_epoch;
+    type Tenure = (u32, u64, LeaderEpoch);
+    let tenures: Vec<Tenure> = h
+        .events()
+        .iter()
+        .filter_map(|(_, n, e)| match e {
+            Event::GroupDelivered { offset, leader_epoch, .. } => Some((n.0, offset.0, *leader_epoch)),
+            _ => None,
+        })
+        .collect();
+    let (first, second): (Vec<Tenure>, Vec<Tenure>) = tenures.into_iter().partition(|(n, _, _)| *n == old);
+    assert_eq!(first.iter().map(|t| t.1).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    assert!(first.iter().all(|t| t.2 < new_epoch), "{first:?}");
+    assert_eq!(second, vec![(new, 1, new_epoch), (new, 3, new_epoch)]);
 }
 
 #[test]

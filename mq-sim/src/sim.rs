@@ -1030,14 +1030,12 @@ impl Sim {
                         self.counters.truncations += 1;
                         self.counters.records_truncated += removed;
                     }
-                    Event::GroupDelivered { group, member, tp, offset, delivery, generation } => {
-                        let node = self.nodes[n].node.as_ref().expect("outputs come from a live node");
-                        let epoch = node.replica(tp).map_or(mq_core::LeaderEpoch(0), |r| r.leader_epoch);
+                    Event::GroupDelivered { group, member, tp, offset, delivery, generation, leader_epoch } => {
                         let key = self.checker.committed_value(tp, *offset).map(|v| crate::groups::key_of(v));
                         let handed = Handed {
                             at: now,
                             node: id,
-                            tenure: (self.nodes[n].incarnation, epoch),
+                            tenure: (self.nodes[n].incarnation, *leader_epoch),
                             group,
                             member: *member,
                             generation: *generation,

@@ -15,7 +15,11 @@
 //!   produce when leadership moves or it does not commit in time.
 //! - Dead letters (6.4) are appended with acks=all by the leader of the
 //!   dead-letter partition, locally or through [`PeerMessage::DeadLetter`]; once
-//!   acknowledged the source record is acked with a cursor record.
+//!   acknowledged the source record is acked with a cursor record. One append is
+//!   in flight per dead-letter partition, carrying every dead letter waiting for
+//!   it (up to [`MAX_DEAD_LETTERS_PER_APPEND`] and `max_batch_bytes`): a burst of
+//!   expiries costs one request, and a lost request or answer one retry, not one
+//!   per record.
 
 use super::broker::Purpose;
 use super::{not_ready, validate_topic_name, Effect, Node, PendingReply};
@@ -29,7 +33,7 @@ use crate::ids::{CorrelationId, GroupGeneration, LeaderEpoch, MemberId, NodeId, 
 use crate::storage::Write;
 use crate::time::{Duration, Instant};
 use crate::wire::{
-    Acks, ErrorCode, FetchMode, GroupAck, GroupFetch, GroupSeek, Header, PeerMessage, RecordBatch, RequestBody,
+    Acks, ErrorCode, FetchMode, GroupAck, GroupFetch, GroupSeek, Header, PeerMessage, Record, RecordBatch, RequestBody,
     ResponseBody, SeekTo, TopicConfig, WireError,
 };
 use bytes::Bytes;
@@ -50,6 +54,8 @@ pub const MAX_VIEW_MEMBERS: usize = 10_000;
 /// Dead letters waiting or in flight per broker; beyond it records are delivered
 /// again instead.
 pub const MAX_DEAD_LETTERS: usize = 10_000;
+/// Most dead letters in one append.
+pub const MAX_DEAD_LETTERS_PER_APPEND: usize = 500;
 /// Pause before a dead letter is tried again.
 const DEAD_LETTER_RETRY: Duration = Duration::from_millis(200);
 
@@ -57,8 +63,12 @@ const DEAD_LETTER_RETRY: Duration = Duration::from_millis(200);
 #[derive(Debug, Default)]
 pub(super) struct Deliveries {
     parts: BTreeMap<TopicPartition, PartDelivery>,
-    dead_letters: BTreeMap<CorrelationId, DeadLetter>,
+    /// Dead letters not yet acknowledged, by an id of their own.
+    dead_letters: BTreeMap<u64, DeadLetter>,
     next_dead_letter: u64,
+    /// Appends of dead letters in flight, at most one per dead-letter partition.
+    dead_letter_appends: BTreeMap<CorrelationId, DeadLetterAppend>,
+    next_dead_letter_append: u64,
     /// Nack delays ending at or before this were acted on (they stay in the leases
     /// until a member takes the record, so the timer must not report them again).
     checked_at: Instant,
@@ -101,14 +111,31 @@ struct DeadLetter {
     /// The cursor's seek count when the record was dead-lettered.
     seeks: u64,
     reason: DeadLetterReason,
-    batch: RecordBatch,
+    /// The source record with the `mq.dlq.*` headers.
+    record: Record,
+    /// Sent in an append of its own: an append it shared was refused as a whole.
+    alone: bool,
     state: DeadLetterState,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum DeadLetterState {
+    /// To be sent once `not_before` has passed.
     Waiting { not_before: Instant },
-    InFlight { deadline: Instant, to: TopicPartition },
+    /// Ready, behind the append in flight to its dead-letter partition; sent when
+    /// that one ends (answered or timed out).
+    Queued,
+    /// Part of this append.
+    InFlight { append: CorrelationId },
+}
+
+/// An append of dead letters in flight.
+#[derive(Debug)]
+struct DeadLetterAppend {
+    to: TopicPartition,
+    deadline: Instant,
+    /// The dead letters, in the order of the batch's records.
+    letters: Vec<u64>,
 }
 
 fn invalid(message: impl Into<String>) -> WireError {
@@ -325,6 +352,7 @@ impl Node {
             return;
         }
         let generation = c.generation().unwrap_or_default();
+        let leader_epoch = part.leader_epoch;
         let hw = log.high_watermark();
         let mut answers = Vec::new();
         part.waiters.retain(|w| {
@@ -351,6 +379,7 @@ impl Node {
                     offset: r.offset,
                     delivery: r.delivery,
                     generation,
+                    leader_epoch,
                 });
             }
             for chunk in records.chunks(per_answer) {
@@ -552,11 +581,12 @@ impl Node {
             WaitKind::Push { .. } => None,
         });
         let leases = parts.flat_map(|p| p.cursors.values()).filter_map(|c| c.poll_timeout(after));
-        let dead = self.deliveries.dead_letters.values().map(|d| match &d.state {
-            DeadLetterState::Waiting { not_before } => *not_before,
-            DeadLetterState::InFlight { deadline, .. } => *deadline,
+        let waiting = self.deliveries.dead_letters.values().filter_map(|d| match &d.state {
+            DeadLetterState::Waiting { not_before } => Some(*not_before),
+            DeadLetterState::Queued | DeadLetterState::InFlight { .. } => None,
         });
-        pulls.chain(leases).chain(dead).min()
+        let appends = self.deliveries.dead_letter_appends.values().map(|a| a.deadline);
+        pulls.chain(leases).chain(waiting).chain(appends).min()
     }
 
     pub(super) fn delivery_tick(&mut self) {
@@ -578,17 +608,19 @@ impl Node {
                 }
             }
             for (g, d) in dead {
-                self.enqueue_dead_letters(tp, &g, vec![d]);
+                self.queue_dead_letters(tp, &g, vec![d]);
             }
             if due {
                 self.serve_partition(tp);
             }
             self.end_pulls(tp, |w| matches!(w.kind, WaitKind::Pull { deadline } if deadline <= now));
         }
-        for d in self.deliveries.dead_letters.values_mut() {
-            if matches!(d.state, DeadLetterState::InFlight { deadline, .. } if deadline <= now) {
-                d.state = DeadLetterState::Waiting { not_before: now };
-            }
+        // An append not answered in time: its dead letters go again (the append
+        // may have happened; dead-lettering is at least once).
+        let expired: Vec<CorrelationId> =
+            self.deliveries.dead_letter_appends.iter().filter(|(_, a)| a.deadline <= now).map(|(id, _)| *id).collect();
+        for id in expired {
+            self.end_dead_letter_append(id, DeadLetterState::Waiting { not_before: now });
         }
         self.drive_dead_letters();
     }
@@ -619,7 +651,8 @@ impl Node {
         }
         let parts = &self.deliveries.parts;
         // Dead letters of a tenure that ended are forgotten: the new leader
-        // delivers their records again.
+        // delivers their records again. (An append in flight stays, to keep one
+        // per dead-letter partition; its answer finds them gone.)
         self.deliveries
             .dead_letters
             .retain(|_, d| parts.get(&d.source).is_some_and(|p| p.leader_epoch == d.source_epoch));
@@ -684,7 +717,15 @@ impl Node {
 
     // ----- dead letters -----
 
+    /// Queues `dead` for the dead-letter topic and sends what can go now.
     fn enqueue_dead_letters(&mut self, tp: &TopicPartition, group: &str, dead: Vec<(Offset, DeadLetterReason)>) {
+        self.queue_dead_letters(tp, group, dead);
+        self.drive_dead_letters();
+    }
+
+    /// Queues `dead` for the dead-letter topic; [`Node::drive_dead_letters`]
+    /// sends them.
+    fn queue_dead_letters(&mut self, tp: &TopicPartition, group: &str, dead: Vec<(Offset, DeadLetterReason)>) {
         for (offset, reason) in dead {
             let Some(part) = self.deliveries.parts.get_mut(tp) else { return };
             let Some(c) = part.cursors.get_mut(group) else { return };
@@ -707,7 +748,6 @@ impl Node {
                 header("mq.dlq.reason", reason.as_str().to_string()),
             ]);
             self.deliveries.next_dead_letter += 1;
-            let id = CorrelationId(self.deliveries.next_dead_letter);
             let d = DeadLetter {
                 source: tp.clone(),
                 source_epoch: part.leader_epoch,
@@ -715,25 +755,35 @@ impl Node {
                 offset,
                 seeks: c.seeks(),
                 reason,
-                batch: RecordBatch::new(vec![record]),
+                record,
+                alone: false,
                 state: DeadLetterState::Waiting { not_before: self.now },
             };
-            self.deliveries.dead_letters.insert(id, d);
+            self.deliveries.dead_letters.insert(self.deliveries.next_dead_letter, d);
         }
-        self.drive_dead_letters();
     }
 
-    /// Sends every dead letter that is due to its partition's leader (creating
-    /// the dead-letter topic first if needed).
+    /// Sends the dead letters that are due to their partitions' leaders (creating
+    /// the dead-letter topic first if needed): one append per dead-letter
+    /// partition with none in flight, holding the oldest due dead letters that
+    /// fit; the others queue behind it.
     fn drive_dead_letters(&mut self) {
         let now = self.now;
-        let due: Vec<CorrelationId> = self
+        let due: Vec<u64> = self
             .deliveries
             .dead_letters
             .iter()
-            .filter(|(_, d)| matches!(d.state, DeadLetterState::Waiting { not_before } if not_before <= now))
+            .filter(|(_, d)| match d.state {
+                DeadLetterState::Waiting { not_before } => not_before <= now,
+                DeadLetterState::Queued => true,
+                DeadLetterState::InFlight { .. } => false,
+            })
             .map(|(id, _)| *id)
             .collect();
+        let busy: BTreeSet<TopicPartition> =
+            self.deliveries.dead_letter_appends.values().map(|a| a.to.clone()).collect();
+        let retry = DeadLetterState::Waiting { not_before: now + DEAD_LETTER_RETRY };
+        let mut appends: BTreeMap<TopicPartition, (NodeId, Vec<u64>)> = BTreeMap::new();
         for id in due {
             let source = self.deliveries.dead_letters[&id].source.clone();
             let dlq = dead_letter_topic(&source.topic);
@@ -743,29 +793,74 @@ impl Node {
                 let leader = self.image.partition(&tp).and_then(|s| s.leader);
                 (tp, leader)
             });
-            let retry = DeadLetterState::Waiting { not_before: now + DEAD_LETTER_RETRY };
             match target {
                 None => {
                     self.create_dead_letter_topic(&source.topic);
-                    self.set_dead_letter_state(id, retry);
+                    self.set_dead_letter_state(id, retry.clone());
                 }
-                Some((_, None)) => self.set_dead_letter_state(id, retry),
-                Some((tp, Some(leader))) => {
-                    // Like a controller call, not a client's produce: a lost request
-                    // or answer is sent again after this, and the append it may have
-                    // made is at worst written twice (dead-lettering is at least
-                    // once, docs 6.4). A produce timeout here held the group's
-                    // records for 12 s per lost message.
-                    let deadline = now + self.config.controller_request_timeout;
-                    let batch = self.deliveries.dead_letters[&id].batch.clone();
-                    self.set_dead_letter_state(id, DeadLetterState::InFlight { deadline, to: tp.clone() });
-                    self.send_peer(leader, PeerMessage::DeadLetter { correlation: id, tp, batch });
+                Some((_, None)) => self.set_dead_letter_state(id, retry.clone()),
+                Some((tp, Some(_))) if busy.contains(&tp) => self.set_dead_letter_state(id, DeadLetterState::Queued),
+                Some((tp, Some(leader))) => appends.entry(tp).or_insert_with(|| (leader, Vec::new())).1.push(id),
+            }
+        }
+        let max_bytes = self.config.max_batch_bytes;
+        for (tp, (leader, ids)) in appends {
+            let mut letters = Vec::new();
+            let mut records = Vec::new();
+            let mut bytes = RecordBatch::new(Vec::new()).size_bytes();
+            for id in ids {
+                let d = &self.deliveries.dead_letters[&id];
+                let size = d.record.size_bytes();
+                // The first always goes (alone if it is too large: the leader
+                // refuses it, and its record is delivered again).
+                let fits = letters.is_empty()
+                    || (!d.alone
+                        && !self.deliveries.dead_letters[&letters[0]].alone
+                        && letters.len() < MAX_DEAD_LETTERS_PER_APPEND
+                        && bytes + size <= max_bytes);
+                if fits {
+                    bytes += size;
+                    records.push(d.record.clone());
+                    letters.push(id);
+                } else {
+                    self.set_dead_letter_state(id, DeadLetterState::Queued);
                 }
             }
+            // Like a controller call, not a client's produce: a lost request or
+            // answer is sent again after this, and the append it may have made is
+            // at worst written twice (dead-lettering is at least once, docs 6.4).
+            // A produce timeout here held the group's records for 12 s per lost
+            // message.
+            self.deliveries.next_dead_letter_append += 1;
+            let correlation = CorrelationId(self.deliveries.next_dead_letter_append);
+            for id in &letters {
+                self.set_dead_letter_state(*id, DeadLetterState::InFlight { append: correlation });
+            }
+            let deadline = now + self.config.controller_request_timeout;
+            let append = DeadLetterAppend { to: tp.clone(), deadline, letters };
+            self.deliveries.dead_letter_appends.insert(correlation, append);
+            self.send_peer(leader, PeerMessage::DeadLetter { correlation, tp, batch: RecordBatch::new(records) });
         }
     }
 
-    fn set_dead_letter_state(&mut self, id: CorrelationId, state: DeadLetterState) {
+    /// Ends the append `id` without an acknowledgement: its dead letters still
+    /// here take `state`.
+    fn end_dead_letter_append(&mut self, id: CorrelationId, state: DeadLetterState) -> Option<DeadLetterAppend> {
+        let append = self.deliveries.dead_letter_appends.remove(&id)?;
+        for letter in &append.letters {
+            if self
+                .deliveries
+                .dead_letters
+                .get(letter)
+                .is_some_and(|d| d.state == DeadLetterState::InFlight { append: id })
+            {
+                self.set_dead_letter_state(*letter, state.clone());
+            }
+        }
+        Some(append)
+    }
+
+    fn set_dead_letter_state(&mut self, id: u64, state: DeadLetterState) {
         if let Some(d) = self.deliveries.dead_letters.get_mut(&id) {
             d.state = state;
         }
@@ -807,50 +902,85 @@ impl Node {
         }
     }
 
-    /// The answer to one of this broker's dead letters.
+    /// The answer to one of this broker's dead-letter appends.
     pub(super) fn handle_dead_letter_reply(&mut self, correlation: CorrelationId, result: Result<Offset, WireError>) {
-        let in_flight = self.deliveries.dead_letters.get(&correlation).and_then(|d| match &d.state {
-            DeadLetterState::InFlight { to, .. } => Some(to.clone()),
-            DeadLetterState::Waiting { .. } => None,
-        });
-        let Some(dlq_tp) = in_flight else { return };
         match result {
-            Ok(dlq_offset) => {
-                let Some(d) = self.deliveries.dead_letters.remove(&correlation) else { return };
-                let Some(c) = self.deliveries.parts.get_mut(&d.source).and_then(|p| p.cursors.get_mut(&d.group)) else {
-                    return;
-                };
-                // A seek since then replays the record: its dead letter stays
-                // written (at-least-once), but it is not acked here.
-                let changed = c.seeks() == d.seeks && c.dead_lettered(d.offset);
-                self.coverage.hit(Mark::DeadLettered);
-                self.event(Event::DeadLettered {
-                    group: d.group.clone(),
-                    tp: d.source.clone(),
-                    offset: d.offset,
-                    reason: d.reason.as_str(),
-                    dead_letter: (dlq_tp, dlq_offset),
-                });
-                if changed {
-                    self.append_cursor(&d.source, &d.group, None, false);
+            Ok(base) => {
+                let Some(append) = self.deliveries.dead_letter_appends.remove(&correlation) else { return };
+                let mut changed: BTreeSet<(TopicPartition, String)> = BTreeSet::new();
+                let mut touched: BTreeSet<(TopicPartition, String)> = BTreeSet::new();
+                for (i, id) in append.letters.iter().enumerate() {
+                    let mine = DeadLetterState::InFlight { append: correlation };
+                    if self.deliveries.dead_letters.get(id).is_none_or(|d| d.state != mine) {
+                        continue;
+                    }
+                    let Some(d) = self.deliveries.dead_letters.remove(id) else { continue };
+                    let Some(c) = self.deliveries.parts.get_mut(&d.source).and_then(|p| p.cursors.get_mut(&d.group))
+                    else {
+                        continue;
+                    };
+                    // A seek since then replays the record: its dead letter stays
+                    // written (at-least-once), but it is not acked here.
+                    if c.seeks() == d.seeks && c.dead_lettered(d.offset) {
+                        changed.insert((d.source.clone(), d.group.clone()));
+                    }
+                    touched.insert((d.source.clone(), d.group.clone()));
+                    self.coverage.hit(Mark::DeadLettered);
+                    self.event(Event::DeadLettered {
+                        group: d.group.clone(),
+                        tp: d.source.clone(),
+                        offset: d.offset,
+                        reason: d.reason.as_str(),
+                        dead_letter: (append.to.clone(), base.plus(i as u64)),
+                    });
                 }
-                self.serve_group(&d.source, &d.group);
+                for (tp, group) in &changed {
+                    self.append_cursor(tp, group, None, false);
+                }
+                for (tp, group) in &touched {
+                    self.serve_group(tp, group);
+                }
             }
             Err(e) if matches!(e.code, ErrorCode::InvalidRequest | ErrorCode::RecordTooLarge) => {
-                tracing::warn!(error = %e, "a dead letter was refused; the record will be delivered again");
-                if let Some(d) = self.deliveries.dead_letters.remove(&correlation) {
-                    if let Some(c) = self.deliveries.parts.get_mut(&d.source).and_then(|p| p.cursors.get_mut(&d.group))
-                    {
-                        c.dead_letter_failed(d.offset);
+                let shared = self.deliveries.dead_letter_appends.get(&correlation).is_some_and(|a| a.letters.len() > 1);
+                if shared {
+                    // Refused as a whole: each goes again in an append of its own.
+                    let Some(append) =
+                        self.end_dead_letter_append(correlation, DeadLetterState::Waiting { not_before: self.now })
+                    else {
+                        return;
+                    };
+                    for id in append.letters {
+                        if let Some(d) = self.deliveries.dead_letters.get_mut(&id) {
+                            d.alone = true;
+                        }
                     }
-                    self.serve_group(&d.source, &d.group);
+                } else {
+                    tracing::warn!(error = %e, "a dead letter was refused; the record will be delivered again");
+                    let Some(append) = self.deliveries.dead_letter_appends.remove(&correlation) else { return };
+                    for id in append.letters {
+                        let mine = DeadLetterState::InFlight { append: correlation };
+                        if self.deliveries.dead_letters.get(&id).is_none_or(|d| d.state != mine) {
+                            continue;
+                        }
+                        let Some(d) = self.deliveries.dead_letters.remove(&id) else { continue };
+                        if let Some(c) =
+                            self.deliveries.parts.get_mut(&d.source).and_then(|p| p.cursors.get_mut(&d.group))
+                        {
+                            c.dead_letter_failed(d.offset);
+                        }
+                        self.serve_group(&d.source, &d.group);
+                    }
                 }
             }
             Err(_) => {
                 let retry = DeadLetterState::Waiting { not_before: self.now + DEAD_LETTER_RETRY };
-                self.set_dead_letter_state(correlation, retry);
+                if self.end_dead_letter_append(correlation, retry).is_none() {
+                    return;
+                }
             }
         }
+        self.drive_dead_letters();
     }
 
     /// Delivery state only on partitions led in its epoch; cursors consistent;
@@ -874,5 +1004,16 @@ impl Node {
         }
         assert!(self.waiter_count() <= MAX_GROUP_WAITERS);
         assert!(self.deliveries.dead_letters.len() <= MAX_DEAD_LETTERS);
+        let mut targets = BTreeSet::new();
+        for (id, a) in &self.deliveries.dead_letter_appends {
+            assert!(targets.insert(&a.to), "two dead-letter appends in flight to {}", a.to);
+            assert!(!a.letters.is_empty() && a.letters.len() <= MAX_DEAD_LETTERS_PER_APPEND, "append {id}");
+        }
+        for (id, d) in &self.deliveries.dead_letters {
+            if let DeadLetterState::InFlight { append } = d.state {
+                let a = self.deliveries.dead_letter_appends.get(&append);
+                assert!(a.is_some_and(|a| a.letters.contains(id)), "dead letter {id} in flight in no append");
+            }
+        }
     }
 }

@@ -455,14 +455,15 @@ pub enum PeerMessage {
         /// Records, or why not.
         result: Result<ReplicaData, WireError>,
     },
-    /// A partition leader asks the leader of a dead-letter partition to append a
-    /// dead letter with acks=all (docs/consumers.md section 6.4).
+    /// A partition leader asks the leader of a dead-letter partition to append
+    /// dead letters with acks=all (docs/consumers.md section 6.4), one such
+    /// append in flight per dead-letter partition.
     DeadLetter {
         /// Echoed in the reply.
         correlation: CorrelationId,
         /// The dead-letter partition (`<topic>.dlq`, `p % P`).
         tp: TopicPartition,
-        /// One record with the `mq.dlq.*` headers.
+        /// The dead letters, one record each with the `mq.dlq.*` headers.
         batch: RecordBatch,
     },
     /// The answer to [`PeerMessage::DeadLetter`], sent once the append committed
@@ -470,7 +471,8 @@ pub enum PeerMessage {
     DeadLetterReply {
         /// The request's correlation id.
         correlation: CorrelationId,
-        /// The dead letter's offset, or why it was not appended.
+        /// The batch's base offset (record `i` is at base + `i`), or why it was
+        /// not appended.
         result: Result<Offset, WireError>,
     },
 }
