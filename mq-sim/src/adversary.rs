@@ -131,6 +131,9 @@ pub enum AdversaryKind {
     Anonymous,
     /// Logged in as [`INTRUDER_APP_KEY`].
     Intruder,
+    /// Logged in as [`crate::acl_mix::MIXED_APP_KEY`], with mixed grants:
+    /// requests inside and outside them, judged by the checker's ACL model.
+    Mixed,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,6 +152,8 @@ enum Pending {
     Probe { id: u64, app_key: String, proof: BadProof },
     /// The intruder's own login.
     Login,
+    /// A request of the mixed principal, judged by the ACL model.
+    Judged(Box<crate::acl_mix::Judged>),
 }
 
 #[derive(Clone, Debug)]
@@ -164,6 +169,9 @@ pub enum Verdict {
     Refused(ErrorCode),
     /// A hostile request was answered OK: a bypass.
     Accepted { attack: u64, what: String, answer: String },
+    /// The mixed principal's request was answered against the ACL model
+    /// (`acl_model`), described.
+    AclModel(String),
 }
 
 /// What the adversary may aim at, from the simulator.
@@ -195,6 +203,8 @@ pub struct Adversary {
     /// Proofs of the intruder's successful logins (the simulator shares them with
     /// the anonymous client).
     pub new_proofs: Vec<[u8; KEY_BYTES]>,
+    /// The mixed principal's grants.
+    grants: Vec<Grant>,
 }
 
 impl Adversary {
@@ -209,6 +219,20 @@ impl Adversary {
             login: BTreeMap::new(),
             pending: BTreeMap::new(),
             new_proofs: Vec::new(),
+            grants: Vec::new(),
+        }
+    }
+
+    /// The mixed principal's client, holding `grants`.
+    pub fn mixed(seed: u64, grants: Vec<Grant>) -> Adversary {
+        Adversary { grants, ..Adversary::new(seed, AdversaryKind::Mixed) }
+    }
+
+    /// The app key this client logs in with (the anonymous one never does).
+    fn app_key(&self) -> &'static str {
+        match self.kind {
+            AdversaryKind::Mixed => crate::acl_mix::MIXED_APP_KEY,
+            AdversaryKind::Anonymous | AdversaryKind::Intruder => INTRUDER_APP_KEY,
         }
     }
 
@@ -291,8 +315,26 @@ impl Adversary {
                     }
                 }
             }
-            AdversaryKind::Intruder => {
-                let (kind, body) = self.hostile(&tp, &group, t, history);
+            AdversaryKind::Mixed if self.login.get(&random_broker) == Some(&Login::Done) => {
+                let (body, judged) =
+                    crate::acl_mix::next_request(&mut self.rng, &self.grants, &tp, client, now, history);
+                let broker = match &body {
+                    RequestBody::Produce { .. } | RequestBody::Fetch { .. } => *t
+                        .leaders
+                        .get(&tp)
+                        .filter(|b| self.login.get(b) == Some(&Login::Done))
+                        .unwrap_or(&random_broker),
+                    _ => random_broker,
+                };
+                vec![(broker, self.request(body, Pending::Judged(Box::new(judged))))]
+            }
+            AdversaryKind::Intruder | AdversaryKind::Mixed => {
+                let (kind, body) = if self.kind == AdversaryKind::Mixed {
+                    // Not logged in at `random_broker`: only the login below.
+                    ("login", RequestBody::DescribeSecurity)
+                } else {
+                    self.hostile(&tp, &group, t, history)
+                };
                 let broker = match &body {
                     RequestBody::Produce { .. } | RequestBody::Fetch { .. } => {
                         *t.leaders.get(&tp).unwrap_or(&random_broker)
@@ -319,8 +361,7 @@ impl Adversary {
                     _ => {
                         let mut nonce = [0u8; KEY_BYTES];
                         self.rng.fill_bytes(&mut nonce);
-                        let body =
-                            RequestBody::AuthStart { app_key: INTRUDER_APP_KEY.to_string(), client_nonce: nonce };
+                        let body = RequestBody::AuthStart { app_key: self.app_key().to_string(), client_nonce: nonce };
                         let msg = self.request(body, Pending::Login);
                         let Message::Request(r) = &msg else { unreachable!("a request") };
                         self.login.insert(broker, Login::Started { correlation: r.correlation, nonce, at: now });
@@ -517,6 +558,22 @@ impl Adversary {
                     (Vec::new(), Some(Verdict::Refused(e.code)))
                 }
             },
+            Pending::Judged(j) => {
+                if matches!(body, Err(e) if e.code == ErrorCode::Unauthenticated) {
+                    self.login.remove(&broker); // it restarted and forgot the login
+                }
+                if let Some(what) = crate::acl_mix::judge(&j, body, history) {
+                    return (Vec::new(), Some(Verdict::AclModel(what)));
+                }
+                let Some(id) = j.attack else { return (Vec::new(), None) };
+                match body {
+                    Err(e) => {
+                        history.attacks[id as usize].outcome = AttackOutcome::Refused(e.code);
+                        (Vec::new(), Some(Verdict::Refused(e.code)))
+                    }
+                    Ok(_) => (Vec::new(), None), // judged above
+                }
+            }
             Pending::Login => {
                 let step = self.login.get(&broker).copied();
                 match (step, body) {
@@ -524,9 +581,11 @@ impl Adversary {
                         Some(Login::Started { correlation: c, nonce, at }),
                         Ok(ResponseBody::AuthChallenge { salt, server_nonce }),
                     ) if c == correlation => {
-                        let secret = secret_of(self.seed, INTRUDER_APP_KEY);
-                        let proof = client_proof(&secret, salt, INTRUDER_APP_KEY, server_nonce, &nonce);
-                        self.new_proofs.push(proof);
+                        let secret = secret_of(self.seed, self.app_key());
+                        let proof = client_proof(&secret, salt, self.app_key(), server_nonce, &nonce);
+                        if self.kind == AdversaryKind::Intruder {
+                            self.new_proofs.push(proof);
+                        }
                         let msg = self.request(RequestBody::AuthProof { proof }, Pending::Login);
                         let Message::Request(r) = &msg else { unreachable!("a request") };
                         self.login.insert(broker, Login::Proving { correlation: r.correlation, at });

@@ -55,6 +55,10 @@ pub const INVARIANTS: &[&str] = &[
     "auth_not_bypassed",
     "auth_refused",
     "shutdown_leader_bound",
+    "client_metadata_monotonic",
+    "fenced_not_live",
+    "ack_owner",
+    "acl_model",
     // liveness
     "liveness_progress",
     "liveness_leaders",
@@ -233,6 +237,8 @@ pub struct Checker {
     /// The highest log start any replica of a partition reported
     /// (`Event::LogStartAdvanced`) or showed: offsets below it may be gone.
     log_start_seen: BTreeMap<TopicPartition, Offset>,
+    /// Control-plane checks (`fenced_not_live`, `client_metadata_monotonic`).
+    pub control: crate::control::ControlChecker,
 }
 
 /// What in `record` no honest client asked for, under `rules`: the honest admin
@@ -745,6 +751,9 @@ impl Checker {
         if let Some(what) = self.auth.as_ref().and_then(|rules| adversarial_metadata(rules, &e.record)) {
             self.fail("auth_not_bypassed", format!("committed metadata entry {}: {what}", e.index));
         }
+        if let Some(what) = self.control.on_record(e.index, &e.record) {
+            self.fail("fenced_not_live", what);
+        }
         match &e.record {
             MetadataRecord::CreateTopic { config, assignment } => {
                 for i in 0..assignment.len() {
@@ -775,6 +784,25 @@ impl Checker {
                 self.part_state.insert(tp.clone(), PartState { leader: *leader, isr: isr.clone() });
             }
             _ => {}
+        }
+    }
+
+    /// Client `client` follows `leader` (if any) for `tp`, as metadata of leader
+    /// epoch `epoch` told it: the epoch never goes back, and a leader it follows
+    /// is the one the committed metadata names for that epoch
+    /// (`client_metadata_monotonic`).
+    pub fn on_client_leader(&mut self, client: u64, tp: &TopicPartition, leader: Option<NodeId>, epoch: LeaderEpoch) {
+        if let Some(what) = self.control.on_client_view(client, tp, epoch) {
+            return self.fail("client_metadata_monotonic", what);
+        }
+        let Some(leader) = leader else { return };
+        if let Some((other, how)) = self.epoch_leaders.get(&(tp.clone(), epoch)) {
+            if *other != leader {
+                let what = format!(
+                    "c{client} follows n{leader} for {tp} in leader epoch {epoch}; its leader is n{other} ({how})"
+                );
+                self.fail("client_metadata_monotonic", what);
+            }
         }
     }
 
@@ -913,6 +941,9 @@ impl Checker {
         }
         if let Some(what) = failed_committed {
             self.fail("definite_failure_not_committed", what);
+        }
+        if let Some(what) = self.control.missing_admin_effect(self.meta.iter().map(|e| &e.record)) {
+            self.fail("client_metadata_monotonic", format!("{what}, but the committed metadata lacks it at the end"));
         }
         if self.committed() == 0 {
             self.fail("vacuous", "no record was committed: the run tested nothing".into());

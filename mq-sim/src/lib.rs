@@ -18,11 +18,13 @@
 //! assert_eq!(report.trace_hash, mq_sim::run_seed(&mq_sim::SimConfig::new(7)).trace_hash);
 //! ```
 
+pub mod acl_mix;
 pub mod adversary;
 pub mod aimed;
 pub mod campaign;
 pub mod checker;
 pub mod clock;
+pub mod control;
 pub mod coverage;
 pub mod disk;
 pub mod explore;

@@ -41,8 +41,10 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 mod aimed;
+mod control;
 mod lifecycle;
 mod readback;
+mod zombie;
 
 /// Something scheduled to happen.
 enum Ev {
@@ -104,6 +106,8 @@ enum Ev {
     AdversaryTick {
         client: usize,
     },
+    /// A crashed group member's late ack or seek (`zombie.rs`).
+    Zombie(Box<zombie::ZombieRequest>),
     /// The bound of a controlled shutdown passed: stop the node if it is still
     /// stopping.
     ShutdownDeadline {
@@ -135,6 +139,7 @@ impl Ev {
             Ev::Crash { .. } => "crash",
             Ev::HealCut { .. } => "heal-cut",
             Ev::AdversaryTick { .. } => "adversary-tick",
+            Ev::Zombie(_) => "zombie",
             Ev::ShutdownDeadline { .. } => "shutdown-deadline",
             Ev::LeaderWatch => "leader-watch",
             Ev::QuietShutdown => "quiet-shutdown",
@@ -454,7 +459,11 @@ impl Sim {
         let group_names: Vec<String> = (0..opts.groups.len()).map(group_name).collect();
         let consumed: Vec<TopicPartition> =
             topics.iter().filter(|tp| opts.consumer_per_partition || tp.partition == PartitionId(0)).cloned().collect();
-        let rules = opts.auth.then(|| adversary::honest_rules(opts.producers, &consumed, &group_names, &topic_names));
+        let rules = opts.auth.then(|| {
+            let mut rules = adversary::honest_rules(opts.producers, &consumed, &group_names, &topic_names);
+            crate::acl_mix::add_mixed(seed, &mut rules, &topic_names);
+            rules
+        });
         if let Some(rules) = &rules {
             configs.extend(adversary::setup_requests(seed, rules));
         }
@@ -521,6 +530,9 @@ impl Sim {
                 let silent = opts.silent_adversaries;
                 clients.push(if silent { Role::Gone } else { Role::Adversary(Box::new(Adversary::new(seed, kind))) });
             }
+            let grants = rules.as_ref().map(crate::acl_mix::grants_of).unwrap_or_default();
+            let silent = opts.silent_adversaries;
+            clients.push(if silent { Role::Gone } else { Role::Adversary(Box::new(Adversary::mixed(seed, grants))) });
         }
         let clients = clients
             .into_iter()
@@ -797,6 +809,7 @@ impl Sim {
                 }
             }
             Ev::AdversaryTick { client } => self.adversary_tick(client),
+            Ev::Zombie(z) => self.zombie_request(*z),
             Ev::ShutdownDeadline { node, incarnation } => {
                 let slot = &self.nodes[node];
                 if slot.incarnation == incarnation && slot.node.is_some() && slot.stopping.is_some() {
@@ -924,8 +937,12 @@ impl Sim {
         });
         let replica_data = aimed::carries_replica_data(&input);
         let persists = self.counters.persists;
+        let cursor_probe = zombie::CursorProbe::before(node, &input);
         node.handle(local, input);
         self.node_inputs += 1;
+        if let Some(what) = cursor_probe.and_then(|p| p.judge(node)) {
+            self.checker.fail("ack_owner", what);
+        }
         if let Some((tp, before)) = hostile_end {
             let appended = node.log(&tp).and_then(|log| {
                 let from = before.unwrap_or(Offset(0));
@@ -1326,6 +1343,9 @@ impl Sim {
 
     fn send(&mut self, from: Peer, to: Peer, msg: Message) {
         let now = self.now;
+        if let Peer::Client(c) = from {
+            self.check_client_leaders(c.0 as usize - 1);
+        }
         self.counters.messages += 1;
         match self.net.send(now, from, to) {
             Fate::Dropped(why) => {
@@ -1393,8 +1413,8 @@ impl Sim {
                                         Err(e) => e.code == ErrorCode::TopicExists,
                                         _ => false,
                                     };
-                                    if done {
-                                        a.unconfirmed.remove(&name);
+                                    if let Some(request) = done.then(|| a.unconfirmed.remove(&name)).flatten() {
+                                        self.checker.control.on_admin_confirmed(request);
                                     }
                                     if matches!(&body, Err(e) if e.code == ErrorCode::Unauthenticated) {
                                         a.auth.forget(broker); // it restarted
@@ -1445,6 +1465,7 @@ impl Sim {
                         Some(Verdict::Accepted { attack, what, answer }) => {
                             self.checker.on_attack_accepted(cid.0, attack, &what, &answer);
                         }
+                        Some(Verdict::AclModel(what)) => self.checker.fail("acl_model", format!("c{cid}: {what}")),
                         None => {}
                     }
                 }
@@ -1950,6 +1971,7 @@ impl Sim {
         if crash {
             self.counters.member_crashes += 1;
             self.trace.event(now, Actor::Client(cid), "member-crash", 0, 0, String::new);
+            self.schedule_zombie(c);
             self.replace_member(c);
             true
         } else if !m.gc.is_closed() {

@@ -175,6 +175,13 @@ impl Consumer {
         self.leader.map(|(l, _)| l)
     }
 
+    /// The leader followed with the leader epoch metadata named for it, if known,
+    /// and the newest leader epoch seen (it never goes back: docs/invariants.md,
+    /// `client_metadata_monotonic`).
+    pub fn leader_epoch(&self) -> (Option<(NodeId, LeaderEpoch)>, LeaderEpoch) {
+        (self.leader, self.epoch_seen)
+    }
+
     /// How often the consumer switched to a different leader.
     pub fn leader_changes(&self) -> u64 {
         self.leader_changes

@@ -67,7 +67,7 @@ use crate::client::retry::{backoff, jittered, BrokerRotation, Leaders};
 use crate::contract::{Input, Peer};
 use crate::group::coordinator::{validate_group_name, MAX_ACK_TIMEOUT, MAX_WEIGHT, MIN_ACK_TIMEOUT};
 use crate::group::GroupMode;
-use crate::ids::{CorrelationId, GroupGeneration, MemberId, NodeId, Offset, TopicPartition};
+use crate::ids::{CorrelationId, GroupGeneration, LeaderEpoch, MemberId, NodeId, Offset, TopicPartition};
 use crate::rng::{Rng, Seed};
 use crate::security::validate_app_key;
 use crate::time::{Duration, Instant};
@@ -651,6 +651,13 @@ impl GroupConsumer {
     /// The coordinator, if known.
     pub fn coordinator(&self) -> Option<NodeId> {
         self.coordinator
+    }
+
+    /// Every partition this consumer has metadata for, with the leader it follows
+    /// (`None` once forgotten) and the newest leader epoch it was told; the epoch
+    /// never goes back (docs/invariants.md, `client_metadata_monotonic`).
+    pub fn leader_epochs(&self) -> impl Iterator<Item = (&TopicPartition, Option<NodeId>, LeaderEpoch)> + '_ {
+        self.leaders.iter()
     }
 
     /// The leader this consumer believes leads `tp`.

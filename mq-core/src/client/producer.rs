@@ -69,7 +69,9 @@ use crate::client::partitioner::{
 };
 use crate::client::retry::{backoff, jittered, BrokerRotation, Leaders};
 use crate::contract::{Input, Peer};
-use crate::ids::{CorrelationId, NodeId, Offset, PartitionId, ProducerEpoch, ProducerId, Sequence, TopicPartition};
+use crate::ids::{
+    CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, ProducerEpoch, ProducerId, Sequence, TopicPartition,
+};
 use crate::rng::{Rng, Seed};
 use crate::security::validate_app_key;
 use crate::time::{Duration, Instant};
@@ -605,6 +607,13 @@ impl Producer {
     /// The producer id granted to this producer, once it has one.
     pub fn producer_id(&self) -> Option<ProducerId> {
         self.identity.map(|(id, _)| id)
+    }
+
+    /// Every partition this producer has metadata for, with the leader it follows
+    /// (`None` once forgotten) and the newest leader epoch it was told; the epoch
+    /// never goes back (docs/invariants.md, `client_metadata_monotonic`).
+    pub fn leader_epochs(&self) -> impl Iterator<Item = (&TopicPartition, Option<NodeId>, LeaderEpoch)> + '_ {
+        self.leaders.iter()
     }
 
     /// The leader this producer believes leads `tp`, if any.

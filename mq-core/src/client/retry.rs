@@ -63,6 +63,12 @@ impl Leaders {
         self.0.get(tp).and_then(|l| l.leader)
     }
 
+    /// Every partition known, with its leader (if not forgotten) and the newest
+    /// leader epoch metadata named for it.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&TopicPartition, Option<NodeId>, LeaderEpoch)> + '_ {
+        self.0.iter().map(|(tp, l)| (tp, l.leader, l.epoch))
+    }
+
     /// Takes the leaders of a `Metadata` answer's topics.
     pub(crate) fn apply(&mut self, topics: &[TopicInfo]) {
         for t in topics {

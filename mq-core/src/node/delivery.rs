@@ -407,6 +407,13 @@ impl Node {
         }
     }
 
+    /// The newest generation of `group` this node took from a member's fetch of
+    /// `tp` while leading it (acks and seeks naming an older one are refused), if
+    /// any. For checkers: docs/invariants.md, `ack_owner`.
+    pub fn group_generation(&self, tp: &TopicPartition, group: &str) -> Option<GroupGeneration> {
+        self.deliveries.parts.get(tp)?.cursors.get(group)?.generation()
+    }
+
     // ----- GroupAck and GroupSeek -----
 
     /// Refuses a cursor append the partition cannot commit or hold right now.
