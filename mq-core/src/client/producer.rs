@@ -238,6 +238,10 @@ impl ProducerConfig {
         if self.retry_backoff > self.retry_backoff_max {
             return bad("retry_backoff", "must not exceed retry_backoff_max");
         }
+        if self.delivery_timeout < self.linger + self.request_timeout {
+            // Kafka's rule: a send must be allowed at least one whole attempt.
+            return bad("delivery_timeout", "must be at least linger + request_timeout");
+        }
         if self.max_inflight_per_partition == 0 {
             return bad("max_inflight_per_partition", "must be at least 1");
         }

@@ -160,6 +160,7 @@ impl Node {
         let raft_config = RaftConfig {
             election_timeout: config.election_timeout,
             heartbeat_interval: config.raft_heartbeat_interval,
+            max_entries_per_append: config.raft_max_entries_per_append,
             ..RaftConfig::new(id, config.voters.clone())
         };
         let raft =

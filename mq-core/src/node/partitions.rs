@@ -22,8 +22,6 @@ use std::collections::VecDeque;
 
 /// Pause after a failed follower fetch.
 const FETCH_BACKOFF: Duration = Duration::from_millis(100);
-/// Most bytes one replica fetch asks for.
-const REPLICA_FETCH_BYTES: u32 = 1024 * 1024;
 
 /// Where a follower's fetching stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -348,7 +346,7 @@ impl Node {
         let now = self.now;
         let tp = f.tp.clone();
         let leader_epoch = f.current_leader_epoch;
-        let max_bytes = f.max_bytes.min(REPLICA_FETCH_BYTES) as usize;
+        let max_bytes = f.max_bytes.min(self.config.replica_fetch_max_bytes) as usize;
         let Some(slot) = self.slots.get_mut(&tp) else {
             let e = self.missing_partition(&tp.topic, tp.partition);
             self.send_peer(from, PeerMessage::ReplicaFetchReply { tp, leader_epoch, result: Err(e) });
@@ -463,7 +461,7 @@ impl Node {
             fetch_offset: log.log_end(),
             last_fetched_epoch: log.last_epoch(),
             current_leader_epoch: slot.replica.leader_epoch,
-            max_bytes: REPLICA_FETCH_BYTES,
+            max_bytes: self.config.replica_fetch_max_bytes,
         };
         slot.fetch = FetchState::InFlight(now + timeout);
         self.send_peer(leader, PeerMessage::ReplicaFetch(f));
