@@ -1355,6 +1355,17 @@ mod tests {
     use crate::ids::LeaderEpoch;
     use crate::wire::{PartitionInfo, Response, TopicConfig, TopicInfo};
 
+    #[test]
+    fn a_delivery_timeout_shorter_than_one_attempt_is_refused() {
+        let c = ProducerConfig::default()
+            .request_timeout(Duration::from_millis(500))
+            .linger(Duration::from_millis(5))
+            .delivery_timeout(Duration::from_millis(504));
+        let err = c.validate().unwrap_err();
+        assert!(matches!(err, ProducerConfigError::Invalid { setting: "delivery_timeout", .. }), "{err:?}");
+        assert_eq!(c.delivery_timeout(Duration::from_millis(505)).validate(), Ok(()));
+    }
+
     fn outputs(p: &mut Producer) -> Vec<ProducerOutput> {
         std::iter::from_fn(|| p.poll_output()).collect()
     }

@@ -269,3 +269,44 @@ impl NodeConfigBuilder {
         Ok(self.0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(NodeConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_pending_write_bound_below_the_largest_batch_is_refused() {
+        let c = NodeConfig { max_pending_write_bytes: 1000, max_batch_bytes: 1001, ..NodeConfig::default() };
+        assert!(c.validate().unwrap_err().contains("max_pending_write_bytes"));
+        assert_eq!(NodeConfig { max_pending_write_bytes: 1001, ..c }.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_replica_fetch_wait_above_the_lag_time_is_refused() {
+        let c = NodeConfig {
+            replica_lag_time: Duration::from_millis(100),
+            replica_fetch_max_wait: Duration::from_millis(101),
+            ..NodeConfig::default()
+        };
+        assert!(c.validate().unwrap_err().contains("replica_fetch_max_wait"));
+        let ok = NodeConfig { replica_fetch_max_wait: Duration::from_millis(100), ..c };
+        assert_eq!(ok.validate(), Ok(()));
+    }
+
+    #[test]
+    fn zero_entries_per_append_fetch_bytes_or_id_block_are_refused() {
+        for c in [
+            NodeConfig { raft_max_entries_per_append: 0, ..NodeConfig::default() },
+            NodeConfig { replica_fetch_max_bytes: 0, ..NodeConfig::default() },
+            NodeConfig { producer_id_block: 0, ..NodeConfig::default() },
+            NodeConfig { max_waiters_per_partition: 0, ..NodeConfig::default() },
+        ] {
+            assert!(c.validate().is_err(), "{c:?}");
+        }
+    }
+}
