@@ -70,15 +70,20 @@ impl Member {
             .session_timeout(Duration::from_millis(opts.session_ms))
             .request_timeout(request_timeout)
             // The coordinator holds a join up to the group's session timeout.
-            .join_timeout(Duration::from_millis(opts.session_ms * 2 + 500))
-            .retry_backoff(Duration::from_millis(20), Duration::from_millis(500));
+            .join_timeout(o.knobs.member_join_timeout(opts.session_ms))
+            .retry_backoff(
+                Duration::from_millis(o.knobs.member_retry_backoff_ms),
+                Duration::from_millis(o.knobs.member_retry_backoff_max_ms),
+            )
+            .max_pending_acks(o.knobs.member_max_pending_acks)
+            .max_buffered_records(o.knobs.member_max_buffered_records);
         if o.auth {
             let key = crate::adversary::member_key(&group_name(group));
             config = config.credentials(crate::adversary::credentials(seed, &key));
         }
         config = match opts.push_prefetch {
             Some(prefetch) => config.push(opts.max_records, prefetch),
-            None => config.pull(opts.max_records, Duration::from_millis(200)),
+            None => config.pull(opts.max_records, Duration::from_millis(o.knobs.member_pull_max_wait_ms)),
         };
         let seed = Seed(seed).child("member", (group as u64) << 32 | (index as u64) << 16 | incarnation).0;
         let gc = GroupConsumer::new(config, seed).expect("the simulator draws valid group consumer settings");

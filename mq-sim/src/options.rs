@@ -5,8 +5,9 @@
 //! always ends.
 
 use crate::aimed::AimedOptions;
+use mq_core::client::ProducerConfig;
 use mq_core::group::{assign::Assignor, GroupMode};
-use mq_core::Seed;
+use mq_core::{Duration, NodeConfig, NodeId, Seed};
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -214,6 +215,262 @@ pub struct Options {
     /// (docs/simulator.md "BUGGIFY"; `mq_core::buggify`).
     #[serde(default)]
     pub buggify: bool,
+    /// The settings of mq-core's brokers and clients (issue 18: swarmed like the
+    /// faults). Schedules written before they were drawn load with the values the
+    /// simulator used to fix.
+    #[serde(default)]
+    pub knobs: Knobs,
+}
+
+/// mq-core settings a seed draws: every setting of the brokers and the clients
+/// that changes what they do (docs/simulator.md, "The configuration knobs").
+/// `Default` is what the simulator fixed before they were drawn (mq-core's
+/// defaults, except where noted); a fifth of the seeds keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Knobs {
+    // ----- brokers (NodeConfig) -----
+    /// Raft's heartbeat interval (milliseconds); `None`: a tenth of the election
+    /// timeout, at least 10 ms.
+    pub raft_heartbeat_interval_ms: Option<u64>,
+    /// Most metadata entries in one Raft `Append`.
+    pub raft_max_entries_per_append: usize,
+    /// Producer ids per allocation.
+    pub producer_id_block: u64,
+    /// Largest batch a broker takes (bytes).
+    pub max_batch_bytes: usize,
+    /// Bytes waiting for their Persist before produce gets `Backpressure`.
+    pub max_pending_write_bytes: usize,
+    /// Cap on a consumer fetch answer (bytes).
+    pub max_fetch_bytes: usize,
+    /// acks=all replies waiting per partition.
+    pub max_waiters_per_partition: usize,
+    /// How often retention runs (milliseconds; mq-core's default is 5 s).
+    pub retention_check_interval_ms: u64,
+    /// How often a broker heartbeats to the controller (milliseconds).
+    pub broker_heartbeat_interval_ms: u64,
+    /// A broker silent this long is fenced (milliseconds).
+    pub broker_session_timeout_ms: u64,
+    /// A follower not caught up within this long leaves the ISR (milliseconds).
+    pub replica_lag_time_ms: u64,
+    /// How long a leader holds an empty follower fetch (milliseconds).
+    pub replica_fetch_max_wait_ms: u64,
+    /// Bytes per follower fetch.
+    pub replica_fetch_max_bytes: u32,
+    /// How long a broker waits for the controller (milliseconds).
+    pub controller_request_timeout_ms: u64,
+    /// How long an acks=all produce waits for the HW (milliseconds).
+    pub produce_timeout_ms: u64,
+    /// How often a non-voter fetches metadata (milliseconds).
+    pub metadata_fetch_interval_ms: u64,
+    /// Partitions of `__groups`.
+    pub group_coordinator_partitions: u32,
+    /// Replicas of each `__groups` partition.
+    pub group_replication_factor: u16,
+    // ----- producers (ProducerConfig) -----
+    /// Produce requests one batch may use.
+    pub producer_max_attempts: u32,
+    /// First retry backoff (milliseconds).
+    pub producer_retry_backoff_ms: u64,
+    /// Longest retry backoff (milliseconds).
+    pub producer_retry_backoff_max_ms: u64,
+    /// A send without an outcome this long gives up (milliseconds; mq-core's
+    /// default is 30 s).
+    pub producer_delivery_timeout_ms: u64,
+    /// Bytes buffered per producer.
+    pub producer_buffer_max_bytes: usize,
+    // ----- plain consumers (ConsumerConfig) -----
+    /// Soft cap a consumer asks for per fetch (bytes).
+    pub consumer_max_bytes: u32,
+    /// Pause after a fetch without new records (milliseconds).
+    pub consumer_poll_interval_ms: u64,
+    // ----- group members (GroupConsumerConfig) -----
+    /// How long a pull may wait at the leader (milliseconds).
+    pub member_pull_max_wait_ms: u64,
+    /// A join may wait the session timeout plus this (milliseconds); `None`: the
+    /// session timeout plus 500 ms more than it.
+    pub member_join_extra_ms: Option<u64>,
+    /// First retry backoff of a member (milliseconds).
+    pub member_retry_backoff_ms: u64,
+    /// Longest retry backoff of a member (milliseconds).
+    pub member_retry_backoff_max_ms: u64,
+    /// Acks waiting or out per member.
+    pub member_max_pending_acks: usize,
+    /// Records waiting for the application per member.
+    pub member_max_buffered_records: usize,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        let node = NodeConfig::default();
+        let ms = |d: Duration| d.as_millis();
+        Knobs {
+            raft_heartbeat_interval_ms: None,
+            raft_max_entries_per_append: node.raft_max_entries_per_append,
+            producer_id_block: node.producer_id_block,
+            max_batch_bytes: node.max_batch_bytes,
+            max_pending_write_bytes: node.max_pending_write_bytes,
+            max_fetch_bytes: node.max_fetch_bytes,
+            max_waiters_per_partition: node.max_waiters_per_partition,
+            retention_check_interval_ms: 200,
+            broker_heartbeat_interval_ms: ms(node.broker_heartbeat_interval),
+            broker_session_timeout_ms: ms(node.session_timeout),
+            replica_lag_time_ms: ms(node.replica_lag_time),
+            replica_fetch_max_wait_ms: ms(node.replica_fetch_max_wait),
+            replica_fetch_max_bytes: node.replica_fetch_max_bytes,
+            controller_request_timeout_ms: ms(node.controller_request_timeout),
+            produce_timeout_ms: ms(node.produce_timeout),
+            metadata_fetch_interval_ms: ms(node.metadata_fetch_interval),
+            group_coordinator_partitions: node.group_coordinator_partitions,
+            group_replication_factor: node.group_replication_factor,
+            producer_max_attempts: 10,
+            producer_retry_backoff_ms: 50,
+            producer_retry_backoff_max_ms: 1_000,
+            producer_delivery_timeout_ms: 5_000,
+            producer_buffer_max_bytes: ProducerConfig::default().buffer_max_bytes,
+            consumer_max_bytes: 64 * 1024,
+            consumer_poll_interval_ms: 10,
+            member_pull_max_wait_ms: 200,
+            member_join_extra_ms: None,
+            member_retry_backoff_ms: 20,
+            member_retry_backoff_max_ms: 500,
+            member_max_pending_acks: 10_000,
+            member_max_buffered_records: 10_000,
+        }
+    }
+}
+
+/// `lo..=hi`, with each end drawn an eighth of the time.
+fn span(r: &mut mq_core::Rng, lo: u64, hi: u64) -> u64 {
+    match r.random_range(0..8) {
+        0 => lo,
+        1 => hi,
+        _ => r.random_range(lo..=hi),
+    }
+}
+
+/// `lo..=hi` log-uniformly (for ranges over orders of magnitude), with each end
+/// drawn an eighth of the time.
+fn log_span(r: &mut mq_core::Rng, lo: u64, hi: u64) -> u64 {
+    match r.random_range(0..8) {
+        0 => lo,
+        1 => hi,
+        _ => {
+            let x = r.random_range((lo.max(1) as f64).ln()..=(hi as f64).ln()).exp() as u64;
+            x.clamp(lo, hi)
+        }
+    }
+}
+
+impl Knobs {
+    /// Draws the knobs of a seed whose other options are `o`: each from a range
+    /// that includes both extremes mq-core's validation allows, where a range
+    /// depends on another setting (delivery timeout and request timeout, pending
+    /// bytes and batch size) within what the core accepts. Periodic timers (the
+    /// heartbeats, the retention check, metadata fetches, polls and empty-fetch
+    /// waits) start at 10 ms: shorter ones only multiply a run's events.
+    fn draw(r: &mut mq_core::Rng, o: &Options) -> Knobs {
+        if r.random_bool(0.2) {
+            return Knobs::default();
+        }
+        let election = o.election_timeout_ms;
+        let broker_session_timeout_ms = span(r, 100, 9_000);
+        let replica_lag_time_ms = span(r, 10, 10_000);
+        let max_batch_bytes = log_span(r, (2 * o.batch_max_bytes).max(o.batch_max_bytes + 4_096) as u64, 1 << 20);
+        let producer_retry_backoff_max_ms = span(r, 1, 2_000);
+        let member_retry_backoff_max_ms = span(r, 1, 2_000);
+        Knobs {
+            raft_heartbeat_interval_ms: Some(span(r, 10, election - 1)),
+            raft_max_entries_per_append: span(r, 1, 256) as usize,
+            producer_id_block: span(r, 1, 1_000),
+            max_batch_bytes: max_batch_bytes as usize,
+            max_pending_write_bytes: log_span(r, max_batch_bytes, 64 << 20) as usize,
+            max_fetch_bytes: log_span(r, 1, 8 << 20) as usize,
+            max_waiters_per_partition: log_span(r, 1, 10_000) as usize,
+            retention_check_interval_ms: log_span(r, 10, 5_000),
+            broker_heartbeat_interval_ms: span(r, 10, broker_session_timeout_ms - 1),
+            broker_session_timeout_ms,
+            replica_lag_time_ms,
+            replica_fetch_max_wait_ms: span(r, 10.min(replica_lag_time_ms), replica_lag_time_ms.min(1_000)),
+            replica_fetch_max_bytes: log_span(r, 1, 1 << 20) as u32,
+            controller_request_timeout_ms: span(r, 10, 5_000),
+            produce_timeout_ms: span(r, 1, 10_000),
+            metadata_fetch_interval_ms: span(r, 10, 1_000),
+            group_coordinator_partitions: span(r, 1, 8) as u32,
+            group_replication_factor: span(r, 1, 3) as u16,
+            producer_max_attempts: span(r, 1, 20) as u32,
+            producer_retry_backoff_ms: span(r, 0, producer_retry_backoff_max_ms),
+            producer_retry_backoff_max_ms,
+            producer_delivery_timeout_ms: span(r, o.request_timeout_ms + o.linger_us.div_ceil(1_000), 30_000),
+            producer_buffer_max_bytes: log_span(r, o.batch_max_bytes as u64, 32 << 20) as usize,
+            consumer_max_bytes: log_span(r, 1, 1 << 20) as u32,
+            consumer_poll_interval_ms: span(r, 10, 500),
+            member_pull_max_wait_ms: span(r, 10, 1_000),
+            member_join_extra_ms: Some(span(r, 0, 5_000)),
+            member_retry_backoff_ms: span(r, 1, member_retry_backoff_max_ms),
+            member_retry_backoff_max_ms,
+            member_max_pending_acks: log_span(r, 1, 10_000) as usize,
+            member_max_buffered_records: log_span(r, 1, 10_000) as usize,
+        }
+    }
+
+    /// The broker settings of node `id` of a run with options `o`.
+    pub fn node_config(&self, o: &Options, id: u32) -> NodeConfig {
+        let ms = Duration::from_millis;
+        let heartbeat = self.raft_heartbeat_interval_ms.unwrap_or((o.election_timeout_ms / 10).max(10));
+        NodeConfig {
+            node_id: NodeId(id),
+            cluster_size: o.cluster_size,
+            voters: o.voters.iter().map(|v| NodeId(*v)).collect(),
+            max_inflight_persists: o.max_inflight_persists,
+            election_timeout: ms(o.election_timeout_ms),
+            raft_heartbeat_interval: ms(heartbeat),
+            raft_max_entries_per_append: self.raft_max_entries_per_append,
+            producer_id_block: self.producer_id_block,
+            max_batch_bytes: self.max_batch_bytes,
+            max_pending_write_bytes: self.max_pending_write_bytes,
+            max_fetch_bytes: self.max_fetch_bytes,
+            max_waiters_per_partition: self.max_waiters_per_partition,
+            retention_check_interval: ms(self.retention_check_interval_ms),
+            broker_heartbeat_interval: ms(self.broker_heartbeat_interval_ms),
+            session_timeout: ms(self.broker_session_timeout_ms),
+            replica_lag_time: ms(self.replica_lag_time_ms),
+            replica_fetch_max_wait: ms(self.replica_fetch_max_wait_ms),
+            replica_fetch_max_bytes: self.replica_fetch_max_bytes,
+            controller_request_timeout: ms(self.controller_request_timeout_ms),
+            produce_timeout: ms(self.produce_timeout_ms),
+            metadata_fetch_interval: ms(self.metadata_fetch_interval_ms),
+            group_coordinator_partitions: self.group_coordinator_partitions,
+            group_replication_factor: self.group_replication_factor,
+            ..NodeConfig::default()
+        }
+    }
+
+    /// The producer settings of a run with options `o` (brokers and credentials
+    /// are the caller's).
+    pub fn producer_config(&self, o: &Options) -> ProducerConfig {
+        let ms = Duration::from_millis;
+        ProducerConfig {
+            brokers: (1..=o.cluster_size).map(NodeId).collect(),
+            request_timeout: ms(o.request_timeout_ms),
+            max_inflight: o.producer_max_inflight,
+            max_attempts: self.producer_max_attempts,
+            retry_backoff: ms(self.producer_retry_backoff_ms),
+            retry_backoff_max: ms(self.producer_retry_backoff_max_ms),
+            delivery_timeout: ms(self.producer_delivery_timeout_ms),
+            idempotence: o.idempotence,
+            linger: Duration::from_micros(o.linger_us),
+            batch_max_bytes: o.batch_max_bytes,
+            buffer_max_bytes: self.producer_buffer_max_bytes,
+            max_inflight_per_partition: o.max_inflight_per_partition,
+            ..ProducerConfig::default()
+        }
+    }
+
+    /// How long a member's join may wait, for a session of `session_ms`.
+    pub fn member_join_timeout(&self, session_ms: u64) -> Duration {
+        Duration::from_millis(session_ms + self.member_join_extra_ms.unwrap_or(session_ms + 500))
+    }
 }
 
 fn draw_group(r: &mut mq_core::Rng) -> GroupOptions {
@@ -340,6 +597,7 @@ impl Options {
             silent_adversaries: false,
             aimed: AimedOptions::off(),
             buggify: false,
+            knobs: Knobs::default(),
         };
         // Drawn last so that adding them left every earlier option of a seed as it
         // was.
@@ -368,6 +626,7 @@ impl Options {
         // was.
         o.aimed = AimedOptions::draw(&mut r, o.voters.len(), o.replication_factor, o.groups.len(), o.figure8);
         o.buggify = r.random_bool(0.5);
+        o.knobs = Knobs::draw(&mut r, &o);
         o
     }
 }
@@ -412,6 +671,26 @@ impl Options {
         let probs = [self.delay_tail_prob, self.loss_prob, self.dup_prob, self.fsync_slow_prob, self.torn_prob];
         if probs.iter().any(|p| !(0.0..=1.0).contains(p)) {
             return bad("probabilities must be within 0..=1".into());
+        }
+        // The knobs: whatever mq-core itself accepts.
+        let k = &self.knobs;
+        if let Err(e) = k.node_config(self, 1).validate() {
+            return bad(format!("knobs: broker settings: {e}"));
+        }
+        if let Err(e) = k.producer_config(self).validate() {
+            return bad(format!("knobs: producer settings: {e}"));
+        }
+        if k.consumer_max_bytes == 0 || k.consumer_poll_interval_ms == 0 || k.member_pull_max_wait_ms == 0 {
+            return bad(
+                "knobs: consumer_max_bytes, consumer_poll_interval_ms and member_pull_max_wait_ms must be positive"
+                    .into(),
+            );
+        }
+        if k.member_retry_backoff_ms > k.member_retry_backoff_max_ms
+            || k.member_max_pending_acks == 0
+            || k.member_max_buffered_records == 0
+        {
+            return bad("knobs: member retry backoff above its maximum, or a member limit of 0".into());
         }
         Ok(())
     }
@@ -476,6 +755,50 @@ impl fmt::Display for Options {
             )?;
         }
         writeln!(f, "phases: safety_ms={} liveness_ms={}", self.safety_ms, self.liveness_ms)?;
+        let k = &self.knobs;
+        writeln!(
+            f,
+            "knobs broker: raft_heartbeat_ms={} raft_entries_per_append={} producer_id_block={} max_batch_bytes={} max_pending_write_bytes={} max_fetch_bytes={} max_waiters_per_partition={} retention_check_ms={}",
+            k.raft_heartbeat_interval_ms.map_or("default".to_owned(), |v| v.to_string()),
+            k.raft_max_entries_per_append,
+            k.producer_id_block,
+            k.max_batch_bytes,
+            k.max_pending_write_bytes,
+            k.max_fetch_bytes,
+            k.max_waiters_per_partition,
+            k.retention_check_interval_ms
+        )?;
+        writeln!(
+            f,
+            "knobs broker: heartbeat_ms={} session_ms={} replica_lag_ms={} replica_fetch_wait_ms={} replica_fetch_bytes={} controller_request_timeout_ms={} produce_timeout_ms={} metadata_fetch_ms={} group_partitions={} group_rf={}",
+            k.broker_heartbeat_interval_ms,
+            k.broker_session_timeout_ms,
+            k.replica_lag_time_ms,
+            k.replica_fetch_max_wait_ms,
+            k.replica_fetch_max_bytes,
+            k.controller_request_timeout_ms,
+            k.produce_timeout_ms,
+            k.metadata_fetch_interval_ms,
+            k.group_coordinator_partitions,
+            k.group_replication_factor
+        )?;
+        writeln!(
+            f,
+            "knobs clients: producer max_attempts={} backoff_ms={}..{} delivery_timeout_ms={} buffer_max_bytes={}; consumer max_bytes={} poll_ms={}; member pull_wait_ms={} join_extra_ms={} backoff_ms={}..{} max_pending_acks={} max_buffered_records={}",
+            k.producer_max_attempts,
+            k.producer_retry_backoff_ms,
+            k.producer_retry_backoff_max_ms,
+            k.producer_delivery_timeout_ms,
+            k.producer_buffer_max_bytes,
+            k.consumer_max_bytes,
+            k.consumer_poll_interval_ms,
+            k.member_pull_max_wait_ms,
+            k.member_join_extra_ms.map_or("default".to_owned(), |v| v.to_string()),
+            k.member_retry_backoff_ms,
+            k.member_retry_backoff_max_ms,
+            k.member_max_pending_acks,
+            k.member_max_buffered_records
+        )?;
         writeln!(
             f,
             "security: auth={} attack_interval_ms={} controlled_shutdown_weight={}",
@@ -528,5 +851,44 @@ impl fmt::Display for Options {
             self.crash_new_controller_within_us,
             self.figure8
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drawn_knobs_pass_the_core_validation_and_reach_the_extremes() {
+        let drawn: Vec<Options> = (0..2_000).map(Options::draw).collect();
+        for (seed, o) in drawn.iter().enumerate() {
+            assert_eq!(o.validate(), Ok(()), "seed {seed}: {o}");
+        }
+        let count = |f: &dyn Fn(&Options) -> bool| drawn.iter().filter(|o| f(o)).count();
+        let defaults = count(&|o| o.knobs == Knobs::default());
+        assert!((200..=600).contains(&defaults), "{defaults} of 2000 seeds keep the default knobs");
+        assert!(count(&|o| o.knobs.raft_max_entries_per_append == 1) > 50);
+        assert!(count(&|o| o.knobs.producer_max_attempts == 1) > 50);
+        assert!(count(&|o| o.knobs.max_fetch_bytes == 1 && o.knobs.replica_fetch_max_bytes > 1) > 5);
+        assert!(count(&|o| o.knobs.max_pending_write_bytes == o.knobs.max_batch_bytes) > 50);
+        let tight =
+            |o: &Options| o.knobs.producer_delivery_timeout_ms == o.request_timeout_ms + o.linger_us.div_ceil(1_000);
+        assert!(count(&tight) > 50);
+        let slow_heartbeat = |o: &Options| o.knobs.raft_heartbeat_interval_ms == Some(o.election_timeout_ms - 1);
+        assert!(count(&slow_heartbeat) > 50);
+    }
+
+    #[test]
+    fn options_without_knobs_load_with_the_former_fixed_values() {
+        let o = (0..).map(Options::draw).find(|o| o.knobs != Knobs::default()).expect("a seed draws knobs");
+        let mut json = serde_json::to_value(&o).expect("options serialize");
+        json.as_object_mut().expect("an object").remove("knobs");
+        let back: Options = serde_json::from_value(json).expect("options without knobs load");
+        assert_eq!(back.knobs, Knobs::default());
+        let node = back.knobs.node_config(&back, 1);
+        assert_eq!(node.raft_max_entries_per_append, 256);
+        assert_eq!(node.retention_check_interval, Duration::from_millis(200));
+        let producer = back.knobs.producer_config(&back);
+        assert_eq!((producer.max_attempts, producer.delivery_timeout), (10, Duration::from_secs(5)));
     }
 }

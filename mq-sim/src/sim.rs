@@ -399,17 +399,9 @@ impl Sim {
         let mut rng_clock = Seed(seed).stream("clock");
         let nodes = (1..=opts.cluster_size)
             .map(|id| {
-                let config = NodeConfig::builder()
-                    .node_id(id)
-                    .cluster_size(opts.cluster_size)
-                    .voters(&opts.voters)
-                    .max_inflight_persists(opts.max_inflight_persists)
-                    .retention_check_interval(Duration::from_millis(200))
-                    .build()
-                    .expect("the simulator builds valid node settings");
+                let config = opts.knobs.node_config(&opts, id);
+                config.validate().expect("the simulator builds valid node settings");
                 let config = NodeConfig {
-                    election_timeout: Duration::from_millis(opts.election_timeout_ms),
-                    raft_heartbeat_interval: Duration::from_millis((opts.election_timeout_ms / 10).max(10)),
                     auth: opts.auth.then(|| AuthConfig {
                         admin_app_key: ADMIN_APP_KEY.to_string(),
                         admin_credential: adversary::credential_of(seed, ADMIN_APP_KEY),
@@ -480,18 +472,8 @@ impl Sim {
         for i in 0..opts.producers {
             let config = ProducerConfig {
                 brokers: brokers.clone(),
-                request_timeout: timeout,
-                max_inflight: opts.producer_max_inflight,
-                max_attempts: 10,
-                retry_backoff: Duration::from_millis(50),
-                retry_backoff_max: Duration::from_secs(1),
-                delivery_timeout: Duration::from_secs(5),
-                idempotence: opts.idempotence,
-                linger: Duration::from_micros(opts.linger_us),
-                batch_max_bytes: opts.batch_max_bytes,
-                max_inflight_per_partition: opts.max_inflight_per_partition,
                 credentials: creds(adversary::producer_key(i)),
-                ..ProducerConfig::default()
+                ..opts.knobs.producer_config(&opts)
             };
             let seed = Seed(seed).child("producer", u64::from(i)).0;
             let p = Producer::new(config, seed).expect("the simulator draws valid producer settings");
@@ -503,6 +485,8 @@ impl Sim {
                 let mut config = ConsumerConfig::new(tp.clone());
                 config.brokers = brokers.clone();
                 config.request_timeout = timeout;
+                config.max_bytes = opts.knobs.consumer_max_bytes;
+                config.poll_interval = Duration::from_millis(opts.knobs.consumer_poll_interval_ms);
                 config.credentials = creds(adversary::consumer_key(tp));
                 let seed = Seed(seed).child("consumer", i as u64).0;
                 // A silenced consumer keeps its slot, so later clients keep their ids.

@@ -240,6 +240,10 @@ impl ProducerConfig {
         if self.retry_backoff > self.retry_backoff_max {
             return bad("retry_backoff", "must not exceed retry_backoff_max");
         }
+        if self.delivery_timeout < self.linger + self.request_timeout {
+            // Kafka's rule: a send must be allowed at least one whole attempt.
+            return bad("delivery_timeout", "must be at least linger + request_timeout");
+        }
         if self.max_inflight_per_partition == 0 {
             return bad("max_inflight_per_partition", "must be at least 1");
         }
@@ -1363,6 +1367,17 @@ mod tests {
     use crate::client::auth::scripted::AuthBroker;
     use crate::ids::LeaderEpoch;
     use crate::wire::{PartitionInfo, Response, TopicConfig, TopicInfo};
+
+    #[test]
+    fn a_delivery_timeout_shorter_than_one_attempt_is_refused() {
+        let c = ProducerConfig::default()
+            .request_timeout(Duration::from_millis(500))
+            .linger(Duration::from_millis(5))
+            .delivery_timeout(Duration::from_millis(504));
+        let err = c.validate().unwrap_err();
+        assert!(matches!(err, ProducerConfigError::Invalid { setting: "delivery_timeout", .. }), "{err:?}");
+        assert_eq!(c.delivery_timeout(Duration::from_millis(505)).validate(), Ok(()));
+    }
 
     fn outputs(p: &mut Producer) -> Vec<ProducerOutput> {
         std::iter::from_fn(|| p.poll_output()).collect()

@@ -32,6 +32,10 @@ pub struct NodeConfig {
     pub election_timeout: Duration,
     /// Raft's heartbeat interval.
     pub raft_heartbeat_interval: Duration,
+    /// Most metadata entries in one Raft `Append`.
+    pub raft_max_entries_per_append: usize,
+    /// Producer ids the controller hands out per allocation request.
+    pub producer_id_block: u64,
     /// How often a broker heartbeats to the controller.
     pub broker_heartbeat_interval: Duration,
     /// A broker silent this long is fenced by the controller.
@@ -40,6 +44,9 @@ pub struct NodeConfig {
     pub replica_lag_time: Duration,
     /// How long a leader holds a follower's fetch that has nothing new.
     pub replica_fetch_max_wait: Duration,
+    /// Most bytes a follower asks for in one fetch, and a leader sends in one
+    /// answer (at least one batch whatever the limit).
+    pub replica_fetch_max_bytes: u32,
     /// How long a broker waits for the controller before retrying.
     pub controller_request_timeout: Duration,
     /// How long an `acks=all` produce may wait for the HW before a `Timeout` reply.
@@ -90,10 +97,13 @@ impl Default for NodeConfig {
             voters: vec![NodeId(1)],
             election_timeout: Duration::from_millis(1000),
             raft_heartbeat_interval: Duration::from_millis(100),
+            raft_max_entries_per_append: 256,
+            producer_id_block: 1000,
             broker_heartbeat_interval: Duration::from_millis(500),
             session_timeout: Duration::from_secs(3),
             replica_lag_time: Duration::from_secs(3),
             replica_fetch_max_wait: Duration::from_millis(500),
+            replica_fetch_max_bytes: 1024 * 1024,
             controller_request_timeout: Duration::from_secs(2),
             produce_timeout: Duration::from_secs(10),
             metadata_fetch_interval: Duration::from_millis(200),
@@ -126,6 +136,19 @@ impl NodeConfig {
         }
         if self.max_inflight_persists == 0 {
             return Err("max_inflight_persists must be at least 1".into());
+        }
+        if self.max_pending_write_bytes < self.max_batch_bytes {
+            return Err(
+                "max_pending_write_bytes must be at least max_batch_bytes (else a full batch is never taken)".into()
+            );
+        }
+        if self.raft_max_entries_per_append == 0 || self.replica_fetch_max_bytes == 0 || self.producer_id_block == 0 {
+            return Err(
+                "raft_max_entries_per_append, replica_fetch_max_bytes and producer_id_block must be positive".into()
+            );
+        }
+        if self.max_waiters_per_partition == 0 {
+            return Err("max_waiters_per_partition must be at least 1".into());
         }
         if self.retention_check_interval == Duration::ZERO {
             return Err("retention_check_interval must be positive".into());
@@ -166,6 +189,10 @@ impl NodeConfig {
         }
         if self.broker_heartbeat_interval >= self.session_timeout {
             return Err("broker_heartbeat_interval must be shorter than session_timeout".into());
+        }
+        if self.replica_fetch_max_wait > self.replica_lag_time {
+            // Kafka's rule: a follower's fetch held this long must not count as lag.
+            return Err("replica_fetch_max_wait must not exceed replica_lag_time".into());
         }
         Ok(())
     }
@@ -245,5 +272,46 @@ impl NodeConfigBuilder {
     pub fn build(self) -> Result<NodeConfig, String> {
         self.0.validate()?;
         Ok(self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(NodeConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_pending_write_bound_below_the_largest_batch_is_refused() {
+        let c = NodeConfig { max_pending_write_bytes: 1000, max_batch_bytes: 1001, ..NodeConfig::default() };
+        assert!(c.validate().unwrap_err().contains("max_pending_write_bytes"));
+        assert_eq!(NodeConfig { max_pending_write_bytes: 1001, ..c }.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_replica_fetch_wait_above_the_lag_time_is_refused() {
+        let c = NodeConfig {
+            replica_lag_time: Duration::from_millis(100),
+            replica_fetch_max_wait: Duration::from_millis(101),
+            ..NodeConfig::default()
+        };
+        assert!(c.validate().unwrap_err().contains("replica_fetch_max_wait"));
+        let ok = NodeConfig { replica_fetch_max_wait: Duration::from_millis(100), ..c };
+        assert_eq!(ok.validate(), Ok(()));
+    }
+
+    #[test]
+    fn zero_entries_per_append_fetch_bytes_or_id_block_are_refused() {
+        for c in [
+            NodeConfig { raft_max_entries_per_append: 0, ..NodeConfig::default() },
+            NodeConfig { replica_fetch_max_bytes: 0, ..NodeConfig::default() },
+            NodeConfig { producer_id_block: 0, ..NodeConfig::default() },
+            NodeConfig { max_waiters_per_partition: 0, ..NodeConfig::default() },
+        ] {
+            assert!(c.validate().is_err(), "{c:?}");
+        }
     }
 }

@@ -164,6 +164,7 @@ impl Node {
             election_timeout: config.election_timeout,
             heartbeat_interval: config.raft_heartbeat_interval,
             buggify: config.buggify,
+            max_entries_per_append: config.raft_max_entries_per_append,
             ..RaftConfig::new(id, config.voters.clone())
         };
         let raft =

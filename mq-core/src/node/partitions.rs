@@ -23,8 +23,6 @@ use std::collections::VecDeque;
 
 /// Pause after a failed follower fetch.
 const FETCH_BACKOFF: Duration = Duration::from_millis(100);
-/// Most bytes one replica fetch asks for.
-const REPLICA_FETCH_BYTES: u32 = 1024 * 1024;
 
 /// When an `acks=all` produce waiting for the HW times out: after
 /// `produce_timeout`, or (BUGGIFY) after a few milliseconds, so that the client's
@@ -376,7 +374,7 @@ impl Node {
         let now = self.now;
         let tp = f.tp.clone();
         let leader_epoch = f.current_leader_epoch;
-        let mut max_bytes = f.max_bytes.min(REPLICA_FETCH_BYTES) as usize;
+        let mut max_bytes = f.max_bytes.min(self.config.replica_fetch_max_bytes) as usize;
         if self.buggify.fire(Point::ReplicaSmallFetch, &mut self.coverage) {
             // The log always answers at least one batch.
             max_bytes = 1;
@@ -495,7 +493,7 @@ impl Node {
             fetch_offset: log.log_end(),
             last_fetched_epoch: log.last_epoch(),
             current_leader_epoch: slot.replica.leader_epoch,
-            max_bytes: REPLICA_FETCH_BYTES,
+            max_bytes: self.config.replica_fetch_max_bytes,
         };
         slot.fetch = FetchState::InFlight(now + timeout);
         self.send_peer(leader, PeerMessage::ReplicaFetch(f));

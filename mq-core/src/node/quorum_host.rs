@@ -104,6 +104,7 @@ impl Node {
                 let cc = ControllerConfig {
                     session_timeout: self.config.session_timeout,
                     max_partitions_per_topic: self.config.max_partitions_per_topic,
+                    producer_id_block: self.config.producer_id_block,
                     ..ControllerConfig::default()
                 };
                 self.controller = Some(QuorumController::activate(cc, &self.image, self.now));
