@@ -21,7 +21,7 @@ use crate::{Counters, Mutation, SimConfig};
 use bytes::Bytes;
 use mq_core::client::auth::{AuthEvent, ClientAuth, Readiness};
 use mq_core::client::{
-    Consumer, ConsumerConfig, ConsumerOutput, GroupConsumerOutput, GroupEvent, ProduceOutcome, Producer,
+    AckError, Consumer, ConsumerConfig, ConsumerOutput, GroupConsumerOutput, GroupEvent, ProduceOutcome, Producer,
     ProducerConfig, ProducerOutput, SendId,
 };
 use mq_core::controller::raft::Entry;
@@ -1556,6 +1556,7 @@ impl Sim {
             let name = group_name(m.group);
             let mut replace = false;
             let mut rebalanced = None;
+            let mut acks_settled = false;
             while let Some(ev) = m.gc.poll_event() {
                 match &ev {
                     GroupEvent::Rebalanced { member, generation, assignment } => {
@@ -1567,9 +1568,16 @@ impl Sim {
                         }
                     }
                     GroupEvent::Closed => replace = true,
+                    GroupEvent::AcksConfirmed { .. } | GroupEvent::AcksDropped { .. } => acks_settled = true,
                     _ => {}
                 }
                 self.trace.event(now, Actor::Client(cid.0), "group-event", 0, 0, || format!("{ev:?}"));
+            }
+            // Answers refused for `max_pending_acks` wait in `todo`: with room
+            // again, the member answers them at once.
+            if acks_settled && !m.todo.is_empty() && m.busy_until.is_none() {
+                m.busy_until = Some(now);
+                tick = Some((now, m.incarnation));
             }
             if replace {
                 self.counters.member_leaves += 1;
@@ -1603,32 +1611,47 @@ impl Sim {
             return;
         }
         m.busy_until = None;
+        // An application honours `max_pending_acks`: it acks in chunks the
+        // limit allows, and keeps what the consumer refuses as `TooManyPending`
+        // for when earlier acks are confirmed (`client_input`).
+        let limit = self.opts.knobs.member_max_pending_acks.max(1);
         let mut acks: BTreeMap<TopicPartition, Vec<Offset>> = BTreeMap::new();
         let mut errors = Vec::new();
+        let mut deferred = Vec::new();
         for (tp, offset, action) in std::mem::take(&mut m.todo) {
             let result = match action {
                 Action::Ack => {
                     acks.entry(tp).or_default().push(offset);
-                    Ok(())
+                    continue;
                 }
-                Action::Nack(delay) => {
-                    self.counters.group_nacks += 1;
-                    m.gc.nack(now, &tp, offset, delay)
-                }
-                Action::Reject => {
-                    self.counters.group_rejects += 1;
-                    m.gc.reject(now, &tp, offset)
-                }
-                Action::Forget => {
-                    self.counters.group_forgotten += 1;
-                    Ok(())
-                }
+                Action::Nack(delay) => m.gc.nack(now, &tp, offset, delay),
+                Action::Reject => m.gc.reject(now, &tp, offset),
+                Action::Forget => Ok(()),
             };
-            errors.extend(result.err());
+            match result {
+                Err(AckError::TooManyPending { .. }) => deferred.push((tp, offset, action)),
+                result => {
+                    match action {
+                        Action::Nack(_) => self.counters.group_nacks += 1,
+                        Action::Reject => self.counters.group_rejects += 1,
+                        Action::Forget => self.counters.group_forgotten += 1,
+                        Action::Ack => {}
+                    }
+                    errors.extend(result.err());
+                }
+            }
         }
         for (tp, offsets) in acks {
-            errors.extend(m.gc.ack_batch(now, &tp, &offsets).err());
+            for chunk in offsets.chunks(limit) {
+                match m.gc.ack_batch(now, &tp, chunk) {
+                    Err(AckError::TooManyPending { .. }) => {
+                        deferred.extend(chunk.iter().map(|o| (tp.clone(), *o, Action::Ack)));
+                    }
+                    result => errors.extend(result.err()),
+                }
+            }
         }
+        m.todo = deferred;
         for e in errors {
             // A partition revoked meanwhile: its records go to the new owner.
             self.trace.event(now, Actor::Client(cid.0), "ack-refused", 0, 0, || e.to_string());
