@@ -370,6 +370,19 @@ impl Knobs {
     /// heartbeats, the retention check, metadata fetches, polls and empty-fetch
     /// waits) start at 10 ms: shorter ones only multiply a run's events.
     fn draw(r: &mut mq_core::Rng, o: &Options) -> Knobs {
+        // A member acks what one delivery handed it and may hold that many acks
+        // out: below one delivery's records a group acks one record per commit
+        // round trip, never catches up with its producers, and every such seed
+        // fails `group_completion` for a configuration, not a bug (as in
+        // `draw_group`). The refusal path itself (`TooManyPending`) is tested in
+        // mq-core's group consumer tests, and members retry refused acks.
+        let ack_floor = o
+            .groups
+            .iter()
+            .map(|g| u64::from(g.max_records.max(g.push_prefetch.unwrap_or(0))))
+            .max()
+            .unwrap_or(1)
+            .max(1);
         if r.random_bool(0.2) {
             return Knobs::default();
         }
@@ -409,7 +422,7 @@ impl Knobs {
             member_join_extra_ms: Some(span(r, 0, 5_000)),
             member_retry_backoff_ms: span(r, 1, member_retry_backoff_max_ms),
             member_retry_backoff_max_ms,
-            member_max_pending_acks: log_span(r, 1, 10_000) as usize,
+            member_max_pending_acks: log_span(r, ack_floor, 10_000) as usize,
             member_max_buffered_records: log_span(r, 1, 10_000) as usize,
         }
     }
