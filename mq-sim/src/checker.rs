@@ -631,7 +631,20 @@ impl Checker {
                 return self.fail("min_isr_respected", what);
             }
         }
-        self.check_acked(op.id, h, false);
+        // An acks=1 ack promises nothing past a failover: a deposed leader that
+        // has not yet learnt of its successor acks appends at offsets the new
+        // leader may already have committed to other records (Kafka's acks=1
+        // loss). Only where the leader is the whole ISR is it held to its offset.
+        if self.ack_promised(op) {
+            self.check_acked(op.id, h, false);
+        }
+    }
+
+    /// Whether an ok outcome of `op` promises its records at their offsets:
+    /// acks=all always, acks=1 only where the leader is the whole ISR
+    /// (docs/invariants.md, "What a replicated cluster may lose").
+    fn ack_promised(&self, op: &ProduceOp) -> bool {
+        op.acks == Acks::All || (op.acks == Acks::Leader && self.leader_acks_durable)
     }
 
     /// A leader appended an acks=all batch (first value `first`) while the ISR it
@@ -919,8 +932,7 @@ impl Checker {
             self.compare_node(node, "at the end");
         }
         for op in &h.ops {
-            let promised = op.acks == Acks::All || (op.acks == Acks::Leader && self.leader_acks_durable);
-            if promised && matches!(op.outcome, Outcome::Ok { .. }) {
+            if self.ack_promised(op) && matches!(op.outcome, Outcome::Ok { .. }) {
                 self.check_acked(op.id, h, true);
             }
         }
@@ -985,6 +997,29 @@ mod tests {
         assert!(c.violation().is_none());
         c.on_read(9, &tp, Offset(1), &h.ops[0].values[1], &h);
         assert_eq!(c.violation().map(|v| v.invariant), Some("read_committed"));
+    }
+
+    #[test]
+    fn an_acks_1_ack_at_an_offset_committed_to_another_record_fails_only_where_the_leader_is_the_whole_isr() {
+        // Offsets 0..2 are committed with op 0's records; op 1 (acks=1) is then
+        // acked at offset 0 by a deposed leader.
+        let run = |mut c: Checker| {
+            let (_, mut h, mut log, tp) = setup();
+            log.advance_high_watermark(Offset(2));
+            c.on_high_watermark(1, &tp, LeaderEpoch(1), Offset(2), &log, &h);
+            let late = h.invoke(2, tp.clone(), Acks::Leader, 1, Instant::ZERO);
+            h.ops[late as usize].outcome = Outcome::Ok { at: Instant::ZERO, base_offset: Offset(0) };
+            c.on_ack(late, &h);
+            c.violation().map(|v| v.invariant)
+        };
+        let replicated = CheckerSettings {
+            cluster_size: 3,
+            replication_factor: 3,
+            min_insync_replicas: 2,
+            unclean_leader_election: false,
+        };
+        assert_eq!(run(Checker::new(&replicated)), None, "acks=1 may be lost to a failover");
+        assert_eq!(run(Checker::single_node()), Some("acked_at_offset"));
     }
 
     #[test]
