@@ -199,15 +199,21 @@ fn log_start(h: &Harness, node: u32) -> Offset {
     h.node(node).log(&tp()).unwrap().log_start()
 }
 
+/// `pid` writes its one batch `a, b` at offset 0, and retention then removes it
+/// (the log start moves to 2).
+fn write_then_retain(h: &mut Harness, pid: ProducerId) {
+    let c = send(h, 1, stamped(pid, 0, 0, &["a", "b"]));
+    h.advance(Duration::from_millis(50));
+    assert_eq!(offset_of(h, c), Offset(0));
+    h.advance(Duration::from_secs(4));
+    assert_eq!(log_start(h, 1), Offset(2), "retention removed the producer's only batch");
+}
+
 #[test]
 fn after_retention_an_unknown_producer_still_starts_at_sequence_0() {
     let mut h = retained_cluster();
     let old = init(&mut h, 1);
-    let c = send(&mut h, 1, stamped(old, 0, 0, &["a", "b"]));
-    h.advance(Duration::from_millis(50));
-    assert_eq!(offset_of(&mut h, c), Offset(0));
-    h.advance(Duration::from_secs(4));
-    assert_eq!(log_start(&h, 1), Offset(2), "retention moved the log start");
+    write_then_retain(&mut h, old);
     // A new producer's second batch overtakes its first on the network: the
     // leader must not take it ahead of sequence 0.
     let pid = init(&mut h, 1);
@@ -227,11 +233,7 @@ fn after_retention_an_unknown_producer_still_starts_at_sequence_0() {
 fn a_retry_whose_original_retention_removed_is_recognised_across_a_restart() {
     let mut h = retained_cluster();
     let pid = init(&mut h, 1);
-    let c = send(&mut h, 1, stamped(pid, 0, 0, &["a", "b"]));
-    h.advance(Duration::from_millis(50));
-    assert_eq!(offset_of(&mut h, c), Offset(0));
-    h.advance(Duration::from_secs(4));
-    assert_eq!(log_start(&h, 1), Offset(2), "retention removed the producer's only batch");
+    write_then_retain(&mut h, pid);
     // The leader rebuilds its producer state from the stored log on restart.
     h.crash(1);
     h.restart(1);
