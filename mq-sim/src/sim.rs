@@ -378,12 +378,14 @@ pub const EVENT_BUDGET: u64 = 50_000_000;
 /// ([`Sim::drain_longer`]).
 const MAX_DRAIN_EXTENSION_S: u32 = 60;
 
-/// The drain past the planned end: extensions so far, and the group acks counted
-/// at the last look.
+/// The drain past the planned end: extensions so far, and the group acks and
+/// consumer positions counted at the last look.
 #[derive(Default)]
 struct Drain {
     extensions: u32,
     acks: u64,
+    /// The sum of the plain consumers' positions.
+    positions: u64,
 }
 
 /// Most timeouts a node may take at one simulated instant (`timer_progress`): a
@@ -823,32 +825,49 @@ impl Sim {
         }
     }
 
-    /// At the planned end: when a group has not acked everything yet but acked
-    /// more in the last second, the run goes on for another second (at most
+    /// At the planned end: when a group has not acked everything yet, or a plain
+    /// consumer has not read to the end of its partition's committed data, but
+    /// either made progress in the last second (more confirmed group acks, or a
+    /// consumer's position moved on), the run goes on for another second (at most
     /// [`MAX_DRAIN_EXTENSION_S`] in all), so a slow but working consumer is not
-    /// taken for a stuck one (`group_completion`; docs/invariants.md).
+    /// taken for a stuck one (`group_completion`, `liveness_consumers_caught_up`;
+    /// docs/invariants.md).
     fn drain_longer(&mut self) -> bool {
-        if self.opts.groups.is_empty() || self.drain.extensions >= MAX_DRAIN_EXTENSION_S {
+        if self.drain.extensions >= MAX_DRAIN_EXTENSION_S {
             return false;
         }
         let acks = self.groups.acks_confirmed;
-        let progressed = acks > self.drain.acks;
+        let positions: u64 = self.consumer_positions().map(|(_, _, p)| p.0).sum();
+        let progressed = acks > self.drain.acks || positions > self.drain.positions;
         self.drain.acks = acks;
-        let incomplete = self.topics.iter().any(|tp| {
-            !self.checker.is_lossy(tp)
-                && self
-                    .groups
-                    .check_completion(tp, self.max_log_start(tp), self.checker.committed_records(tp))
-                    .is_some()
-        });
-        if !(incomplete && progressed) {
+        self.drain.positions = positions;
+        let group_incomplete = !self.opts.groups.is_empty()
+            && self.topics.iter().any(|tp| {
+                !self.checker.is_lossy(tp)
+                    && self
+                        .groups
+                        .check_completion(tp, self.max_log_start(tp), self.checker.committed_records(tp))
+                        .is_some()
+            });
+        let consumer_behind = self.consumer_positions().any(|(_, tp, p)| p < self.checker.data_end(tp));
+        if !((group_incomplete || consumer_behind) && progressed) {
             return false;
         }
         self.drain.extensions += 1;
         let now = self.now;
-        self.trace.event(now, Actor::Sim, "drain", 0, 0, || "a group is still acking: the run goes on 1 s".into());
+        self.trace.event(now, Actor::Sim, "drain", 0, 0, || {
+            "a group is still acking or a consumer still reading: the run goes on 1 s".into()
+        });
         self.push(now + Duration::from_secs(1), Ev::End);
         true
+    }
+
+    /// Every plain consumer of the workload: (client id, partition, position).
+    fn consumer_positions(&self) -> impl Iterator<Item = (ClientId, &TopicPartition, Offset)> + '_ {
+        self.clients.iter().filter_map(|c| match &c.role {
+            Role::Consumer(consumer) => Some((c.id, &consumer.config().tp, consumer.position())),
+            _ => None,
+        })
     }
 
     /// The highest log start of `tp` among the live nodes.
@@ -2105,20 +2124,11 @@ impl Sim {
                 }
             }
         }
-        for c in &self.clients {
-            if let Role::Consumer(consumer) = &c.role {
-                let tp = &consumer.config().tp;
-                let hw = self.checker.data_end(tp);
-                if consumer.position() < hw {
-                    let what = format!(
-                        "c{} read {tp} only up to {} by the end; its committed data ends at {hw}",
-                        c.id,
-                        consumer.position()
-                    );
-                    self.checker.fail_liveness("liveness_consumers_caught_up", what);
-                    return;
-                }
-            }
+        let behind = self.consumer_positions().find(|(_, tp, p)| *p < self.checker.data_end(tp));
+        if let Some((id, tp, position)) = behind {
+            let hw = self.checker.data_end(tp);
+            let what = format!("c{id} read {tp} only up to {position} by the end; its committed data ends at {hw}");
+            self.checker.fail_liveness("liveness_consumers_caught_up", what);
         }
     }
 }

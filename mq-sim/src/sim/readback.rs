@@ -16,8 +16,10 @@
 //!   checker does not allow (acks=all; acks=1 where the leader is the whole ISR) is
 //!   read back at its acknowledged offset with its value, unless it lies below the
 //!   reader's start;
-//! - the readers reach the end within [`READBACK_BUDGET`] (a liveness failure
-//!   otherwise).
+//! - every reader reaches the end, and none goes [`READBACK_STALL`] without
+//!   reading further, within [`READBACK_CAP`] (a liveness failure otherwise): a
+//!   reader that fetches one small batch per round trip (a small `max_bytes`) is
+//!   slow, not stuck.
 
 use super::{ClientSlot, Ev, Role, Sim};
 use crate::adversary::{self, ADMIN_APP_KEY};
@@ -30,8 +32,11 @@ use mq_core::wire::{Acks, Message};
 use mq_core::{ClientId, Duration, Input, Instant, NodeId, Offset, Peer, TopicPartition};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// How long the readers may take to reach the end of the committed data.
-const READBACK_BUDGET: Duration = Duration::from_secs(30);
+/// How long a reader may go without reading further before the read-back ends.
+const READBACK_STALL: Duration = Duration::from_secs(30);
+
+/// The longest the read-back may last, however the readers progress.
+const READBACK_CAP: Duration = Duration::from_secs(600);
 
 /// How often the run looks whether the readers are done.
 const READBACK_POLL: Duration = Duration::from_millis(100);
@@ -48,9 +53,11 @@ pub(super) struct Reader {
     start: Offset,
     /// The reader's position (the next offset it asks for).
     position: Offset,
+    /// When `position` last moved (or the read-back began).
+    moved: Instant,
 }
 
-/// The read-back phase: its readers by client slot, and its deadline.
+/// The read-back phase: its readers by client slot, and when it must end.
 #[derive(Debug)]
 pub(super) struct Readback {
     deadline: Instant,
@@ -60,6 +67,11 @@ pub(super) struct Readback {
 impl Readback {
     fn done(&self) -> bool {
         self.readers.values().all(|r| r.position >= r.target)
+    }
+
+    /// A reader short of its target has not moved for [`READBACK_STALL`].
+    fn stalled(&self, now: Instant) -> bool {
+        self.readers.values().any(|r| r.position < r.target && now.saturating_since(r.moved) >= READBACK_STALL)
     }
 }
 
@@ -102,7 +114,11 @@ pub(super) fn drive(
         }
     }
     if let Some(r) = reader {
-        r.position = consumer.position();
+        let position = consumer.position();
+        if position != r.position {
+            r.position = position;
+            r.moved = now;
+        }
     }
 }
 
@@ -113,7 +129,7 @@ impl Sim {
         let now = self.now;
         match &self.readback {
             None => self.begin_readback(),
-            Some(rb) if !rb.done() && now < rb.deadline => {}
+            Some(rb) if !rb.done() && !rb.stalled(now) && now < rb.deadline => {}
             Some(_) => return false,
         }
         self.push(now + READBACK_POLL, Ev::End);
@@ -147,13 +163,14 @@ impl Sim {
             let role = Role::Reader(Box::new(consumer));
             self.clients.push(ClientSlot { id, role, timer: None, timer_generation: 0, started: true });
             let target = self.checker.data_end(&tp);
-            readers.insert(c, Reader { tp, target, reads: Vec::new(), start: Offset(0), position: Offset(0) });
+            let reader = Reader { tp, target, reads: Vec::new(), start: Offset(0), position: Offset(0), moved: now };
+            readers.insert(c, reader);
             self.schedule_client_timer(c);
         }
         let n = readers.len() as u64;
         self.trace
             .event(now, Actor::Sim, "readback", n, 0, || format!("{n} fresh consumers read every partition back"));
-        self.readback = Some(Readback { deadline: now + READBACK_BUDGET, readers });
+        self.readback = Some(Readback { deadline: now + READBACK_CAP, readers });
     }
 
     /// Judges what the readers read (module docs); the first broken rule fails
@@ -269,8 +286,8 @@ impl Sim {
         if r.position < r.target {
             let next = self.checker.first_record_in(tp, r.position, r.target);
             let what = format!(
-                "reader c{cid} of {tp} reached only {} within {READBACK_BUDGET}; the committed data ends at {} (next unread: {next:?})",
-                r.position, r.target
+                "reader c{cid} of {tp} reached only {} (last moved at {}; the read-back allows {READBACK_STALL} without progress, {READBACK_CAP} in all); the committed data ends at {} (next unread: {next:?})",
+                r.position, r.moved, r.target
             );
             return Some(("final_readback", what, true));
         }
