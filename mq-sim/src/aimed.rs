@@ -21,7 +21,8 @@ pub enum AimedKind {
     /// within one fetch round trip.
     IsrCommit,
     /// A follower just appended fetched records and issued their persist: it
-    /// crashes before the fsync completes.
+    /// crashes before the fsync completes; half the time its leader crashes with
+    /// it and both stay down past the broker session (`sim/aimed.rs`).
     FollowerFsync,
     /// A broker just became a partition leader: during its first fetch round it
     /// crashes, pauses, or its link with a follower is clogged.

@@ -977,8 +977,8 @@ impl Sim {
             slot.next_check = slot.inputs + every.max(mq_core::node::full_check_spacing(node.batch_count()));
         }
         self.drain_outputs(n);
-        if replica_data {
-            self.aimed_after_replica_data(n, self.counters.persists > persists);
+        if let Some(leader) = replica_data {
+            self.aimed_after_replica_data(n, leader, self.counters.persists > persists);
         }
         self.on_raft_leadership(n);
         self.schedule_node_timer(n);

@@ -37,14 +37,16 @@ impl Aimed {
     }
 }
 
-/// Whether a node input carries records a follower will append (a leader's
-/// answer to its fetch with batches in it).
-pub(super) fn carries_replica_data(input: &Input) -> bool {
-    matches!(
-        input,
-        Input::Message { msg: Message::Peer(PeerMessage::ReplicaFetchReply { result: Ok(data), .. }), .. }
-            if !data.batches.is_empty()
-    )
+/// The leader whose fetch answer `input` is, when it carries records a follower
+/// will append (batches in it).
+pub(super) fn carries_replica_data(input: &Input) -> Option<NodeId> {
+    match input {
+        Input::Message {
+            from: Peer::Node(leader),
+            msg: Message::Peer(PeerMessage::ReplicaFetchReply { result: Ok(data), .. }),
+        } if !data.batches.is_empty() => Some(*leader),
+        _ => None,
+    }
 }
 
 impl Sim {
@@ -170,15 +172,37 @@ impl Sim {
         }
     }
 
-    /// Node `n` handled an input carrying fetched records; `persisted` says it
-    /// issued a persist for them.
-    pub(super) fn aimed_after_replica_data(&mut self, n: usize, persisted: bool) {
+    /// Node `n` handled records fetched from `leader`; `persisted` says it issued
+    /// a persist for them.
+    ///
+    /// One nanosecond on, the fsync (tens of microseconds at least) is pending:
+    /// the follower crashes. Half the time the leader loses power with it (one
+    /// rack): both stay down past the broker session, the follower comes back
+    /// first. If the leader's session ends first, the controller keeps the
+    /// follower as the last ISR member and elects it when it is back; it may lead
+    /// only with what it had made durable before it reported it, or records the
+    /// HW had passed are gone (a follower that reports unpersisted records).
+    pub(super) fn aimed_after_replica_data(&mut self, n: usize, leader: NodeId, persisted: bool) {
         if !persisted || !self.aimed_fires(AimedKind::FollowerFsync) {
             return;
         }
-        // One nanosecond on, the fsync (tens of microseconds at least) is pending.
-        let down_ns = self.aimed_down_ns(AimedKind::FollowerFsync);
-        self.aim(AimedKind::FollowerFsync, Duration::ZERO, Sim::aimed_crash(n, down_ns));
+        let kind = AimedKind::FollowerFsync;
+        let leader = self.nodes.iter().position(|s| s.id == leader).filter(|l| *l != n);
+        let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
+        let both = leader.is_some() && self.aimed_rng(kind).random_bool(0.5);
+        match leader {
+            Some(l) if both => {
+                let rng = self.aimed_rng(kind);
+                let down_ns = session_ns + rng.random_range(1_000_000..=session_ns / 2 + 1_000_000);
+                let leader_down_ns = down_ns + rng.random_range(1_000_000..=session_ns + 1_000_000);
+                self.aim(kind, Duration::ZERO, Sim::aimed_crash(n, down_ns));
+                self.aim(kind, Duration::ZERO, Sim::aimed_crash(l, leader_down_ns));
+            }
+            _ => {
+                let down_ns = self.aimed_down_ns(kind);
+                self.aim(kind, Duration::ZERO, Sim::aimed_crash(n, down_ns));
+            }
+        }
     }
 
     /// Group member client `c` completed a rebalance; `coordinator` is its
