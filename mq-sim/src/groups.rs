@@ -204,11 +204,19 @@ impl GroupChecker {
             *confirmed = confirmed.split_off(&prefix);
             *old = prefix;
         }
-        for o in above {
-            if *o >= *old && confirmed.insert(*o, at).is_none() {
-                self.acks_confirmed += 1;
+        // `above` is the leader's whole set of acks above its prefix, in offset
+        // order, again at every confirmation: one merge walk against what is
+        // confirmed already finds the new ones (each keeps its first time).
+        let mut known = confirmed.keys().copied().peekable();
+        let mut new = Vec::new();
+        for o in above.iter().copied().filter(|o| *o >= *old) {
+            while known.next_if(|k| *k < o).is_some() {}
+            if known.next_if_eq(&o).is_none() {
+                new.push(o);
             }
         }
+        self.acks_confirmed += new.len() as u64;
+        confirmed.extend(new.into_iter().map(|o| (o, at)));
     }
 
     /// A leader committed a seek of `group` on `tp` to `offset`: records from it
