@@ -407,7 +407,7 @@ impl Knobs {
             replica_fetch_max_wait_ms: span(r, 10.min(replica_lag_time_ms), replica_lag_time_ms.min(1_000)),
             replica_fetch_max_bytes: log_span(r, 1, 1 << 20) as u32,
             controller_request_timeout_ms: span(r, 10, 5_000),
-            produce_timeout_ms: span(r, 1, 10_000),
+            produce_timeout_ms: span(r, 2 * o.replication_round_trip_ms(), 10_000),
             metadata_fetch_interval_ms: span(r, 10, 1_000),
             group_coordinator_partitions: span(r, 1, 8) as u32,
             group_replication_factor: span(r, 1, 3) as u16,
@@ -525,6 +525,18 @@ fn weight(rng: &mut mq_core::Rng, on_prob: f64) -> u32 {
 }
 
 impl Options {
+    /// About one replication round trip of the seed's network and disks, in
+    /// milliseconds (at least 1): a produce reaching the leader, the follower's
+    /// fetch answered, its fsync and its next fetch (two one-way delays and a
+    /// fsync, at their minimum plus mean). An acks=all produce cannot commit
+    /// faster, so a broker produce timeout below twice this times out nearly every
+    /// acks=all produce of a replicated partition: `liveness_progress` would fail
+    /// for a configuration, not a bug (seed 83).
+    pub fn replication_round_trip_ms(&self) -> u64 {
+        let us = 2 * (self.delay_min_us + self.delay_mean_us) + self.fsync_min_us + self.fsync_mean_us;
+        us.div_ceil(1_000).max(1)
+    }
+
     /// Draws the options of `seed` from its `options` stream.
     pub fn draw(seed: u64) -> Options {
         let mut r = Seed(seed).stream("options");
