@@ -36,12 +36,21 @@ pub enum Point {
     /// An `acks=all` produce waits for the high watermark only briefly before it
     /// is answered `Timeout` (it may still commit).
     ProduceShortCommitWait,
+    /// The controller proposes a new topic's `CreateTopic` record without the
+    /// first elections of its partitions, as a controller change between those
+    /// separate Raft entries leaves it; the next broker heartbeat elects them.
+    ControllerSplitCreateTopic,
 }
 
 impl Point {
     /// Every point, in the order their enablement is drawn.
-    pub const ALL: [Point; 4] =
-        [Point::RaftShortAppend, Point::RaftEarlyElection, Point::ReplicaSmallFetch, Point::ProduceShortCommitWait];
+    pub const ALL: [Point; 5] = [
+        Point::RaftShortAppend,
+        Point::RaftEarlyElection,
+        Point::ReplicaSmallFetch,
+        Point::ProduceShortCommitWait,
+        Point::ControllerSplitCreateTopic,
+    ];
 
     /// The coverage mark counted when the point fires.
     pub fn mark(self) -> Mark {
@@ -50,6 +59,7 @@ impl Point {
             Point::RaftEarlyElection => Mark::BuggifyRaftEarlyElection,
             Point::ReplicaSmallFetch => Mark::BuggifyReplicaSmallFetch,
             Point::ProduceShortCommitWait => Mark::BuggifyProduceShortCommitWait,
+            Point::ControllerSplitCreateTopic => Mark::BuggifyControllerSplitCreateTopic,
         }
     }
 }

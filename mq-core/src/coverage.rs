@@ -161,6 +161,8 @@ marks!(
     BuggifyReplicaSmallFetch = "buggify.replica_small_fetch",
     /// An acks=all produce waited for the HW only briefly.
     BuggifyProduceShortCommitWait = "buggify.produce_short_commit_wait",
+    /// The controller proposed a `CreateTopic` without its first elections.
+    BuggifyControllerSplitCreateTopic = "buggify.controller_split_create_topic",
 );
 
 /// Counts per [`Mark`] of one machine or one run (see the module docs).

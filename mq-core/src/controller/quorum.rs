@@ -13,6 +13,7 @@
 use super::image::{MetadataImage, PartitionImage};
 use super::metadata::MetadataRecord;
 use super::raft::LogIndex;
+use crate::buggify::{Buggify, Point};
 use crate::coverage::{Coverage, Mark};
 use crate::ids::{BrokerEpoch, LeaderEpoch, NodeId, TopicPartition};
 use crate::node::validate_topic_name;
@@ -111,6 +112,10 @@ pub struct ControllerConfig {
     /// Most partitions a topic may have. The admin path checks this too; the
     /// controller checks it again because a forwarded request allocates here.
     pub max_partitions_per_topic: u32,
+    /// BUGGIFY's seed (`crate::buggify`; `NodeConfig::buggify`); `None`: off.
+    pub buggify: Option<u64>,
+    /// This controller's node id and Raft term: they pick its BUGGIFY stream.
+    pub buggify_stream: (u32, u64),
 }
 
 impl Default for ControllerConfig {
@@ -122,6 +127,8 @@ impl Default for ControllerConfig {
             max_principals: 10_000,
             max_grants: 100_000,
             max_partitions_per_topic: 10_000,
+            buggify: None,
+            buggify_stream: (0, 0),
         }
     }
 }
@@ -135,6 +142,8 @@ pub struct QuorumController {
     next_broker_epoch: u64,
     /// Rare branches taken (never read by the decisions).
     coverage: Coverage,
+    /// Legal but rare paths under the simulator (off in production).
+    buggify: Buggify,
 }
 
 impl QuorumController {
@@ -143,12 +152,15 @@ impl QuorumController {
     pub fn activate(config: ControllerConfig, image: &MetadataImage, now: Instant) -> Self {
         let last_heartbeat = image.brokers.keys().map(|b| (*b, now)).collect();
         let next_broker_epoch = image.brokers.values().map(|b| b.epoch.0).max().unwrap_or(0) + 1;
+        let (id, term) = config.buggify_stream;
+        let buggify = Buggify::new(config.buggify, "buggify-controller", (u64::from(id) << 32) ^ term);
         QuorumController {
             config,
             image: image.clone(),
             last_heartbeat,
             next_broker_epoch,
             coverage: Coverage::default(),
+            buggify,
         }
     }
 
@@ -427,6 +439,11 @@ impl QuorumController {
                 isr: replicas,
                 partition_epoch: 1,
             });
+        }
+        if self.buggify.fire(Point::ControllerSplitCreateTopic, &mut self.coverage) {
+            // Only the topic, as if this controller lost its leadership after its
+            // first entry: `first_elections` must elect the partitions.
+            records.truncate(1);
         }
         Ok(records)
     }

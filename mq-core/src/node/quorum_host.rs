@@ -105,6 +105,8 @@ impl Node {
                     session_timeout: self.config.session_timeout,
                     max_partitions_per_topic: self.config.max_partitions_per_topic,
                     producer_id_block: self.config.producer_id_block,
+                    buggify: self.config.buggify,
+                    buggify_stream: (self.config.node_id.0, self.raft.term().0),
                     ..ControllerConfig::default()
                 };
                 self.controller = Some(QuorumController::activate(cc, &self.image, self.now));
