@@ -141,6 +141,14 @@ impl History {
         id
     }
 
+    /// Takes back op `id`, the last one invoked, before anything was sent for it
+    /// (its producer had no room: the application waits, as Kafka's `send`
+    /// blocks while the buffer is full).
+    pub fn withdraw(&mut self, id: u64) {
+        assert_eq!(id + 1, self.ops.len() as u64, "only the last op invoked can be withdrawn");
+        self.ops.pop();
+    }
+
     /// Records a hostile request; returns its id.
     pub fn attack(&mut self, client: u64, kind: &'static str, what: String, at: Instant) -> u64 {
         let id = self.attacks.len() as u64;

@@ -1756,7 +1756,7 @@ impl Sim {
         self.history.ops[op as usize].idempotent = acks == Acks::All && self.opts.idempotence;
         // Keys and tags derive from the value, so the group checker can recompute
         // them (key_shared stickiness, filters).
-        let records = self.history.ops[op as usize]
+        let records: Vec<Record> = self.history.ops[op as usize]
             .values
             .iter()
             .map(|v| Record {
@@ -1765,6 +1765,14 @@ impl Sim {
                 ..Record::from_value(v.clone())
             })
             .collect();
+        let needed: usize = records.iter().map(Record::size_bytes).sum();
+        if p.buffered_bytes() + needed > p.config().buffer_max_bytes {
+            // The buffer is full (a drawn `buffer_max_bytes` can hold a single
+            // batch): the application waits for room, as Kafka's `send` blocks,
+            // and tries again on its next tick (seed 248).
+            self.history.withdraw(op);
+            return;
+        }
         self.counters.ops_invoked += 1;
         let id = p.send(now, &tp.topic, tp.partition, acks, records).expect("in-flight room was checked");
         ops.insert(id, op);
