@@ -331,6 +331,9 @@ counters!(
     aimed_first_fetch,
     /// A member or its coordinator crashed right after a rebalance.
     aimed_rebalance,
+    /// A member's heartbeat held back (up to twice the request timeout) so that
+    /// it may arrive after a rebalance its member's later join completed.
+    aimed_heartbeat_delays,
 );
 
 impl fmt::Display for Counters {

@@ -1364,7 +1364,8 @@ impl Sim {
                     format!("to {to} {} ({why:?})", summary(&msg))
                 });
             }
-            Fate::Deliver { at, mut dup } => {
+            Fate::Deliver { mut at, mut dup } => {
+                at += self.aimed_heartbeat_delay(from, &msg);
                 let produce = matches!(&msg, Message::Request(Request { body: RequestBody::Produce { .. }, .. }));
                 if self.cfg.mutation == Mutation::DuplicateRequests && produce && matches!(from, Peer::Client(_)) {
                     dup = Some(at + Duration::from_millis(1)); // the bug under test

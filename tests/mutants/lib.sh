@@ -11,10 +11,12 @@ build_mutant() {
   local name scratch status=0
   name="$(basename "$patch" .patch)"
   patch="$(realpath "$patch")"
+  : > "$log"
   scratch="$(mktemp -d /tmp/mq-mutant-"$name".XXXXXX)"
   rmdir "$scratch"
   git -C "$repo" worktree add --quiet --detach "$scratch" "$commit"
-  if ! git -C "$scratch" apply "$patch" > "$log" 2>&1; then
+  # /dev/null as PATCH builds the unmutated tree (run.sh's baseline).
+  if [ "$patch" != /dev/null ] && ! git -C "$scratch" apply "$patch" > "$log" 2>&1; then
     status=1
   elif ! (cd "$scratch" && CARGO_TARGET_DIR="$target" cargo build --quiet --release -p mq-sim) >> "$log" 2>&1; then
     status=2

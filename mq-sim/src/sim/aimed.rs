@@ -16,7 +16,7 @@ use crate::network::exp_sample;
 use crate::schedule::Fault;
 use crate::trace::Actor;
 use mq_core::controller::raft::{RaftMessage, RaftRole};
-use mq_core::wire::{Message, PeerMessage};
+use mq_core::wire::{Message, PeerMessage, Request, RequestBody};
 use mq_core::{Duration, Event, Input, Instant, NodeId, Peer, Rng, Seed};
 use rand::Rng as _;
 
@@ -26,6 +26,8 @@ pub(super) struct Aimed {
     rngs: Vec<Rng>,
     /// Per kind, the earliest time the next may fire.
     next: Vec<Instant>,
+    /// Whether a member's heartbeat is held back ([`Sim::aimed_heartbeat_delay`]).
+    heartbeat: Rng,
 }
 
 impl Aimed {
@@ -33,6 +35,7 @@ impl Aimed {
         Aimed {
             rngs: AimedKind::ALL.iter().map(|k| Seed(seed).indexed_stream("aimed-kind", k.index() as u64)).collect(),
             next: vec![Instant::ZERO; AimedKind::ALL.len()],
+            heartbeat: Seed(seed).indexed_stream("aimed-heartbeat", 0),
         }
     }
 }
@@ -223,6 +226,35 @@ impl Sim {
             _ => Fault::Member { client: c, crash: true },
         };
         self.aim(AimedKind::Rebalance, Duration::from_nanos(within), fault);
+    }
+
+    /// How much longer than the network says a message from `from` takes: a
+    /// group member's heartbeat, in the safety phase of a seed whose network
+    /// reorders and whose `rebalance` kind is on, is held back 1 ms to twice the
+    /// request timeout plus 300 ms more, with that kind's probability. Past the
+    /// request timeout the member takes it for lost, heartbeats anew, may be
+    /// told of a rebalance, join and complete it as its last member; the held
+    /// heartbeat then names a generation the coordinator has left
+    /// (`group.illegal_generation`), a moment otherwise met only when a network
+    /// tail outlasts a request timeout while a rebalance runs. Only where links reorder (elsewhere a later
+    /// message may not pass an earlier one). Part of the network, not a recorded
+    /// fault: drawn from its own stream in every run, replays of schedules
+    /// included, so they meet the same delays.
+    pub(super) fn aimed_heartbeat_delay(&mut self, from: Peer, msg: &Message) -> Duration {
+        let heartbeat = matches!(msg, Message::Request(Request { body: RequestBody::Heartbeat { .. }, .. }));
+        let p = self.opts.aimed.rebalance;
+        if !heartbeat || !matches!(from, Peer::Client(_)) || !self.opts.reorder || p <= 0.0 {
+            return Duration::ZERO;
+        }
+        if self.liveness_start.is_some() || !self.aimed.heartbeat.random_bool(p) {
+            return Duration::ZERO;
+        }
+        self.counters.aimed_heartbeat_delays += 1;
+        // Past the member's request timeout half the time: the member takes the
+        // heartbeat for lost, finds its coordinator again and heartbeats anew,
+        // may be told of a rebalance and join, all while this one is on its way.
+        let longest = (2 * self.opts.request_timeout_ms + 300) * 1_000_000;
+        Duration::from_nanos(self.aimed.heartbeat.random_range(1_000_000..=longest))
     }
 
     /// Applies an aimed fault queued by [`Sim::aim`] or replayed from a schedule:
