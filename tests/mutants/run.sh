@@ -41,12 +41,14 @@ fi
 # run_until_caught BIN LOG: runs BIN's campaign from seed 0 to $seeds, stopping at
 # the first failing seed the baseline passes. Exit 0: survived; 1: caught.
 run_until_caught() {
-  local bin="$1" log="$2" start=0 low
+  local bin="$1" log="$2" start=0 low verdict
   while [ "$start" -lt "$seeds" ]; do
     "$bin" run --seeds $((seeds - start)) --start-seed "$start" --jobs "$jobs" --fail-fast >> "$log" 2>&1 && return 0
     low="$(grep '^FAIL' "$log" | sed -E 's/^FAIL seed=([0-9]+).*/\1/' | sort -n | awk -v s="$start" '$1 >= s' | head -1)"
     [ -n "$low" ] || return 2 # the campaign failed without a FAIL line
-    if "$baseline" replay --seed "$low" 2>/dev/null | grep -q '^PASS'; then
+    # Not `replay | grep -q`: with pipefail, grep's early exit fails the replay.
+    verdict="$("$baseline" replay --seed "$low" 2>/dev/null | grep -E '^(PASS|FAIL)' || true)"
+    if [[ "$verdict" == PASS* ]]; then
       echo "caught at $low" >> "$log"
       return 1
     fi
