@@ -2239,6 +2239,18 @@ pub(crate) fn request_summary(body: &RequestBody) -> String {
         RequestBody::AuthStart { app_key, .. } => format!("auth-start {app_key}"),
         RequestBody::AuthProof { .. } => "auth-proof".into(),
         RequestBody::PutPrincipal { app_key, .. } => format!("put-principal {app_key}"),
+        RequestBody::GroupFetch(f) => format!(
+            "group-fetch {} {} member={} gen={} max={} {:?}",
+            f.view.group, f.tp, f.view.member, f.view.generation, f.max_records, f.mode
+        ),
+        RequestBody::GroupAck(a) => {
+            let acks: Vec<String> = a.acks.iter().map(|(o, k)| format!("{o}:{k:?}")).collect();
+            let acks = acks.join(",").chars().take(160).collect::<String>();
+            format!(
+                "group-ack {} {} member={} gen={} up_to={:?} [{acks}]",
+                a.group, a.tp, a.member, a.generation, a.up_to
+            )
+        }
         other => format!("{other:?}").chars().take(200).collect(),
     }
 }
