@@ -448,6 +448,70 @@ fn a_burst_of_dead_letters_travels_in_one_append_per_dead_letter_partition() {
     assert_eq!(g.ack_ok(&mut h, M1, &[], Some(60)), (60, vec![]));
 }
 
+/// A dead-letter append waits for its commit as long as its sender waits for the
+/// answer, not `produce_timeout` (a client's setting). With a produce timeout
+/// shorter than a commit, every append was answered `Timeout` and sent again
+/// 200 ms later, one more copy each time, while its record stayed on its way to
+/// the dead-letter topic, neither deliverable nor done, for good (simulator
+/// seeds 1000043, 1000154 and 1000177: a 1 ms produce timeout).
+#[test]
+fn a_dead_letter_completes_when_commits_outlast_the_produce_timeout() {
+    let mut h = Harness::new(3, 17, |c| mq_core::NodeConfig { produce_timeout: Duration::from_millis(1), ..c });
+    h.wait_ready();
+    let config = TopicConfig { replication_factor: 3, min_insync_replicas: 2, ..TopicConfig::new(TOPIC, 1) };
+    let c = h.request(CLIENT, 1, RequestBody::CreateTopic(config));
+    h.advance(Duration::from_millis(500));
+    assert_eq!(ok(&mut h, c), ResponseBody::TopicCreated);
+    // acks=1: an acks=all produce would time out like everything else here.
+    let body = RequestBody::Produce {
+        topic: TOPIC.into(),
+        partition: PartitionId(0),
+        acks: Acks::Leader,
+        batch: RecordBatch::new(values(2)),
+    };
+    let l = leader(&h);
+    let c = h.request(CLIENT, l, body);
+    h.advance(Duration::from_millis(100));
+    assert!(matches!(ok(&mut h, c), ResponseBody::Produced { .. }));
+    let g = Group::new(exclusive(), &[(M1, 1)]);
+    assert_eq!(offs(&g.poll(&mut h, M1, 2)), vec![0, 1]);
+    // Applied when it arrives, whatever the answer (the cursor record's commit
+    // outlasts the produce timeout too).
+    g.ack(&mut h, M1, &[(0, AckKind::Reject), (1, AckKind::Ack)], None);
+    h.advance(Duration::from_secs(3));
+    let done = h.events().iter().any(|(_, _, e)| matches!(e, Event::DeadLettered { offset: Offset(0), .. }));
+    assert!(done, "the dead letter was never acknowledged");
+    assert_eq!(dead_letters(&mut h).len(), 1, "one copy, not one per retry");
+    assert!(g.poll(&mut h, M1, 2).is_empty(), "both records are done");
+}
+
+/// A dead-letter append asks its receiver to wait half the controller request
+/// timeout for the commit, and twice as long after each `Timeout` answer: a
+/// commit slower than the first wait (here 1 s against a commit of about 1.4 s)
+/// is answered on a later try, leaving a copy per try that timed out, instead of
+/// being written again every 200 ms for good.
+#[test]
+fn a_dead_letter_commit_slower_than_its_wait_is_answered_on_a_later_try() {
+    let mut h = cluster(18, 3, 2);
+    produce(&mut h, values(1));
+    let g = Group::new(exclusive(), &[(M1, 1)]);
+    assert_eq!(offs(&g.poll(&mut h, M1, 1)), vec![0]);
+    // `orders.dlq` exists before the disks slow down.
+    assert_eq!(g.ack_ok(&mut h, M1, &[(0, AckKind::Reject)], None), (0, vec![]));
+    h.advance(Duration::from_secs(2));
+    assert_eq!(dead_letters(&mut h).len(), 1);
+    // After the first one's cursor record.
+    let second = produce(&mut h, values(1));
+    assert_eq!(offs(&g.poll(&mut h, M1, 1)), vec![second.0]);
+    h.persist_delay = Duration::from_millis(700);
+    g.ack(&mut h, M1, &[(second.0, AckKind::Reject)], None);
+    h.advance(Duration::from_secs(20));
+    let done = h.events().iter().any(|(_, _, e)| matches!(e, Event::DeadLettered { offset, .. } if *offset == second));
+    assert!(done, "the second dead letter was never acknowledged");
+    let copies = dead_letters(&mut h).iter().filter(|r| header(r, "mq.dlq.offset") == second.0.to_string()).count();
+    assert!((1..=3).contains(&copies), "{copies} copies of the second dead letter");
+}
+
 #[test]
 fn seeks_move_the_cursor_by_offset_time_earliest_and_latest() {
     let mut h = cluster(11, 3, 1);

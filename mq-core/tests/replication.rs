@@ -285,6 +285,33 @@ fn a_broker_stopping_without_a_session_sets_no_timer_it_will_not_act_on() {
     }
 }
 
+/// A heartbeat the controller answers later than `controller_request_timeout`
+/// still reached it and kept the session; the broker's next one must leave
+/// within the heartbeat interval. A fixed 100 ms pause after each timed-out
+/// heartbeat spaced them a request timeout plus 100 ms apart, past a short
+/// session: the controller fenced the broker, it rejoined, and the ISRs
+/// shrank and grew all run long (simulator seed 1000065, 100 ms sessions
+/// and 10 ms controller requests).
+#[test]
+fn heartbeats_answered_after_the_request_timeout_keep_the_session() {
+    let mut h = Harness::new(3, 12, |c| mq_core::NodeConfig {
+        session_timeout: Duration::from_millis(150),
+        broker_heartbeat_interval: Duration::from_millis(20),
+        controller_request_timeout: Duration::from_millis(60),
+        ..c
+    });
+    h.wait_ready();
+    let expired_before = running_total(&h, Mark::BrokerSessionExpired);
+    // Every answer now takes 80 ms: each heartbeat times out, though each
+    // reaches the controller 40 ms after it left.
+    h.network_delay = Duration::from_millis(40);
+    h.advance(Duration::from_secs(3));
+    assert_eq!(running_total(&h, Mark::BrokerSessionExpired), expired_before, "a broker was fenced");
+    let controller = h.running().into_iter().find(|id| h.node(*id).is_active_controller()).unwrap();
+    let image = h.node(controller).metadata();
+    assert!((1..=3).all(|b| image.is_live(NodeId(b))), "every broker stays unfenced");
+}
+
 // ----- coverage marks (docs/simulator.md "Coverage marks") -----
 // Each scenario drives one rare branch and checks its mark moved on the node
 // that took it, before and after.

@@ -13,6 +13,8 @@ use crate::history::{is_adversarial, History, Outcome, ProduceOp};
 use bytes::Bytes;
 use mq_core::controller::raft::Entry;
 use mq_core::controller::{MetadataRecord, Raft};
+use mq_core::group::acks::AckSet;
+use mq_core::group::cursor::cursor_of_batch;
 use mq_core::log::PartitionLog;
 use mq_core::security::acl::Grant;
 use mq_core::wire::{Acks, BatchKind};
@@ -90,6 +92,9 @@ struct PartModel {
     last_of_client: BTreeMap<u64, (u64, usize)>,
     /// Committed control records (group cursors); `None` in `committed`.
     control: u64,
+    /// Per group, the acked state of its newest committed cursor record here
+    /// (`group_completion`: an ack can commit after its answer timed out).
+    cursors: BTreeMap<String, AckSet>,
     /// Copies committed here of each record of a non-idempotent op sent here:
     /// (op, index) -> copies (`duplicates_bounded`).
     copies: BTreeMap<(u64, usize), u32>,
@@ -324,6 +329,11 @@ impl Checker {
         slots.iter().enumerate().filter_map(|(o, v)| v.as_ref().map(|v| (Offset(o as u64), v)))
     }
 
+    /// Per group, the acked state of its newest committed cursor record on `tp`.
+    pub fn committed_cursors(&self, tp: &TopicPartition) -> Option<&BTreeMap<String, AckSet>> {
+        self.parts.get(tp).map(|p| &p.cursors)
+    }
+
     /// The committed value at `tp@offset`, if the checker holds it (not a control
     /// record, not removed by retention before it looked, below the HW).
     pub fn committed_value(&self, tp: &TopicPartition, offset: Offset) -> Option<&Bytes> {
@@ -446,6 +456,9 @@ impl Checker {
                 }
                 if b.kind == BatchKind::Control {
                     // A group cursor record: committed like data, but no producer's.
+                    if let Some(Ok(cursor)) = cursor_of_batch(b) {
+                        model.cursors.insert(cursor.group, cursor.acks);
+                    }
                     model.committed.push(None);
                     model.control += 1;
                     next = next.next();

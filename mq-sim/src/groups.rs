@@ -13,14 +13,19 @@
 //! - `key_shared_sticky`: in a key_shared group, all records with one key go to one
 //!   member per generation (membership is fixed within a generation).
 //! - `group_completion` (liveness): after healing, every committed record that
-//!   matches a group's filter is acked by the group or dead-lettered.
+//!   matches a group's filter is acked by the group or dead-lettered. Acked: a
+//!   leader confirmed the ack, or a member asked to ack it and the group's newest
+//!   committed cursor record holds it as acked (the ack committed after its
+//!   answer timed out, and the member was not told: a rebalance moved the
+//!   partition before its retry).
 //!
 //! The workload derives each record's key and tags from its value, so the checker
 //! recomputes them: [`key_of`], [`tags_of`].
 
 use bytes::Bytes;
+use mq_core::group::acks::AckSet;
 use mq_core::group::GroupMode;
-use mq_core::wire::GroupSettings;
+use mq_core::wire::{AckKind, GroupSettings};
 use mq_core::{GroupGeneration, Instant, MemberId, NodeId, Offset, TopicPartition};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -87,6 +92,11 @@ struct GroupModel {
     prefix: BTreeMap<TopicPartition, Offset>,
     /// Dead-lettered offsets per partition.
     dead: BTreeMap<TopicPartition, BTreeSet<Offset>>,
+    /// Per partition: offsets a member asked to ack (`Ack` entries of the
+    /// `GroupAck` requests that reached a broker), confirmed or not.
+    asked: BTreeMap<TopicPartition, BTreeSet<Offset>>,
+    /// Per partition: the highest cumulative ack (`up_to`) a member asked for.
+    asked_below: BTreeMap<TopicPartition, Offset>,
     /// Exclusive owners per generation, from `Joined`.
     owners: BTreeMap<(GroupGeneration, TopicPartition), MemberId>,
     /// Last first-delivered offset per (partition, leader, tenure, generation).
@@ -229,6 +239,25 @@ impl GroupChecker {
         }
     }
 
+    /// A member's request to ack `acks` (and everything below `up_to`) of
+    /// `group` on `tp` reached a broker: what the member's application finished,
+    /// whatever the answer.
+    pub fn on_ack_asked(
+        &mut self,
+        group: &str,
+        tp: &TopicPartition,
+        acks: &[(Offset, AckKind)],
+        up_to: Option<Offset>,
+    ) {
+        let g = self.groups.entry(group.to_string()).or_default();
+        let asked = g.asked.entry(tp.clone()).or_default();
+        asked.extend(acks.iter().filter(|(_, k)| *k == AckKind::Ack).map(|(o, _)| *o));
+        if let Some(end) = up_to {
+            let below = g.asked_below.entry(tp.clone()).or_insert(Offset(0));
+            *below = (*below).max(end);
+        }
+    }
+
     /// A leader's dead-letter append of `tp@offset` for `group` was acknowledged.
     pub fn on_dead_lettered(&mut self, group: &str, tp: &TopicPartition, offset: Offset) {
         self.dead_letters += 1;
@@ -262,12 +291,15 @@ impl GroupChecker {
 
     /// At the end of a healed run: every committed record of `tp` (from
     /// `records`, below the partition's `log_start` excluded) that matches the
-    /// group's filter is acked or dead-lettered.
+    /// group's filter is acked or dead-lettered. `cursors` holds each group's
+    /// newest committed cursor record on `tp`: an offset it holds as acked counts
+    /// as acked when a member asked to ack it, though no answer confirmed it.
     pub fn check_completion<'a>(
         &self,
         tp: &TopicPartition,
         log_start: Offset,
         records: impl Iterator<Item = (Offset, &'a Bytes)>,
+        cursors: Option<&BTreeMap<String, AckSet>>,
     ) -> Option<GroupViolation> {
         let records: Vec<(Offset, &Bytes)> = records.filter(|(o, _)| *o >= log_start).collect();
         for (name, g) in &self.groups {
@@ -278,6 +310,12 @@ impl GroupChecker {
             let prefix = g.prefix.get(tp).copied().unwrap_or(Offset(0));
             let confirmed = g.confirmed.get(tp);
             let dead = g.dead.get(tp);
+            let cursor = cursors.and_then(|c| c.get(name));
+            let asked = g.asked.get(tp);
+            let asked_below = g.asked_below.get(tp).copied().unwrap_or(Offset(0));
+            let committed_unconfirmed = |o: &Offset| {
+                cursor.is_some_and(|c| c.is_acked(*o)) && (*o < asked_below || asked.is_some_and(|a| a.contains(o)))
+            };
             let missing: Vec<Offset> = records
                 .iter()
                 .filter(|(o, v)| {
@@ -285,6 +323,7 @@ impl GroupChecker {
                         && *o >= prefix
                         && !confirmed.is_some_and(|c| c.contains_key(o))
                         && !dead.is_some_and(|d| d.contains(o))
+                        && !committed_unconfirmed(o)
                 })
                 .map(|(o, _)| *o)
                 .collect();
@@ -396,15 +435,51 @@ mod tests {
         let blue: Vec<u64> = (0..30).filter(|i| tags_of(&values[*i as usize]) == ["blue"]).collect();
         assert!(!blue.is_empty() && blue.len() < 30, "the workload mixes tags");
         let records = || values.iter().enumerate().map(|(o, v)| (Offset(o as u64), v));
-        let v = c.check_completion(&tp, Offset(0), records()).expect("nothing acked");
+        let v = c.check_completion(&tp, Offset(0), records(), None).expect("nothing acked");
         assert_eq!(v.0, "group_completion");
         let (last, rest) = blue.split_last().unwrap();
         let above: Vec<Offset> = rest.iter().map(|o| Offset(*o)).collect();
         c.on_ack_confirmed(Instant::ZERO, "g", &tp, Offset(0), &above);
-        assert!(c.check_completion(&tp, Offset(0), records()).is_some(), "one blue record left");
-        assert!(c.check_completion(&tp, Offset(last + 1), records()).is_none(), "below the log start is exempt");
+        assert!(c.check_completion(&tp, Offset(0), records(), None).is_some(), "one blue record left");
+        assert!(c.check_completion(&tp, Offset(last + 1), records(), None).is_none(), "below the log start is exempt");
         c.on_dead_lettered("g", &tp, Offset(*last));
-        assert!(c.check_completion(&tp, Offset(0), records()).is_none(), "red records are not for the group");
-        assert!(c.check_completion(&TopicPartition::new("t9", 0), Offset(0), records()).is_none());
+        assert!(c.check_completion(&tp, Offset(0), records(), None).is_none(), "red records are not for the group");
+        assert!(c.check_completion(&TopicPartition::new("t9", 0), Offset(0), records(), None).is_none());
+    }
+
+    /// Seed 1000010: a member's ack of 0..3 committed after its answer timed out
+    /// (a 1 ms produce timeout), the retry was refused for a rebalance, and the
+    /// member dropped the acks: no leader ever confirmed them, yet the group's
+    /// committed cursor holds them as acked and no leader delivers them again.
+    #[test]
+    fn an_ack_committed_without_a_confirmation_completes_once_a_member_asked_for_it() {
+        let tp = TopicPartition::new("t0", 0);
+        let mut c = checker(GroupMode::Exclusive(Assignor::RoundRobin), &[]);
+        let values: Vec<Bytes> = (0..4).map(|i| Bytes::from(format!("v{i}.0"))).collect();
+        let records = || values.iter().enumerate().map(|(o, v)| (Offset(o as u64), v));
+        let mut cursor = AckSet::new(Offset(0));
+        for o in 0..3 {
+            cursor.ack(Offset(o)).unwrap();
+        }
+        let cursors: BTreeMap<String, AckSet> = [("g".to_string(), cursor)].into();
+        // A cursor alone is the leader's word: records no member asked to ack
+        // (a leader that folded its prefix over them) are still missing.
+        let v = c.check_completion(&tp, Offset(0), records(), Some(&cursors)).expect("nobody asked");
+        assert!(v.1.contains("4 committed records"), "{}", v.1);
+        let acks: Vec<(Offset, AckKind)> = (0..3).map(|o| (Offset(o), AckKind::Ack)).collect();
+        c.on_ack_asked("g", &tp, &acks[..2], None);
+        c.on_ack_asked("g", &tp, &[(Offset(2), AckKind::Reject)], None);
+        let v = c.check_completion(&tp, Offset(0), records(), Some(&cursors)).expect("2 and 3 left");
+        assert!(v.1.contains("2 committed records") && v.1.contains("first 2"), "{}", v.1);
+        c.on_ack_asked("g", &tp, &[], Some(Offset(3)));
+        let v = c.check_completion(&tp, Offset(0), records(), Some(&cursors)).expect("3 is in no cursor");
+        assert!(v.1.contains("1 committed records") && v.1.contains("first 3"), "{}", v.1);
+        c.on_ack_asked("g", &tp, &[(Offset(3), AckKind::Ack)], None);
+        assert!(c.check_completion(&tp, Offset(0), records(), Some(&cursors)).is_some(), "asked, not committed");
+        assert!(c.check_completion(&tp, Offset(0), records(), None).is_some(), "no cursor committed at all");
+        let mut cursor = cursors["g"].clone();
+        cursor.ack(Offset(3)).unwrap();
+        let cursors: BTreeMap<String, AckSet> = [("g".to_string(), cursor)].into();
+        assert!(c.check_completion(&tp, Offset(0), records(), Some(&cursors)).is_none());
     }
 }

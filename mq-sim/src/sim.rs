@@ -845,13 +845,7 @@ impl Sim {
         self.drain.acks = acks;
         self.drain.positions = positions;
         let group_incomplete = !self.opts.groups.is_empty()
-            && self.topics.iter().any(|tp| {
-                !self.checker.is_lossy(tp)
-                    && self
-                        .groups
-                        .check_completion(tp, self.max_log_start(tp), self.checker.committed_records(tp))
-                        .is_some()
-            });
+            && self.topics.iter().any(|tp| !self.checker.is_lossy(tp) && self.completion(tp).is_some());
         let consumer_behind = self.consumer_positions().any(|(_, tp, p)| p < self.checker.data_end(tp));
         if !((group_incomplete || consumer_behind) && progressed) {
             return false;
@@ -878,6 +872,28 @@ impl Sim {
         max_log_start(&self.nodes, tp)
     }
 
+    /// `group_completion` on `tp` now.
+    fn completion(&self, tp: &TopicPartition) -> Option<crate::groups::GroupViolation> {
+        let records = self.checker.committed_records(tp);
+        self.groups.check_completion(tp, self.max_log_start(tp), records, self.checker.committed_cursors(tp))
+    }
+
+    /// `input` reaches a node: if it is a group member's ack (an honest member's,
+    /// or a zombie's late one; not an adversary's), the group checker notes what
+    /// the member asked to ack.
+    fn note_ack_asked(&mut self, input: &Input) {
+        let Input::Message {
+            from: Peer::Client(c),
+            msg: Message::Request(Request { body: RequestBody::GroupAck(a), .. }),
+        } = input
+        else {
+            return;
+        };
+        if !matches!(self.clients.get(c.0 as usize - 1).map(|s| &s.role), Some(Role::Adversary(_))) {
+            self.groups.on_ack_asked(&a.group, &a.tp, &a.acks, a.up_to);
+        }
+    }
+
     // ----- nodes -----
 
     fn node_input(&mut self, n: usize, input: Input) {
@@ -893,6 +909,7 @@ impl Sim {
             }
             _ => None,
         };
+        self.note_ack_asked(&input);
         let slot = &mut self.nodes[n];
         if slot.node.is_none() {
             self.counters.dropped_down += 1;
@@ -2128,9 +2145,7 @@ impl Sim {
                 if self.checker.is_lossy(tp) {
                     continue;
                 }
-                if let Some((inv, what, _)) =
-                    self.groups.check_completion(tp, self.max_log_start(tp), self.checker.committed_records(tp))
-                {
+                if let Some((inv, what, _)) = self.completion(tp) {
                     self.checker.fail_liveness(inv, what);
                     return;
                 }
@@ -2251,6 +2266,18 @@ pub(crate) fn request_summary(body: &RequestBody) -> String {
         RequestBody::AuthStart { app_key, .. } => format!("auth-start {app_key}"),
         RequestBody::AuthProof { .. } => "auth-proof".into(),
         RequestBody::PutPrincipal { app_key, .. } => format!("put-principal {app_key}"),
+        RequestBody::GroupFetch(f) => format!(
+            "group-fetch {} {} member={} gen={} max={} {:?}",
+            f.view.group, f.tp, f.view.member, f.view.generation, f.max_records, f.mode
+        ),
+        RequestBody::GroupAck(a) => {
+            let acks: Vec<String> = a.acks.iter().map(|(o, k)| format!("{o}:{k:?}")).collect();
+            let acks = acks.join(",").chars().take(160).collect::<String>();
+            format!(
+                "group-ack {} {} member={} gen={} up_to={:?} [{acks}]",
+                a.group, a.tp, a.member, a.generation, a.up_to
+            )
+        }
         other => format!("{other:?}").chars().take(200).collect(),
     }
 }

@@ -35,7 +35,7 @@ impl Node {
                 self.delivery_request(from, corr, body)
             }
             RequestBody::Produce { topic, partition, acks, batch } => {
-                self.produce(from, corr, topic, partition, acks, batch)
+                self.produce(from, corr, topic, partition, acks, batch, None)
             }
             RequestBody::Fetch { topic, partition, offset, max_bytes } => {
                 self.fetch(&topic, partition, offset, max_bytes as usize).map(Some)

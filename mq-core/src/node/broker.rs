@@ -267,8 +267,13 @@ impl Node {
                 } else {
                     self.rotate_controller();
                 }
-                // Try again after a pause rather than at once.
-                self.session.next_heartbeat = self.now + REGISTER_BACKOFF;
+                // Try again after a pause rather than at once, but within the
+                // heartbeat interval, which the configuration keeps below the
+                // session timeout: a fixed pause as long as the session let every
+                // heartbeat that timed out (a controller answering slower than
+                // `controller_request_timeout`) cost the session itself.
+                let pause = REGISTER_BACKOFF.min(self.config.broker_heartbeat_interval);
+                self.session.next_heartbeat = self.now + pause;
             }
             Purpose::AlterPartition(tp) => {
                 self.coverage.hit(crate::coverage::Mark::IsrChangeFailed);

@@ -19,7 +19,10 @@
 //!   in flight per dead-letter partition, carrying every dead letter waiting for
 //!   it (up to [`MAX_DEAD_LETTERS_PER_APPEND`] and `max_batch_bytes`): a burst of
 //!   expiries costs one request, and a lost request or answer one retry, not one
-//!   per record.
+//!   per record. The receiver waits for the commit as long as the request says
+//!   (half the sender's `controller_request_timeout`, doubled per `Timeout`
+//!   answer), not its `produce_timeout`: a slow commit is answered on a later
+//!   try instead of being written again on every one.
 
 use super::broker::Purpose;
 use super::{not_ready, validate_topic_name, Effect, Node, PendingReply};
@@ -58,6 +61,8 @@ pub const MAX_DEAD_LETTERS: usize = 10_000;
 pub const MAX_DEAD_LETTERS_PER_APPEND: usize = 500;
 /// Pause before a dead letter is tried again.
 const DEAD_LETTER_RETRY: Duration = Duration::from_millis(200);
+/// Longest commit wait a dead-letter append asks of its receiver.
+pub const MAX_DEAD_LETTER_COMMIT_WAIT: Duration = Duration::from_secs(30);
 
 /// Group delivery state of the whole broker.
 #[derive(Debug, Default)]
@@ -115,6 +120,9 @@ struct DeadLetter {
     record: Record,
     /// Sent in an append of its own: an append it shared was refused as a whole.
     alone: bool,
+    /// Appends carrying it that were answered `Timeout` (not committed within
+    /// their commit wait): each one doubles the wait of the next.
+    timeouts: u32,
     state: DeadLetterState,
 }
 
@@ -140,6 +148,15 @@ struct DeadLetterAppend {
 
 fn invalid(message: impl Into<String>) -> WireError {
     WireError::new(ErrorCode::InvalidRequest, message)
+}
+
+/// The commit wait a dead-letter append asks of its receiver after `timeouts`
+/// `Timeout` answers to earlier appends of its dead letters: half the
+/// controller request timeout, doubled per answer, at most
+/// [`MAX_DEAD_LETTER_COMMIT_WAIT`] (and never less than the first wait).
+fn dead_letter_commit_wait(controller_request_timeout: Duration, timeouts: u32) -> Duration {
+    let first = Duration::from_nanos(controller_request_timeout.as_nanos() / 2);
+    first.saturating_mul(1 << timeouts.min(16)).min(MAX_DEAD_LETTER_COMMIT_WAIT).max(first)
 }
 
 impl Node {
@@ -547,7 +564,8 @@ impl Node {
         let reply = reply.map(|r| PendingReply { event: Some(Box::new(event)), ..r });
         let (end, size) = (stamped.end_offset(), stamped.size_bytes());
         let write = Write::Append { tp: tp.clone(), batches: vec![stamped] };
-        self.stage(write, Some(Effect::Appended { tp: tp.clone(), end, epoch, acks: Acks::All, reply }), size);
+        let effect = Effect::Appended { tp: tp.clone(), end, epoch, acks: Acks::All, reply, commit_deadline: None };
+        self.stage(write, Some(effect), size);
     }
 
     /// Nothing changed: answer once the group's newest cursor record (which holds
@@ -764,6 +782,7 @@ impl Node {
                 reason,
                 record,
                 alone: false,
+                timeouts: 0,
                 state: DeadLetterState::Waiting { not_before: self.now },
             };
             self.deliveries.dead_letters.insert(self.deliveries.next_dead_letter, d);
@@ -834,19 +853,26 @@ impl Node {
                 }
             }
             // Like a controller call, not a client's produce: a lost request or
-            // answer is sent again after this, and the append it may have made is
-            // at worst written twice (dead-lettering is at least once, docs 6.4).
-            // A produce timeout here held the group's records for 12 s per lost
-            // message.
+            // answer is sent again after `controller_request_timeout`, and the
+            // append it may have made is at worst written twice (dead-lettering is
+            // at least once, docs 6.4). A produce timeout here held the group's
+            // records for 12 s per lost message. The receiver may spend half of
+            // that waiting for the commit, twice as long after each `Timeout`
+            // answer: a commit slower than the wait is answered on a later try
+            // instead of being written again on every one.
+            let timeouts = letters.iter().map(|id| self.deliveries.dead_letters[id].timeouts).max().unwrap_or(0);
+            let commit_wait = dead_letter_commit_wait(self.config.controller_request_timeout, timeouts);
             self.deliveries.next_dead_letter_append += 1;
             let correlation = CorrelationId(self.deliveries.next_dead_letter_append);
             for id in &letters {
                 self.set_dead_letter_state(*id, DeadLetterState::InFlight { append: correlation });
             }
-            let deadline = now + self.config.controller_request_timeout;
+            let trip = Duration::from_nanos(self.config.controller_request_timeout.as_nanos() / 2);
+            let deadline = now + commit_wait + trip;
             let append = DeadLetterAppend { to: tp.clone(), deadline, letters };
             self.deliveries.dead_letter_appends.insert(correlation, append);
-            self.send_peer(leader, PeerMessage::DeadLetter { correlation, tp, batch: RecordBatch::new(records) });
+            let batch = RecordBatch::new(records);
+            self.send_peer(leader, PeerMessage::DeadLetter { correlation, tp, batch, commit_wait });
         }
     }
 
@@ -900,9 +926,11 @@ impl Node {
         correlation: CorrelationId,
         tp: TopicPartition,
         batch: RecordBatch,
+        commit_wait: Duration,
     ) {
         let to = Peer::Node(from);
-        match self.produce(to, correlation, tp.topic, tp.partition, Acks::All, batch) {
+        let deadline = self.now + commit_wait.min(MAX_DEAD_LETTER_COMMIT_WAIT);
+        match self.produce(to, correlation, tp.topic, tp.partition, Acks::All, batch, Some(deadline)) {
             Ok(Some(body)) => self.reply(to, correlation, Ok(body)),
             Ok(None) => {}
             Err(e) => self.reply(to, correlation, Err(e)),
@@ -980,7 +1008,17 @@ impl Node {
                     }
                 }
             }
-            Err(_) => {
+            Err(e) => {
+                if e.code == ErrorCode::Timeout {
+                    // Appended but not committed within the wait we asked for.
+                    let mine = DeadLetterState::InFlight { append: correlation };
+                    let letters = self.deliveries.dead_letter_appends.get(&correlation).map(|a| a.letters.clone());
+                    for id in letters.unwrap_or_default() {
+                        if let Some(d) = self.deliveries.dead_letters.get_mut(&id).filter(|d| d.state == mine) {
+                            d.timeouts = d.timeouts.saturating_add(1);
+                        }
+                    }
+                }
                 let retry = DeadLetterState::Waiting { not_before: self.now + DEAD_LETTER_RETRY };
                 if self.end_dead_letter_append(correlation, retry).is_none() {
                     return;

@@ -73,8 +73,17 @@ pub(crate) struct PendingReply {
 /// What to do once a Persist completes.
 #[derive(Clone, Debug)]
 enum Effect {
-    /// A leader's own append of `tp` below `end` is durable; answer per `acks`.
-    Appended { tp: TopicPartition, end: Offset, epoch: LeaderEpoch, acks: Acks, reply: Option<PendingReply> },
+    /// A leader's own append of `tp` below `end` is durable; answer per `acks`
+    /// (acks=all: once committed, or `Timeout` at `commit_deadline`, by default
+    /// `produce_timeout` after this).
+    Appended {
+        tp: TopicPartition,
+        end: Offset,
+        epoch: LeaderEpoch,
+        acks: Acks,
+        reply: Option<PendingReply>,
+        commit_deadline: Option<Instant>,
+    },
     /// A follower's append or truncation of `tp` is durable: it may fetch again.
     Replicated { tp: TopicPartition, end: Offset },
     /// Raft writes up to this marker are durable.
@@ -494,7 +503,9 @@ impl Node {
             PeerMessage::ReplicaFetchReply { tp, leader_epoch, result } => {
                 self.handle_replica_fetch_reply(from, tp, leader_epoch, result)
             }
-            PeerMessage::DeadLetter { correlation, tp, batch } => self.handle_dead_letter(from, correlation, tp, batch),
+            PeerMessage::DeadLetter { correlation, tp, batch, commit_wait } => {
+                self.handle_dead_letter(from, correlation, tp, batch, commit_wait)
+            }
             PeerMessage::DeadLetterReply { correlation, result } => self.handle_dead_letter_reply(correlation, result),
         }
     }
@@ -522,7 +533,9 @@ impl Node {
             self.pending_write_bytes -= batch.append_bytes;
             for effect in batch.effects {
                 match effect {
-                    Effect::Appended { tp, end, epoch, acks, reply } => self.on_appended(tp, end, epoch, acks, reply),
+                    Effect::Appended { tp, end, epoch, acks, reply, commit_deadline } => {
+                        self.on_appended(tp, end, epoch, acks, reply, commit_deadline)
+                    }
                     Effect::Replicated { tp, end } => self.on_replicated(tp, end),
                     Effect::RaftDurable(marker) => self.raft.on_persisted(self.now, marker),
                     Effect::Send { to, msg } => self.send_peer(to, msg),

@@ -62,6 +62,9 @@ pub struct Slot {
 impl Node {
     // ----- produce, fetch, list offsets (leaders) -----
 
+    /// Appends a client's batch (or a dead-letter batch for another leader, whose
+    /// `commit_deadline` replaces `produce_timeout`).
+    #[allow(clippy::too_many_arguments)] // one request's fields and its deadline
     pub(super) fn produce(
         &mut self,
         from: Peer,
@@ -70,6 +73,7 @@ impl Node {
         partition: PartitionId,
         acks: Acks,
         batch: RecordBatch,
+        commit_deadline: Option<Instant>,
     ) -> Result<Option<ResponseBody>, WireError> {
         let size = batch.size_bytes();
         let max_batch = self.config.max_batch_bytes;
@@ -133,12 +137,14 @@ impl Node {
                     if done {
                         return Ok(Some(body));
                     }
-                    let deadline = commit_wait_deadline(
-                        &mut self.buggify,
-                        &mut self.coverage,
-                        self.now,
-                        self.config.produce_timeout,
-                    );
+                    let deadline = commit_deadline.unwrap_or_else(|| {
+                        commit_wait_deadline(
+                            &mut self.buggify,
+                            &mut self.coverage,
+                            self.now,
+                            self.config.produce_timeout,
+                        )
+                    });
                     let reply = PendingReply { to: from, correlation: corr, body, event: None };
                     slot.hw_waiters.push_back((end, deadline, reply));
                     return Ok(None);
@@ -190,7 +196,7 @@ impl Node {
         });
         let end = stamped.end_offset();
         let write = Write::Append { tp: tp.clone(), batches: vec![stamped] };
-        self.stage(write, Some(Effect::Appended { tp, end, epoch, acks, reply }), size);
+        self.stage(write, Some(Effect::Appended { tp, end, epoch, acks, reply, commit_deadline }), size);
         Ok(None)
     }
 
@@ -253,11 +259,14 @@ impl Node {
         epoch: LeaderEpoch,
         acks: Acks,
         reply: Option<PendingReply>,
+        commit_deadline: Option<Instant>,
     ) {
-        let deadline = if matches!(acks, Acks::All) && reply.is_some() {
-            commit_wait_deadline(&mut self.buggify, &mut self.coverage, self.now, self.config.produce_timeout)
-        } else {
-            self.now + self.config.produce_timeout
+        let deadline = match commit_deadline {
+            Some(d) => d,
+            None if matches!(acks, Acks::All) && reply.is_some() => {
+                commit_wait_deadline(&mut self.buggify, &mut self.coverage, self.now, self.config.produce_timeout)
+            }
+            None => self.now + self.config.produce_timeout,
         };
         let Some(slot) = self.slots.get_mut(&tp) else {
             if let Some(r) = reply {

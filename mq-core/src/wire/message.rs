@@ -465,6 +465,11 @@ pub enum PeerMessage {
         tp: TopicPartition,
         /// The dead letters, one record each with the `mq.dlq.*` headers.
         batch: RecordBatch,
+        /// How long the receiver waits for the append to commit, from its
+        /// arrival, before it answers `Timeout`: the sender's own wait, not the
+        /// receiver's `produce_timeout` (a client's setting), so that a slow
+        /// commit is answered rather than written again by a retry.
+        commit_wait: Duration,
     },
     /// The answer to [`PeerMessage::DeadLetter`], sent once the append committed
     /// (or failed).
