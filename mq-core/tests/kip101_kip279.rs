@@ -478,9 +478,51 @@ fn kip279_a_leader_with_no_epoch_at_or_before_the_followers_makes_it_truncate_to
     s.wait_converged(&[A, B]);
     assert_eq!(s.values(A), owned(&["m2"]));
     assert_eq!(s.truncations(A), [(0, 1)]);
-    assert_eq!(s.mark(A, Mark::DivergenceTruncated), 1);
+    assert_eq!(s.mark(A, Mark::DivergenceEmptied), 1);
     assert_eq!(s.total(Mark::UncleanElection), 0);
     assert_eq!(s.total(Mark::DivergenceNothingToCut), 0);
+}
+
+/// KIP-279's rule that the follower cannot vouch for anything the leader has no
+/// epoch for, at the leader's log start: `B` holds `m2` (epoch 1) at offset 1,
+/// which nobody else has; while `B` is down, `C` leads, commits `c1` at offset 1
+/// and more, and retention removes `c1` (so `C` keeps no record of epoch 1 or
+/// before). `B` returns asking about epoch 1 at offset 2, which is `C`'s log
+/// start. Everything `B` holds below that start is unverifiable: `B` must not keep
+/// `m2` where `c1` was committed, or a clean election of `B` would serve it.
+#[test]
+fn kip279_a_follower_does_not_keep_a_diverging_record_below_the_leaders_log_start() {
+    // Small records on B, a big committed one on C: byte retention removes `c1`
+    // on C and nothing on B.
+    let mut s = Script::new(2794, 3, |t| TopicConfig { retention_bytes: Some(1_000), ..t });
+    s.produce(A, Acks::All, &["m1"]);
+    s.block_fetches(C, A);
+    assert_eq!(s.produce(A, Acks::Leader, &["m2"]), Offset(1));
+    s.until("B fetched m2", |s| s.h.node(B).log(&s.tp).is_some_and(|l| l.persisted_end() == Offset(2)));
+    s.h.crash(B);
+    s.h.crash(A);
+    s.h.heal();
+    s.wait_leader(C);
+    let c1 = format!("c1{}", "-".repeat(4_000));
+    assert_eq!(s.produce(C, Acks::All, &[&c1]), Offset(1));
+    assert_eq!(s.produce(C, Acks::All, &["c2"]), Offset(2));
+    assert_eq!(s.produce(C, Acks::All, &["c3"]), Offset(3));
+    s.until("retention removed c1 on C", |s| s.h.node(C).log(&s.tp).is_some_and(|l| l.log_start() == Offset(2)));
+    s.h.restart(B);
+    s.wait_converged(&[B, C]);
+    assert_eq!(s.truncations(B), [(2, 2)], "B emptied its log at C's log start");
+    assert_eq!(s.mark(B, Mark::DivergenceEmptied), 1);
+    assert!(s.mark(C, Mark::DivergenceAnswered) >= 1);
+    // C dies: B, in sync again, is elected cleanly.
+    s.h.crash(C);
+    s.wait_leader(B);
+    let committed = ["m1", &c1, "c2", "c3"];
+    let start = s.h.node(B).log(&s.tp).unwrap().log_start().0;
+    for (o, v) in s.read(B, start).expect("B serves from its log start") {
+        assert!(committed[o as usize] == v, "B serves {v:.8} at offset {o}, committed as {:.8}", committed[o as usize]);
+    }
+    assert!(start >= 2, "B kept records below C's log start it cannot vouch for: {:?}", s.entries(B));
+    assert_eq!(s.total(Mark::UncleanElection), 0);
 }
 
 /// Not a KIP case: none of the above reaches `replica.divergence_nothing_to_cut`,
