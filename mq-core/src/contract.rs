@@ -129,7 +129,9 @@ pub enum Event {
         /// True for a shrink, false for an expansion.
         shrink: bool,
     },
-    /// A follower truncated a diverging tail of its log.
+    /// A follower truncated a diverging tail of its log (or all of it, when its
+    /// leader keeps no epoch to check it against; `end` is then the leader's
+    /// log start, where the emptied log restarts).
     Truncated {
         /// The partition.
         tp: TopicPartition,

@@ -43,6 +43,10 @@ marks!(
     DivergenceTruncated = "replica.divergence_truncated",
     /// A follower got a divergence answer but held nothing past the point.
     DivergenceNothingToCut = "replica.divergence_nothing_to_cut",
+    /// A follower's leader keeps no epoch at or before the follower's last one
+    /// (retention removed them, or it never had them): the follower emptied its
+    /// log and restarts it at the leader's log start.
+    DivergenceEmptied = "replica.divergence_emptied",
     /// A follower reset its log to the leader's log start (retention removed
     /// what it needed).
     FollowerResetToLeaderStart = "replica.reset_to_leader_start",

@@ -48,10 +48,12 @@ fn restarted_broker_never_leads_an_epoch_that_ended_while_it_was_down() {
 
 /// mq-sim seed 443 (liveness): a follower whose last epoch retention removed from
 /// the leader (every record of epoch 1 gone, the leader's log starting where epoch
-/// 2 does) fetches at the leader's log start with `last_fetched_epoch` 1. Nothing
-/// below the log start can diverge: the leader must serve it, not answer a
-/// divergence to that same offset forever, so that it catches up and rejoins the
-/// ISR.
+/// 2 does) fetches at the leader's log start with `last_fetched_epoch` 1. It must
+/// not be answered a divergence to that same offset forever: it catches up and
+/// rejoins the ISR. (The leader, keeping no epoch at or before 1, answers with
+/// its log start, and the follower empties its log there: what it held below
+/// cannot be checked, see `kip279_a_follower_does_not_keep_a_diverging_record_below_the_leaders_log_start`
+/// in tests/kip101_kip279.rs.)
 #[test]
 fn a_follower_whose_last_epoch_retention_removed_catches_up_and_rejoins_the_isr() {
     let mut h = Harness::new(3, 443, |c| c);

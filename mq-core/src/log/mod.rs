@@ -190,7 +190,8 @@ impl PartitionLog {
     }
 
     /// Empties the log and restarts it at `start` (a follower far behind a leader
-    /// whose retention removed what it needs). The retired producer state stays:
+    /// whose retention removed what it needs, or one whose leader keeps no epoch
+    /// to check its log against). The retired producer state stays:
     /// it still describes committed batches, only less recent ones than the
     /// leader's.
     pub fn reset_to(&mut self, start: Offset) {

@@ -12,7 +12,7 @@ use crate::coverage::{Coverage, Mark};
 use crate::ids::{CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
 use crate::log::PartitionLog;
 use crate::replication::producers::SequenceCheck;
-use crate::replication::{FetchAnswer, Replica, Role, Transition};
+use crate::replication::{FetchAnswer, Replica, Resolution, Role, Transition};
 use crate::storage::Write;
 use crate::time::{Duration, Instant};
 use crate::wire::{
@@ -530,9 +530,10 @@ impl Node {
         };
         slot.leader_hw = data.high_watermark;
         if let Some((epoch, end)) = data.diverging {
-            let before = slot.replica.log.log_end();
-            match slot.replica.truncate_diverging(epoch, end) {
-                Some(new_end) => {
+            let log = &slot.replica.log;
+            let (before, held) = (log.log_end(), log.log_end().distance_from(log.log_start()));
+            match slot.replica.truncate_diverging(epoch, end, data.log_start) {
+                Resolution::Truncated(new_end) => {
                     self.coverage.hit(Mark::DivergenceTruncated);
                     let removed = before.distance_from(new_end);
                     slot.fetch = FetchState::AwaitingPersist;
@@ -543,7 +544,17 @@ impl Node {
                     );
                     self.event(Event::Truncated { tp, end: new_end, removed });
                 }
-                None => {
+                Resolution::Emptied(start) => {
+                    self.coverage.hit(Mark::DivergenceEmptied);
+                    slot.fetch = FetchState::AwaitingPersist;
+                    self.stage(
+                        Write::ResetLog { tp: tp.clone(), start },
+                        Some(Effect::Replicated { tp: tp.clone(), end: start }),
+                        0,
+                    );
+                    self.event(Event::Truncated { tp, end: start, removed: held });
+                }
+                Resolution::NothingToCut => {
                     self.coverage.hit(Mark::DivergenceNothingToCut);
                     slot.fetch = FetchState::Idle(now + FETCH_BACKOFF);
                 }

@@ -14,7 +14,10 @@
 //! - Divergence (KIP-279/KIP-320): a fetch whose last fetched epoch ends earlier on
 //!   the leader (or does not exist there) gets the leader's `(epoch, end offset)`;
 //!   the follower truncates to the lesser of that and its own end of that epoch.
-//!   Nothing ever truncates to the HW (the KIP-101 bug).
+//!   A leader that keeps no epoch at or before the follower's answers its log
+//!   start as the end: the follower can check nothing it holds, not even below
+//!   that start, and empties its log there. Nothing ever truncates to the HW
+//!   (the KIP-101 bug).
 
 pub mod producers;
 
@@ -76,6 +79,18 @@ pub enum Transition {
     LostLeadership,
     /// No leader (or no longer a replica).
     WentOffline,
+}
+
+/// What a follower did with a leader's divergence answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// It cut its log; this is the new end.
+    Truncated(Offset),
+    /// It held nothing past the point (a repeated or late answer).
+    NothingToCut,
+    /// The leader keeps no epoch at or before the follower's last one: the
+    /// follower emptied its log, which restarts at this offset.
+    Emptied(Offset),
 }
 
 /// The leader's answer to a fetch.
@@ -277,9 +292,12 @@ impl Replica {
             let ours = log.end_offset_for_epoch(epoch);
             let diverging = match ours {
                 Some((e, end)) => (e != epoch || end < req.fetch_offset).then_some((e, end)),
-                // Retention removed every record of the epoch: whatever the follower
-                // holds below our log start is committed, hence the same.
-                None if req.fetch_offset <= log.log_start() => None,
+                // We keep no record of that epoch or any before it (retention
+                // removed them, or we never had them). Nothing the follower holds
+                // can be checked against ours, not even below our log start: the
+                // records retention removed there may have been of a later epoch
+                // than the follower's, replacing an uncommitted tail it still
+                // holds. An end at our log start tells it so.
                 None => Some((epoch, log.log_start())),
             };
             if let Some(d) = diverging {
@@ -360,9 +378,24 @@ impl Replica {
         (isr != current).then_some(isr)
     }
 
-    /// Follower: truncates per a divergence answer. Returns the new end if the log
-    /// was cut.
-    pub fn truncate_diverging(&mut self, epoch: LeaderEpoch, leader_end: Offset) -> Option<Offset> {
+    /// Follower: acts on a divergence answer `(epoch, leader_end)` from a leader
+    /// whose log starts at `leader_log_start`.
+    pub fn truncate_diverging(
+        &mut self,
+        epoch: LeaderEpoch,
+        leader_end: Offset,
+        leader_log_start: Offset,
+    ) -> Resolution {
+        // The leader's own epochs end past its log start; an end at its log start
+        // means it keeps no epoch at or before ours, so we keep nothing.
+        if leader_end <= leader_log_start {
+            let start = leader_log_start.max(self.log.log_start());
+            if self.log.log_start() == start && self.log.log_end() == start {
+                return Resolution::NothingToCut;
+            }
+            self.log.reset_to(start);
+            return Resolution::Emptied(start);
+        }
         let own_end = match self.log.end_offset_for_epoch(epoch) {
             Some((e, end)) if e == epoch => end,
             // We have no records of that epoch: our largest earlier epoch ends where
@@ -371,6 +404,10 @@ impl Replica {
             None => self.log.log_start(),
         };
         let to = leader_end.min(own_end);
-        self.log.truncate_to(to).then_some(self.log.log_end())
+        if self.log.truncate_to(to) {
+            Resolution::Truncated(self.log.log_end())
+        } else {
+            Resolution::NothingToCut
+        }
     }
 }

@@ -538,7 +538,9 @@ pub struct ReplicaData {
     /// The leader's log start.
     pub log_start: Offset,
     /// Set when the follower's log diverges: truncate to the lesser of this end
-    /// offset and the follower's own end of that epoch, then fetch again.
+    /// offset and the follower's own end of that epoch, then fetch again. An end
+    /// at `log_start` means the leader keeps no epoch at or before the
+    /// follower's: empty the log and restart it at `log_start`.
     pub diverging: Option<(LeaderEpoch, Offset)>,
     /// Records from the fetch offset (persisted on the leader).
     pub batches: Vec<RecordBatch>,
