@@ -90,6 +90,15 @@ impl Disk {
         self.pending.len()
     }
 
+    /// Drops every pending Persist with nothing of it reaching the disk, as a
+    /// crash that tears nothing does (for a script that needs the loss certain;
+    /// the crash that follows finds nothing pending). Returns how many.
+    pub fn lose_pending(&mut self) -> usize {
+        let n = self.pending.len();
+        self.pending.clear();
+        n
+    }
+
     /// The process died: drop what was not durable, maybe tearing the write in
     /// progress.
     pub fn crash(&mut self, rng: &mut Rng) -> CrashDamage {

@@ -203,6 +203,12 @@ counters!(
     new_controller_isolations,
     /// Scripted figure-8 sequences that reached their third election.
     figure8_scripts,
+    /// Scripted figure-8 sequences that ended as panel (d): the entry on a majority
+    /// but never committed was overwritten by the leader of a later term.
+    figure8_overwrites,
+    /// Scripted figure-8 sequences that ended as panel (e): the old leader
+    /// committed an entry of its own term, then crashed.
+    figure8_commits,
     /// Node restarts from durable state.
     restarts,
     /// Crashes that left a torn write on disk.

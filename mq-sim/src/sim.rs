@@ -19,6 +19,7 @@ use crate::schedule::{Fault, Timed};
 use crate::trace::{Actor, Trace};
 use crate::{Counters, Mutation, SimConfig};
 use bytes::Bytes;
+use figure8::Figure8;
 use mq_core::client::auth::{AuthEvent, ClientAuth, Readiness};
 use mq_core::client::{
     AckError, Consumer, ConsumerConfig, ConsumerOutput, GroupConsumerOutput, GroupEvent, ProduceOutcome, Producer,
@@ -42,6 +43,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
 mod aimed;
 mod control;
+mod figure8;
 mod lifecycle;
 mod readback;
 mod zombie;
@@ -181,24 +183,6 @@ impl Ord for Scheduled {
     fn cmp(&self, o: &Self) -> Ordering {
         (o.at, o.seq).cmp(&(self.at, self.seq))
     }
-}
-
-/// Where the scripted figure-8 profile is (`Sim::figure8_step`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Figure8 {
-    Off,
-    /// Waiting for a first controller leader `a`.
-    First,
-    /// `a` won and was cut off at once (its `LeaderChange` exists on it alone);
-    /// waiting for another voter to win.
-    Second {
-        a: usize,
-    },
-    /// `v` won and was cut off at once; `a` is back, with a stalled disk.
-    Third {
-        a: usize,
-    },
-    Done,
 }
 
 struct NodeSlot {
@@ -959,6 +943,7 @@ impl Sim {
             (tp, end)
         });
         let replica_data = aimed::carries_replica_data(&input);
+        let raft_ack = figure8::append_ack(&input);
         let persists = self.counters.persists;
         let cursor_probe = zombie::CursorProbe::before(node, &input);
         node.handle(local, input);
@@ -1001,6 +986,7 @@ impl Sim {
             self.aimed_after_replica_data(n, leader, self.counters.persists > persists);
         }
         self.on_raft_leadership(n);
+        self.figure8_watch(n, raft_ack);
         self.schedule_node_timer(n);
         self.after_node_step(n);
         if !self.security_ready {
@@ -1194,60 +1180,6 @@ impl Sim {
             let within = self.rng_aimed.random_range(0..=self.opts.crash_new_controller_within_us * 1_000);
             let incarnation = self.nodes[n].incarnation;
             self.push(now + Duration::from_nanos(within), Ev::Crash { node: n, incarnation });
-        }
-    }
-
-    /// The scripted figure-8 profile (Raft §5.4.2, figure 8, on three voters):
-    /// 1. the first controller leader `a` is cut off one way as it wins: its
-    ///    `LeaderChange` entry (term 1) stays on it alone;
-    /// 2. the next winner `v` is cut off the same way (its `LeaderChange`, of a
-    ///    higher term, stays on it alone) and `a` is let back in, its disk stalled;
-    /// 3. `a` wins again (only it can: the third voter's log is shorter and `v`
-    ///    cannot answer) and sends its old entry with its new `LeaderChange`; the
-    ///    follower acknowledges both before `a`'s own stalled write of the new
-    ///    entry completes.
-    ///
-    /// Correct Raft commits nothing until `a`'s entry of its own term is durable on
-    /// a majority. A leader that commits the old entry by counting replicas commits
-    /// an entry `v` can still overwrite (it can win `a`'s vote), which
-    /// `metadata_commit_protected` flags at once.
-    fn figure8_step(&mut self, n: usize) {
-        if self.liveness_start.is_some() {
-            return;
-        }
-        let now = self.now;
-        let cut_off = |sim: &mut Sim, n: usize| {
-            let node = Peer::Node(sim.nodes[n].id);
-            sim.cut_id += 1;
-            sim.counters.new_controller_isolations += 1;
-            sim.trace.event(now, Actor::Sim, "isolate-new-controller", sim.cut_id, 2, || format!("{node} (figure 8)"));
-            sim.net.cut = Some(Cut { side: [node].into_iter().collect(), one_way: true });
-            // Healed long after the script needs it.
-            let heal = now + Duration::from_millis(sim.opts.election_timeout_ms * 6);
-            sim.push(heal, Ev::HealCut { id: sim.cut_id });
-        };
-        if !matches!(self.figure8, Figure8::Off | Figure8::Done) {
-            self.disturbed_at = now;
-        }
-        match self.figure8 {
-            Figure8::First => {
-                cut_off(self, n);
-                self.figure8 = Figure8::Second { a: n };
-            }
-            Figure8::Second { a } if a != n => {
-                cut_off(self, n);
-                let disk = &mut self.nodes[a].disk;
-                disk.stall_until = Instant::MAX;
-                disk.stall = Duration::from_millis(self.rng_aimed.random_range(20..=200));
-                self.figure8 = Figure8::Third { a };
-            }
-            Figure8::Third { a } if a == n => {
-                // This step's writes (the new `LeaderChange`) are still stalled.
-                self.nodes[a].disk.stall_until = now + Duration::from_nanos(1);
-                self.counters.figure8_scripts += 1;
-                self.figure8 = Figure8::Done;
-            }
-            _ => {}
         }
     }
 
