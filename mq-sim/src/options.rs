@@ -526,15 +526,20 @@ fn weight(rng: &mut mq_core::Rng, on_prob: f64) -> u32 {
 
 impl Options {
     /// About one replication round trip of the seed's network and disks, in
-    /// milliseconds (at least 1): a produce reaching the leader, the follower's
-    /// fetch answered, its fsync and its next fetch (two one-way delays and a
-    /// fsync, at their minimum plus mean). An acks=all produce cannot commit
-    /// faster, so a broker produce timeout below twice this times out nearly every
-    /// acks=all produce of a replicated partition: `liveness_progress` would fail
-    /// for a configuration, not a bug (seed 83).
+    /// microseconds: a produce reaching the leader, the follower's fetch
+    /// answered, its fsync and its next fetch (two one-way delays and a fsync, at
+    /// their minimum plus mean).
+    pub fn replication_round_trip_us(&self) -> u64 {
+        2 * (self.delay_min_us + self.delay_mean_us) + self.fsync_min_us + self.fsync_mean_us
+    }
+
+    /// [`Options::replication_round_trip_us`] in milliseconds (at least 1). An
+    /// acks=all produce cannot commit faster, so a broker produce timeout below
+    /// twice this times out nearly every acks=all produce of a replicated
+    /// partition: `liveness_progress` would fail for a configuration, not a bug
+    /// (seed 83).
     pub fn replication_round_trip_ms(&self) -> u64 {
-        let us = 2 * (self.delay_min_us + self.delay_mean_us) + self.fsync_min_us + self.fsync_mean_us;
-        us.div_ceil(1_000).max(1)
+        self.replication_round_trip_us().div_ceil(1_000).max(1)
     }
 
     /// Draws the options of `seed` from its `options` stream.

@@ -94,8 +94,7 @@ impl Sim {
 
     /// One fetch round trip, about: two one-way delays and a fsync.
     fn fetch_round_trip_ns(&self) -> u64 {
-        let o = &self.opts;
-        2 * (o.delay_min_us + o.delay_mean_us) * 1_000 + (o.fsync_min_us + o.fsync_mean_us) * 1_000
+        self.opts.replication_round_trip_us() * 1_000
     }
 
     /// Node `n` is about to send `msg` to `to` (called for every node send).
