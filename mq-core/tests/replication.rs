@@ -312,6 +312,27 @@ fn heartbeats_answered_after_the_request_timeout_keep_the_session() {
     assert!((1..=3).all(|b| image.is_live(NodeId(b))), "every broker stays unfenced");
 }
 
+/// A broker registers fenced and is unfenced by a heartbeat once its metadata
+/// caught up. While fenced it heartbeats every 10 ms, as Kafka's broker does
+/// while STARTING, not once per heartbeat interval: with a long interval a
+/// restarted broker stayed fenced, serving nothing, for a whole interval after
+/// it caught up (simulator seed 1000365, an 8 s interval, with a set-up that
+/// took the whole workload window).
+#[test]
+fn a_restarted_broker_is_unfenced_soon_after_catching_up_not_a_heartbeat_interval_later() {
+    let mut h = Harness::new(3, 13, |c| mq_core::NodeConfig {
+        session_timeout: Duration::from_secs(20),
+        broker_heartbeat_interval: Duration::from_secs(5),
+        ..c
+    });
+    h.wait_ready();
+    h.crash(3);
+    h.restart(3);
+    h.advance(Duration::from_millis(1_000));
+    let controller = h.running().into_iter().find(|id| h.node(*id).is_active_controller()).unwrap();
+    assert!(h.node(controller).metadata().is_live(NodeId(3)), "broker 3 is still fenced a second after its restart");
+}
+
 // ----- coverage marks (docs/simulator.md "Coverage marks") -----
 // Each scenario drives one rare branch and checks its mark moved on the node
 // that took it, before and after.

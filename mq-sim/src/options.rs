@@ -401,7 +401,7 @@ impl Knobs {
             max_fetch_bytes: log_span(r, 1, 8 << 20) as usize,
             max_waiters_per_partition: log_span(r, 1, 10_000) as usize,
             retention_check_interval_ms: log_span(r, 10, 5_000),
-            broker_heartbeat_interval_ms: span(r, 10, broker_session_timeout_ms - 1),
+            broker_heartbeat_interval_ms: span(r, 10, (broker_session_timeout_ms / 2).max(10)),
             broker_session_timeout_ms,
             replica_lag_time_ms,
             replica_fetch_max_wait_ms: span(r, 10.min(replica_lag_time_ms), replica_lag_time_ms.min(1_000)),

@@ -51,6 +51,12 @@ pub(super) struct Session {
 /// Pause before retrying a failed registration.
 const REGISTER_BACKOFF: crate::time::Duration = crate::time::Duration::from_millis(100);
 
+/// Heartbeat interval while registered but still fenced (catching up on
+/// metadata): short, so the broker is unfenced soon after it caught up, not a
+/// whole heartbeat interval later (Kafka's broker heartbeats every 10 ms while
+/// STARTING, `BrokerLifecycleManager`).
+const FENCED_HEARTBEAT: crate::time::Duration = crate::time::Duration::from_millis(10);
+
 /// Where a controlled shutdown stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Stopping {
@@ -208,6 +214,10 @@ impl Node {
             (Purpose::Heartbeat, ControllerReply::Heartbeat { fenced }) => {
                 let was_fenced = self.session.fenced;
                 self.session.fenced = fenced;
+                if fenced {
+                    let soon = self.now + FENCED_HEARTBEAT.min(self.config.broker_heartbeat_interval);
+                    self.session.next_heartbeat = self.session.next_heartbeat.min(soon);
+                }
                 if !fenced {
                     self.mark_caught_up();
                 }
