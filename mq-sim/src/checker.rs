@@ -325,13 +325,18 @@ impl Checker {
     /// The committed data records of `tp` the checker holds, with their offsets
     /// (not control records, not records retention removed before it looked).
     pub fn committed_records<'a>(&'a self, tp: &TopicPartition) -> impl Iterator<Item = (Offset, &'a Bytes)> + 'a {
-        let slots = self.parts.get(tp).map(|p| p.committed.as_slice()).unwrap_or_default();
-        slots.iter().enumerate().filter_map(|(o, v)| v.as_ref().map(|v| (Offset(o as u64), v)))
+        self.committed_slots(tp).iter().enumerate().filter_map(|(o, v)| v.as_ref().map(|v| (Offset(o as u64), v)))
     }
 
     /// Per group, the acked state of its newest committed cursor record on `tp`.
     pub fn committed_cursors(&self, tp: &TopicPartition) -> Option<&BTreeMap<String, AckSet>> {
         self.parts.get(tp).map(|p| &p.cursors)
+    }
+
+    /// The committed records of `tp` from offset 0 (`None`: a control record, or
+    /// removed by retention before the checker saw it).
+    pub fn committed_slots(&self, tp: &TopicPartition) -> &[Option<Bytes>] {
+        self.parts.get(tp).map(|p| p.committed.as_slice()).unwrap_or_default()
     }
 
     /// The committed value at `tp@offset`, if the checker holds it (not a control

@@ -9,7 +9,13 @@
 //! - `exclusive_owner`: in an exclusive group, one member owns a partition per
 //!   generation, and only its owner is handed the partition's records.
 //! - `exclusive_order`: an exclusive group's leader hands out first deliveries of
-//!   a partition in offset order (per leader tenure and generation).
+//!   a partition in offset order (per leader tenure and generation), and hands a
+//!   partition's records to each generation's owner from its lowest unfinished
+//!   record on: before it hands a record in a generation of its tenure, every
+//!   earlier committed record for the group was handed in that generation, or is
+//!   acked, dead-lettered, nacked or rejected, or used its last delivery (a new
+//!   generation ends every lease of an exclusive group, as an eager Kafka
+//!   rebalance resumes a partition from its committed offset).
 //! - `key_shared_sticky`: in a key_shared group, all records with one key go to one
 //!   member per generation (membership is fixed within a generation).
 //! - `group_completion` (liveness): after healing, every committed record that
@@ -81,6 +87,23 @@ pub struct Handed<'a> {
     pub delivery: u32,
     /// The committed prefix's end (the highest HW seen).
     pub high_watermark: Offset,
+    /// The leader's log start (retention settles the records below it).
+    pub log_start: Offset,
+    /// The committed records of `tp` the checker holds, from offset 0 (`None`:
+    /// a control record, or removed by retention before the checker saw it).
+    pub values: &'a [Option<Bytes>],
+}
+
+/// What a partition leader handed to an exclusive group in one generation of one
+/// tenure (`exclusive_order`).
+#[derive(Debug)]
+struct Window {
+    tenure: (u64, mq_core::LeaderEpoch),
+    generation: GroupGeneration,
+    /// Offsets handed in this window.
+    handed: BTreeSet<Offset>,
+    /// Every record below it was accounted for when a later one was handed.
+    checked_to: Offset,
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +126,74 @@ struct GroupModel {
     first_order: BTreeMap<(TopicPartition, NodeId, (u64, mq_core::LeaderEpoch), GroupGeneration), Offset>,
     /// Key owners per generation.
     key_owner: BTreeMap<(GroupGeneration, Bytes), MemberId>,
+    /// Per (partition, leader): the generation of the leader's tenure it serves.
+    windows: BTreeMap<(TopicPartition, NodeId), Window>,
+    /// Per partition: offsets a member asked to nack or reject (a nack delay or a
+    /// dead letter may hold them back).
+    held_back: BTreeMap<TopicPartition, BTreeSet<Offset>>,
+    /// Per partition: offsets handed with their last allowed delivery (an expired
+    /// or released lease sends them to the dead-letter topic).
+    exhausted: BTreeMap<TopicPartition, BTreeSet<Offset>>,
+    /// Per partition: the highest offset a member asked to seek to (a leader
+    /// applies a seek before it commits: everything below may be settled).
+    seek_floor: BTreeMap<TopicPartition, Offset>,
+}
+
+impl GroupModel {
+    /// `exclusive_order`, handover half: `h` may be handed only if every earlier
+    /// committed record for the group is accounted for (see the module doc).
+    fn handed_in_order(&mut self, h: &Handed<'_>) -> Option<GroupViolation> {
+        let spec = self.spec.as_ref()?;
+        let tp = h.tp;
+        let max_deliveries = spec.settings.max_deliveries;
+        if h.delivery >= max_deliveries {
+            self.exhausted.entry(tp.clone()).or_default().insert(h.offset);
+        }
+        let key = (tp.clone(), h.node);
+        let fresh = self.windows.get(&key).is_none_or(|w| w.tenure != h.tenure || w.generation != h.generation);
+        if fresh {
+            let w =
+                Window { tenure: h.tenure, generation: h.generation, handed: BTreeSet::new(), checked_to: Offset(0) };
+            self.windows.insert(key.clone(), w);
+        }
+        let floor = [
+            self.prefix.get(tp).copied().unwrap_or(Offset(0)),
+            self.asked_below.get(tp).copied().unwrap_or(Offset(0)),
+            self.seek_floor.get(tp).copied().unwrap_or(Offset(0)),
+            h.log_start,
+        ]
+        .into_iter()
+        .max()
+        .expect("four floors");
+        let empty = BTreeSet::new();
+        let w = self.windows.get_mut(&key).expect("made above");
+        w.handed.insert(h.offset);
+        let confirmed = self.confirmed.get(tp);
+        let sets = [&self.asked, &self.dead, &self.held_back, &self.exhausted].map(|m| m.get(tp).unwrap_or(&empty));
+        let mut p = w.checked_to.max(floor);
+        while p < h.offset {
+            let done = match h.values.get(p.0 as usize) {
+                None | Some(None) => true,
+                Some(Some(v)) => {
+                    !spec.settings.matches(&tags_of(v))
+                        || w.handed.contains(&p)
+                        || confirmed.is_some_and(|c| c.contains_key(&p))
+                        || sets.iter().any(|s| s.contains(&p))
+                }
+            };
+            if !done {
+                w.checked_to = h.offset.next();
+                let what = format!(
+                    "n{} handed {}@{} to member {} of group {} in generation {} while {p}, neither handed in that generation nor acked, dead-lettered, nacked or out of deliveries, waits",
+                    h.node, tp, h.offset, h.member, h.group, h.generation
+                );
+                return Some(("exclusive_order", what, false));
+            }
+            p = p.next();
+        }
+        w.checked_to = w.checked_to.max(p);
+        None
+    }
 }
 
 /// The online consumer-group checker of one run.
@@ -176,6 +267,7 @@ impl GroupChecker {
                         }
                     }
                 }
+                return g.handed_in_order(h);
             }
             Some(GroupMode::KeyShared) => {
                 let key = key.cloned().unwrap_or_default();
@@ -239,6 +331,14 @@ impl GroupChecker {
         }
     }
 
+    /// A member's request to seek `group` on `tp` to `to` (`None`: not to an
+    /// offset) reached a broker.
+    pub fn on_seek_asked(&mut self, group: &str, tp: &TopicPartition, to: Option<Offset>) {
+        let g = self.groups.entry(group.to_string()).or_default();
+        let floor = g.seek_floor.entry(tp.clone()).or_insert(Offset(0));
+        *floor = (*floor).max(to.unwrap_or(Offset(u64::MAX)));
+    }
+
     /// A member's request to ack `acks` (and everything below `up_to`) of
     /// `group` on `tp` reached a broker: what the member's application finished,
     /// whatever the answer.
@@ -252,6 +352,8 @@ impl GroupChecker {
         let g = self.groups.entry(group.to_string()).or_default();
         let asked = g.asked.entry(tp.clone()).or_default();
         asked.extend(acks.iter().filter(|(_, k)| *k == AckKind::Ack).map(|(o, _)| *o));
+        let held_back = g.held_back.entry(tp.clone()).or_default();
+        held_back.extend(acks.iter().filter(|(_, k)| *k != AckKind::Ack).map(|(o, _)| *o));
         if let Some(end) = up_to {
             let below = g.asked_below.entry(tp.clone()).or_insert(Offset(0));
             *below = (*below).max(end);
@@ -361,6 +463,8 @@ mod tests {
             offset: Offset(offset),
             delivery,
             high_watermark: Offset(100),
+            log_start: Offset(0),
+            values: &[],
         }
     }
 
@@ -414,6 +518,42 @@ mod tests {
         assert_eq!(c.on_handed(&handed(&tp, 1, 1, 2, 1), None).unwrap().0, "exclusive_order");
         assert_eq!(c.on_handed(&handed(&tp, 1, 2, 3, 1), None).unwrap().0, "exclusive_owner");
         assert!(c.on_handed(&handed(&tp, 2, 2, 1, 1), None).is_none(), "a new generation starts over");
+    }
+
+    /// The mutant `exclusive_keeps_leases_on_rebalance`: a new generation's owner
+    /// is handed later records while an earlier one stays leased to a member of
+    /// an older generation.
+    #[test]
+    fn a_new_generation_is_handed_a_partition_from_its_lowest_unfinished_record() {
+        let tp = TopicPartition::new("t0", 0);
+        let values: Vec<Option<Bytes>> = (0..10).map(|i| Some(Bytes::from(format!("v{i}.0")))).collect();
+        let at = |member, g, offset, delivery| Handed { values: &values, ..handed(&tp, member, g, offset, delivery) };
+        let mut c = checker(GroupMode::Exclusive(Assignor::Sticky), &[]);
+        for o in 0..4 {
+            assert!(c.on_handed(&at(1, 1, o, 1), None).is_none(), "generation 1 in order");
+        }
+        // Generation 2 starts at 4 while 0..4 are neither finished nor handed again.
+        let v = c.on_handed(&at(2, 2, 4, 1), None).expect("caught");
+        assert_eq!(v.0, "exclusive_order");
+        assert!(v.1.contains("while 0"), "{}", v.1);
+        // Generation 3: each earlier record is accounted for in another way.
+        c.on_ack_asked("g", &tp, &[(Offset(0), AckKind::Ack)], None);
+        c.on_ack_asked("g", &tp, &[(Offset(1), AckKind::Nack { delay: mq_core::Duration::from_millis(5) })], None);
+        assert!(c.on_handed(&at(1, 3, 2, 2), None).is_none(), "2 handed again first");
+        assert_eq!(c.on_handed(&at(1, 3, 4, 2), None).unwrap().0, "exclusive_order", "3 is still leased");
+        c.on_dead_lettered("g", &tp, Offset(3));
+        assert!(c.on_handed(&at(1, 3, 5, 1), None).is_none(), "3 was dead-lettered");
+        // Generation 4: a seek to 6 was asked (5 is not accounted for otherwise).
+        c.on_seek_asked("g", &tp, Some(Offset(6)));
+        assert!(c.on_handed(&at(2, 4, 6, 1), None).is_none(), "a seek may have settled them");
+        // Another leader tenure starts over; records out of deliveries may wait.
+        let mut c = checker(GroupMode::Exclusive(Assignor::Sticky), &[]);
+        let last = GroupSettings::default().max_deliveries;
+        assert!(c.on_handed(&at(1, 1, 0, last), None).is_none());
+        let other = Handed { tenure: (1, LeaderEpoch(2)), ..at(1, 1, 1, 1) };
+        assert!(c.on_handed(&other, None).is_none(), "0 used its last delivery");
+        let retained = Handed { log_start: Offset(3), ..at(2, 2, 3, 1) };
+        assert!(c.on_handed(&retained, None).is_none(), "retention settled 1 and 2");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use mq_core::node::AuthConfig;
 use mq_core::replication::producers::SequenceCheck;
 use mq_core::storage::RepairReport;
 use mq_core::wire::{
-    Acks, ErrorCode, Message, PeerMessage, Record, Request, RequestBody, Response, ResponseBody, TopicConfig,
+    Acks, ErrorCode, Message, PeerMessage, Record, Request, RequestBody, Response, ResponseBody, SeekTo, TopicConfig,
 };
 use mq_core::Coverage;
 use mq_core::{
@@ -863,18 +863,25 @@ impl Sim {
     }
 
     /// `input` reaches a node: if it is a group member's ack (an honest member's,
-    /// or a zombie's late one; not an adversary's), the group checker notes what
-    /// the member asked to ack.
+    /// or a zombie's late one; not an adversary's) or seek, the group checker
+    /// notes what the member asked for.
     fn note_ack_asked(&mut self, input: &Input) {
-        let Input::Message {
-            from: Peer::Client(c),
-            msg: Message::Request(Request { body: RequestBody::GroupAck(a), .. }),
-        } = input
-        else {
+        let Input::Message { from: Peer::Client(c), msg: Message::Request(Request { body, .. }) } = input else {
             return;
         };
-        if !matches!(self.clients.get(c.0 as usize - 1).map(|s| &s.role), Some(Role::Adversary(_))) {
-            self.groups.on_ack_asked(&a.group, &a.tp, &a.acks, a.up_to);
+        if matches!(self.clients.get(c.0 as usize - 1).map(|s| &s.role), Some(Role::Adversary(_))) {
+            return;
+        }
+        match body {
+            RequestBody::GroupAck(a) => self.groups.on_ack_asked(&a.group, &a.tp, &a.acks, a.up_to),
+            RequestBody::GroupSeek(s) => {
+                let to = match s.to {
+                    SeekTo::Offset(o) => Some(o),
+                    _ => None,
+                };
+                self.groups.on_seek_asked(&s.group, &s.tp, to);
+            }
+            _ => {}
         }
     }
 
@@ -1069,18 +1076,25 @@ impl Sim {
                             offset: *offset,
                             delivery: *delivery,
                             high_watermark: self.checker.high_watermark(tp),
+                            log_start: self.nodes[n]
+                                .node
+                                .as_ref()
+                                .and_then(|node| node.log(tp))
+                                .map_or(Offset(0), |l| l.log_start()),
+                            values: self.checker.committed_slots(tp),
                         };
                         // A partition that had an unclean election may have lost
                         // committed records, cursor records among them: its group
                         // checks stop like its loss checks (deliveries still count).
                         let lossy = self.checker.is_lossy(tp);
+                        let violation = self.groups.on_handed(&handed, key.as_ref());
                         if self.opts.auth && !self.honest_members.contains(&(group.clone(), *member)) {
                             let what = format!(
                                 "n{id} handed {tp}@{offset} of group {group} to member {member:?}, which no honest member was given"
                             );
                             self.checker.fail("auth_not_bypassed", what);
                         }
-                        if let Some((inv, what, _)) = self.groups.on_handed(&handed, key.as_ref()) {
+                        if let Some((inv, what, _)) = violation {
                             if !lossy {
                                 self.checker.fail(inv, what);
                             }
