@@ -594,6 +594,18 @@ impl Checker {
         }
     }
 
+    /// Plain consumer `client` of `tp` found its position `from` past the log's
+    /// end and moved back to `to`: only an unclean election may shorten a log.
+    pub fn on_consumer_truncated(&mut self, client: u64, tp: &TopicPartition, from: Offset, to: Offset) {
+        self.positions.insert((client, tp.clone()), to);
+        if !self.lossy.contains(tp) {
+            let what = format!(
+                "c{client} found {tp} shorter than its position {from} and moved back to {to}; no unclean election truncated it"
+            );
+            self.fail("consumer_positions", what);
+        }
+    }
+
     /// The first committed data record of `tp` the checker holds in `[from, to)`.
     pub fn first_record_in(&self, tp: &TopicPartition, from: Offset, to: Offset) -> Option<(Offset, &Bytes)> {
         let slots = self.parts.get(tp).map(|p| p.committed.as_slice()).unwrap_or_default();

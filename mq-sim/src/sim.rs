@@ -830,7 +830,7 @@ impl Sim {
         self.drain.positions = positions;
         let group_incomplete = !self.opts.groups.is_empty()
             && self.topics.iter().any(|tp| !self.checker.is_lossy(tp) && self.completion(tp).is_some());
-        let consumer_behind = self.consumer_positions().any(|(_, tp, p)| p < self.checker.data_end(tp));
+        let consumer_behind = self.consumer_positions().any(|(_, tp, p)| p < self.consumer_target(tp));
         if !((group_incomplete || consumer_behind) && progressed) {
             return false;
         }
@@ -849,6 +849,28 @@ impl Sim {
             Role::Consumer(consumer) => Some((c.id, &consumer.config().tp, consumer.position())),
             _ => None,
         })
+    }
+
+    /// Where a plain consumer of `tp` has read everything: the end of the
+    /// committed data in the checker's model, or, on a partition an unclean
+    /// election may have shortened (the model no longer the log's), the end of
+    /// the data below the high watermark of its newest live leader.
+    fn consumer_target(&self, tp: &TopicPartition) -> Offset {
+        if !self.checker.is_lossy(tp) {
+            return self.checker.data_end(tp);
+        }
+        let leader = self
+            .nodes
+            .iter()
+            .filter_map(|s| s.node.as_ref()?.replica(tp).filter(|r| r.is_leader()).map(|r| (r.leader_epoch, &r.log)))
+            .max_by_key(|(e, _)| *e);
+        let Some((_, log)) = leader else { return Offset(0) };
+        let hw = log.high_watermark();
+        log.batches()
+            .filter(|b| b.kind == mq_core::wire::BatchKind::Data && b.base_offset < hw && !b.records.is_empty())
+            .map(|b| b.base_offset.plus(b.records.len() as u64).min(hw))
+            .last()
+            .unwrap_or(Offset(0))
     }
 
     /// The highest log start of `tp` among the live nodes.
@@ -1509,6 +1531,10 @@ impl Sim {
                             let live = max_log_start(&self.nodes, tp);
                             self.checker.on_consumer_skip(cid.0, tp, from, to, live);
                         }
+                        ConsumerOutput::Truncated { from, to } => {
+                            self.trace.event(now, Actor::Client(cid.0), "truncated", from.0, to.0, String::new);
+                            self.checker.on_consumer_truncated(cid.0, &consumer.config().tp, from, to);
+                        }
                         ConsumerOutput::Error(e) => {
                             self.trace.event(now, Actor::Client(cid.0), "error", 0, 0, || e.to_string());
                         }
@@ -2097,9 +2123,9 @@ impl Sim {
                 }
             }
         }
-        let behind = self.consumer_positions().find(|(_, tp, p)| *p < self.checker.data_end(tp));
+        let behind = self.consumer_positions().find(|(_, tp, p)| *p < self.consumer_target(tp));
         if let Some((id, tp, position)) = behind {
-            let hw = self.checker.data_end(tp);
+            let hw = self.consumer_target(tp);
             let what = format!("c{id} read {tp} only up to {position} by the end; its committed data ends at {hw}");
             self.checker.fail_liveness("liveness_consumers_caught_up", what);
         }

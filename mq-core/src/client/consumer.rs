@@ -10,9 +10,13 @@
 //!
 //! One request is in flight at a time. An empty reply waits `poll_interval` before
 //! the next fetch; a reply with records fetches again at once. A request without a
-//! reply by its deadline is forgotten and the fetch is sent again. When the position
-//! fell below the log start (retention), the consumer asks for the earliest offset
-//! and resumes there, reporting the skip.
+//! reply by its deadline is forgotten and the fetch is sent again. A fetch refused
+//! `OffsetOutOfRange` makes the consumer ask for the earliest offset: when the
+//! position fell below it (retention), the consumer resumes there, reporting the
+//! skip. Otherwise the position is past the end of the log, which an unclean
+//! election truncated: the consumer asks for the latest offset and resumes there,
+//! reporting the truncation ([`ConsumerOutput::Truncated`]), as a Kafka consumer
+//! with `auto.offset.reset=latest` (the default) does.
 //!
 //! With `credentials` the consumer logs in to each broker before its first request
 //! there ([`crate::client::auth`]); `Unauthenticated` from a restarted broker makes
@@ -87,6 +91,14 @@ pub enum ConsumerOutput {
         /// The new position.
         to: Offset,
     },
+    /// The position was past the end of the log (an unclean election truncated
+    /// it): the consumer moved back to the log's end.
+    Truncated {
+        /// The old position.
+        from: Offset,
+        /// The new position: the high watermark.
+        to: Offset,
+    },
     /// The broker refused a request (for example an unknown topic); the consumer
     /// retries after `poll_interval`. A refusal of the credentials (code
     /// `Unauthenticated`, naming the app key) is fatal instead: the consumer stops.
@@ -97,7 +109,18 @@ pub enum ConsumerOutput {
 enum Pending {
     Fetch,
     Earliest,
+    Latest,
     Metadata,
+}
+
+/// What an `OffsetOutOfRange` made the consumer look up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reset {
+    None,
+    /// The log start (the position may have fallen below it).
+    Earliest,
+    /// The log end (the position is past it).
+    Latest,
 }
 
 /// The consumer state machine (see the module docs).
@@ -117,7 +140,9 @@ pub struct Consumer {
     leader_changes: u64,
     /// When to send the next request if none is in flight.
     next_request_at: Instant,
-    needs_reset: bool,
+    reset: Reset,
+    /// Whether the position ever moved back to a truncated log's end.
+    truncated: bool,
     auth: AuthGate,
     outputs: VecDeque<ConsumerOutput>,
 }
@@ -152,7 +177,8 @@ impl Consumer {
             next_correlation: 1,
             inflight: None,
             next_request_at: Instant::ZERO,
-            needs_reset: false,
+            reset: Reset::None,
+            truncated: false,
             auth,
             outputs: VecDeque::new(),
         }
@@ -265,7 +291,7 @@ impl Consumer {
     /// Panics if an internal invariant is broken.
     pub fn check_invariants(&self) {
         self.auth.check_invariants();
-        assert!(self.position >= self.config.start, "position moved before the start");
+        assert!(self.position >= self.config.start || self.truncated, "position moved before the start");
         if let Some((corr, kind, _, _)) = self.inflight {
             assert!(corr.0 < self.next_correlation, "correlation ids are reused");
             assert!(kind == Pending::Metadata || self.leader.is_some(), "a fetch without a leader");
@@ -302,12 +328,29 @@ impl Consumer {
                 }
             }
             (Pending::Earliest, Ok(ResponseBody::Offset { offset })) => {
-                self.needs_reset = false;
                 if offset > self.position {
+                    self.reset = Reset::None;
                     self.outputs.push_back(ConsumerOutput::Skipped { from: self.position, to: offset });
                     self.position = offset;
+                } else {
+                    // Not below the log start, so past its end.
+                    self.reset = Reset::Latest;
                 }
                 self.next_request_at = self.now;
+            }
+            (Pending::Latest, Ok(ResponseBody::Offset { offset })) => {
+                self.reset = Reset::None;
+                if offset < self.position {
+                    self.outputs.push_back(ConsumerOutput::Truncated { from: self.position, to: offset });
+                    self.position = offset;
+                    self.truncated = true;
+                    self.next_request_at = self.now;
+                } else {
+                    // The log grew back past the position meanwhile: fetch again,
+                    // after a pause, so that a broker refusing the position and
+                    // answering an end above it is not asked in a tight loop.
+                    self.next_request_at = self.now + self.config.poll_interval;
+                }
             }
             (Pending::Metadata, Ok(ResponseBody::Metadata { topics, .. })) => {
                 let tp = &self.config.tp;
@@ -340,7 +383,7 @@ impl Consumer {
                 self.next_request_at = self.now + self.config.poll_interval;
             }
             (_, Err(e)) if e.code == ErrorCode::OffsetOutOfRange => {
-                self.needs_reset = true;
+                self.reset = Reset::Earliest;
                 self.next_request_at = self.now;
             }
             (_, Err(e)) => {
@@ -360,13 +403,13 @@ impl Consumer {
         let tp = &self.config.tp;
         let (kind, body) = if self.leader.is_none() {
             (Pending::Metadata, RequestBody::Metadata { topics: vec![tp.topic.clone()] })
-        } else if self.needs_reset {
-            let body = RequestBody::ListOffsets {
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                spec: OffsetSpec::Earliest,
+        } else if self.reset != Reset::None {
+            let (kind, spec) = match self.reset {
+                Reset::Latest => (Pending::Latest, OffsetSpec::Latest),
+                _ => (Pending::Earliest, OffsetSpec::Earliest),
             };
-            (Pending::Earliest, body)
+            let body = RequestBody::ListOffsets { topic: tp.topic.clone(), partition: tp.partition, spec };
+            (kind, body)
         } else {
             let body = RequestBody::Fetch {
                 topic: tp.topic.clone(),
@@ -482,6 +525,36 @@ mod tests {
         c.handle(Instant::ZERO, reply(corr, Ok(ResponseBody::Offset { offset: Offset(5) })));
         assert_eq!(c.poll_output(), Some(ConsumerOutput::Skipped { from: Offset(0), to: Offset(5) }));
         assert!(matches!(request(&mut c).1, RequestBody::Fetch { offset: Offset(5), .. }));
+    }
+
+    /// Seed 1000240: an unclean election left the log shorter than the position;
+    /// the consumer asked for the earliest offset, stayed where it was and
+    /// fetched again at once, in a tight loop, until the run ended.
+    #[test]
+    fn out_of_range_past_the_end_resets_to_the_latest_offset() {
+        let mut c = consumer();
+        let (corr, _) = request(&mut c);
+        let batch = RecordBatch::new((0..11).map(|i| Record::from_value(format!("v{i}"))).collect());
+        let fetched = ResponseBody::Fetched {
+            partition: crate::ids::PartitionId(0),
+            high_watermark: Offset(11),
+            log_start: Offset(0),
+            batches: vec![batch],
+        };
+        c.handle(Instant::ZERO, reply(corr, Ok(fetched)));
+        assert!(matches!(c.poll_output(), Some(ConsumerOutput::Records { .. })));
+        assert_eq!(c.position(), Offset(11));
+        let (corr, _) = request(&mut c);
+        c.handle(Instant::ZERO, reply(corr, Err(WireError::new(ErrorCode::OffsetOutOfRange, "holds 0..4"))));
+        let (corr, body) = request(&mut c);
+        assert!(matches!(body, RequestBody::ListOffsets { spec: OffsetSpec::Earliest, .. }));
+        c.handle(Instant::ZERO, reply(corr, Ok(ResponseBody::Offset { offset: Offset(0) })));
+        assert_eq!(c.position(), Offset(11), "the log start is below the position");
+        let (corr, body) = request(&mut c);
+        assert!(matches!(body, RequestBody::ListOffsets { spec: OffsetSpec::Latest, .. }));
+        c.handle(Instant::ZERO, reply(corr, Ok(ResponseBody::Offset { offset: Offset(4) })));
+        assert_eq!(c.poll_output(), Some(ConsumerOutput::Truncated { from: Offset(11), to: Offset(4) }));
+        assert!(matches!(request(&mut c).1, RequestBody::Fetch { offset: Offset(4), .. }));
     }
 
     #[test]

@@ -108,6 +108,14 @@ pub(super) fn drive(
                     }
                 }
             }
+            ConsumerOutput::Truncated { from, to } => {
+                // A healed cluster's log does not shrink under the reader; if it
+                // did, the records read past its end are no longer the log's.
+                trace.event(now, Actor::Client(cid.0), "truncated", from.0, to.0, String::new);
+                if let Some(r) = reader.as_deref_mut() {
+                    r.reads.retain(|(o, _)| *o < to);
+                }
+            }
             ConsumerOutput::Error(e) => {
                 trace.event(now, Actor::Client(cid.0), "error", 0, 0, || e.to_string());
             }
