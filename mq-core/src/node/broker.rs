@@ -7,7 +7,6 @@ use super::{Node, PendingReply};
 use crate::contract::{Event, Peer};
 use crate::controller::ControllerRequest;
 use crate::ids::{BrokerEpoch, CorrelationId, NodeId, TopicPartition};
-use crate::replication::Role;
 use crate::time::Instant;
 use crate::wire::{ControllerReply, ErrorCode, PeerMessage, ResponseBody, WireError};
 
@@ -287,8 +286,8 @@ impl Node {
             }
             Purpose::AlterPartition(tp) => {
                 self.coverage.hit(crate::coverage::Mark::IsrChangeFailed);
-                if let Some(Role::Leader(l)) = self.slots.get_mut(&tp).map(|s| &mut s.replica.role) {
-                    l.pending_isr = None;
+                if let Some(slot) = self.slots.get_mut(&tp) {
+                    slot.replica.isr_change_failed(e.code == ErrorCode::FencedEpoch);
                 }
                 if e.code == ErrorCode::NotLeader || e.code == ErrorCode::Timeout {
                     self.rotate_controller();

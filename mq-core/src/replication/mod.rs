@@ -50,6 +50,21 @@ pub struct LeaderState {
     pub followers: BTreeMap<NodeId, FollowerProgress>,
     /// An ISR change asked of the controller and not yet answered or applied.
     pub pending_isr: Option<Vec<NodeId>>,
+    /// Members that a failed ISR change may still have added: the controller
+    /// may have committed a request whose answer was lost, or that a duplicate's
+    /// refusal beat (seed 1000940). They count for the HW, as Kafka's maximal
+    /// ISR does, until a newer partition state is applied.
+    pub unsettled: Vec<NodeId>,
+    /// The partition epoch at which the controller refused a change as stale:
+    /// no new change is asked until a newer state is applied.
+    pub refused_at: Option<u32>,
+}
+
+impl LeaderState {
+    /// A leader's state at the start of its epoch.
+    pub fn new(epoch_start: Offset, followers: BTreeMap<NodeId, FollowerProgress>) -> Self {
+        LeaderState { epoch_start, followers, pending_isr: None, unsettled: Vec::new(), refused_at: None }
+    }
 }
 
 /// The replica's role.
@@ -160,6 +175,7 @@ impl Replica {
             return Transition::Unchanged;
         }
         let epoch_changed = state.leader_epoch != self.leader_epoch;
+        let newer = epoch_changed || state.partition_epoch > self.partition_epoch;
         let was_leader = self.is_leader();
         self.replicas = state.replicas.clone();
         self.isr = state.isr.clone();
@@ -167,8 +183,13 @@ impl Replica {
         self.leader_epoch = state.leader_epoch;
         if let Role::Leader(l) = &mut self.role {
             if !epoch_changed {
-                // An ISR change committed: whatever was pending is settled.
-                l.pending_isr = None;
+                // A newer state committed: whatever was pending is settled (the
+                // same state applied again settles nothing).
+                if newer {
+                    l.pending_isr = None;
+                    l.unsettled.clear();
+                    l.refused_at = None;
+                }
                 return Transition::Unchanged;
             }
         }
@@ -196,7 +217,7 @@ impl Replica {
                 let epoch_start = self.log.log_end();
                 // Producer state comes from the log, so it survives failover.
                 self.producers = producers::ProducerTable::rebuild(&self.log);
-                self.role = Role::Leader(LeaderState { epoch_start, followers, pending_isr: None });
+                self.role = Role::Leader(LeaderState::new(epoch_start, followers));
                 Transition::BecameLeader
             }
             Some(l) if self.replicas.contains(&me) => {
@@ -219,17 +240,37 @@ impl Replica {
     }
 
     /// The ISR for HW purposes: the committed ISR plus members a pending change
-    /// adds (removals count only once committed).
+    /// adds, or a failed one may have added (removals count only once committed).
     pub fn maximal_isr(&self) -> Vec<NodeId> {
         let mut isr = self.isr.clone();
-        if let Role::Leader(LeaderState { pending_isr: Some(p), .. }) = &self.role {
-            for r in p {
+        if let Role::Leader(l) = &self.role {
+            for r in l.pending_isr.iter().flatten().chain(&l.unsettled) {
                 if !isr.contains(r) {
                     isr.push(*r);
                 }
             }
         }
         isr
+    }
+
+    /// Leader: the controller did not confirm the pending ISR change (`stale`:
+    /// it refused it because it holds a newer partition state). The change may
+    /// still have committed, so the members it adds keep counting for the HW
+    /// until a newer state is applied; a new change may be asked, unless the
+    /// refusal said this state is stale.
+    pub fn isr_change_failed(&mut self, stale: bool) {
+        let partition_epoch = self.partition_epoch;
+        let Role::Leader(l) = &mut self.role else { return };
+        if let Some(p) = l.pending_isr.take() {
+            for r in p {
+                if !self.isr.contains(&r) && !l.unsettled.contains(&r) {
+                    l.unsettled.push(r);
+                }
+            }
+        }
+        if stale {
+            l.refused_at = Some(partition_epoch);
+        }
     }
 
     /// Leader: moves the HW to the least LEO over the maximal ISR when the ISR is
@@ -358,7 +399,7 @@ impl Replica {
     /// followers whose LEO reached the HW and the epoch start.
     pub fn wanted_isr(&self, now: Instant, lag: Duration) -> Option<Vec<NodeId>> {
         let Role::Leader(l) = &self.role else { return None };
-        if l.pending_isr.is_some() {
+        if l.pending_isr.is_some() || l.refused_at == Some(self.partition_epoch) {
             return None;
         }
         let hw = self.log.high_watermark();
@@ -408,6 +449,64 @@ impl Replica {
             Resolution::Truncated(self.log.log_end())
         } else {
             Resolution::NothingToCut
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::TopicPartition;
+    use crate::wire::{Record, RecordBatch};
+
+    /// Broker 1 leads `t/0` with ISR {1} and 5 durable records; follower 2 has
+    /// none, and an expansion to {1, 2} is pending.
+    fn leader_expanding() -> Replica {
+        let mut log = PartitionLog::new(TopicPartition::new("t", 0));
+        let batch = RecordBatch::new((0..5).map(|i| Record::from_value(format!("v{i}"))).collect());
+        log.append(batch, LeaderEpoch(1), 0);
+        log.mark_persisted(Offset(5));
+        let mut r = Replica::new(log, 1);
+        r.replicas = vec![NodeId(1), NodeId(2)];
+        r.isr = vec![NodeId(1)];
+        r.leader_epoch = LeaderEpoch(1);
+        r.partition_epoch = 2;
+        let p = FollowerProgress {
+            leo: Offset(0),
+            last_caught_up: Instant::ZERO,
+            last_fetch: Instant::ZERO,
+            leader_leo_at_last_fetch: Offset(0),
+        };
+        let mut l = LeaderState::new(Offset(0), [(NodeId(2), p)].into());
+        l.pending_isr = Some(vec![NodeId(1), NodeId(2)]);
+        r.role = Role::Leader(l);
+        r
+    }
+
+    /// Seed 1000940: the controller committed the expansion, but a duplicate of
+    /// the request was refused as stale and that refusal reached the leader
+    /// first; the leader dropped the pending change and moved the HW past the
+    /// follower on its own, with the follower in the committed ISR.
+    #[test]
+    fn a_refused_isr_expansion_still_holds_the_high_watermark_until_a_newer_state_settles_it() {
+        for stale in [true, false] {
+            let mut r = leader_expanding();
+            assert!(!r.update_high_watermark(NodeId(1)), "the pending member holds the HW");
+            r.isr_change_failed(stale);
+            assert!(!r.update_high_watermark(NodeId(1)), "the change may have committed (stale: {stale})");
+            assert_eq!(r.log.high_watermark(), Offset(0));
+            assert_eq!(r.wanted_isr(Instant::ZERO, Duration::from_secs(1)).is_none(), stale, "a new ask");
+            // The controller's state arrives: the expansion did not commit.
+            let image = PartitionImage {
+                leader: Some(NodeId(1)),
+                leader_epoch: LeaderEpoch(1),
+                partition_epoch: 3,
+                replicas: vec![NodeId(1), NodeId(2)],
+                isr: vec![NodeId(1)],
+            };
+            assert_eq!(r.apply_state(NodeId(1), Instant::ZERO, &image), Transition::Unchanged);
+            assert!(r.update_high_watermark(NodeId(1)), "settled: the ISR is {{1}}");
+            assert_eq!(r.log.high_watermark(), Offset(5));
         }
     }
 }
