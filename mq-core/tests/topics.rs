@@ -38,18 +38,40 @@ fn a_topic_becomes_visible_only_once_its_creation_is_committed() {
     let p = produce(&mut h, "t", 0, Acks::All, &["early"]);
     assert_eq!(err(&mut h, p).0, ErrorCode::UnknownTopic);
     assert!(h.take_response(CLIENT, c).is_none());
-    // A second create of the same name while the first is in flight is refused.
+    // A second create of the same name while the first is in flight is refused,
+    // but only once the first committed: the refusal read the proposed creation.
     let again = create(&mut h, "t", 1);
-    assert_eq!(err(&mut h, again).0, ErrorCode::TopicExists);
+    h.drive();
+    assert!(h.take_response(CLIENT, again).is_none(), "TopicExists before the creation committed");
     h.hold_persists(1, false);
     h.drive();
     assert_eq!(ok(&mut h, c), ResponseBody::TopicCreated);
+    assert_eq!(err(&mut h, again).0, ErrorCode::TopicExists);
     assert!(h.node(1).topic_names().any(|n| n == "t"));
     // Durable: the metadata log holds it across a restart.
     h.crash(1);
     h.restart(1);
     h.wait_ready();
     assert!(h.node(1).topic_names().any(|n| n == "t"));
+}
+
+/// Seed 1000900: the controller answered a retried create `TopicExists` from
+/// a creation it had proposed but not made durable; the crash that followed
+/// lost the creation, and the admin had been told its topic existed.
+#[test]
+fn a_refusal_read_from_a_creation_a_crash_then_loses_is_never_sent() {
+    let mut h = Harness::single();
+    h.hold_persists(1, true);
+    let first = create(&mut h, "t", 1);
+    let again = create(&mut h, "t", 1);
+    h.drive();
+    assert!(h.take_response(CLIENT, first).is_none() && h.take_response(CLIENT, again).is_none());
+    h.crash(1);
+    h.restart(1);
+    h.wait_ready();
+    assert!(h.take_response(CLIENT, again).is_none(), "the refusal outlived the creation it read");
+    assert!(!h.node(1).topic_names().any(|n| n == "t"), "the creation was never durable");
+    create_ok(&mut h, "t", 1);
 }
 
 #[test]

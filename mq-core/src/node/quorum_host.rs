@@ -14,13 +14,13 @@ use crate::wire::{ControllerReply, ErrorCode, PeerMessage, WireError};
 /// Most metadata entries in one `MetadataEntries` reply.
 const MAX_METADATA_ENTRIES: usize = 512;
 
-/// A controller reply to send once `index` commits.
+/// A controller answer to send once `index` commits.
 #[derive(Clone, Debug)]
 pub(super) struct ControllerWaiter {
     index: LogIndex,
     to: NodeId,
     correlation: CorrelationId,
-    reply: ControllerReply,
+    result: Result<ControllerReply, WireError>,
 }
 
 impl Node {
@@ -65,7 +65,7 @@ impl Node {
             std::mem::take(&mut self.controller_waiters).into_iter().partition(|w| w.index <= commit);
         self.controller_waiters = waiting;
         for w in ready {
-            self.send_peer(w.to, PeerMessage::ControllerReply { correlation: w.correlation, result: Ok(w.reply) });
+            self.send_peer(w.to, PeerMessage::ControllerReply { correlation: w.correlation, result: w.result });
         }
         !entries.is_empty()
     }
@@ -146,14 +146,21 @@ impl Node {
             self.send_peer(from, PeerMessage::ControllerReply { correlation, result: Err(err) });
             return;
         };
+        // The decision reads the speculative image: committed records and those
+        // proposed since. Whatever it answers, even a refusal or an answer
+        // without records of its own, holds only once those commit (Kafka's
+        // controller defers such answers to the highest pending offset): a
+        // `TopicExists` read from a proposed creation that a crash then lost
+        // told the admin its topic existed (seed 1000900).
+        let read_up_to = self.raft.last_index();
         let records = match ctl.handle(now, request.clone()) {
             Ok(r) => r,
             Err(e) => {
-                self.send_peer(from, PeerMessage::ControllerReply { correlation, result: Err(e) });
+                self.answer_controller_request(from, correlation, read_up_to, Err(e));
                 return;
             }
         };
-        let mut last = self.raft.commit_index();
+        let mut last = read_up_to;
         let mut reply = ControllerReply::Done { index: 0 };
         for r in records {
             match self.raft.propose(now, r.clone()) {
@@ -187,10 +194,21 @@ impl Node {
             (ControllerReply::Done { .. }, _) => ControllerReply::Done { index: last },
             (other, _) => other,
         };
-        if last <= self.raft.commit_index() {
-            self.send_peer(from, PeerMessage::ControllerReply { correlation, result: Ok(reply) });
+        self.answer_controller_request(from, correlation, last, Ok(reply));
+    }
+
+    /// Sends a controller answer now if `index` committed, else once it does.
+    fn answer_controller_request(
+        &mut self,
+        to: NodeId,
+        correlation: CorrelationId,
+        index: LogIndex,
+        result: Result<ControllerReply, WireError>,
+    ) {
+        if index <= self.raft.commit_index() {
+            self.send_peer(to, PeerMessage::ControllerReply { correlation, result });
         } else {
-            self.controller_waiters.push(ControllerWaiter { index: last, to: from, correlation, reply });
+            self.controller_waiters.push(ControllerWaiter { index, to, correlation, result });
         }
     }
 
