@@ -71,7 +71,7 @@ pub(super) enum Stopping {
 pub(super) enum Purpose {
     Register,
     Heartbeat,
-    AlterPartition(TopicPartition),
+    AlterPartition(TopicPartition, u32),
     /// A block of producer ids for `InitProducer` requests.
     ProducerIds,
     /// A controlled shutdown.
@@ -233,7 +233,7 @@ impl Node {
                 self.producer_ids = (first.0, first.0.saturating_add(count));
                 self.serve_producer_ids();
             }
-            (Purpose::AlterPartition(_), ControllerReply::Done { .. }) => {
+            (Purpose::AlterPartition(..), ControllerReply::Done { .. }) => {
                 // The change shows up when its record is applied.
             }
             (Purpose::Forward(pending), ControllerReply::Done { index }) => {
@@ -284,10 +284,21 @@ impl Node {
                 let pause = REGISTER_BACKOFF.min(self.config.broker_heartbeat_interval);
                 self.session.next_heartbeat = self.now + pause;
             }
-            Purpose::AlterPartition(tp) => {
+            Purpose::AlterPartition(tp, partition_epoch) => {
                 self.coverage.hit(crate::coverage::Mark::IsrChangeFailed);
                 if let Some(slot) = self.slots.get_mut(&tp) {
-                    slot.replica.isr_change_failed(e.code == ErrorCode::FencedEpoch);
+                    use crate::replication::IsrChangeFailure;
+                    // Only the active controller's own checks prove the change
+                    // did not commit; a timeout or another voter's `NotLeader`
+                    // says nothing of an earlier ask.
+                    let outcome = match e.code {
+                        ErrorCode::FencedEpoch => IsrChangeFailure::Stale,
+                        ErrorCode::InvalidRequest | ErrorCode::UnknownEpoch | ErrorCode::UnknownPartition => {
+                            IsrChangeFailure::Refused
+                        }
+                        _ => IsrChangeFailure::Unanswered,
+                    };
+                    slot.replica.isr_change_failed(partition_epoch, outcome);
                 }
                 if e.code == ErrorCode::NotLeader || e.code == ErrorCode::Timeout {
                     self.rotate_controller();

@@ -475,7 +475,7 @@ impl Node {
             partition_epoch,
             isr,
         };
-        self.call_controller(request, Purpose::AlterPartition(tp.clone()));
+        self.call_controller(request, Purpose::AlterPartition(tp.clone(), partition_epoch));
     }
 
     // ----- replication: follower side -----

@@ -108,6 +108,17 @@ pub enum Resolution {
     Emptied(Offset),
 }
 
+/// How an ISR change the leader asked for failed (`Replica::isr_change_failed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IsrChangeFailure {
+    /// Refused at the state it was asked at: it did not commit.
+    Refused,
+    /// Refused because the controller holds a newer state.
+    Stale,
+    /// No answer: it may have committed.
+    Unanswered,
+}
+
 /// The leader's answer to a fetch.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FetchAnswer {
@@ -253,14 +264,27 @@ impl Replica {
         isr
     }
 
-    /// Leader: the controller did not confirm the pending ISR change (`stale`:
-    /// it refused it because it holds a newer partition state). The change may
-    /// still have committed, so the members it adds keep counting for the HW
-    /// until a newer state is applied; a new change may be asked, unless the
-    /// refusal said this state is stale.
-    pub fn isr_change_failed(&mut self, stale: bool) {
+    /// Leader: the controller did not confirm the ISR change asked at
+    /// `asked_at` (a partition epoch). `Refused`: it refused the change at this
+    /// very state, so no change committed since it (every commit moves the
+    /// partition epoch): nothing is unsettled. `Stale`: it refused it because it
+    /// holds a newer state, which a duplicate of this very request may have
+    /// made (seed 1000940); `Unanswered`: the request may have committed. In
+    /// both the members the change adds keep counting for the HW until a newer
+    /// state is applied; after `Stale` the leader waits for that state, after
+    /// `Unanswered` it asks again (`wanted_isr`). An answer to a change asked at
+    /// an older state is settled already.
+    pub fn isr_change_failed(&mut self, asked_at: u32, outcome: IsrChangeFailure) {
         let partition_epoch = self.partition_epoch;
         let Role::Leader(l) = &mut self.role else { return };
+        if asked_at != partition_epoch {
+            return;
+        }
+        if outcome == IsrChangeFailure::Refused {
+            l.pending_isr = None;
+            l.unsettled.clear();
+            return;
+        }
         if let Some(p) = l.pending_isr.take() {
             for r in p {
                 if !self.isr.contains(&r) && !l.unsettled.contains(&r) {
@@ -268,7 +292,7 @@ impl Replica {
                 }
             }
         }
-        if stale {
+        if outcome == IsrChangeFailure::Stale {
             l.refused_at = Some(partition_epoch);
         }
     }
@@ -416,7 +440,9 @@ impl Replica {
         }
         let mut current = self.isr.clone();
         current.sort_by_key(|r| self.replicas.iter().position(|x| x == r));
-        (isr != current).then_some(isr)
+        // With unsettled members the same ISR is asked again: its answer, or
+        // the newer state it commits, settles them.
+        (isr != current || !l.unsettled.is_empty()).then_some(isr)
     }
 
     /// Follower: acts on a divergence answer `(epoch, leader_end)` from a leader
@@ -489,12 +515,13 @@ mod tests {
     /// follower on its own, with the follower in the committed ISR.
     #[test]
     fn a_refused_isr_expansion_still_holds_the_high_watermark_until_a_newer_state_settles_it() {
-        for stale in [true, false] {
+        for outcome in [IsrChangeFailure::Stale, IsrChangeFailure::Unanswered] {
             let mut r = leader_expanding();
             assert!(!r.update_high_watermark(NodeId(1)), "the pending member holds the HW");
-            r.isr_change_failed(stale);
-            assert!(!r.update_high_watermark(NodeId(1)), "the change may have committed (stale: {stale})");
+            r.isr_change_failed(2, outcome);
+            assert!(!r.update_high_watermark(NodeId(1)), "the change may have committed ({outcome:?})");
             assert_eq!(r.log.high_watermark(), Offset(0));
+            let stale = outcome == IsrChangeFailure::Stale;
             assert_eq!(r.wanted_isr(Instant::ZERO, Duration::from_secs(1)).is_none(), stale, "a new ask");
             // The controller's state arrives: the expansion did not commit.
             let image = PartitionImage {
@@ -508,5 +535,13 @@ mod tests {
             assert!(r.update_high_watermark(NodeId(1)), "settled: the ISR is {{1}}");
             assert_eq!(r.log.high_watermark(), Offset(5));
         }
+        // A refusal at the state it was asked at (a fenced joiner, say) proves
+        // it did not commit: the HW moves at once.
+        let mut r = leader_expanding();
+        r.isr_change_failed(2, IsrChangeFailure::Unanswered);
+        r.isr_change_failed(1, IsrChangeFailure::Refused);
+        assert!(!r.update_high_watermark(NodeId(1)), "an answer to an older ask settles nothing");
+        r.isr_change_failed(2, IsrChangeFailure::Refused);
+        assert!(r.update_high_watermark(NodeId(1)));
     }
 }
