@@ -109,13 +109,28 @@ mod auth {
 /// `duplicates_bounded`: a network that delivers every produce request twice
 /// appends records of non-idempotent sends (acks=0, acks=1, acks=all without
 /// idempotence) more often than any producer sent them. The checker counts every
-/// request that carried a record, so the extra copies are caught.
+/// request that carried a record, so the extra copies are caught. Idempotent
+/// sends are not safe from such a transport either: a copy's refusal can reach
+/// the producer before the original's success (the producer takes the first
+/// answer and sends the records again), which `no_duplicates_idempotent` catches
+/// (seed 1 since 8fa30f8). Every safety failure must be one of the two, and
+/// `duplicates_bounded` must be among them.
 #[test]
 fn requests_duplicated_behind_the_client_fail_duplicates_bounded() {
-    let caught = (0..20).find_map(|seed| {
+    let mut bounded = None;
+    for seed in 0..20 {
         let report = run_seed(&SimConfig { mutation: Mutation::DuplicateRequests, ..SimConfig::new(seed) });
-        report.violation.filter(|v| !v.liveness).map(|v| (seed, v))
-    });
-    let (seed, v) = caught.expect("20 seeds with duplicated produce requests and no safety violation");
-    assert_eq!(v.invariant, "duplicates_bounded", "seed {seed}: {}", v.what);
+        let Some(v) = report.violation.filter(|v| !v.liveness) else { continue };
+        assert!(
+            ["duplicates_bounded", "no_duplicates_idempotent"].contains(&v.invariant),
+            "seed {seed}: {} ({})",
+            v.invariant,
+            v.what
+        );
+        if v.invariant == "duplicates_bounded" {
+            bounded = Some(seed);
+            break;
+        }
+    }
+    assert!(bounded.is_some(), "20 seeds with duplicated produce requests and no duplicates_bounded violation");
 }
