@@ -151,8 +151,15 @@ impl Node {
         // without records of its own, holds only once those commit (Kafka's
         // controller defers such answers to the highest pending offset): a
         // `TopicExists` read from a proposed creation that a crash then lost
-        // told the admin its topic existed (seed 1000900).
-        let read_up_to = self.raft.last_index();
+        // told the admin its topic existed (seed 1000900). A heartbeat is the
+        // exception: its answer (fenced or not) only paces the broker, whose
+        // partition roles follow committed metadata, and holding it back holds
+        // back the broker's next heartbeat, which with a short session fences
+        // brokers over and over while proposals queue (seed 1000140).
+        let read_up_to = match request {
+            ControllerRequest::Heartbeat { .. } => self.raft.commit_index(),
+            _ => self.raft.last_index(),
+        };
         let records = match ctl.handle(now, request.clone()) {
             Ok(r) => r,
             Err(e) => {
