@@ -340,6 +340,8 @@ counters!(
     /// A member's heartbeat held back (up to twice the request timeout) so that
     /// it may arrive after a rebalance its member's later join completed.
     aimed_heartbeat_delays,
+    /// An ISR change request delivered twice (its copy refused as stale).
+    aimed_isr_duplicates,
 );
 
 impl fmt::Display for Counters {

@@ -1351,6 +1351,9 @@ impl Sim {
             }
             Fate::Deliver { mut at, mut dup } => {
                 at += self.aimed_heartbeat_delay(from, &msg);
+                if dup.is_none() {
+                    dup = self.aimed_isr_duplicate(from, &msg, at);
+                }
                 let produce = matches!(&msg, Message::Request(Request { body: RequestBody::Produce { .. }, .. }));
                 if self.cfg.mutation == Mutation::DuplicateRequests && produce && matches!(from, Peer::Client(_)) {
                     dup = Some(at + Duration::from_millis(1)); // the bug under test

@@ -16,6 +16,7 @@ use crate::network::exp_sample;
 use crate::schedule::Fault;
 use crate::trace::Actor;
 use mq_core::controller::raft::{RaftMessage, RaftRole};
+use mq_core::controller::ControllerRequest;
 use mq_core::wire::{Message, PeerMessage, Request, RequestBody};
 use mq_core::{Duration, Event, Input, Instant, NodeId, Peer, Rng, Seed};
 use rand::Rng as _;
@@ -28,6 +29,8 @@ pub(super) struct Aimed {
     next: Vec<Instant>,
     /// Whether a member's heartbeat is held back ([`Sim::aimed_heartbeat_delay`]).
     heartbeat: Rng,
+    /// Whether an ISR change request is delivered twice ([`Sim::aimed_isr_duplicate`]).
+    isr_duplicate: Rng,
 }
 
 impl Aimed {
@@ -36,6 +39,7 @@ impl Aimed {
             rngs: AimedKind::ALL.iter().map(|k| Seed(seed).indexed_stream("aimed-kind", k.index() as u64)).collect(),
             next: vec![Instant::ZERO; AimedKind::ALL.len()],
             heartbeat: Seed(seed).indexed_stream("aimed-heartbeat", 0),
+            isr_duplicate: Seed(seed).indexed_stream("aimed-isr-duplicate", 0),
         }
     }
 }
@@ -254,6 +258,32 @@ impl Sim {
         // may be told of a rebalance and join, all while this one is on its way.
         let longest = (2 * self.opts.request_timeout_ms + 300) * 1_000_000;
         Duration::from_nanos(self.aimed.heartbeat.random_range(1_000_000..=longest))
+    }
+
+    /// In the safety phase of a seed aiming at ISR commits, with that
+    /// probability an `AlterPartition` a leader sends to the controller is
+    /// delivered a second time, 0 to 2 ms after the first. The copy names the
+    /// partition epoch the first one's commit moved on from, so it is refused as
+    /// stale, and that refusal usually reaches the leader before the first
+    /// one's answer, which waits for the commit: the moment seed 1000940 met,
+    /// where a leader that took the refusal for the outcome moved the HW past a
+    /// member the committed ISR held (mutant
+    /// `failed_isr_change_forgets_added_members`). Part of the network, as the
+    /// heartbeat delay: its own stream in every run, not a recorded fault.
+    pub(super) fn aimed_isr_duplicate(&mut self, from: Peer, msg: &Message, at: Instant) -> Option<Instant> {
+        let alter = matches!(
+            msg,
+            Message::Peer(PeerMessage::Controller { request: ControllerRequest::AlterPartition { .. }, .. })
+        );
+        let p = self.opts.aimed.isr_commit;
+        if !alter || !matches!(from, Peer::Node(_)) || p <= 0.0 || self.liveness_start.is_some() {
+            return None;
+        }
+        if !self.aimed.isr_duplicate.random_bool(p) {
+            return None;
+        }
+        self.counters.aimed_isr_duplicates += 1;
+        Some(at + Duration::from_nanos(self.aimed.isr_duplicate.random_range(0..=2_000_000)))
     }
 
     /// Applies an aimed fault queued by [`Sim::aim`] or replayed from a schedule:
