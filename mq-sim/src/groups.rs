@@ -149,12 +149,11 @@ impl GroupModel {
         if h.delivery >= max_deliveries {
             self.exhausted.entry(tp.clone()).or_default().insert(h.offset);
         }
-        let key = (tp.clone(), h.node);
-        let fresh = self.windows.get(&key).is_none_or(|w| w.tenure != h.tenure || w.generation != h.generation);
-        if fresh {
-            let w =
-                Window { tenure: h.tenure, generation: h.generation, handed: BTreeSet::new(), checked_to: Offset(0) };
-            self.windows.insert(key.clone(), w);
+        let new_window =
+            || Window { tenure: h.tenure, generation: h.generation, handed: BTreeSet::new(), checked_to: Offset(0) };
+        let w = self.windows.entry((tp.clone(), h.node)).or_insert_with(new_window);
+        if w.tenure != h.tenure || w.generation != h.generation {
+            *w = new_window();
         }
         let floor = [
             self.prefix.get(tp).copied().unwrap_or(Offset(0)),
@@ -166,7 +165,6 @@ impl GroupModel {
         .max()
         .expect("four floors");
         let empty = BTreeSet::new();
-        let w = self.windows.get_mut(&key).expect("made above");
         w.handed.insert(h.offset);
         let confirmed = self.confirmed.get(tp);
         let sets = [&self.asked, &self.dead, &self.held_back, &self.exhausted].map(|m| m.get(tp).unwrap_or(&empty));

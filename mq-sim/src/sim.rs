@@ -866,11 +866,11 @@ impl Sim {
             .max_by_key(|(e, _)| *e);
         let Some((_, log)) = leader else { return Offset(0) };
         let hw = log.high_watermark();
+        // From the newest batch back: called on every drain poll.
         log.batches()
-            .filter(|b| b.kind == mq_core::wire::BatchKind::Data && b.base_offset < hw && !b.records.is_empty())
-            .map(|b| b.base_offset.plus(b.records.len() as u64).min(hw))
-            .last()
-            .unwrap_or(Offset(0))
+            .rev()
+            .find(|b| b.kind == mq_core::wire::BatchKind::Data && b.base_offset < hw && !b.records.is_empty())
+            .map_or(Offset(0), |b| b.end_offset().min(hw))
     }
 
     /// The highest log start of `tp` among the live nodes.

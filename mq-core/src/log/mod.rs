@@ -112,7 +112,7 @@ impl PartitionLog {
         self.size_bytes
     }
     /// The batches held, oldest first.
-    pub fn batches(&self) -> impl Iterator<Item = &RecordBatch> {
+    pub fn batches(&self) -> impl DoubleEndedIterator<Item = &RecordBatch> {
         self.batches.iter()
     }
 
