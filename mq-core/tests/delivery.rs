@@ -874,3 +874,38 @@ proptest::proptest! {
         }
     }
 }
+
+/// Seed 1000681 of the campaign (`group_ack_final`): a leader in controlled
+/// shutdown redelivered records whose leases expired after the controller had
+/// already moved the partition, and the new leader had confirmed their acks. A
+/// broker that is stopping hands nothing out, not even expired leases again; the
+/// new leader deals them from the committed cursor.
+#[test]
+fn a_stopping_leader_hands_out_nothing_more() {
+    let mut h = cluster(23, 3, 1);
+    let mut g = Group::new(GroupMode::Shared, &[(M1, 1)]);
+    g.settings.ack_timeout = Duration::from_millis(200);
+    let sub = g.fetch(&mut h, M1, 10, FetchMode::Push { prefetch: 10 });
+    produce(&mut h, values(3));
+    assert_eq!(offs(&pushed(&mut h, M1, sub)), vec![0, 1, 2]);
+    let l = leader(&h);
+    // Its shutdown request cannot reach the controller: until it gives up
+    // (`controller_request_timeout`, 2 s), it still leads the partition.
+    for other in h.running() {
+        if other != l {
+            h.cut(l, other);
+        }
+    }
+    let from = h.events().len();
+    h.begin_shutdown(l);
+    h.advance(Duration::from_secs(1));
+    let handed: Vec<(u32, u64, u32)> = h.events()[from..]
+        .iter()
+        .filter_map(|(_, n, e)| match e {
+            Event::GroupDelivered { offset, delivery, .. } => Some((n.0, offset.0, *delivery)),
+            _ => None,
+        })
+        .collect();
+    assert!(handed.is_empty(), "the stopping leader handed records again after their leases expired: {handed:?}");
+    assert!(h.take_responses(client(M1)).is_empty(), "nothing pushed while stopping");
+}

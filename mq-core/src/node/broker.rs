@@ -221,10 +221,12 @@ impl Node {
                     self.mark_caught_up();
                 }
                 if was_fenced && !fenced {
-                    // Unfenced: follow the partitions we hold.
+                    // Unfenced: follow the partitions we hold, and deal what
+                    // waited while fenced (leases that expired meanwhile).
                     let tps: Vec<TopicPartition> = self.slots.keys().cloned().collect();
-                    for tp in tps {
-                        self.maybe_fetch(&tp);
+                    for tp in &tps {
+                        self.maybe_fetch(tp);
+                        self.delivery_on_high_watermark(tp);
                     }
                 }
             }

@@ -346,6 +346,16 @@ impl Node {
 
     /// Deals what `group` may get now on `tp` to its waiting members.
     fn serve_group(&mut self, tp: &TopicPartition, group: &str) {
+        // A broker that is stopping, fenced or not yet registered hands out
+        // nothing, first deliveries or redeliveries of expired leases alike: its
+        // leaderships are moving or may have moved already (a controlled
+        // shutdown's answer arrives after the change commits, and the new leader
+        // may confirm acks of these records meanwhile), and members cannot ack
+        // here (their requests are refused `NotReady`). The new leader, or this
+        // one once it is ready again, deals them from the committed cursor.
+        if !self.is_ready() {
+            return;
+        }
         let now = self.now;
         let Some(slot) = self.slots.get(tp) else { return };
         let log = &slot.replica.log;
@@ -417,7 +427,8 @@ impl Node {
         }
     }
 
-    /// The high watermark of `tp` moved: new records may be deliverable.
+    /// The high watermark of `tp` moved, or this broker is ready again (leases
+    /// that expired while it was fenced): records may be deliverable.
     pub(super) fn delivery_on_high_watermark(&mut self, tp: &TopicPartition) {
         if self.deliveries.parts.get(tp).is_some_and(|p| !p.waiters.is_empty()) {
             self.serve_partition(tp);
