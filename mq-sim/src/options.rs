@@ -261,6 +261,10 @@ pub struct Knobs {
     pub controller_request_timeout_ms: u64,
     /// How long an acks=all produce waits for the HW (milliseconds).
     pub produce_timeout_ms: u64,
+    /// How long a broker waits for an admin request it forwarded (milliseconds;
+    /// drawn from 1 s: the brokers' clients wait for their admin requests for
+    /// seconds, as Kafka's admin client does).
+    pub admin_timeout_ms: u64,
     /// How often a non-voter fetches metadata (milliseconds).
     pub metadata_fetch_interval_ms: u64,
     /// Partitions of `__groups`.
@@ -320,6 +324,7 @@ impl Default for Knobs {
             replica_fetch_max_bytes: node.replica_fetch_max_bytes,
             controller_request_timeout_ms: ms(node.controller_request_timeout),
             produce_timeout_ms: ms(node.produce_timeout),
+            admin_timeout_ms: ms(node.admin_timeout),
             metadata_fetch_interval_ms: ms(node.metadata_fetch_interval),
             group_coordinator_partitions: node.group_coordinator_partitions,
             group_replication_factor: node.group_replication_factor,
@@ -424,6 +429,8 @@ impl Knobs {
             member_retry_backoff_max_ms,
             member_max_pending_acks: log_span(r, ack_floor, 10_000) as usize,
             member_max_buffered_records: log_span(r, 1, 10_000) as usize,
+            // Drawn last, so that adding it left every earlier draw alone.
+            admin_timeout_ms: span(r, 1_000, 30_000),
         }
     }
 
@@ -452,6 +459,7 @@ impl Knobs {
             replica_fetch_max_bytes: self.replica_fetch_max_bytes,
             controller_request_timeout: ms(self.controller_request_timeout_ms),
             produce_timeout: ms(self.produce_timeout_ms),
+            admin_timeout: ms(self.admin_timeout_ms),
             metadata_fetch_interval: ms(self.metadata_fetch_interval_ms),
             group_coordinator_partitions: self.group_coordinator_partitions,
             group_replication_factor: self.group_replication_factor,
@@ -800,13 +808,14 @@ impl fmt::Display for Options {
         )?;
         writeln!(
             f,
-            "knobs broker: heartbeat_ms={} session_ms={} replica_lag_ms={} replica_fetch_wait_ms={} replica_fetch_bytes={} controller_request_timeout_ms={} produce_timeout_ms={} metadata_fetch_ms={} group_partitions={} group_rf={}",
+            "knobs broker: heartbeat_ms={} session_ms={} replica_lag_ms={} replica_fetch_wait_ms={} replica_fetch_bytes={} controller_request_timeout_ms={} admin_timeout_ms={} produce_timeout_ms={} metadata_fetch_ms={} group_partitions={} group_rf={}",
             k.broker_heartbeat_interval_ms,
             k.broker_session_timeout_ms,
             k.replica_lag_time_ms,
             k.replica_fetch_max_wait_ms,
             k.replica_fetch_max_bytes,
             k.controller_request_timeout_ms,
+            k.admin_timeout_ms,
             k.produce_timeout_ms,
             k.metadata_fetch_interval_ms,
             k.group_coordinator_partitions,

@@ -31,6 +31,13 @@ pub(super) struct Session {
     pub(super) next_heartbeat: Instant,
     /// The controller leader as last heard of.
     pub(super) known_controller: Option<NodeId>,
+    /// Calls to the current controller target that timed out since it last
+    /// answered anything: the target is given up only after a few (a slow answer
+    /// is not a dead controller; seed 1003990).
+    pub(super) unanswered: u32,
+    /// The newest heartbeat whose answer was applied: heartbeats overlap, and an
+    /// older answer arriving later says nothing new.
+    pub(super) heartbeat_applied: Option<CorrelationId>,
     /// Which voter to try next when no controller is known.
     pub(super) rotate: usize,
     /// When the next metadata fetch is due (non-voters).
@@ -49,6 +56,17 @@ pub(super) struct Session {
 
 /// Pause before retrying a failed registration.
 const REGISTER_BACKOFF: crate::time::Duration = crate::time::Duration::from_millis(100);
+
+/// Calls to one controller that time out in a row before a broker that is not a
+/// voter forgets it and tries the next voter. A `NotLeader` answer moves on at
+/// once; metadata fetch answers name the new controller.
+const GIVE_UP_AFTER_TIMEOUTS: u32 = 3;
+
+/// Heartbeats awaiting their answers at once. A heartbeat is sent every interval
+/// whether or not the previous one was answered, as Kafka's broker does: one
+/// answer delayed past the session must not cost the session (seed 1000811, a
+/// 100 ms session and 410 ms network tails).
+const MAX_HEARTBEATS_IN_FLIGHT: usize = 4;
 
 /// Heartbeat interval while registered but still fenced (catching up on
 /// metadata): short, so the broker is unfenced soon after it caught up, not a
@@ -70,7 +88,8 @@ pub(super) enum Stopping {
 #[derive(Clone, Debug)]
 pub(super) enum Purpose {
     Register,
-    Heartbeat,
+    /// A heartbeat of this incarnation.
+    Heartbeat(BrokerEpoch),
     AlterPartition(TopicPartition, u32),
     /// A block of producer ids for `InitProducer` requests.
     ProducerIds,
@@ -88,6 +107,8 @@ pub(super) enum Purpose {
 #[derive(Clone, Debug)]
 pub(super) struct Call {
     pub(super) deadline: Instant,
+    /// The node it went to.
+    pub(super) to: NodeId,
     pub(super) purpose: Purpose,
 }
 
@@ -109,8 +130,18 @@ impl Node {
     pub(super) fn call_controller(&mut self, request: ControllerRequest, purpose: Purpose) {
         let correlation = CorrelationId(self.next_call);
         self.next_call += 1;
-        self.calls.insert(correlation, Call { deadline: self.now + self.config.controller_request_timeout, purpose });
+        let wait = match purpose {
+            // A heartbeat outliving the session proves nothing; the next one
+            // is on its way meanwhile.
+            Purpose::Heartbeat(_) => self.config.controller_request_timeout.min(self.config.session_timeout),
+            // An admin request waits as long as its client is prepared to
+            // (Kafka's CreateTopics carries its own `timeout_ms`), not at the
+            // pace of the broker's lifecycle calls (seed 1002065).
+            Purpose::Forward(_) => self.config.admin_timeout,
+            _ => self.config.controller_request_timeout,
+        };
         let to = self.controller_target();
+        self.calls.insert(correlation, Call { deadline: self.now + wait, to, purpose });
         self.send_peer(to, PeerMessage::Controller { correlation, request });
     }
 
@@ -122,6 +153,29 @@ impl Node {
     fn rotate_controller(&mut self) {
         self.session.known_controller = None;
         self.session.rotate += 1;
+        self.session.unanswered = 0;
+    }
+
+    /// A call to `to` failed with `code`: a `NotLeader` answer from the current
+    /// target moves on to the next voter at once; timeouts do after
+    /// [`GIVE_UP_AFTER_TIMEOUTS`] in a row. Failures of calls that went to an
+    /// earlier target change nothing.
+    fn controller_failed(&mut self, to: NodeId, code: ErrorCode) {
+        if to != self.controller_target() {
+            return;
+        }
+        match code {
+            ErrorCode::NotLeader => self.rotate_controller(),
+            ErrorCode::Timeout => {
+                self.session.unanswered += 1;
+                // A guess (no controller known) is given up at once.
+                let guessing = self.raft.leader().is_none() && self.session.known_controller.is_none();
+                if guessing || self.session.unanswered >= GIVE_UP_AFTER_TIMEOUTS {
+                    self.rotate_controller();
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Registration, heartbeats and metadata fetches.
@@ -132,10 +186,8 @@ impl Node {
             self.calls.iter().filter(|(_, c)| c.deadline <= now).map(|(k, _)| *k).collect();
         for k in expired {
             if let Some(call) = self.calls.remove(&k) {
-                self.call_failed(
-                    call.purpose,
-                    WireError::new(ErrorCode::Timeout, "the controller did not answer in time"),
-                );
+                let e = WireError::new(ErrorCode::Timeout, "the controller did not answer in time");
+                self.call_failed(k, call, e);
             }
         }
         match self.session_due() {
@@ -150,7 +202,7 @@ impl Node {
                     broker_epoch,
                     metadata_applied: self.image.applied,
                 };
-                self.call_controller(request, Purpose::Heartbeat);
+                self.call_controller(request, Purpose::Heartbeat(broker_epoch));
             }
             _ => {}
         }
@@ -175,7 +227,12 @@ impl Node {
                 SessionDue::Nothing
             }
             None => SessionDue::Register(self.session.register_not_before),
-            Some(_) if self.has_call(|p| matches!(p, Purpose::Heartbeat)) => SessionDue::Nothing,
+            Some(_)
+                if self.calls.values().filter(|c| matches!(c.purpose, Purpose::Heartbeat(_))).count()
+                    >= MAX_HEARTBEATS_IN_FLIGHT =>
+            {
+                SessionDue::Nothing
+            }
             Some(epoch) => SessionDue::Heartbeat(self.session.next_heartbeat, epoch),
         }
     }
@@ -199,10 +256,18 @@ impl Node {
         result: Result<ControllerReply, WireError>,
     ) {
         let Some(call) = self.calls.remove(&correlation) else { return };
+        if call.to == self.controller_target() {
+            self.session.unanswered = 0;
+        }
         let reply = match result {
             Ok(r) => r,
-            Err(e) => return self.call_failed(call.purpose, e),
+            Err(e) => return self.call_failed(correlation, call, e),
         };
+        if let Purpose::Heartbeat(epoch) = call.purpose {
+            if !self.fresh_heartbeat(correlation, epoch) {
+                return;
+            }
+        }
         match (call.purpose, reply) {
             (Purpose::Register, ControllerReply::Registered { broker_epoch, .. }) => {
                 self.session.epoch = Some(broker_epoch);
@@ -210,7 +275,7 @@ impl Node {
                 self.session.next_heartbeat = self.now;
                 self.event(Event::Registered { broker_epoch });
             }
-            (Purpose::Heartbeat, ControllerReply::Heartbeat { fenced }) => {
+            (Purpose::Heartbeat(_), ControllerReply::Heartbeat { fenced }) => {
                 let was_fenced = self.session.fenced;
                 self.session.fenced = fenced;
                 if fenced {
@@ -239,7 +304,7 @@ impl Node {
                 // The change shows up when its record is applied.
             }
             (Purpose::Forward(pending), ControllerReply::Done { index }) => {
-                let deadline = self.now + self.config.controller_request_timeout;
+                let deadline = self.now + self.config.admin_timeout;
                 self.admin_waiters.push((index, deadline, pending));
                 self.complete_admin_waiters();
             }
@@ -263,20 +328,32 @@ impl Node {
         }
     }
 
-    fn call_failed(&mut self, purpose: Purpose, e: WireError) {
-        match purpose {
+    /// Whether the answer to heartbeat `correlation` of incarnation `epoch` is
+    /// news: of the current incarnation and newer than any applied (heartbeats
+    /// overlap, and the network may reorder their answers).
+    fn fresh_heartbeat(&mut self, correlation: CorrelationId, epoch: BrokerEpoch) -> bool {
+        if self.session.epoch != Some(epoch) || self.session.heartbeat_applied.is_some_and(|c| c > correlation) {
+            return false;
+        }
+        self.session.heartbeat_applied = Some(correlation);
+        true
+    }
+
+    fn call_failed(&mut self, correlation: CorrelationId, call: Call, e: WireError) {
+        self.controller_failed(call.to, e.code);
+        match call.purpose {
             Purpose::Register => {
-                self.rotate_controller();
                 self.session.register_not_before = self.now + REGISTER_BACKOFF;
             }
-            Purpose::Heartbeat => {
+            Purpose::Heartbeat(epoch) => {
+                if !self.fresh_heartbeat(correlation, epoch) {
+                    return;
+                }
                 if e.code == ErrorCode::FencedEpoch {
                     // The controller knows a newer incarnation or none: register again.
                     self.coverage.hit(crate::coverage::Mark::BrokerReregisters);
                     self.session.epoch = None;
                     self.session.fenced = true;
-                } else {
-                    self.rotate_controller();
                 }
                 // Try again after a pause rather than at once, but within the
                 // heartbeat interval, which the configuration keeps below the
@@ -284,7 +361,7 @@ impl Node {
                 // heartbeat that timed out (a controller answering slower than
                 // `controller_request_timeout`) cost the session itself.
                 let pause = REGISTER_BACKOFF.min(self.config.broker_heartbeat_interval);
-                self.session.next_heartbeat = self.now + pause;
+                self.session.next_heartbeat = self.session.next_heartbeat.min(self.now + pause);
             }
             Purpose::AlterPartition(tp, partition_epoch) => {
                 self.coverage.hit(crate::coverage::Mark::IsrChangeFailed);
@@ -302,9 +379,6 @@ impl Node {
                     };
                     slot.replica.isr_change_failed(partition_epoch, outcome);
                 }
-                if e.code == ErrorCode::NotLeader || e.code == ErrorCode::Timeout {
-                    self.rotate_controller();
-                }
             }
             Purpose::Shutdown => {
                 // Best effort: without a controller the session timeout fences us.
@@ -315,14 +389,8 @@ impl Node {
             Purpose::CreateGroupsTopic | Purpose::CreateDeadLetterTopic(_) => {
                 // `TopicExists`: another broker won the race. Otherwise the next
                 // FindCoordinator asks again.
-                if e.code == ErrorCode::NotLeader || e.code == ErrorCode::Timeout {
-                    self.rotate_controller();
-                }
             }
             Purpose::ProducerIds => {
-                if e.code == ErrorCode::NotLeader || e.code == ErrorCode::Timeout {
-                    self.rotate_controller();
-                }
                 for (to, correlation) in std::mem::take(&mut self.producer_id_waiters) {
                     let e = WireError::new(
                         ErrorCode::NotReady,
@@ -332,9 +400,6 @@ impl Node {
                 }
             }
             Purpose::Forward(pending) => {
-                if e.code == ErrorCode::NotLeader {
-                    self.rotate_controller();
-                }
                 let e = if e.code == ErrorCode::NotLeader {
                     WireError::new(
                         ErrorCode::NotReady,

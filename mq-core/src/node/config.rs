@@ -49,6 +49,11 @@ pub struct NodeConfig {
     pub replica_fetch_max_bytes: u32,
     /// How long a broker waits for the controller before retrying.
     pub controller_request_timeout: Duration,
+    /// How long a broker waits for an admin request it forwarded to the
+    /// controller (create or delete a topic, principals, grants) to be decided
+    /// and applied before answering its client `Timeout` (Kafka's admin client
+    /// sends CreateTopics with a 30 s `timeout_ms` by default).
+    pub admin_timeout: Duration,
     /// How long an `acks=all` produce may wait for the HW before a `Timeout` reply.
     pub produce_timeout: Duration,
     /// How often a non-voter fetches committed metadata.
@@ -105,6 +110,7 @@ impl Default for NodeConfig {
             replica_fetch_max_wait: Duration::from_millis(500),
             replica_fetch_max_bytes: 1024 * 1024,
             controller_request_timeout: Duration::from_secs(2),
+            admin_timeout: Duration::from_secs(30),
             produce_timeout: Duration::from_secs(10),
             metadata_fetch_interval: Duration::from_millis(200),
             max_waiters_per_partition: 10_000,
@@ -167,6 +173,7 @@ impl NodeConfig {
             ("replica_lag_time", self.replica_lag_time),
             ("replica_fetch_max_wait", self.replica_fetch_max_wait),
             ("controller_request_timeout", self.controller_request_timeout),
+            ("admin_timeout", self.admin_timeout),
             ("produce_timeout", self.produce_timeout),
             ("metadata_fetch_interval", self.metadata_fetch_interval),
         ];
