@@ -150,6 +150,7 @@ fn follower_fetch(bencher: Bencher<'_, '_>, records: usize) {
             last_fetched_epoch: (offset > 0).then_some(LeaderEpoch(1)),
             current_leader_epoch: LeaderEpoch(1),
             max_bytes: u32::MAX,
+            fetch_id: offset,
         };
         divan::black_box(r.handle_fetch(NodeId(1), Instant::ZERO, &f, max_bytes).unwrap());
         offset = (offset + records as u64) % 9_000;

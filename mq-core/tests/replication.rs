@@ -411,6 +411,8 @@ fn a_followers_repeated_fetches_keep_one_parked_at_the_leader() {
         last_fetched_epoch: log.last_epoch(),
         current_leader_epoch: follower.replica(&tp()).unwrap().leader_epoch,
         max_bytes: 1 << 20,
+        // Copies of the follower's first fetch, arriving late.
+        fetch_id: 1,
     };
     assert_eq!(fetch.fetch_offset, h.node(l).log(&tp()).unwrap().log_end(), "the follower is caught up");
     for _ in 0..5 {

@@ -342,6 +342,9 @@ counters!(
     aimed_heartbeat_delays,
     /// An ISR change request delivered twice (its copy refused as stale).
     aimed_isr_duplicates,
+    /// acks=all probes sent after the producers stopped, in seeds where no
+    /// acks=all produce had succeeded since the heal (`liveness_progress`).
+    liveness_probes,
 );
 
 impl fmt::Display for Counters {

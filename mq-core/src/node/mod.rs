@@ -115,6 +115,8 @@ pub struct Node {
     session: broker::Session,
     calls: BTreeMap<CorrelationId, broker::Call>,
     next_call: u64,
+    /// The id of this node's next follower fetch (`ReplicaFetch::fetch_id`).
+    next_fetch_id: u64,
     admin_waiters: Vec<(u64, Instant, PendingReply)>,
     /// Producer ids this broker may hand out: `[next, end)` of a block the
     /// controller allocated.
@@ -204,6 +206,7 @@ impl Node {
             session: broker::Session::default(),
             calls: BTreeMap::new(),
             next_call: 1,
+            next_fetch_id: 1,
             admin_waiters: Vec::new(),
             producer_ids: (0, 0),
             producer_id_waiters: Vec::new(),
@@ -500,8 +503,8 @@ impl Node {
             }
             PeerMessage::ControllerReply { correlation, result } => self.handle_controller_reply(correlation, result),
             PeerMessage::ReplicaFetch(f) => self.handle_replica_fetch(from, f),
-            PeerMessage::ReplicaFetchReply { tp, leader_epoch, result } => {
-                self.handle_replica_fetch_reply(from, tp, leader_epoch, result)
+            PeerMessage::ReplicaFetchReply { tp, leader_epoch, fetch, result } => {
+                self.handle_replica_fetch_reply(from, tp, leader_epoch, fetch, result)
             }
             PeerMessage::DeadLetter { correlation, tp, batch, commit_wait } => {
                 self.handle_dead_letter(from, correlation, tp, batch, commit_wait)

@@ -9,7 +9,7 @@ use crate::buggify::{Buggify, Point};
 use crate::contract::{Event, Peer};
 use crate::controller::ControllerRequest;
 use crate::coverage::{Coverage, Mark};
-use crate::ids::{CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
+use crate::ids::{BrokerEpoch, CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
 use crate::log::PartitionLog;
 use crate::replication::producers::SequenceCheck;
 use crate::replication::{FetchAnswer, Replica, Resolution, Role, Transition};
@@ -34,13 +34,23 @@ fn commit_wait_deadline(b: &mut Buggify, coverage: &mut Coverage, now: Instant, 
     now + produce_timeout
 }
 
+/// The leader's answer to follower fetch `f`.
+fn fetch_reply(f: &ReplicaFetch, result: Result<ReplicaData, WireError>) -> PeerMessage {
+    PeerMessage::ReplicaFetchReply {
+        tp: f.tp.clone(),
+        leader_epoch: f.current_leader_epoch,
+        fetch: (f.broker_epoch, f.fetch_id),
+        result,
+    }
+}
+
 /// Where a follower's fetching stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum FetchState {
     /// May fetch from this time on.
     Idle(Instant),
-    /// A fetch is out; give up on it at the deadline.
-    InFlight(Instant),
+    /// A fetch is out (its `fetch_id`); give up on it at the deadline.
+    InFlight(Instant, u64),
     /// Fetched data is being persisted; the next fetch reports it.
     AwaitingPersist,
 }
@@ -55,6 +65,9 @@ pub struct Slot {
     /// Follower fetches with nothing new yet: (follower, request, deadline).
     pub(super) parked: Vec<(NodeId, ReplicaFetch, Instant)>,
     pub(super) fetch: FetchState,
+    /// Answers to this follower's fetches up to this id are no longer taken:
+    /// one was taken, and so the fetches sent before it are abandoned.
+    pub(super) fetch_settled: u64,
     /// The leader's HW as last seen by this follower.
     pub(super) leader_hw: Offset,
 }
@@ -357,10 +370,9 @@ impl Node {
 
     pub(super) fn handle_replica_fetch(&mut self, from: NodeId, f: ReplicaFetch) {
         let tp = f.tp.clone();
-        let leader_epoch = f.current_leader_epoch;
         if f.replica != from {
             let e = WireError::new(ErrorCode::InvalidRequest, "a broker may fetch only for itself");
-            self.send_peer(from, PeerMessage::ReplicaFetchReply { tp, leader_epoch, result: Err(e) });
+            self.send_peer(from, fetch_reply(&f, Err(e)));
             return;
         }
         if self.image.brokers.get(&from).is_none_or(|b| b.epoch != f.broker_epoch) {
@@ -369,7 +381,7 @@ impl Node {
                 ErrorCode::FencedEpoch,
                 format!("broker {from} epoch {} is not current", f.broker_epoch),
             );
-            self.send_peer(from, PeerMessage::ReplicaFetchReply { tp, leader_epoch, result: Err(e) });
+            self.send_peer(from, fetch_reply(&f, Err(e)));
             return;
         }
         let deadline = self.now + self.config.replica_fetch_max_wait;
@@ -382,7 +394,6 @@ impl Node {
         let me = self.id();
         let now = self.now;
         let tp = f.tp.clone();
-        let leader_epoch = f.current_leader_epoch;
         let mut max_bytes = f.max_bytes.min(self.config.replica_fetch_max_bytes) as usize;
         if self.buggify.fire(Point::ReplicaSmallFetch, &mut self.coverage) {
             // The log always answers at least one batch.
@@ -390,7 +401,7 @@ impl Node {
         }
         let Some(slot) = self.slots.get_mut(&tp) else {
             let e = self.missing_partition(&tp.topic, tp.partition);
-            self.send_peer(from, PeerMessage::ReplicaFetchReply { tp, leader_epoch, result: Err(e) });
+            self.send_peer(from, fetch_reply(&f, Err(e)));
             return;
         };
         let hw_before = slot.replica.log.high_watermark();
@@ -412,9 +423,13 @@ impl Node {
                 // fetcher does the same): a newer one supersedes whatever of it is
                 // parked. Without this, duplicated fetches or answers would each
                 // start another fetch loop, and the parked list would grow without
-                // bound.
-                slot.parked.retain(|(r, _, _)| *r != from);
-                slot.parked.push((from, f, deadline));
+                // bound. A copy of an older fetch arriving late parks nothing:
+                // the follower takes no answer to it.
+                let order = |x: &ReplicaFetch| (x.broker_epoch, x.fetch_id);
+                if !slot.parked.iter().any(|(r, p, _)| *r == from && order(p) >= order(&f)) {
+                    slot.parked.retain(|(r, _, _)| *r != from);
+                    slot.parked.push((from, f, deadline));
+                }
             }
             Ok(FetchAnswer::Park) => {
                 let log = &slot.replica.log;
@@ -424,14 +439,10 @@ impl Node {
                     diverging: None,
                     batches: Vec::new(),
                 };
-                self.send_peer(from, PeerMessage::ReplicaFetchReply { tp: tp.clone(), leader_epoch, result: Ok(data) });
+                self.send_peer(from, fetch_reply(&f, Ok(data)));
             }
-            Ok(FetchAnswer::Reply(data)) => {
-                self.send_peer(from, PeerMessage::ReplicaFetchReply { tp: tp.clone(), leader_epoch, result: Ok(data) })
-            }
-            Err(e) => {
-                self.send_peer(from, PeerMessage::ReplicaFetchReply { tp: tp.clone(), leader_epoch, result: Err(e) })
-            }
+            Ok(FetchAnswer::Reply(data)) => self.send_peer(from, fetch_reply(&f, Ok(data))),
+            Err(e) => self.send_peer(from, fetch_reply(&f, Err(e))),
         }
         if hw_moved {
             self.on_high_watermark(&tp);
@@ -503,8 +514,10 @@ impl Node {
             last_fetched_epoch: log.last_epoch(),
             current_leader_epoch: slot.replica.leader_epoch,
             max_bytes: self.config.replica_fetch_max_bytes,
+            fetch_id: self.next_fetch_id,
         };
-        slot.fetch = FetchState::InFlight(now + timeout);
+        slot.fetch = FetchState::InFlight(now + timeout, self.next_fetch_id);
+        self.next_fetch_id += 1;
         self.send_peer(leader, PeerMessage::ReplicaFetch(f));
     }
 
@@ -513,13 +526,29 @@ impl Node {
         from: NodeId,
         tp: TopicPartition,
         leader_epoch: LeaderEpoch,
+        fetch: (BrokerEpoch, u64),
         result: Result<ReplicaData, WireError>,
     ) {
         let now = self.now;
+        let incarnation = self.session.epoch;
         let Some(slot) = self.slots.get_mut(&tp) else { return };
         let current = slot.replica.leader_to_follow() == Some(from) && slot.replica.leader_epoch == leader_epoch;
-        if !current || !matches!(slot.fetch, FetchState::InFlight(_)) {
-            return; // a late answer from an old leader or an abandoned fetch
+        // The answer to any fetch still out is taken, the first to arrive (a
+        // fetch that timed out may still be answered before its successor, and
+        // with links slower than the fetch timeout only such answers arrive);
+        // taking it settles every fetch sent so far, so a later answer to one of
+        // them, or a repeated answer, starts no second fetch loop.
+        let outstanding = match slot.fetch {
+            FetchState::InFlight(_, newest) => fetch.1 > slot.fetch_settled && fetch.1 <= newest,
+            _ => false,
+        };
+        if !current || Some(fetch.0) != incarnation || !outstanding {
+            // A late answer from an old leader or an earlier incarnation, to a
+            // settled fetch, or a repeated one.
+            return;
+        }
+        if let FetchState::InFlight(_, newest) = slot.fetch {
+            slot.fetch_settled = newest;
         }
         let data = match result {
             Ok(d) => d,
@@ -609,6 +638,7 @@ impl Node {
                 hw_waiters: VecDeque::new(),
                 parked: Vec::new(),
                 fetch: FetchState::Idle(now),
+                fetch_settled: 0,
                 leader_hw: Offset(0),
             };
             self.slots.insert(tp.clone(), slot);
@@ -658,9 +688,7 @@ impl Node {
         }
         for (from, f, _) in parked {
             let e = self.not_leader(tp);
-            let msg =
-                PeerMessage::ReplicaFetchReply { tp: tp.clone(), leader_epoch: f.current_leader_epoch, result: Err(e) };
-            self.send_peer(from, msg);
+            self.send_peer(from, fetch_reply(&f, Err(e)));
         }
     }
 
@@ -703,7 +731,7 @@ impl Node {
                 }
                 keep
             });
-            if let FetchState::InFlight(d) = slot.fetch {
+            if let FetchState::InFlight(d, _) = slot.fetch {
                 if d <= now {
                     slot.fetch = FetchState::Idle(now);
                 }
@@ -744,7 +772,7 @@ impl Node {
                 t = t.min(*d);
             }
             match s.fetch {
-                FetchState::InFlight(d) => t = t.min(d),
+                FetchState::InFlight(d, _) => t = t.min(d),
                 FetchState::Idle(d)
                     if s.replica.leader_to_follow().is_some()
                         && self.session.epoch.is_some()

@@ -452,6 +452,8 @@ pub enum PeerMessage {
         tp: TopicPartition,
         /// The leader epoch the follower asked in.
         leader_epoch: LeaderEpoch,
+        /// The incarnation that asked and its fetch (`ReplicaFetch::fetch_id`).
+        fetch: (BrokerEpoch, u64),
         /// Records, or why not.
         result: Result<ReplicaData, WireError>,
     },
@@ -528,6 +530,11 @@ pub struct ReplicaFetch {
     pub current_leader_epoch: LeaderEpoch,
     /// Soft limit on the reply size.
     pub max_bytes: u32,
+    /// Which of the follower's fetches this is: the answer echoes it, and the
+    /// follower takes only the answer to its newest fetch (a late or repeated
+    /// answer to an older one would start a second fetch loop beside the first;
+    /// seed 1002286 grew them until its links were full).
+    pub fetch_id: u64,
 }
 
 /// The leader's answer to a follower.
