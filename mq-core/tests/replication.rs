@@ -312,6 +312,31 @@ fn heartbeats_answered_after_the_request_timeout_keep_the_session() {
     assert!((1..=3).all(|b| image.is_live(NodeId(b))), "every broker stays unfenced");
 }
 
+/// Heartbeats overlap: a broker sends one every interval whether or not the
+/// previous one was answered (each waits at most the session). Sent one at a
+/// time, a heartbeat whose round trip outlasts the session cost the session
+/// however short the interval: the controller heard from the broker once per
+/// round trip and fenced it (simulator seed 1000811, a 100 ms session, 10 ms
+/// heartbeats and network tails up to 410 ms).
+#[test]
+fn heartbeats_overlap_when_a_round_trip_outlasts_the_session() {
+    let mut h = Harness::new(3, 14, |c| mq_core::NodeConfig {
+        session_timeout: Duration::from_millis(150),
+        broker_heartbeat_interval: Duration::from_millis(20),
+        controller_request_timeout: Duration::from_secs(5),
+        ..c
+    });
+    h.wait_ready();
+    let expired_before = running_total(&h, Mark::BrokerSessionExpired);
+    // A round trip now takes 180 ms, longer than the session.
+    h.network_delay = Duration::from_millis(90);
+    h.advance(Duration::from_secs(3));
+    assert_eq!(running_total(&h, Mark::BrokerSessionExpired), expired_before, "a broker was fenced");
+    let controller = h.running().into_iter().find(|id| h.node(*id).is_active_controller()).unwrap();
+    let image = h.node(controller).metadata();
+    assert!((1..=3).all(|b| image.is_live(NodeId(b))), "every broker stays unfenced");
+}
+
 /// A broker registers fenced and is unfenced by a heartbeat once its metadata
 /// caught up. While fenced it heartbeats every 10 ms, as Kafka's broker does
 /// while STARTING, not once per heartbeat interval: with a long interval a

@@ -5,6 +5,7 @@ mod support;
 
 use mq_core::harness::Harness;
 use mq_core::wire::{Acks, ErrorCode, RequestBody, ResponseBody, TopicConfig};
+use mq_core::Duration;
 use support::*;
 
 fn create_with(h: &mut Harness, config: TopicConfig) -> mq_core::CorrelationId {
@@ -160,4 +161,25 @@ fn unknown_topics_and_partitions_get_clear_errors() {
     let (code, msg) = err(&mut h, p);
     assert_eq!(code, ErrorCode::UnknownPartition);
     assert!(msg.contains("0..2"), "{msg}");
+}
+
+/// A broker waits for an admin request it forwarded for `admin_timeout`, not
+/// for `controller_request_timeout`, the pace of its own lifecycle calls: with
+/// a 10 ms controller request timeout and controllers that answer in 20 ms or
+/// more, every forwarded creation was answered `Timeout`, retried, and the
+/// simulator's set-up never finished (seed 1002065, nothing committed).
+#[test]
+fn a_forwarded_admin_request_waits_the_admin_timeout_not_the_controller_request_timeout() {
+    let mut h = Harness::new(3, 15, |c| mq_core::NodeConfig {
+        controller_request_timeout: Duration::from_millis(20),
+        admin_timeout: Duration::from_secs(5),
+        ..c
+    });
+    h.wait_ready();
+    h.network_delay = Duration::from_millis(30);
+    let controller = h.running().into_iter().find(|id| h.node(*id).is_active_controller()).unwrap();
+    let other = h.running().into_iter().find(|id| *id != controller).unwrap();
+    let c = h.request(CLIENT, other, RequestBody::CreateTopic(TopicConfig::new("orders", 1)));
+    h.advance(Duration::from_secs(2));
+    assert_eq!(ok(&mut h, c), ResponseBody::TopicCreated);
 }
