@@ -249,3 +249,27 @@ fn a_retry_whose_original_retention_removed_is_recognised_across_a_restart() {
     h.advance(Duration::from_millis(50));
     assert_eq!(offset_of(&mut h, c), Offset(2), "the numbering goes on");
 }
+
+/// Producers that ask for ids together are all answered, however small the
+/// broker's block: it asks the controller for another block while some still
+/// wait. With blocks of one id, the second and third waited until a later
+/// `InitProducer` asked again, past their request timeouts, and every retry
+/// queued behind them (simulator seed 1000561: no produce in the whole run).
+#[test]
+fn producers_asking_together_all_get_ids_with_a_block_of_one() {
+    let mut h = Harness::new(1, 16, |c| mq_core::NodeConfig { producer_id_block: 1, ..c });
+    h.wait_ready();
+    let asks: Vec<(u64, CorrelationId)> =
+        (0..3).map(|i| (CLIENT + i, h.request(CLIENT + i, 1, RequestBody::InitProducer))).collect();
+    h.advance(Duration::from_millis(500));
+    let mut ids = Vec::new();
+    for (client, c) in asks {
+        match h.take_response(client, c).map(|r| r.body) {
+            Some(Ok(ResponseBody::ProducerId { producer_id, .. })) => ids.push(producer_id),
+            other => panic!("client {client}: {other:?}"),
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "every producer got its own id: {ids:?}");
+}

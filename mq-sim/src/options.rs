@@ -397,7 +397,7 @@ impl Knobs {
         let max_batch_bytes = log_span(r, (2 * o.batch_max_bytes).max(o.batch_max_bytes + 4_096) as u64, 1 << 20);
         let producer_retry_backoff_max_ms = span(r, 1, 2_000);
         let member_retry_backoff_max_ms = span(r, 1, 2_000);
-        Knobs {
+        let mut k = Knobs {
             raft_heartbeat_interval_ms: Some(span(r, 10, election - 1)),
             raft_max_entries_per_append: span(r, 1, 256) as usize,
             producer_id_block: span(r, 1, 1_000),
@@ -431,7 +431,14 @@ impl Knobs {
             member_max_buffered_records: log_span(r, 1, 10_000) as usize,
             // Drawn last, so that adding it left every earlier draw alone.
             admin_timeout_ms: span(r, 1_000, 30_000),
-        }
+        };
+        // An idle follower's fetch is parked for the fetch wait and its next one
+        // arrives a round trip later: a lag time below that takes every follower
+        // out of the ISR even with nothing to copy, and with min_isr = rf no
+        // acks=all produce ever commits (seed 1004175: a 10 ms lag time and a 10
+        // ms fetch wait). Raised after the draw, so that no draw moved.
+        k.replica_lag_time_ms = k.replica_lag_time_ms.max(k.replica_fetch_max_wait_ms + o.produce_timeout_floor_ms());
+        k
     }
 
     /// The broker settings of node `id` of a run with options `o`.
