@@ -909,3 +909,37 @@ fn a_stopping_leader_hands_out_nothing_more() {
     assert!(handed.is_empty(), "the stopping leader handed records again after their leases expired: {handed:?}");
     assert!(h.take_responses(client(M1)).is_empty(), "nothing pushed while stopping");
 }
+
+/// Seed 1007295 of the campaign (`group_completion`): dead-letter appends on
+/// links slower than half the controller request timeout. Each append's round
+/// trip was given a fixed half of that timeout, so every one expired before its
+/// answer and was written again at once: tens of thousands of copies, until the
+/// dead-letter partition's followers fell out of its ISR for good. An append not
+/// answered in time now counts as a `Timeout`: the next waits twice as long.
+#[test]
+fn dead_letter_appends_wait_longer_after_each_unanswered_one() {
+    let mut h =
+        Harness::new(3, 24, |c| mq_core::NodeConfig { controller_request_timeout: Duration::from_millis(20), ..c });
+    h.wait_ready();
+    let config = TopicConfig { replication_factor: 3, min_insync_replicas: 1, ..TopicConfig::new(TOPIC, 1) };
+    let c = h.request(CLIENT, 1, RequestBody::CreateTopic(config));
+    h.advance(Duration::from_millis(500));
+    assert_eq!(ok(&mut h, c), ResponseBody::TopicCreated);
+    produce(&mut h, values(2));
+    let g = Group::new(exclusive(), &[(M1, 1)]);
+    assert_eq!(g.poll(&mut h, M1, 2).len(), 2);
+    // The first dead letter creates `orders.dlq` on fast links.
+    assert_eq!(g.ack_ok(&mut h, M1, &[(0, AckKind::Reject)], None).1, vec![]);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(dead_letters(&mut h).len(), 1);
+    // Now every round trip takes 30 ms and more, past the first append's 20 ms.
+    h.network_delay = Duration::from_millis(15);
+    let c = g.ack(&mut h, M1, &[(1, AckKind::Reject)], None);
+    h.advance(Duration::from_secs(3));
+    assert!(matches!(answer(&mut h, M1, c), Ok(ResponseBody::Acked { .. })));
+    let copies = dead_letters(&mut h).len() - 1;
+    assert!((1..=3).contains(&copies), "the second dead letter was written {copies} times");
+    let dead_lettered =
+        h.events().iter().filter(|(_, _, e)| matches!(e, Event::DeadLettered { offset: Offset(1), .. })).count();
+    assert_eq!(dead_lettered, 1, "the second record is dead-lettered once it is answered");
+}

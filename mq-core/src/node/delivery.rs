@@ -652,10 +652,12 @@ impl Node {
             self.end_pulls(tp, |w| matches!(w.kind, WaitKind::Pull { deadline } if deadline <= now));
         }
         // An append not answered in time: its dead letters go again (the append
-        // may have happened; dead-lettering is at least once).
+        // may have happened; dead-lettering is at least once), counted as a
+        // `Timeout` answer, so the next append waits twice as long.
         let expired: Vec<CorrelationId> =
             self.deliveries.dead_letter_appends.iter().filter(|(_, a)| a.deadline <= now).map(|(id, _)| *id).collect();
         for id in expired {
+            self.count_dead_letter_timeout(id);
             self.end_dead_letter_append(id, DeadLetterState::Waiting { not_before: now });
         }
         self.drive_dead_letters();
@@ -878,12 +880,29 @@ impl Node {
             for id in &letters {
                 self.set_dead_letter_state(*id, DeadLetterState::InFlight { append: correlation });
             }
-            let trip = Duration::from_nanos(self.config.controller_request_timeout.as_nanos() / 2);
-            let deadline = now + commit_wait + trip;
+            // The round trip is given as long as the commit wait, so both grow
+            // when appends go unanswered (links slower than half the request
+            // timeout): with a fixed trip every append of seed 1007295 expired
+            // unanswered and was written again at once, tens of thousands of
+            // times, until the dead-letter partition's followers fell out of
+            // its ISR for good.
+            let deadline = now + commit_wait + commit_wait;
             let append = DeadLetterAppend { to: tp.clone(), deadline, letters };
             self.deliveries.dead_letter_appends.insert(correlation, append);
             let batch = RecordBatch::new(records);
             self.send_peer(leader, PeerMessage::DeadLetter { correlation, tp, batch, commit_wait });
+        }
+    }
+
+    /// The append `id` timed out (answered `Timeout`, or not answered in time):
+    /// its dead letters' next append asks for a longer commit wait.
+    fn count_dead_letter_timeout(&mut self, id: CorrelationId) {
+        let mine = DeadLetterState::InFlight { append: id };
+        let letters = self.deliveries.dead_letter_appends.get(&id).map(|a| a.letters.clone());
+        for letter in letters.unwrap_or_default() {
+            if let Some(d) = self.deliveries.dead_letters.get_mut(&letter).filter(|d| d.state == mine) {
+                d.timeouts = d.timeouts.saturating_add(1);
+            }
         }
     }
 
@@ -1022,13 +1041,7 @@ impl Node {
             Err(e) => {
                 if e.code == ErrorCode::Timeout {
                     // Appended but not committed within the wait we asked for.
-                    let mine = DeadLetterState::InFlight { append: correlation };
-                    let letters = self.deliveries.dead_letter_appends.get(&correlation).map(|a| a.letters.clone());
-                    for id in letters.unwrap_or_default() {
-                        if let Some(d) = self.deliveries.dead_letters.get_mut(&id).filter(|d| d.state == mine) {
-                            d.timeouts = d.timeouts.saturating_add(1);
-                        }
-                    }
+                    self.count_dead_letter_timeout(correlation);
                 }
                 let retry = DeadLetterState::Waiting { not_before: self.now + DEAD_LETTER_RETRY };
                 if self.end_dead_letter_append(correlation, retry).is_none() {
