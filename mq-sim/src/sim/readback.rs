@@ -178,6 +178,7 @@ impl Sim {
         let n = readers.len() as u64;
         self.trace
             .event(now, Actor::Sim, "readback", n, 0, || format!("{n} fresh consumers read every partition back"));
+        self.drained_ends = Some(readers.values().map(|r| (r.tp.clone(), r.target)).collect());
         self.readback = Some(Readback { deadline: now + READBACK_CAP, readers });
     }
 
