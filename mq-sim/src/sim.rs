@@ -368,6 +368,10 @@ pub const EVENT_BUDGET: u64 = 50_000_000;
 /// at a time needed 91 s for its last 40,000 records).
 const MAX_DRAIN_EXTENSION_S: u32 = 600;
 
+/// Most seconds in a row the drain goes on only because records are handed out
+/// or replicas' logs grow, without acks confirmed or consumers reading.
+const MAX_WEAK_DRAIN_S: u32 = 30;
+
 /// The drain past the planned end: extensions so far, and the group acks and
 /// consumer positions counted at the last look.
 #[derive(Default)]
@@ -379,6 +383,8 @@ struct Drain {
     deliveries: u64,
     /// The sum of every live replica's log end (followers still catching up).
     replicated: u64,
+    /// Seconds in a row extended on deliveries or replication alone.
+    weak_run: u32,
     /// The sum of the plain consumers' positions.
     positions: u64,
 }
@@ -845,10 +851,13 @@ impl Sim {
         // thousands of records and were still closing the gap at the end).
         let replicated: u64 =
             self.nodes.iter().filter_map(|s| s.node.as_ref()).flat_map(|n| n.logs()).map(|l| l.log_end().0).sum();
-        let progressed = acks > self.drain.acks
-            || deliveries > self.drain.deliveries
-            || replicated > self.drain.replicated
-            || positions > self.drain.positions;
+        // Those two are weaker signs than acks and reads (a group stuck
+        // redelivering, or dead letters written again and again, show them
+        // too): at most [`MAX_WEAK_DRAIN_S`] seconds in a row on them alone.
+        let strong = acks > self.drain.acks || positions > self.drain.positions;
+        let weak = deliveries > self.drain.deliveries || replicated > self.drain.replicated;
+        self.drain.weak_run = if strong { 0 } else { self.drain.weak_run + u32::from(weak) };
+        let progressed = strong || (weak && self.drain.weak_run <= MAX_WEAK_DRAIN_S);
         self.drain.acks = acks;
         self.drain.deliveries = deliveries;
         self.drain.replicated = replicated;
