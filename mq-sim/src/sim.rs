@@ -1673,7 +1673,15 @@ impl Sim {
         let mut acks: BTreeMap<TopicPartition, Vec<Offset>> = BTreeMap::new();
         let mut errors = Vec::new();
         let mut deferred = Vec::new();
+        // One answer per record: a record handed again while its answer waited
+        // here (refused `TooManyPending`) is answered once. Without this the
+        // waiting answers grew by every redelivery, each tick walked them all,
+        // and seed 1003367 slowed to a crawl (tens of thousands, 241 at a time).
+        let mut seen: BTreeSet<(TopicPartition, Offset)> = BTreeSet::new();
         for (tp, offset, action) in std::mem::take(&mut m.todo) {
+            if !seen.insert((tp.clone(), offset)) {
+                continue;
+            }
             let result = match action {
                 Action::Ack => {
                     acks.entry(tp).or_default().push(offset);
