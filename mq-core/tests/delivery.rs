@@ -16,8 +16,8 @@ use mq_core::wire::{
     Record, RecordBatch, RequestBody, Response, ResponseBody, SeekTo, TopicConfig, WireError,
 };
 use mq_core::{
-    CorrelationId, Duration, Event, Generation, GroupGeneration, LeaderEpoch, MemberId, NodeId, Offset, PartitionId,
-    TopicPartition,
+    CorrelationId, Duration, Event, Generation, GroupGeneration, LeaderEpoch, MemberId, NodeConfig, NodeId, Offset,
+    PartitionId, TopicPartition,
 };
 use std::collections::BTreeSet;
 use support::{leader_of, ok, CLIENT};
@@ -38,10 +38,15 @@ fn gen(n: u32) -> GroupGeneration {
 
 /// A three-broker cluster with `orders` (one partition, `rf` replicas, `min_isr`).
 fn cluster(seed: u64, rf: u16, min_isr: u16) -> Harness {
-    let mut h = Harness::new(3, seed, |c| c);
-    h.wait_ready();
     let config = TopicConfig { replication_factor: rf, min_insync_replicas: min_isr, ..TopicConfig::new(TOPIC, 1) };
-    let c = h.request(CLIENT, 1, RequestBody::CreateTopic(config));
+    cluster_with(seed, |c| c, config)
+}
+
+/// A three-broker cluster, each broker configured by `configure`, with `topic`.
+fn cluster_with(seed: u64, configure: impl Fn(NodeConfig) -> NodeConfig, topic: TopicConfig) -> Harness {
+    let mut h = Harness::new(3, seed, configure);
+    h.wait_ready();
+    let c = h.request(CLIENT, 1, RequestBody::CreateTopic(topic));
     h.advance(Duration::from_millis(500));
     assert_eq!(ok(&mut h, c), ResponseBody::TopicCreated);
     h
@@ -717,16 +722,12 @@ fn a_closed_connection_ends_its_subscription_and_lost_leadership_ends_pulls() {
 
 #[test]
 fn retention_keeps_a_copy_of_each_groups_newest_cursor() {
-    let mut h = Harness::new(3, 18, |c| mq_core::NodeConfig { retention_check_interval: Duration::from_secs(1), ..c });
-    h.wait_ready();
     let config = TopicConfig {
         replication_factor: 3,
         retention_time: Some(Duration::from_secs(6)),
         ..TopicConfig::new(TOPIC, 1)
     };
-    let c = h.request(CLIENT, 1, RequestBody::CreateTopic(config));
-    h.advance(Duration::from_millis(500));
-    assert_eq!(ok(&mut h, c), ResponseBody::TopicCreated);
+    let mut h = cluster_with(18, |c| NodeConfig { retention_check_interval: Duration::from_secs(1), ..c }, config);
     produce(&mut h, values(3));
     let g = Group::new(exclusive(), &[(M1, 1)]);
     assert_eq!(g.poll(&mut h, M1, 3).len(), 3);
@@ -918,13 +919,8 @@ fn a_stopping_leader_hands_out_nothing_more() {
 /// answered in time now counts as a `Timeout`: the next waits twice as long.
 #[test]
 fn dead_letter_appends_wait_longer_after_each_unanswered_one() {
-    let mut h =
-        Harness::new(3, 24, |c| mq_core::NodeConfig { controller_request_timeout: Duration::from_millis(20), ..c });
-    h.wait_ready();
     let config = TopicConfig { replication_factor: 3, min_insync_replicas: 1, ..TopicConfig::new(TOPIC, 1) };
-    let c = h.request(CLIENT, 1, RequestBody::CreateTopic(config));
-    h.advance(Duration::from_millis(500));
-    assert_eq!(ok(&mut h, c), ResponseBody::TopicCreated);
+    let mut h = cluster_with(24, |c| NodeConfig { controller_request_timeout: Duration::from_millis(20), ..c }, config);
     produce(&mut h, values(2));
     let g = Group::new(exclusive(), &[(M1, 1)]);
     assert_eq!(g.poll(&mut h, M1, 2).len(), 2);

@@ -538,18 +538,14 @@ impl Node {
         // with links slower than the fetch timeout only such answers arrive);
         // taking it settles every fetch sent so far, so a later answer to one of
         // them, or a repeated answer, starts no second fetch loop.
-        let outstanding = match slot.fetch {
-            FetchState::InFlight(_, newest) => fetch.1 > slot.fetch_settled && fetch.1 <= newest,
-            _ => false,
-        };
+        let FetchState::InFlight(_, newest) = slot.fetch else { return };
+        let outstanding = fetch.1 > slot.fetch_settled && fetch.1 <= newest;
         if !current || Some(fetch.0) != incarnation || !outstanding {
             // A late answer from an old leader or an earlier incarnation, to a
             // settled fetch, or a repeated one.
             return;
         }
-        if let FetchState::InFlight(_, newest) = slot.fetch {
-            slot.fetch_settled = newest;
-        }
+        slot.fetch_settled = newest;
         let data = match result {
             Ok(d) => d,
             Err(_) => {
