@@ -1595,7 +1595,15 @@ impl Sim {
             let go = &self.opts.groups[m.group];
             let draining = now >= self.produce_until;
             let mut took = false;
-            while let Some(r) = m.gc.poll_record() {
+            // An application whose answers wait for room (refused
+            // `TooManyPending`) takes no more records until they are settled:
+            // the records stay buffered in the consumer, which then stops
+            // pulling. Without this backpressure the waiting answers grew without
+            // bound (a pull member's leases are not limited), every tick walked
+            // them all, and seed 1003367 crawled.
+            let room = self.opts.knobs.member_max_pending_acks.max(1);
+            while m.todo.len() < room {
+                let Some(r) = m.gc.poll_record() else { break };
                 // After the producers stop, members behave so that the group can
                 // finish: every record is acked.
                 let action = if draining { Action::Ack } else { Member::decide(&mut self.rng_members, go) };
