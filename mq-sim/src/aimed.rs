@@ -18,7 +18,10 @@ pub enum AimedKind {
     /// its link to the voter held until the voter is back.
     Vote,
     /// A partition leader just applied a committed ISR expansion: it crashes
-    /// within one fetch round trip.
+    /// within one fetch round trip. Or it just asked the controller for an
+    /// expansion: the answer is held past its request timeout, the added
+    /// followers' links with it are clogged, and then it crashes past the broker
+    /// session (`sim/aimed.rs`).
     IsrCommit,
     /// A follower just appended fetched records and issued their persist: it
     /// crashes before the fsync completes; half the time its leader crashes with

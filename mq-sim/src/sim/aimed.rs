@@ -18,7 +18,7 @@ use crate::trace::Actor;
 use mq_core::controller::raft::{RaftMessage, RaftRole};
 use mq_core::controller::ControllerRequest;
 use mq_core::wire::{Message, PeerMessage, Request, RequestBody};
-use mq_core::{Duration, Event, Input, Instant, NodeId, Peer, Rng, Seed};
+use mq_core::{Duration, Event, Input, Instant, NodeId, Peer, Rng, Seed, Term, TopicPartition};
 use rand::Rng as _;
 
 /// The aimed faults' state of one run.
@@ -103,7 +103,58 @@ impl Sim {
 
     /// Node `n` is about to send `msg` to `to` (called for every node send).
     pub(super) fn aimed_on_send(&mut self, n: usize, to: Peer, msg: &Message) {
-        let Message::Peer(PeerMessage::Raft(RaftMessage::VoteReply { term, granted: true })) = msg else { return };
+        match msg {
+            Message::Peer(PeerMessage::Raft(RaftMessage::VoteReply { term, granted: true })) => {
+                self.aimed_on_vote(n, to, *term)
+            }
+            Message::Peer(PeerMessage::Controller {
+                request: ControllerRequest::AlterPartition { tp, isr, .. },
+                ..
+            }) => self.aimed_on_isr_ask(n, to, tp, isr),
+            _ => {}
+        }
+    }
+
+    /// Node `n` asks the controller `to` for an ISR that adds members to the
+    /// committed one ([`AimedKind::IsrCommit`], its second moment). The change
+    /// may commit while its answer, held on the controller's link to the
+    /// leader, arrives only after the leader gave up on it (its controller
+    /// request timeout): the leader must count the added members for the HW
+    /// until it learns the outcome. Meanwhile the added members fetch nothing
+    /// (their links with the leader are clogged), and then the leader crashes
+    /// for longer than a broker session, so the controller elects from the
+    /// committed ISR, which may leave only an added member. A leader that took
+    /// the unanswered change for a refusal has moved the HW past that member, and
+    /// records it called committed are gone (mutant
+    /// `failed_isr_change_forgets_added_members`).
+    fn aimed_on_isr_ask(&mut self, n: usize, to: Peer, tp: &TopicPartition, isr: &[NodeId]) {
+        let Peer::Node(controller) = to else { return };
+        let Some(replica) = self.nodes[n].node.as_ref().and_then(|node| node.replica(tp)) else { return };
+        let added: Vec<NodeId> = isr.iter().copied().filter(|r| !replica.isr.contains(r)).collect();
+        let slot = |sim: &Sim, id: NodeId| sim.nodes.iter().position(|s| s.id == id);
+        let Some(c) = slot(self, controller) else { return };
+        if added.is_empty() || !self.aimed_fires(AimedKind::IsrCommit) {
+            return;
+        }
+        let kind = AimedKind::IsrCommit;
+        let leader = Peer::Node(self.nodes[n].id);
+        let (rtt, timeout_ns) = (self.fetch_round_trip_ns(), self.opts.knobs.controller_request_timeout_ms * 1_000_000);
+        let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
+        let rng = self.aimed_rng(kind);
+        let hold_ns = timeout_ns + rng.random_range(1_000_000..=rtt + 1_000_000);
+        let crash_after = hold_ns + rng.random_range(0..=rtt);
+        let down_ns = session_ns + rng.random_range(1_000_000..=session_ns / 2 + 1_000_000);
+        self.aim(kind, Duration::ZERO, Fault::Clog { node: c, other: leader, both: false, for_ns: hold_ns });
+        for a in added {
+            if let Some(f) = slot(self, a).filter(|f| *f != n) {
+                self.aim(kind, Duration::ZERO, Fault::Clog { node: f, other: leader, both: true, for_ns: crash_after });
+            }
+        }
+        self.aim(kind, Duration::from_nanos(crash_after), Sim::aimed_crash(n, down_ns));
+    }
+
+    /// A controller voter just sent a granted vote in `term` to `to`.
+    fn aimed_on_vote(&mut self, n: usize, to: Peer, term: Term) {
         if !self.aimed_fires(AimedKind::Vote) {
             return;
         }
@@ -121,7 +172,7 @@ impl Sim {
                 self.nodes[*r]
                     .node
                     .as_ref()
-                    .is_some_and(|node| node.raft().role() == RaftRole::Candidate && node.raft().term() == *term)
+                    .is_some_and(|node| node.raft().role() == RaftRole::Candidate && node.raft().term() == term)
             })
             .collect();
         for r in rivals {
