@@ -133,13 +133,16 @@ impl Sim {
         let added: Vec<NodeId> = isr.iter().copied().filter(|r| !replica.isr.contains(r)).collect();
         let slot = |sim: &Sim, id: NodeId| sim.nodes.iter().position(|s| s.id == id);
         let Some(c) = slot(self, controller) else { return };
-        if added.is_empty() || !self.aimed_fires(AimedKind::IsrCommit) {
+        let (rtt, timeout_ns) = (self.fetch_round_trip_ns(), self.opts.knobs.controller_request_timeout_ms * 1_000_000);
+        let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
+        // The held link also holds heartbeat answers: past a session the
+        // controller would fence the leader first, another moment.
+        let fits = timeout_ns + 2 * rtt + 2_000_000 < session_ns;
+        if added.is_empty() || !fits || !self.aimed_fires(AimedKind::IsrCommit) {
             return;
         }
         let kind = AimedKind::IsrCommit;
         let leader = Peer::Node(self.nodes[n].id);
-        let (rtt, timeout_ns) = (self.fetch_round_trip_ns(), self.opts.knobs.controller_request_timeout_ms * 1_000_000);
-        let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
         let rng = self.aimed_rng(kind);
         let hold_ns = timeout_ns + rng.random_range(1_000_000..=rtt + 1_000_000);
         let crash_after = hold_ns + rng.random_range(0..=rtt);
