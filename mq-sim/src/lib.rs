@@ -328,7 +328,8 @@ counters!(
     /// Of which with a rival candidate of that term held back until the restart.
     aimed_vote_rivals,
     /// A partition leader crashed within a fetch round trip of applying a
-    /// committed ISR expansion.
+    /// committed ISR expansion, or after the answer to one it asked for was
+    /// held past its request timeout.
     aimed_isr_commit,
     /// A follower crashed between appending fetched records and their fsync.
     aimed_follower_fsync,
@@ -342,6 +343,9 @@ counters!(
     aimed_heartbeat_delays,
     /// An ISR change request delivered twice (its copy refused as stale).
     aimed_isr_duplicates,
+    /// ISR expansions whose answer was held past the leader's request timeout
+    /// (the moments aimed at; a replay of a recorded schedule counts none).
+    aimed_isr_unanswered,
     /// acks=all probes sent after the producers stopped, in seeds where no
     /// acks=all produce had succeeded since the heal (`liveness_progress`).
     liveness_probes,

@@ -1391,6 +1391,7 @@ impl Sim {
             }
             Fate::Deliver { mut at, mut dup } => {
                 at += self.aimed_heartbeat_delay(from, &msg);
+                at = self.aimed_held_answer(from, to, &msg, at);
                 if dup.is_none() {
                     dup = self.aimed_isr_duplicate(from, &msg, at);
                 }

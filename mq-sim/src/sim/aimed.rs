@@ -18,7 +18,7 @@ use crate::trace::Actor;
 use mq_core::controller::raft::{RaftMessage, RaftRole};
 use mq_core::controller::ControllerRequest;
 use mq_core::wire::{Message, PeerMessage, Request, RequestBody};
-use mq_core::{Duration, Event, Input, Instant, NodeId, Peer, Rng, Seed, Term, TopicPartition};
+use mq_core::{CorrelationId, Duration, Event, Input, Instant, NodeId, Peer, Rng, Seed, Term, TopicPartition};
 use rand::Rng as _;
 
 /// The aimed faults' state of one run.
@@ -31,6 +31,19 @@ pub(super) struct Aimed {
     heartbeat: Rng,
     /// Whether an ISR change request is delivered twice ([`Sim::aimed_isr_duplicate`]).
     isr_duplicate: Rng,
+    /// Whether an ISR expansion's answer is held ([`Sim::aimed_on_isr_ask`]).
+    isr_unanswered: Rng,
+    /// The controller answer held now, if any.
+    held: Option<HeldAnswer>,
+}
+
+/// A controller's answer to an ISR expansion, held until the asking leader gave
+/// up on it.
+struct HeldAnswer {
+    controller: NodeId,
+    leader: NodeId,
+    correlation: CorrelationId,
+    until: Instant,
 }
 
 impl Aimed {
@@ -40,6 +53,8 @@ impl Aimed {
             next: vec![Instant::ZERO; AimedKind::ALL.len()],
             heartbeat: Seed(seed).indexed_stream("aimed-heartbeat", 0),
             isr_duplicate: Seed(seed).indexed_stream("aimed-isr-duplicate", 0),
+            isr_unanswered: Seed(seed).indexed_stream("aimed-isr-unanswered", 0),
+            held: None,
         }
     }
 }
@@ -108,52 +123,82 @@ impl Sim {
                 self.aimed_on_vote(n, to, *term)
             }
             Message::Peer(PeerMessage::Controller {
+                correlation,
                 request: ControllerRequest::AlterPartition { tp, isr, .. },
-                ..
-            }) => self.aimed_on_isr_ask(n, to, tp, isr),
+            }) => self.aimed_on_isr_ask(n, to, (*correlation, tp, isr)),
             _ => {}
         }
     }
 
-    /// Node `n` asks the controller `to` for an ISR that adds members to the
-    /// committed one ([`AimedKind::IsrCommit`], its second moment). The change
-    /// may commit while its answer, held on the controller's link to the
-    /// leader, arrives only after the leader gave up on it (its controller
-    /// request timeout): the leader must count the added members for the HW
-    /// until it learns the outcome. Meanwhile the added members fetch nothing
-    /// (their links with the leader are clogged), and then the leader crashes
-    /// for longer than a broker session, so the controller elects from the
-    /// committed ISR, which may leave only an added member. A leader that took
-    /// the unanswered change for a refusal has moved the HW past that member, and
-    /// records it called committed are gone (mutant
-    /// `failed_isr_change_forgets_added_members`).
-    fn aimed_on_isr_ask(&mut self, n: usize, to: Peer, tp: &TopicPartition, isr: &[NodeId]) {
+    /// Node `n` asks the controller `to` (request `correlation`) for an ISR
+    /// that adds members to the committed one, in the safety phase of a seed
+    /// aiming at ISR commits. With the `isr_commit` probability, from its own
+    /// stream (`aimed-isr-unanswered`, drawn in every run as the network's
+    /// draws are): the controller's answer is held until the leader's controller
+    /// request timeout plus 1 ms to a round trip has passed (a controller slow to
+    /// commit; its other answers, heartbeats included, go on), so the change may
+    /// commit while the leader gives up on it. The leader must count the added
+    /// members for the HW until it learns the outcome. Meanwhile the added
+    /// members fetch nothing (their links with the leader are clogged), and
+    /// within a round trip of the answer the leader crashes for longer than a
+    /// broker session, so the controller elects from the committed ISR, which may
+    /// leave only an added member. A leader that took the unanswered change for
+    /// a refusal has moved the HW past that member, and records it called
+    /// committed are gone (mutant `failed_isr_change_forgets_added_members`).
+    /// The clogs and the crash are recorded faults (not aimed again when a
+    /// recorded schedule replays).
+    fn aimed_on_isr_ask(&mut self, n: usize, to: Peer, ask: (CorrelationId, &TopicPartition, &[NodeId])) {
+        let (correlation, tp, isr) = ask;
+        let p = self.opts.aimed.isr_commit;
         let Peer::Node(controller) = to else { return };
-        let Some(replica) = self.nodes[n].node.as_ref().and_then(|node| node.replica(tp)) else { return };
-        let added: Vec<NodeId> = isr.iter().copied().filter(|r| !replica.isr.contains(r)).collect();
-        let slot = |sim: &Sim, id: NodeId| sim.nodes.iter().position(|s| s.id == id);
-        let Some(c) = slot(self, controller) else { return };
-        let (rtt, timeout_ns) = (self.fetch_round_trip_ns(), self.opts.knobs.controller_request_timeout_ms * 1_000_000);
-        let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
-        // The held link also holds heartbeat answers: past a session the
-        // controller would fence the leader first, another moment.
-        let fits = timeout_ns + 2 * rtt + 2_000_000 < session_ns;
-        if added.is_empty() || !fits || !self.aimed_fires(AimedKind::IsrCommit) {
+        let holding = self.aimed.held.as_ref().is_some_and(|h| h.until > self.now);
+        if p <= 0.0 || self.liveness_start.is_some() || holding {
             return;
         }
-        let kind = AimedKind::IsrCommit;
-        let leader = Peer::Node(self.nodes[n].id);
-        let rng = self.aimed_rng(kind);
+        let Some(replica) = self.nodes[n].node.as_ref().and_then(|node| node.replica(tp)) else { return };
+        let added: Vec<NodeId> = isr.iter().copied().filter(|r| !replica.isr.contains(r)).collect();
+        // The leader must keep its session until it crashes: clogging an added
+        // follower that is the controller would cut the leader off from it, and
+        // fence it first, another moment (seed 14 found it: a leader cut off
+        // from the controller but reachable by members).
+        if added.is_empty() || added.contains(&controller) || !self.aimed.isr_unanswered.random_bool(p) {
+            return;
+        }
+        self.counters.aimed_isr_unanswered += 1;
+        let (rtt, timeout_ns) = (self.fetch_round_trip_ns(), self.opts.knobs.controller_request_timeout_ms * 1_000_000);
+        let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
+        let rng = &mut self.aimed.isr_unanswered;
         let hold_ns = timeout_ns + rng.random_range(1_000_000..=rtt + 1_000_000);
         let crash_after = hold_ns + rng.random_range(0..=rtt);
         let down_ns = session_ns + rng.random_range(1_000_000..=session_ns / 2 + 1_000_000);
-        self.aim(kind, Duration::ZERO, Fault::Clog { node: c, other: leader, both: false, for_ns: hold_ns });
+        let me = self.nodes[n].id;
+        let until = self.now + Duration::from_nanos(hold_ns);
+        self.aimed.held = Some(HeldAnswer { controller, leader: me, correlation, until });
+        let replaying = self.cfg.schedule.as_ref().is_some_and(|s| !s.random_faults);
+        if replaying {
+            return;
+        }
+        let kind = AimedKind::IsrCommit;
         for a in added {
-            if let Some(f) = slot(self, a).filter(|f| *f != n) {
-                self.aim(kind, Duration::ZERO, Fault::Clog { node: f, other: leader, both: true, for_ns: crash_after });
+            if let Some(f) = self.nodes.iter().position(|s| s.id == a && a != me) {
+                let clog = Fault::Clog { node: f, other: Peer::Node(me), both: true, for_ns: crash_after };
+                self.aim(kind, Duration::ZERO, clog);
             }
         }
         self.aim(kind, Duration::from_nanos(crash_after), Sim::aimed_crash(n, down_ns));
+    }
+
+    /// When a message from `from` to `to` sent now, due `at`, arrives: later,
+    /// if it is the controller's answer [`Sim::aimed_on_isr_ask`] holds.
+    pub(super) fn aimed_held_answer(&mut self, from: Peer, to: Peer, msg: &Message, at: Instant) -> Instant {
+        let Some(h) = &self.aimed.held else { return at };
+        let Message::Peer(PeerMessage::ControllerReply { correlation, .. }) = msg else { return at };
+        if from != Peer::Node(h.controller) || to != Peer::Node(h.leader) || *correlation != h.correlation {
+            return at;
+        }
+        let until = h.until;
+        self.aimed.held = None;
+        at.max(until)
     }
 
     /// A controller voter just sent a granted vote in `term` to `to`.
@@ -355,6 +400,7 @@ impl Sim {
         match kind {
             AimedKind::Vote if rival => c.aimed_vote_rivals += 1,
             AimedKind::Vote => c.aimed_vote += 1,
+            AimedKind::IsrCommit if rival => {}
             AimedKind::IsrCommit => c.aimed_isr_commit += 1,
             AimedKind::FollowerFsync => c.aimed_follower_fsync += 1,
             AimedKind::FirstFetch => c.aimed_first_fetch += 1,
