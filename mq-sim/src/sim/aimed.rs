@@ -140,9 +140,9 @@ impl Sim {
     /// commit while the leader gives up on it. The leader must count the added
     /// members for the HW until it learns the outcome. Meanwhile the added
     /// members fetch nothing (their links with the leader are clogged), and
-    /// within a round trip of the answer the leader crashes for longer than a
-    /// broker session, so the controller elects from the committed ISR, which may
-    /// leave only an added member. A leader that took the unanswered change for
+    /// within a round trip of the answer the leader and the other members of its
+    /// committed ISR crash for longer than a broker session, so the controller
+    /// elects an added member from the committed ISR. A leader that took the unanswered change for
     /// a refusal has moved the HW past that member, and records it called
     /// committed are gone (mutant `failed_isr_change_forgets_added_members`).
     /// The clogs and the crash are recorded faults (not aimed again when a
@@ -155,8 +155,15 @@ impl Sim {
         if p <= 0.0 || self.liveness_start.is_some() || holding {
             return;
         }
+        let (rtt, timeout_ns) = (self.fetch_round_trip_ns(), self.opts.knobs.controller_request_timeout_ms * 1_000_000);
+        // It all happens in the safety phase (the heal ends clogs).
+        let safety_end = Instant::ZERO + Duration::from_millis(self.opts.safety_ms);
+        if self.now + Duration::from_nanos(timeout_ns + 2 * rtt + 2_000_000) >= safety_end {
+            return;
+        }
         let Some(replica) = self.nodes[n].node.as_ref().and_then(|node| node.replica(tp)) else { return };
         let added: Vec<NodeId> = isr.iter().copied().filter(|r| !replica.isr.contains(r)).collect();
+        let others: Vec<NodeId> = replica.isr.iter().copied().filter(|r| *r != self.nodes[n].id).collect();
         // The leader must keep its session until it crashes: clogging an added
         // follower that is the controller would cut the leader off from it, and
         // fence it first, another moment (seed 14 found it: a leader cut off
@@ -165,7 +172,6 @@ impl Sim {
             return;
         }
         self.counters.aimed_isr_unanswered += 1;
-        let (rtt, timeout_ns) = (self.fetch_round_trip_ns(), self.opts.knobs.controller_request_timeout_ms * 1_000_000);
         let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
         let rng = &mut self.aimed.isr_unanswered;
         let hold_ns = timeout_ns + rng.random_range(1_000_000..=rtt + 1_000_000);
@@ -185,7 +191,13 @@ impl Sim {
                 self.aim(kind, Duration::ZERO, clog);
             }
         }
-        self.aim(kind, Duration::from_nanos(crash_after), Sim::aimed_crash(n, down_ns));
+        // The leader crashes, and so do the other members of its committed ISR,
+        // so that only added members are left to elect.
+        let victims: Vec<usize> =
+            (0..self.nodes.len()).filter(|m| *m == n || others.contains(&self.nodes[*m].id)).collect();
+        for m in victims {
+            self.aim(kind, Duration::from_nanos(crash_after), Sim::aimed_crash(m, down_ns));
+        }
     }
 
     /// When a message from `from` to `to` sent now, due `at`, arrives: later,
