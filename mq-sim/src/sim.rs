@@ -1596,14 +1596,17 @@ impl Sim {
             let go = &self.opts.groups[m.group];
             let draining = now >= self.produce_until;
             let mut took = false;
-            // An application whose answers wait for room (refused
-            // `TooManyPending`) takes no more records until they are settled:
-            // the records stay buffered in the consumer, which then stops
-            // pulling. Without this backpressure the waiting answers grew without
-            // bound (a pull member's leases are not limited), every tick walked
-            // them all, and seed 1003367 crawled.
+            // An application keeps a bounded queue of records in hand: with
+            // eight times `max_pending_acks` of them waiting (answers refused
+            // `TooManyPending` wait here), it takes no more until some are
+            // settled; the records stay buffered in the consumer, which then
+            // stops pulling. Without this backpressure the waiting answers grew
+            // without bound (a pull member's leases are not limited), every tick
+            // walked them all, and seed 1003367 crawled. At one times the limit
+            // a member with a one-record buffer and push subscriptions took
+            // records too slowly to finish in the liveness phase (seed 1005651).
             let room = self.opts.knobs.member_max_pending_acks.max(1);
-            while m.todo.len() < room {
+            while m.todo.len() < room.saturating_mul(8) {
                 let Some(r) = m.gc.poll_record() else { break };
                 // After the producers stop, members behave so that the group can
                 // finish: every record is acked.
