@@ -218,6 +218,19 @@ impl QuorumController {
             self.coverage.hit(Mark::BrokerSessionExpired);
             records.push(MetadataRecord::FenceBroker { broker, broker_epoch });
             records.extend(self.reelect_without(broker));
+            return records;
+        }
+        // A fencing's partition changes are entries of their own after the
+        // `FenceBroker`: a controller change can commit the fencing and lose
+        // them (mq-sim seed 1008532). The active controller finishes the job: a
+        // broker that is not live leaves every ISR it is not the last member of,
+        // and every leadership, one broker per call as above.
+        let stale = self.image.brokers.keys().copied().find(|b| {
+            !self.image.is_live(*b)
+                && self.image.partitions().any(|(_, p)| p.leader == Some(*b) || (p.isr.len() > 1 && p.isr.contains(b)))
+        });
+        if let Some(broker) = stale {
+            records.extend(self.reelect_without(broker));
         }
         records
     }
@@ -487,9 +500,17 @@ impl QuorumController {
                 coverage.hit(Mark::LastIsrMemberKept);
             }
             // The last ISR member stays in the ISR, leaderless, so that it can lead
-            // again without loss when it returns (Kafka before KIP-966).
-            let isr: Vec<NodeId> =
-                if p.isr.len() > 1 { p.isr.iter().copied().filter(|r| *r != gone).collect() } else { p.isr.clone() };
+            // again without loss when it returns (Kafka before KIP-966). Other
+            // members that are not live leave with `gone`: a fencing whose own
+            // changes a controller change cut short left them there (seed 1008532).
+            let live: Vec<NodeId> = p.isr.iter().copied().filter(|r| *r != gone && image.is_live(*r)).collect();
+            let isr: Vec<NodeId> = if !live.is_empty() {
+                live
+            } else if p.isr.len() > 1 {
+                p.isr.iter().copied().filter(|r| *r != gone).collect()
+            } else {
+                p.isr.clone()
+            };
             let keep = p.leader.filter(|l| *l != gone && image.is_live(*l));
             let change = elect(coverage, p, keep, isr, unclean, |b| b != gone && image.is_live(b));
             records.extend(change.map(|c| c.into_record(tp)));

@@ -348,6 +348,49 @@ fn partitions_whose_creation_a_controller_change_cut_short_get_first_leaders() {
     }
 }
 
+/// mq-sim seed 1008532 (fenced_not_live): a fencing's ISR changes are metadata
+/// entries of their own after the `FenceBroker`, and a controller change
+/// committed the fencing but not them. The next controller starts from an image
+/// in which the fenced broker is still in the ISRs: no change it makes for
+/// another reason keeps it there, and its tick takes it out of the rest.
+#[test]
+fn a_fencing_whose_isr_changes_a_controller_change_cut_short_is_completed() {
+    let mut ctl = Ctl::new();
+    ctl.brokers(3);
+    ctl.create(topic("t", 3, 3));
+    ctl.now += Duration::from_secs(10);
+    ctl.heartbeat_all_but(&[2]);
+    let records = ctl.c.tick(ctl.now);
+    assert!(matches!(records[0], MetadataRecord::FenceBroker { broker: NodeId(2), .. }), "{records:?}");
+    assert!(records.len() > 1, "the fencing moves 2 out of the ISRs: {records:?}");
+    ctl.commit(&records[..1]);
+    let committed = ctl.c.image().clone();
+    assert!(!committed.is_live(NodeId(2)));
+    assert!(committed.partitions().all(|(_, p)| p.isr.contains(&NodeId(2))), "the changes were cut short");
+    let fenced_in_isr = |records: &[MetadataRecord]| {
+        records.iter().any(
+            |r| matches!(r, MetadataRecord::PartitionChange { isr, .. } if isr.len() > 1 && isr.contains(&NodeId(2))),
+        )
+    };
+
+    // Another change for another reason (broker 1 registers a new incarnation).
+    ctl.c = QuorumController::activate(ControllerConfig::default(), &committed, ctl.now);
+    let records = ctl.c.handle(ctl.now, ControllerRequest::RegisterBroker { broker: NodeId(1) }).unwrap();
+    assert_changes_sound(&committed, &records);
+    assert!(!fenced_in_isr(&records), "a change keeps fenced broker 2 in an ISR: {records:?}");
+
+    // The tick finishes the fencing by itself.
+    ctl.c = QuorumController::activate(ControllerConfig::default(), &committed, ctl.now);
+    let records = ctl.c.tick(ctl.now);
+    assert!(!records.is_empty(), "the new controller leaves the fencing unfinished");
+    assert_changes_sound(&committed, &records);
+    ctl.commit(&records);
+    for (tp, p) in ctl.c.image().partitions() {
+        assert!(!p.isr.contains(&NodeId(2)) && p.leader != Some(NodeId(2)), "{tp}: {p:?}");
+    }
+    assert!(ctl.c.tick(ctl.now).is_empty(), "nothing more to do");
+}
+
 /// mq-sim seeds 1275 and 1502 (election_from_isr): two sessions expire in the same
 /// tick. The second broker's re-elections must be computed with the first one's
 /// fencing and elections applied: otherwise they keep the just-fenced first broker
