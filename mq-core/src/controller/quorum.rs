@@ -144,6 +144,10 @@ pub struct QuorumController {
     coverage: Coverage,
     /// Legal but rare paths under the simulator (off in production).
     buggify: Buggify,
+    /// The image it became active on had a fencing whose partition changes a
+    /// controller change cut short ([`QuorumController::stale_fencing`]): the
+    /// next ticks finish it.
+    repair_due: bool,
 }
 
 impl QuorumController {
@@ -154,14 +158,30 @@ impl QuorumController {
         let next_broker_epoch = image.brokers.values().map(|b| b.epoch.0).max().unwrap_or(0) + 1;
         let (id, term) = config.buggify_stream;
         let buggify = Buggify::new(config.buggify, "buggify-controller", (u64::from(id) << 32) ^ term);
-        QuorumController {
+        let mut c = QuorumController {
             config,
             image: image.clone(),
             last_heartbeat,
             next_broker_epoch,
             coverage: Coverage::default(),
             buggify,
-        }
+            repair_due: false,
+        };
+        c.repair_due = c.stale_fencing().is_some();
+        c
+    }
+
+    /// A broker that is not live but still leads a partition or sits in an ISR
+    /// it is not the last member of. A fencing's partition changes are entries
+    /// of their own after the `FenceBroker`, so a controller change can commit
+    /// the fencing and lose them (mq-sim seed 1008532); only a newly active
+    /// controller can meet this, since an active one proposes them together.
+    fn stale_fencing(&self) -> Option<NodeId> {
+        let image = &self.image;
+        image.partitions().find_map(|(_, p)| {
+            let isr_member = || p.isr.iter().copied().find(|r| p.isr.len() > 1 && !image.is_live(*r));
+            p.leader.filter(|l| !image.is_live(*l)).or_else(isr_member)
+        })
     }
 
     /// The rare branches this controller took ([`crate::coverage`]).
@@ -185,6 +205,9 @@ impl QuorumController {
 
     /// When [`QuorumController::tick`] next has work: the earliest session expiry.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.repair_due {
+            return Some(Instant::ZERO);
+        }
         self.image
             .brokers
             .iter()
@@ -220,17 +243,15 @@ impl QuorumController {
             records.extend(self.reelect_without(broker));
             return records;
         }
-        // A fencing's partition changes are entries of their own after the
-        // `FenceBroker`: a controller change can commit the fencing and lose
-        // them (mq-sim seed 1008532). The active controller finishes the job: a
-        // broker that is not live leaves every ISR it is not the last member of,
-        // and every leadership, one broker per call as above.
-        let stale = self.image.brokers.keys().copied().find(|b| {
-            !self.image.is_live(*b)
-                && self.image.partitions().any(|(_, p)| p.leader == Some(*b) || (p.isr.len() > 1 && p.isr.contains(b)))
-        });
-        if let Some(broker) = stale {
-            records.extend(self.reelect_without(broker));
+        // A newly active controller finishes a fencing a controller change cut
+        // short: the broker leaves every ISR it is not the last member of, and
+        // every leadership, one broker per call as above, until none is left
+        // (or a re-election changes nothing, so that no tick spins on it).
+        if self.repair_due {
+            if let Some(broker) = self.stale_fencing() {
+                records.extend(self.reelect_without(broker));
+            }
+            self.repair_due = !records.is_empty();
         }
         records
     }

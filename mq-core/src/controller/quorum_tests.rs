@@ -379,8 +379,10 @@ fn a_fencing_whose_isr_changes_a_controller_change_cut_short_is_completed() {
     assert_changes_sound(&committed, &records);
     assert!(!fenced_in_isr(&records), "a change keeps fenced broker 2 in an ISR: {records:?}");
 
-    // The tick finishes the fencing by itself.
+    // The tick finishes the fencing by itself, and is due at once (not only
+    // when a session next expires).
     ctl.c = QuorumController::activate(ControllerConfig::default(), &committed, ctl.now);
+    assert!(ctl.c.poll_timeout().is_some_and(|t| t <= ctl.now), "the repair waits: {:?}", ctl.c.poll_timeout());
     let records = ctl.c.tick(ctl.now);
     assert!(!records.is_empty(), "the new controller leaves the fencing unfinished");
     assert_changes_sound(&committed, &records);
@@ -389,6 +391,7 @@ fn a_fencing_whose_isr_changes_a_controller_change_cut_short_is_completed() {
         assert!(!p.isr.contains(&NodeId(2)) && p.leader != Some(NodeId(2)), "{tp}: {p:?}");
     }
     assert!(ctl.c.tick(ctl.now).is_empty(), "nothing more to do");
+    assert!(ctl.c.poll_timeout().is_some_and(|t| t > ctl.now), "no tick spins once it is done");
 }
 
 /// mq-sim seeds 1275 and 1502 (election_from_isr): two sessions expire in the same
