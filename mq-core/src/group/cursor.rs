@@ -181,8 +181,9 @@ pub struct Cursor {
     wrr: WeightedRoundRobin,
     acks: AckSet,
     leases: Leases,
-    /// Records whose dead-letter append is in flight: not deliverable.
-    dead_lettering: BTreeSet<Offset>,
+    /// Records whose dead-letter append is in flight, with the deliveries each
+    /// had: not deliverable.
+    dead_lettering: BTreeMap<Offset, u32>,
     /// Set while the state was made by an ack without any cursor in the log or
     /// view: the lowest offset acked, so that a `Latest` group's first view does
     /// not replay history (see [`Cursor::observe`]).
@@ -197,8 +198,8 @@ pub struct Cursor {
     /// The same per member in key_shared groups, for the records of its keys.
     member_scan: BTreeMap<MemberId, Offset>,
     /// Records below a scan position that are deliverable again without the
-    /// leases knowing: a failed dead letter, a dead letter whose ack was refused,
-    /// a record no member with room could take.
+    /// leases knowing: a record no member with room could take. (A failed dead
+    /// letter goes back to the leases with its delivery count.)
     revisit: BTreeSet<Offset>,
 }
 
@@ -228,7 +229,7 @@ impl Cursor {
             ring: HashRing::default(),
             wrr: WeightedRoundRobin::default(),
             acks,
-            dead_lettering: BTreeSet::new(),
+            dead_lettering: BTreeMap::new(),
             provisional_floor: None,
             seeks: 0,
             scan: Offset(0),
@@ -375,8 +376,8 @@ impl Cursor {
     fn dead_letters_of(&mut self, outcomes: Vec<(Offset, Outcome)>) -> Vec<(Offset, DeadLetterReason)> {
         let mut out = Vec::new();
         for (o, outcome) in outcomes {
-            if outcome == Outcome::DeadLetter {
-                self.dead_lettering.insert(o);
+            if let Outcome::DeadLetter { deliveries } = outcome {
+                self.dead_lettering.insert(o, deliveries);
                 out.push((o, DeadLetterReason::MaxDeliveries));
             }
         }
@@ -510,7 +511,7 @@ impl Cursor {
         if self.acks.is_acked(o) || !self.for_group(kind, r) {
             return Offer::Done;
         }
-        if !self.leases.deliverable(o, now) || self.dead_lettering.contains(&o) {
+        if !self.leases.deliverable(o, now) || self.dead_lettering.contains_key(&o) {
             return Offer::Taken;
         }
         let to = match self.mode {
@@ -606,15 +607,15 @@ impl Cursor {
                 }
                 AckKind::Nack { delay } => match self.leases.nack(o, member, *delay, now) {
                     Ok(Outcome::Redeliver { .. }) => {}
-                    Ok(Outcome::DeadLetter) => {
-                        self.dead_lettering.insert(o);
+                    Ok(Outcome::DeadLetter { deliveries }) => {
+                        self.dead_lettering.insert(o, deliveries);
                         out.dead_letters.push((o, DeadLetterReason::MaxDeliveries));
                     }
                     Err(e) => out.refused.push((o, lease_error_code(e))),
                 },
                 AckKind::Reject => match self.leases.reject(o, member) {
-                    Ok(_) => {
-                        self.dead_lettering.insert(o);
+                    Ok(deliveries) => {
+                        self.dead_lettering.insert(o, deliveries);
                         out.dead_letters.push((o, DeadLetterReason::Rejected));
                     }
                     Err(e) => out.refused.push((o, lease_error_code(e))),
@@ -634,25 +635,32 @@ impl Cursor {
     /// whether that changed the acked state: not if the record was acked
     /// meanwhile (an ack, a cumulative ack, or retention removing it), which wins.
     pub fn dead_lettered(&mut self, o: Offset) -> bool {
-        self.dead_lettering.remove(&o);
+        let deliveries = self.dead_lettering.remove(&o);
         self.leases.forget(o);
         self.acks.ack(o).unwrap_or_else(|_| {
-            // Too many individual acks: it is delivered again.
-            self.revisit.insert(o);
+            // Too many individual acks: it is delivered again, its count going on.
+            match deliveries {
+                Some(n) => self.leases.release(o, n),
+                None => {
+                    self.revisit.insert(o);
+                }
+            }
             false
         })
     }
 
-    /// A dead-letter append of `o` failed for good: deliver it again.
+    /// A dead-letter append of `o` failed for good: deliver it again, its
+    /// delivery count going on (the next delivery is past `max_deliveries`, and
+    /// when it ends unacked the record is dead-lettered again).
     pub fn dead_letter_failed(&mut self, o: Offset) {
-        if self.dead_lettering.remove(&o) {
-            self.revisit.insert(o);
+        if let Some(n) = self.dead_lettering.remove(&o) {
+            self.leases.release(o, n);
         }
     }
 
     /// Whether `o` is waiting for its dead-letter append.
     pub fn is_dead_lettering(&self, o: Offset) -> bool {
-        self.dead_lettering.contains(&o)
+        self.dead_lettering.contains_key(&o)
     }
 
     /// Moves the cursor to `to` (docs 6.5): below it done, from it on not acked;
@@ -673,9 +681,9 @@ impl Cursor {
         self.acks.check_invariants();
         for o in self.leases.offsets() {
             assert!(!self.acks.is_acked(o), "{}: offset {o} is acked and still leased or waiting", self.group);
-            assert!(!self.dead_lettering.contains(&o), "{}: offset {o} is leased and dead-lettering", self.group);
+            assert!(!self.dead_lettering.contains_key(&o), "{}: offset {o} is leased and dead-lettering", self.group);
         }
-        for o in &self.dead_lettering {
+        for o in self.dead_lettering.keys() {
             assert!(!self.acks.is_acked(*o), "{}: offset {o} is acked and dead-lettering", self.group);
         }
         if let Some(g) = self.generation {

@@ -226,6 +226,42 @@ fn max_deliveries_sends_to_the_dead_letter_topic_instead_of_redelivering() {
     assert!(c.deal(&log, t(300), &room(&[(M1, 1)])).is_empty(), "not delivered while dead-lettering");
 }
 
+/// mq-sim seed 1002484: a dead letter that fails (the dead-letter topic cannot be
+/// created while a broker is down, and too many wait) delivers its record again
+/// with the delivery count going on, in an exclusive group as in the others: a
+/// count that restarted at 1 handed a "first" delivery behind later offsets.
+#[test]
+fn a_failed_dead_letter_delivers_its_record_again_with_its_count_going_on() {
+    let log = log_of(vec![data(4)]);
+    let hw = log.high_watermark();
+    let v = view(M1, gen(1), exclusive(), &[(M1, 1)]);
+    let mut c = started(&v, &log);
+    let deal = |c: &mut Cursor, at: u64| -> Vec<(u64, u32)> {
+        let d = c.deal(&log, t(at), &room(&[(M1, 9)]));
+        d.get(&M1).map(|v| v.iter().map(|r| (r.offset.0, r.delivery)).collect()).unwrap_or_default()
+    };
+    assert_eq!(deal(&mut c, 0), vec![(0, 1), (1, 1), (2, 1), (3, 1)]);
+    // Offset 1 runs out of deliveries (3), offset 2 is rejected on its first.
+    let out = c.apply_acks(M1, &[(Offset(0), AckKind::Ack), (Offset(2), AckKind::Reject)], None, hw, t(10));
+    assert_eq!(out.dead_letters, vec![(Offset(2), DeadLetterReason::Rejected)]);
+    assert!(c.expire(t(100)).is_empty());
+    assert_eq!(deal(&mut c, 100), vec![(1, 2), (3, 2)]);
+    assert!(c.expire(t(200)).is_empty());
+    assert_eq!(deal(&mut c, 200), vec![(1, 3), (3, 3)]);
+    assert_eq!(
+        c.expire(t(300)),
+        vec![(Offset(1), DeadLetterReason::MaxDeliveries), (Offset(3), DeadLetterReason::MaxDeliveries)]
+    );
+    // The dead letters of offsets 1 and 2 fail; offset 3's is still in flight.
+    c.dead_letter_failed(Offset(1));
+    c.dead_letter_failed(Offset(2));
+    c.check_invariants();
+    assert_eq!(deal(&mut c, 300), vec![(1, 4), (2, 2)], "counts go on; 3 still waits for its dead letter");
+    // The next delivery of offset 1 ends unacked: to the dead-letter topic again.
+    assert_eq!(c.expire(t(400)), vec![(Offset(1), DeadLetterReason::MaxDeliveries)]);
+    c.check_invariants();
+}
+
 /// mq-sim seed 4: a record is rejected and its dead letter stays in flight (the
 /// dead-letter topic's leader is cut off); retention then removes the record, and
 /// the next deal moved the prefix over it while it was still dead-lettering.
@@ -469,7 +505,7 @@ fn deal_by_full_scan(
                 continue;
             }
             folding = false;
-            if !c.leases.deliverable(o, now) || c.dead_lettering.contains(&o) {
+            if !c.leases.deliverable(o, now) || c.dead_lettering.contains_key(&o) {
                 continue;
             }
             let to = match c.mode {

@@ -32,7 +32,11 @@ pub enum Outcome {
         at: Instant,
     },
     /// Append it to the dead-letter topic (and ack it here once that committed).
-    DeadLetter,
+    DeadLetter {
+        /// Deliveries it had: if the dead letter fails, the record is delivered
+        /// again with its count going on ([`Leases::release`]).
+        deliveries: u32,
+    },
 }
 
 /// Why an ack, nack or reject was refused.
@@ -127,19 +131,28 @@ impl Leases {
         Ok(self.requeue(o, lease.deliveries, now + delay))
     }
 
-    /// `member` rejects `o`: straight to the dead-letter topic.
-    pub fn reject(&mut self, o: Offset, member: MemberId) -> Result<Outcome, LeaseError> {
-        self.take(o, member)?;
-        Ok(Outcome::DeadLetter)
+    /// `member` rejects `o`: straight to the dead-letter topic. Returns its
+    /// deliveries so far.
+    pub fn reject(&mut self, o: Offset, member: MemberId) -> Result<u32, LeaseError> {
+        Ok(self.take(o, member)?.deliveries)
     }
 
     fn requeue(&mut self, o: Offset, deliveries: u32, at: Instant) -> Outcome {
         if deliveries >= self.max_deliveries {
-            Outcome::DeadLetter
+            Outcome::DeadLetter { deliveries }
         } else {
             self.redeliver.insert(o, (at, deliveries));
             Outcome::Redeliver { at }
         }
+    }
+
+    /// A record whose dead letter failed (it is not leased): deliverable again at
+    /// once, its `deliveries` so far kept. Within one tenure a record's delivery
+    /// count never starts over (seed 1002484: a count restarted at 1 let an
+    /// exclusive group first-deliver an offset behind later ones).
+    pub fn release(&mut self, o: Offset, deliveries: u32) {
+        debug_assert!(!self.leased.contains_key(&o), "offset {o} released while leased");
+        self.redeliver.insert(o, (Instant::ZERO, deliveries));
     }
 
     /// Ends expired leases; returns what became of each record.
@@ -252,7 +265,7 @@ mod tests {
         l.deliver(Offset(7), M1, t(0));
         assert_eq!(l.expire(t(10)), vec![(Offset(7), Outcome::Redeliver { at: t(10) })]);
         l.deliver(Offset(7), M1, t(10));
-        assert_eq!(l.expire(t(20)), vec![(Offset(7), Outcome::DeadLetter)]);
+        assert_eq!(l.expire(t(20)), vec![(Offset(7), Outcome::DeadLetter { deliveries: 2 })]);
         assert_eq!(l.poll_timeout(), None);
     }
 
@@ -262,7 +275,7 @@ mod tests {
         l.deliver(Offset(1), M1, t(0));
         l.deliver(Offset(2), M1, t(0));
         l.deliver(Offset(3), M2, t(0));
-        assert_eq!(l.reject(Offset(1), M1), Ok(Outcome::DeadLetter));
+        assert_eq!(l.reject(Offset(1), M1), Ok(1));
         let gone = l.member_gone(M1, t(5));
         assert_eq!(gone, vec![(Offset(2), Outcome::Redeliver { at: t(5) })]);
         assert_eq!(l.leased(), 1);
