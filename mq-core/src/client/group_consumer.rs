@@ -30,7 +30,8 @@
 //! Pull: one `GroupFetch` out per partition, sent again when answered. Push: one
 //! subscription per partition; its `Delivered` answers arrive on the same
 //! correlation id until an error ends it; a subscription silent for a whole
-//! `session_timeout` is opened again (its leader may have died without a word). A
+//! `session_timeout` is opened again (its leader may have died without a word),
+//! and what the leader still pushes on it until the new one replaces it is taken. A
 //! stale-leader error, a missing answer or a closed connection forget the leader;
 //! the fetch is sent again after metadata and a backoff. New fetches stop while
 //! `max_buffered_records` records wait for the application.
@@ -810,7 +811,16 @@ impl GroupConsumer {
                     self.requests.iter().filter(|(_, o)| o.deadline <= now).map(|(c, _)| *c).collect();
                 for corr in late {
                     if let Some(out) = self.requests.remove(&corr) {
+                        let silent_push = match (&out.req, self.config.delivery) {
+                            (Req::Fetch { tp, generation }, Delivery::Push { .. }) => {
+                                Some((out.to, tp.clone(), *generation))
+                            }
+                            _ => None,
+                        };
                         self.on_lost(corr, out);
+                        if let Some(subscription) = silent_push {
+                            self.keep_listening(corr, subscription);
+                        }
                     }
                 }
             }
@@ -921,7 +931,13 @@ impl GroupConsumer {
         for (corr, (_, tp, _)) in &self.orphans {
             assert!(!self.requests.contains_key(corr), "an orphan is still out as a request");
             assert!(self.assignment.contains(tp), "an orphan of unassigned {tp}");
-            assert!(!matches!(self.config.mode, GroupMode::Exclusive(_)), "orphans in an exclusive group");
+        }
+        for (_, _, generation) in self.orphans.values() {
+            // Exclusive groups keep only silent subscriptions of the current
+            // generation; a rebalance releases every lease.
+            let exclusive = matches!(self.config.mode, GroupMode::Exclusive(_));
+            let current = Some(*generation) == self.generation();
+            assert!(!exclusive || current, "an orphan of an older generation in an exclusive group");
         }
     }
 
@@ -1325,6 +1341,10 @@ impl GroupConsumer {
     /// promptly); in shared and key_shared groups they become orphans.
     fn stop_fetching(&mut self) {
         let keep = !matches!(self.config.mode, GroupMode::Exclusive(_)) && self.closing.is_none();
+        if !keep {
+            // A silent subscription kept listening is of the generation ending.
+            self.orphans.clear();
+        }
         for (tp, p) in self.parts.iter_mut() {
             let Some(c) = p.fetch.take() else { continue };
             if let Some(Outstanding { to, req: Req::Fetch { generation, .. }, .. }) = self.requests.remove(&c) {
@@ -1334,6 +1354,26 @@ impl GroupConsumer {
                 }
             }
         }
+    }
+
+    /// A push subscription was silent for its whole deadline: it is opened again
+    /// (after metadata and a backoff), but the leader may still be serving it,
+    /// and what it pushes meanwhile is leased to this member in this generation.
+    /// Its answers are taken as an orphan's until the new subscription replaces
+    /// it. Ignoring them wasted a delivery each: with an `ack_timeout` longer
+    /// than the session timeout, every redelivery of a record reached a
+    /// subscription given up a moment before, until the record ran out of
+    /// deliveries (seed 1000989).
+    fn keep_listening(&mut self, corr: CorrelationId, (to, tp, generation): (NodeId, TopicPartition, GroupGeneration)) {
+        let current = Some(generation) == self.generation();
+        if !current || !self.assignment.contains(&tp) || self.closing.is_some() {
+            return;
+        }
+        if self.parts.get(&tp).is_some_and(|p| p.fetch.is_some()) {
+            return; // already replaced
+        }
+        self.orphans.retain(|_, (_, t, _)| *t != tp);
+        self.orphans.insert(corr, (to, tp, generation));
     }
 
     /// An answer on an orphaned fetch: its records are this member's to process

@@ -451,6 +451,48 @@ fn a_silent_push_subscription_is_opened_again_after_a_session_timeout() {
     assert!(fetches[0] >= at(3_010), "not before the subscription was silent a session timeout");
 }
 
+/// Seed 1000989: a leader still pushes on a subscription the member gave up as
+/// silent (a redelivery after an `ack_timeout` longer than the session timeout).
+/// The records are leased to the member: they are taken until the member's new
+/// subscription replaces that one, in exclusive groups as in shared ones.
+#[test]
+fn pushes_on_a_subscription_given_up_as_silent_are_taken_until_it_is_replaced() {
+    for mode in [GroupMode::Shared, GroupMode::Exclusive(crate::group::assign::Assignor::Sticky)] {
+        let (mut c, sub, _) = stable(config().mode(mode).push(5, 20));
+        answer(&mut c, at(10), NodeId(2), sub, delivered(0, &[0]));
+        assert_eq!(c.poll_record().map(|r| r.offset.0), Some(0));
+        let mut now = at(10);
+        let mut resubscribed = None;
+        let mut pushed_late = false;
+        while resubscribed.is_none() {
+            now = c.poll_timeout().unwrap();
+            c.handle(now, Input::Timeout);
+            if now >= at(3_010) && !pushed_late {
+                // The redelivery reaches the subscription just given up.
+                answer(&mut c, now, NodeId(2), sub, delivered(0, &[0]));
+                assert_eq!(c.poll_record().map(|r| (r.offset.0, r.delivery)), Some((0, 1)), "{mode:?}");
+                pushed_late = true;
+            }
+            for (to, corr, body) in sends(&mut c) {
+                match body {
+                    RequestBody::Heartbeat { .. } => answer(&mut c, now, to, corr, Ok(ResponseBody::HeartbeatOk)),
+                    RequestBody::Metadata { .. } => answer(&mut c, now, to, corr, metadata(2, 1)),
+                    RequestBody::GroupFetch(_) => resubscribed = Some(corr),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        assert!(pushed_late);
+        c.check_invariants();
+        // The leader replaces the old subscription with the new one: a late push
+        // on the old one is ignored, the new one's are taken.
+        answer(&mut c, now, NodeId(2), sub, delivered(0, &[5]));
+        assert_eq!(c.poll_record(), None, "{mode:?}");
+        answer(&mut c, now, NodeId(2), resubscribed.unwrap(), delivered(0, &[6]));
+        assert_eq!(c.poll_record().map(|r| r.offset.0), Some(6));
+    }
+}
+
 #[test]
 fn a_find_refused_unauthorized_is_reported_and_retried_after_a_backoff() {
     let mut c = GroupConsumer::new(config(), 1).unwrap();
