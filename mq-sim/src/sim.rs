@@ -383,6 +383,9 @@ struct Drain {
     deliveries: u64,
     /// The sum of every live replica's log end (followers still catching up).
     replicated: u64,
+    /// The sum over partitions of how far the furthest-behind live replica
+    /// trails the furthest-ahead one.
+    replica_lag: u64,
     /// Seconds in a row extended on deliveries or replication alone.
     weak_run: u32,
     /// The sum of the plain consumers' positions.
@@ -849,18 +852,31 @@ impl Sim {
         // partition commit only once they are back in the ISR (seed 1001421:
         // followers fetching one batch at a time trailed the producers by
         // thousands of records and were still closing the gap at the end).
-        let replicated: u64 =
-            self.nodes.iter().filter_map(|s| s.node.as_ref()).flat_map(|n| n.logs()).map(|l| l.log_end().0).sum();
+        let logs = || self.nodes.iter().filter_map(|s| s.node.as_ref()).flat_map(|n| n.logs());
+        let replicated: u64 = logs().map(|l| l.log_end().0).sum();
+        let mut ends: BTreeMap<&TopicPartition, (u64, u64)> = BTreeMap::new();
+        for l in logs() {
+            let e = ends.entry(l.tp()).or_insert((u64::MAX, 0));
+            *e = (e.0.min(l.log_end().0), e.1.max(l.log_end().0));
+        }
+        let replica_lag: u64 = ends.values().map(|(lo, hi)| hi - lo).sum();
         // Those two are weaker signs than acks and reads (a group stuck
         // redelivering, or dead letters written again and again, show them
         // too): at most [`MAX_WEAK_DRAIN_S`] seconds in a row on them alone.
-        let strong = acks > self.drain.acks || positions > self.drain.positions;
+        // A follower closing its gap to the leader is a strong sign, though:
+        // the gap cannot shrink for ever (seed 1004328: after a rolling
+        // restart in the liveness phase, a follower fetching one batch per
+        // round trip needed 55 s to come back into a min_isr = rf ISR, and
+        // the group's acks committed only then).
+        let closing = replica_lag < self.drain.replica_lag;
+        let strong = acks > self.drain.acks || positions > self.drain.positions || closing;
         let weak = deliveries > self.drain.deliveries || replicated > self.drain.replicated;
         self.drain.weak_run = if strong { 0 } else { self.drain.weak_run + u32::from(weak) };
         let progressed = strong || (weak && self.drain.weak_run <= MAX_WEAK_DRAIN_S);
         self.drain.acks = acks;
         self.drain.deliveries = deliveries;
         self.drain.replicated = replicated;
+        self.drain.replica_lag = replica_lag;
         self.drain.positions = positions;
         let group_incomplete = !self.opts.groups.is_empty()
             && self.topics.iter().any(|tp| !self.checker.is_lossy(tp) && self.completion(tp).is_some());
