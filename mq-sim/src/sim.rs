@@ -2139,6 +2139,13 @@ impl Sim {
         self.net.unclog_all(now);
         self.net.stop_random_loss();
         for n in 0..self.nodes.len() {
+            // A disk the figure-8 script stalled (step (b)) is unstalled in its
+            // step (c), which never comes once the liveness phase began
+            // (`figure8_step` returns at once then): end the stall here, or
+            // every write of that node stays 20 to 200 ms slow for good.
+            let disk = &mut self.nodes[n].disk;
+            disk.stall_until = Instant::ZERO;
+            disk.stall = Duration::ZERO;
             if self.nodes[n].stopping.is_some() {
                 // A controlled shutdown under way: finish it now (cleanly if it
                 // completed, else like a crash), so the node restarts healed.
