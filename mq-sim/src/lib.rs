@@ -346,6 +346,10 @@ counters!(
     /// ISR expansions whose answer was held past the leader's request timeout
     /// (the moments aimed at; a replay of a recorded schedule counts none).
     aimed_isr_unanswered,
+    /// ISR members whose fetches of a partition were held past the replica lag
+    /// time, so that the leader shrinks its ISR and asks to expand it again
+    /// when they catch up (the `isr_commit` moments' lead-in).
+    aimed_isr_induced,
     /// acks=all probes sent after the producers stopped, in seeds where no
     /// acks=all produce had succeeded since the heal (`liveness_progress`).
     liveness_probes,

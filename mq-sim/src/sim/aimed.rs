@@ -33,8 +33,23 @@ pub(super) struct Aimed {
     isr_duplicate: Rng,
     /// Whether an ISR expansion's answer is held ([`Sim::aimed_on_isr_ask`]).
     isr_unanswered: Rng,
+    /// Whether an ISR member's fetches are held to make its leader shrink the
+    /// ISR and expand it again ([`Sim::aimed_on_replica_fetch`]).
+    isr_induce: Rng,
+    /// No such hold starts before this.
+    next_induce: Instant,
     /// The controller answer held now, if any.
     held: Option<HeldAnswer>,
+    /// Followers' fetches of a partition held back meanwhile.
+    held_fetches: Vec<HeldFetch>,
+}
+
+/// A follower's fetches of one partition from one leader, held until `until`.
+struct HeldFetch {
+    follower: NodeId,
+    leader: NodeId,
+    tp: TopicPartition,
+    until: Instant,
 }
 
 /// A controller's answer to an ISR expansion, held until the asking leader gave
@@ -54,7 +69,10 @@ impl Aimed {
             heartbeat: Seed(seed).indexed_stream("aimed-heartbeat", 0),
             isr_duplicate: Seed(seed).indexed_stream("aimed-isr-duplicate", 0),
             isr_unanswered: Seed(seed).indexed_stream("aimed-isr-unanswered", 0),
+            isr_induce: Seed(seed).indexed_stream("aimed-isr-induce", 0),
+            next_induce: Instant::ZERO,
             held: None,
+            held_fetches: Vec::new(),
         }
     }
 }
@@ -126,8 +144,59 @@ impl Sim {
                 correlation,
                 request: ControllerRequest::AlterPartition { tp, isr, .. },
             }) => self.aimed_on_isr_ask(n, to, (*correlation, tp, isr)),
+            Message::Peer(PeerMessage::ReplicaFetch(f)) => self.aimed_on_replica_fetch(n, to, &f.tp),
             _ => {}
         }
+    }
+
+    /// Node `n`, a member of the ISR of `tp` that `to` leads, is about to send a
+    /// fetch of it, in the safety phase of a seed aiming at ISR commits: the
+    /// lead-in of [`Sim::aimed_on_isr_ask`], whose moment (an expansion) is
+    /// otherwise rare before the heal. Now and then (its own stream,
+    /// `aimed-isr-induce`, drawn in every run as the network's draws are), the
+    /// member's fetches of `tp` are held for the replica lag time plus up to half
+    /// of it and a round trip, so the leader takes it out of the ISR; when they
+    /// arrive it catches up and the leader asks to add it back, early enough
+    /// for that ask's controller timeout to end inside the phase.
+    fn aimed_on_replica_fetch(&mut self, n: usize, to: Peer, tp: &TopicPartition) {
+        let p = self.opts.aimed.isr_commit;
+        if p <= 0.0 || self.liveness_start.is_some() || self.now < self.aimed.next_induce {
+            return;
+        }
+        let Peer::Node(leader) = to else { return };
+        let follower = self.nodes[n].id;
+        // A leader that is the active controller asks itself, with no message
+        // to hold: not that one.
+        let led = |s: &super::NodeSlot| {
+            s.id == leader
+                && s.node.as_ref().is_some_and(|node| {
+                    node.raft().role() != RaftRole::Leader
+                        && node.replica(tp).is_some_and(|r| r.is_leader() && r.isr.contains(&follower))
+                })
+        };
+        if !self.nodes.iter().any(led) {
+            return;
+        }
+        let rtt = self.fetch_round_trip_ns();
+        let lag_ns = self.opts.knobs.replica_lag_time_ms * 1_000_000;
+        let timeout_ns = self.opts.knobs.controller_request_timeout_ms * 1_000_000;
+        let safety_end = Instant::ZERO + Duration::from_millis(self.opts.safety_ms);
+        let longest = lag_ns + lag_ns / 2 + rtt + 1_000_000;
+        // Room for the hold, the catch-up and the unanswered ask after it.
+        if self.now + Duration::from_nanos(longest + timeout_ns + 6 * rtt + 20_000_000) >= safety_end {
+            return;
+        }
+        let rng = &mut self.aimed.isr_induce;
+        if !rng.random_bool(p) {
+            return;
+        }
+        let hold_ns = lag_ns + rng.random_range(1_000_000..=lag_ns / 2 + rtt + 1_000_000);
+        let until = self.now + Duration::from_nanos(hold_ns);
+        self.counters.aimed_isr_induced += 1;
+        self.aimed.held_fetches.retain(|h| h.until > self.now);
+        self.aimed.held_fetches.push(HeldFetch { follower, leader, tp: tp.clone(), until });
+        // The next lead-in waits for this one's ask and its timeout.
+        self.aimed.next_induce = until + Duration::from_nanos(timeout_ns + 6 * rtt);
     }
 
     /// Node `n` asks the controller `to` (request `correlation`) for an ISR
@@ -139,14 +208,14 @@ impl Sim {
     /// commit; its other answers, heartbeats included, go on), so the change may
     /// commit while the leader gives up on it. The leader must count the added
     /// members for the HW until it learns the outcome. Meanwhile the added
-    /// members fetch nothing (their links with the leader are clogged), and
+    /// members' fetches of the partition are held back, and
     /// within a round trip of the answer the leader and the other members of its
     /// committed ISR crash for longer than a broker session, so the controller
     /// elects an added member from the committed ISR. A leader that took the unanswered change for
     /// a refusal has moved the HW past that member, and records it called
     /// committed are gone (mutant `failed_isr_change_forgets_added_members`).
-    /// The clogs and the crash are recorded faults (not aimed again when a
-    /// recorded schedule replays).
+    /// The crashes are recorded faults (not aimed again when a recorded
+    /// schedule replays); the held answer and fetches are drawn in every run.
     fn aimed_on_isr_ask(&mut self, n: usize, to: Peer, ask: (CorrelationId, &TopicPartition, &[NodeId])) {
         let (correlation, tp, isr) = ask;
         let p = self.opts.aimed.isr_commit;
@@ -164,11 +233,7 @@ impl Sim {
         let Some(replica) = self.nodes[n].node.as_ref().and_then(|node| node.replica(tp)) else { return };
         let added: Vec<NodeId> = isr.iter().copied().filter(|r| !replica.isr.contains(r)).collect();
         let others: Vec<NodeId> = replica.isr.iter().copied().filter(|r| *r != self.nodes[n].id).collect();
-        // The leader must keep its session until it crashes: clogging an added
-        // follower that is the controller would cut the leader off from it, and
-        // fence it first, another moment (seed 14 found it: a leader cut off
-        // from the controller but reachable by members).
-        if added.is_empty() || added.contains(&controller) || !self.aimed.isr_unanswered.random_bool(p) {
+        if added.is_empty() || !self.aimed.isr_unanswered.random_bool(p) {
             return;
         }
         self.counters.aimed_isr_unanswered += 1;
@@ -180,17 +245,20 @@ impl Sim {
         let me = self.nodes[n].id;
         let until = self.now + Duration::from_nanos(hold_ns);
         self.aimed.held = Some(HeldAnswer { controller, leader: me, correlation, until });
+        // Only the added followers' fetches of this partition wait (not their
+        // links: an added follower may be the controller, and a leader cut off
+        // from it is fenced first, another moment; seed 14 at dd12c35).
+        let fetches_until = self.now + Duration::from_nanos(crash_after);
+        self.aimed.held_fetches.retain(|h| h.until > self.now);
+        for follower in added {
+            let tp = tp.clone();
+            self.aimed.held_fetches.push(HeldFetch { follower, leader: me, tp, until: fetches_until });
+        }
         let replaying = self.cfg.schedule.as_ref().is_some_and(|s| !s.random_faults);
         if replaying {
             return;
         }
         let kind = AimedKind::IsrCommit;
-        for a in added {
-            if let Some(f) = self.nodes.iter().position(|s| s.id == a && a != me) {
-                let clog = Fault::Clog { node: f, other: Peer::Node(me), both: true, for_ns: crash_after };
-                self.aim(kind, Duration::ZERO, clog);
-            }
-        }
         // The leader crashes, and so do the other members of its committed ISR,
         // so that only added members are left to elect.
         let victims: Vec<usize> =
@@ -203,6 +271,12 @@ impl Sim {
     /// When a message from `from` to `to` sent now, due `at`, arrives: later,
     /// if it is the controller's answer [`Sim::aimed_on_isr_ask`] holds.
     pub(super) fn aimed_held_answer(&mut self, from: Peer, to: Peer, msg: &Message, at: Instant) -> Instant {
+        if let Message::Peer(PeerMessage::ReplicaFetch(f)) = msg {
+            let held = self.aimed.held_fetches.iter().find(|h| {
+                from == Peer::Node(h.follower) && to == Peer::Node(h.leader) && f.tp == h.tp && h.until > self.now
+            });
+            return held.map_or(at, |h| at.max(h.until));
+        }
         let Some(h) = &self.aimed.held else { return at };
         let Message::Peer(PeerMessage::ControllerReply { correlation, .. }) = msg else { return at };
         if from != Peer::Node(h.controller) || to != Peer::Node(h.leader) || *correlation != h.correlation {
