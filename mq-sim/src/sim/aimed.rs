@@ -53,12 +53,15 @@ struct HeldFetch {
 }
 
 /// A controller's answer to an ISR expansion, held until the asking leader gave
-/// up on it.
+/// up on it, with the committed metadata the leader would learn the outcome
+/// from meanwhile.
 struct HeldAnswer {
     controller: NodeId,
     leader: NodeId,
     correlation: CorrelationId,
     until: Instant,
+    /// No other expansion is aimed at before this (the crashes it led to).
+    busy_until: Instant,
 }
 
 impl Aimed {
@@ -193,6 +196,10 @@ impl Sim {
         let hold_ns = lag_ns + rng.random_range(1_000_000..=lag_ns / 2 + rtt + 1_000_000);
         let until = self.now + Duration::from_nanos(hold_ns);
         self.counters.aimed_isr_induced += 1;
+        let now = self.now;
+        self.trace.event(now, Actor::Sim, "aimed", 0, 0, || {
+            format!("n{follower}'s fetches of {tp} from n{leader} are held {} ms (isr lead-in)", hold_ns / 1_000_000)
+        });
         self.aimed.held_fetches.retain(|h| h.until > self.now);
         self.aimed.held_fetches.push(HeldFetch { follower, leader, tp: tp.clone(), until });
         // The next lead-in waits for this one's ask and its timeout.
@@ -220,7 +227,7 @@ impl Sim {
         let (correlation, tp, isr) = ask;
         let p = self.opts.aimed.isr_commit;
         let Peer::Node(controller) = to else { return };
-        let holding = self.aimed.held.as_ref().is_some_and(|h| h.until > self.now);
+        let holding = self.aimed.held.as_ref().is_some_and(|h| h.busy_until > self.now);
         if p <= 0.0 || self.liveness_start.is_some() || holding {
             return;
         }
@@ -233,10 +240,21 @@ impl Sim {
         let Some(replica) = self.nodes[n].node.as_ref().and_then(|node| node.replica(tp)) else { return };
         let added: Vec<NodeId> = isr.iter().copied().filter(|r| !replica.isr.contains(r)).collect();
         let others: Vec<NodeId> = replica.isr.iter().copied().filter(|r| *r != self.nodes[n].id).collect();
-        if added.is_empty() || !self.aimed.isr_unanswered.random_bool(p) {
+        // A leader that is a controller voter learns the outcome through Raft,
+        // which is not held (a held Raft follower starts elections: another
+        // moment).
+        let voter = self.opts.voters.contains(&self.nodes[n].id.0);
+        if added.is_empty() || voter || !self.aimed.isr_unanswered.random_bool(p) {
             return;
         }
         self.counters.aimed_isr_unanswered += 1;
+        let now = self.now;
+        self.trace.event(now, Actor::Sim, "aimed", 0, 0, || {
+            format!(
+                "isr expansion of {tp} by n{} adding {added:?}: the answer of n{controller} is held",
+                self.nodes[n].id
+            )
+        });
         let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
         let rng = &mut self.aimed.isr_unanswered;
         let hold_ns = timeout_ns + rng.random_range(1_000_000..=rtt + 1_000_000);
@@ -244,7 +262,8 @@ impl Sim {
         let down_ns = session_ns + rng.random_range(1_000_000..=session_ns / 2 + 1_000_000);
         let me = self.nodes[n].id;
         let until = self.now + Duration::from_nanos(hold_ns);
-        self.aimed.held = Some(HeldAnswer { controller, leader: me, correlation, until });
+        let busy_until = self.now + Duration::from_nanos(crash_after + rtt);
+        self.aimed.held = Some(HeldAnswer { controller, leader: me, correlation, until, busy_until });
         // Only the added followers' fetches of this partition wait (not their
         // links: an added follower may be the controller, and a leader cut off
         // from it is fenced first, another moment; seed 14 at dd12c35).
@@ -277,14 +296,19 @@ impl Sim {
             });
             return held.map_or(at, |h| at.max(h.until));
         }
-        let Some(h) = &self.aimed.held else { return at };
-        let Message::Peer(PeerMessage::ControllerReply { correlation, .. }) = msg else { return at };
-        if from != Peer::Node(h.controller) || to != Peer::Node(h.leader) || *correlation != h.correlation {
-            return at;
+        let Some(h) = self.aimed.held.as_ref().filter(|h| h.until > self.now) else { return at };
+        match msg {
+            // The controller is slow to commit: its answer comes late, and so
+            // does every committed metadata entry the leader fetches meanwhile
+            // (or the leader would learn the outcome from them in time).
+            Message::Peer(PeerMessage::ControllerReply { correlation, .. })
+                if from == Peer::Node(h.controller) && *correlation == h.correlation && to == Peer::Node(h.leader) =>
+            {
+                at.max(h.until)
+            }
+            Message::Peer(PeerMessage::MetadataEntries { .. }) if to == Peer::Node(h.leader) => at.max(h.until),
+            _ => at,
         }
-        let until = h.until;
-        self.aimed.held = None;
-        at.max(until)
     }
 
     /// A controller voter just sent a granted vote in `term` to `to`.
