@@ -174,7 +174,11 @@ impl Sim {
             s.id == leader
                 && s.node.as_ref().is_some_and(|node| {
                     node.raft().role() != RaftRole::Leader
-                        && node.replica(tp).is_some_and(|r| r.is_leader() && r.isr.contains(&follower))
+                        && node.replica(tp).is_some_and(|r| {
+                            // The ISR without it must still hold min_isr.
+                            let min_isr = usize::from(self.opts.min_insync_replicas);
+                            r.is_leader() && r.isr.contains(&follower) && r.isr.len() > min_isr
+                        })
                 })
         };
         if !self.nodes.iter().any(led) {
@@ -186,7 +190,7 @@ impl Sim {
         let safety_end = Instant::ZERO + Duration::from_millis(self.opts.safety_ms);
         let longest = lag_ns + lag_ns / 2 + rtt + 1_000_000;
         // Room for the hold, the catch-up and the unanswered ask after it.
-        if self.now + Duration::from_nanos(longest + timeout_ns + 6 * rtt + 20_000_000) >= safety_end {
+        if self.now + Duration::from_nanos(longest + timeout_ns + 10 * rtt + 40_000_000) >= safety_end {
             return;
         }
         let rng = &mut self.aimed.isr_induce;
@@ -234,7 +238,7 @@ impl Sim {
         let (rtt, timeout_ns) = (self.fetch_round_trip_ns(), self.opts.knobs.controller_request_timeout_ms * 1_000_000);
         // It all happens in the safety phase (the heal ends clogs).
         let safety_end = Instant::ZERO + Duration::from_millis(self.opts.safety_ms);
-        if self.now + Duration::from_nanos(timeout_ns + 2 * rtt + 2_000_000) >= safety_end {
+        if self.now + Duration::from_nanos(timeout_ns + 6 * rtt + 22_000_000) >= safety_end {
             return;
         }
         let Some(replica) = self.nodes[n].node.as_ref().and_then(|node| node.replica(tp)) else { return };
@@ -244,7 +248,10 @@ impl Sim {
         // which is not held (a held Raft follower starts elections: another
         // moment).
         let voter = self.opts.voters.contains(&self.nodes[n].id.0);
-        if added.is_empty() || voter || !self.aimed.isr_unanswered.random_bool(p) {
+        // Without the added members the ISR must still hold min_isr, or no
+        // record commits meanwhile either way.
+        let enough = replica.isr.len() >= usize::from(self.opts.min_insync_replicas);
+        if added.is_empty() || voter || !enough || !self.aimed.isr_unanswered.random_bool(p) {
             return;
         }
         self.counters.aimed_isr_unanswered += 1;
@@ -257,7 +264,9 @@ impl Sim {
         });
         let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
         let rng = &mut self.aimed.isr_unanswered;
-        let hold_ns = timeout_ns + rng.random_range(1_000_000..=rtt + 1_000_000);
+        // Long enough after the leader's timeout for records to arrive and be
+        // written (the HW moves on a write or a fetch, not on the timeout).
+        let hold_ns = timeout_ns + rng.random_range(1_000_000..=4 * rtt + 20_000_000);
         let crash_after = hold_ns + rng.random_range(0..=rtt);
         let down_ns = session_ns + rng.random_range(1_000_000..=session_ns / 2 + 1_000_000);
         let me = self.nodes[n].id;
