@@ -190,7 +190,8 @@ impl Sim {
         let safety_end = Instant::ZERO + Duration::from_millis(self.opts.safety_ms);
         let longest = lag_ns + lag_ns / 2 + rtt + 1_000_000;
         // Room for the hold, the catch-up and the unanswered ask after it.
-        if self.now + Duration::from_nanos(longest + timeout_ns + 10 * rtt + 40_000_000) >= safety_end {
+        let ask_ns = timeout_ns + 10 * rtt + 40_000_000 + self.opts.request_timeout_ms * 1_000_000;
+        if self.now + Duration::from_nanos(longest + ask_ns) >= safety_end {
             return;
         }
         let rng = &mut self.aimed.isr_induce;
@@ -238,7 +239,8 @@ impl Sim {
         let (rtt, timeout_ns) = (self.fetch_round_trip_ns(), self.opts.knobs.controller_request_timeout_ms * 1_000_000);
         // It all happens in the safety phase (the heal ends clogs).
         let safety_end = Instant::ZERO + Duration::from_millis(self.opts.safety_ms);
-        if self.now + Duration::from_nanos(timeout_ns + 6 * rtt + 22_000_000) >= safety_end {
+        let extra_ns = 4 * rtt + 20_000_000 + self.opts.request_timeout_ms * 1_000_000;
+        if self.now + Duration::from_nanos(timeout_ns + extra_ns + 2 * rtt + 2_000_000) >= safety_end {
             return;
         }
         let Some(replica) = self.nodes[n].node.as_ref().and_then(|node| node.replica(tp)) else { return };
@@ -264,9 +266,11 @@ impl Sim {
         });
         let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
         let rng = &mut self.aimed.isr_unanswered;
-        // Long enough after the leader's timeout for records to arrive and be
-        // written (the HW moves on a write or a fetch, not on the timeout).
-        let hold_ns = timeout_ns + rng.random_range(1_000_000..=4 * rtt + 20_000_000);
+        // Up to long enough after the leader's timeout for records to arrive and
+        // be written (the HW moves on a write or a fetch, not on the timeout;
+        // producers whose requests wait for the HW send again only after their
+        // request timeout).
+        let hold_ns = timeout_ns + rng.random_range(1_000_000..=extra_ns);
         let crash_after = hold_ns + rng.random_range(0..=rtt);
         let down_ns = session_ns + rng.random_range(1_000_000..=session_ns / 2 + 1_000_000);
         let me = self.nodes[n].id;
