@@ -270,7 +270,13 @@ impl Sim {
         // be written (the HW moves on a write or a fetch, not on the timeout;
         // producers whose requests wait for the HW send again only after their
         // request timeout).
-        let hold_ns = timeout_ns + rng.random_range(1_000_000..=extra_ns);
+        // The leader times out on its own clock, which drifts and may have been
+        // stepped (seed 285: a leader stepped back timed out 230 ms after the
+        // simulation's time said, just as the answer arrived).
+        let clock = &mut self.nodes[n].clock;
+        let local_deadline = clock.local(now) + Duration::from_nanos(timeout_ns);
+        let times_out_ns = clock.global_for(now, local_deadline).as_nanos().saturating_sub(now.as_nanos());
+        let hold_ns = times_out_ns + rng.random_range(1_000_000..=extra_ns);
         let crash_after = hold_ns + rng.random_range(0..=rtt);
         let down_ns = session_ns + rng.random_range(1_000_000..=session_ns / 2 + 1_000_000);
         let me = self.nodes[n].id;
