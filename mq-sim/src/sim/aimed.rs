@@ -62,6 +62,14 @@ struct HeldAnswer {
     until: Instant,
     /// No other expansion is aimed at before this (the crashes it led to).
     busy_until: Instant,
+    /// The partition, and when the leader gives up on the request.
+    tp: TopicPartition,
+    times_out: Instant,
+    /// The leader's and the other committed ISR members' node slots, crashed
+    /// for `down_ns` as soon as the leader's HW moves after it gave up (or at
+    /// the end of the hold); empty once crashed or when replaying a schedule.
+    victims: Vec<usize>,
+    down_ns: u64,
 }
 
 impl Aimed {
@@ -190,7 +198,7 @@ impl Sim {
         let safety_end = Instant::ZERO + Duration::from_millis(self.opts.safety_ms);
         let longest = lag_ns + lag_ns / 2 + rtt + 1_000_000;
         // Room for the hold, the catch-up and the unanswered ask after it.
-        let ask_ns = timeout_ns + 10 * rtt + 40_000_000 + self.opts.request_timeout_ms * 1_000_000;
+        let ask_ns = timeout_ns + 10 * rtt + 40_000_000 + 2 * self.opts.request_timeout_ms * 1_000_000;
         if self.now + Duration::from_nanos(longest + ask_ns) >= safety_end {
             return;
         }
@@ -239,7 +247,7 @@ impl Sim {
         let (rtt, timeout_ns) = (self.fetch_round_trip_ns(), self.opts.knobs.controller_request_timeout_ms * 1_000_000);
         // It all happens in the safety phase (the heal ends clogs).
         let safety_end = Instant::ZERO + Duration::from_millis(self.opts.safety_ms);
-        let extra_ns = 4 * rtt + 20_000_000 + self.opts.request_timeout_ms * 1_000_000;
+        let extra_ns = 4 * rtt + 20_000_000 + 2 * self.opts.request_timeout_ms * 1_000_000;
         if self.now + Duration::from_nanos(timeout_ns + extra_ns + 2 * rtt + 2_000_000) >= safety_end {
             return;
         }
@@ -282,7 +290,24 @@ impl Sim {
         let me = self.nodes[n].id;
         let until = self.now + Duration::from_nanos(hold_ns);
         let busy_until = self.now + Duration::from_nanos(crash_after + rtt);
-        self.aimed.held = Some(HeldAnswer { controller, leader: me, correlation, until, busy_until });
+        let times_out = self.now + Duration::from_nanos(times_out_ns);
+        // The leader crashes, and so do the other members of its committed ISR,
+        // so that only added members are left to elect.
+        let victims: Vec<usize> =
+            (0..self.nodes.len()).filter(|m| *m == n || others.contains(&self.nodes[*m].id)).collect();
+        let replaying = self.cfg.schedule.as_ref().is_some_and(|s| !s.random_faults);
+        let held = HeldAnswer {
+            controller,
+            leader: me,
+            correlation,
+            until,
+            busy_until,
+            tp: tp.clone(),
+            times_out,
+            victims: if replaying { Vec::new() } else { victims.clone() },
+            down_ns,
+        };
+        self.aimed.held = Some(held);
         // Only the added followers' fetches of this partition wait (not their
         // links: an added follower may be the controller, and a leader cut off
         // from it is fenced first, another moment; seed 14 at dd12c35).
@@ -292,17 +317,31 @@ impl Sim {
             let tp = tp.clone();
             self.aimed.held_fetches.push(HeldFetch { follower, leader: me, tp, until: fetches_until });
         }
-        let replaying = self.cfg.schedule.as_ref().is_some_and(|s| !s.random_faults);
         if replaying {
             return;
         }
-        let kind = AimedKind::IsrCommit;
-        // The leader crashes, and so do the other members of its committed ISR,
-        // so that only added members are left to elect.
-        let victims: Vec<usize> =
-            (0..self.nodes.len()).filter(|m| *m == n || others.contains(&self.nodes[*m].id)).collect();
+        // At the latest at the end of the hold (see `aimed_on_event` for the
+        // earlier moment).
         for m in victims {
-            self.aim(kind, Duration::from_nanos(crash_after), Sim::aimed_crash(m, down_ns));
+            self.aim(AimedKind::IsrCommit, Duration::from_nanos(crash_after), Sim::aimed_crash(m, down_ns));
+        }
+    }
+
+    /// The leader of an unanswered expansion moved its HW after it gave up on
+    /// the request: the moment a leader that took the silence for a refusal
+    /// commits records its added members lack. The leader and the other
+    /// committed ISR members crash now (a correct leader still counts the added
+    /// members, whose fetches are held, so its HW stays below what they have).
+    fn aimed_on_unanswered_hw(&mut self, n: usize, tp: &TopicPartition) {
+        let me = self.nodes[n].id;
+        let now = self.now;
+        let Some(h) = self.aimed.held.as_mut() else { return };
+        if h.leader != me || h.tp != *tp || now < h.times_out || now >= h.until || h.victims.is_empty() {
+            return;
+        }
+        let (victims, down_ns) = (std::mem::take(&mut h.victims), h.down_ns);
+        for m in victims {
+            self.aim(AimedKind::IsrCommit, Duration::ZERO, Sim::aimed_crash(m, down_ns));
         }
     }
 
@@ -361,6 +400,7 @@ impl Sim {
     /// Node `n` reported `e` (called for every node event).
     pub(super) fn aimed_on_event(&mut self, n: usize, e: &Event) {
         match e {
+            Event::HighWatermark { tp, .. } => self.aimed_on_unanswered_hw(n, tp),
             Event::IsrChanged { shrink: false, .. } => {
                 if !self.aimed_fires(AimedKind::IsrCommit) {
                     return;
