@@ -198,7 +198,7 @@ impl Sim {
         let safety_end = Instant::ZERO + Duration::from_millis(self.opts.safety_ms);
         let longest = lag_ns + lag_ns / 2 + rtt + 1_000_000;
         // Room for the hold, the catch-up and the unanswered ask after it.
-        let ask_ns = timeout_ns + 10 * rtt + 40_000_000 + 2 * self.opts.request_timeout_ms * 1_000_000;
+        let ask_ns = timeout_ns + 10 * rtt + 40_000_000;
         if self.now + Duration::from_nanos(longest + ask_ns) >= safety_end {
             return;
         }
@@ -247,8 +247,14 @@ impl Sim {
         let (rtt, timeout_ns) = (self.fetch_round_trip_ns(), self.opts.knobs.controller_request_timeout_ms * 1_000_000);
         // It all happens in the safety phase (the heal ends clogs).
         let safety_end = Instant::ZERO + Duration::from_millis(self.opts.safety_ms);
-        let extra_ns = 4 * rtt + 20_000_000 + 2 * self.opts.request_timeout_ms * 1_000_000;
-        if self.now + Duration::from_nanos(timeout_ns + extra_ns + 2 * rtt + 2_000_000) >= safety_end {
+        // The hold lasts past the leader's timeout by up to two producer request
+        // timeouts (waiting producers send again only then), as far as the
+        // safety phase allows, and at least four round trips and 20 ms.
+        let least_ns = 4 * rtt + 20_000_000;
+        let room_ns = safety_end.as_nanos().saturating_sub((self.now + Duration::from_nanos(timeout_ns)).as_nanos());
+        let extra_ns =
+            (least_ns + 2 * self.opts.request_timeout_ms * 1_000_000).min(room_ns.saturating_sub(2 * rtt + 2_000_000));
+        if extra_ns < least_ns {
             return;
         }
         let Some(replica) = self.nodes[n].node.as_ref().and_then(|node| node.replica(tp)) else { return };
@@ -274,13 +280,9 @@ impl Sim {
         });
         let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
         let rng = &mut self.aimed.isr_unanswered;
-        // Up to long enough after the leader's timeout for records to arrive and
-        // be written (the HW moves on a write or a fetch, not on the timeout;
-        // producers whose requests wait for the HW send again only after their
-        // request timeout).
         // The leader times out on its own clock, which drifts and may have been
-        // stepped (seed 285: a leader stepped back timed out 230 ms after the
-        // simulation's time said, just as the answer arrived).
+        // stepped. After that the HW moves only on a write or a fetch, so the
+        // hold goes on for records to arrive (`extra_ns`).
         let clock = &mut self.nodes[n].clock;
         let local_deadline = clock.local(now) + Duration::from_nanos(timeout_ns);
         let times_out_ns = clock.global_for(now, local_deadline).as_nanos().saturating_sub(now.as_nanos());
