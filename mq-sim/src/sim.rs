@@ -852,12 +852,13 @@ impl Sim {
         // partition commit only once they are back in the ISR (seed 1001421:
         // followers fetching one batch at a time trailed the producers by
         // thousands of records and were still closing the gap at the end).
-        let logs = || self.nodes.iter().filter_map(|s| s.node.as_ref()).flat_map(|n| n.logs());
-        let replicated: u64 = logs().map(|l| l.log_end().0).sum();
+        let mut replicated = 0;
         let mut ends: BTreeMap<&TopicPartition, (u64, u64)> = BTreeMap::new();
-        for l in logs() {
+        for l in self.nodes.iter().filter_map(|s| s.node.as_ref()).flat_map(|n| n.logs()) {
+            let end = l.log_end().0;
+            replicated += end;
             let e = ends.entry(l.tp()).or_insert((u64::MAX, 0));
-            *e = (e.0.min(l.log_end().0), e.1.max(l.log_end().0));
+            *e = (e.0.min(end), e.1.max(end));
         }
         let replica_lag: u64 = ends.values().map(|(lo, hi)| hi - lo).sum();
         // Those two are weaker signs than acks and reads (a group stuck

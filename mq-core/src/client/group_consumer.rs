@@ -928,14 +928,12 @@ impl GroupConsumer {
         }
         let orphaned: BTreeSet<&TopicPartition> = self.orphans.values().map(|(_, tp, _)| tp).collect();
         assert_eq!(orphaned.len(), self.orphans.len(), "two orphaned fetches of one partition");
-        for (corr, (_, tp, _)) in &self.orphans {
+        // Exclusive groups keep only silent subscriptions of the current
+        // generation; a rebalance releases every lease.
+        let exclusive = matches!(self.config.mode, GroupMode::Exclusive(_));
+        for (corr, (_, tp, generation)) in &self.orphans {
             assert!(!self.requests.contains_key(corr), "an orphan is still out as a request");
             assert!(self.assignment.contains(tp), "an orphan of unassigned {tp}");
-        }
-        for (_, _, generation) in self.orphans.values() {
-            // Exclusive groups keep only silent subscriptions of the current
-            // generation; a rebalance releases every lease.
-            let exclusive = matches!(self.config.mode, GroupMode::Exclusive(_));
             let current = Some(*generation) == self.generation();
             assert!(!exclusive || current, "an orphan of an older generation in an exclusive group");
         }
@@ -1369,9 +1367,8 @@ impl GroupConsumer {
         if !current || !self.assignment.contains(&tp) || self.closing.is_some() {
             return;
         }
-        if self.parts.get(&tp).is_some_and(|p| p.fetch.is_some()) {
-            return; // already replaced
-        }
+        // No new subscription is out yet: it is sent after metadata and a
+        // backoff, and replaces this orphan then (`send_fetch`).
         self.orphans.retain(|_, (_, t, _)| *t != tp);
         self.orphans.insert(corr, (to, tp, generation));
     }

@@ -219,23 +219,27 @@ impl Sim {
         self.aimed.next_induce = until + Duration::from_nanos(timeout_ns + 6 * rtt);
     }
 
-    /// Node `n` asks the controller `to` (request `correlation`) for an ISR
-    /// that adds members to the committed one, in the safety phase of a seed
-    /// aiming at ISR commits. With the `isr_commit` probability, from its own
-    /// stream (`aimed-isr-unanswered`, drawn in every run as the network's
-    /// draws are): the controller's answer is held until the leader's controller
-    /// request timeout plus 1 ms to a round trip has passed (a controller slow to
-    /// commit; its other answers, heartbeats included, go on), so the change may
-    /// commit while the leader gives up on it. The leader must count the added
-    /// members for the HW until it learns the outcome. Meanwhile the added
-    /// members' fetches of the partition are held back, and
-    /// within a round trip of the answer the leader and the other members of its
-    /// committed ISR crash for longer than a broker session, so the controller
-    /// elects an added member from the committed ISR. A leader that took the unanswered change for
-    /// a refusal has moved the HW past that member, and records it called
-    /// committed are gone (mutant `failed_isr_change_forgets_added_members`).
-    /// The crashes are recorded faults (not aimed again when a recorded
-    /// schedule replays); the held answer and fetches are drawn in every run.
+    /// Node `n`, a partition leader that is not a controller voter, asks the
+    /// controller `to` (request `correlation`) for an ISR that adds members to
+    /// the committed one, in the safety phase of a seed aiming at ISR commits,
+    /// and the ISR without them still holds min_isr. With the `isr_commit`
+    /// probability, from its own stream (`aimed-isr-unanswered`, drawn in every
+    /// run as the network's draws are), the controller is slow to commit: its
+    /// answer, and every committed metadata entry the leader fetches meanwhile,
+    /// arrive only after the leader gave up on the request (its timeout on its
+    /// own clock) plus 1 ms up to two producer request timeouts, as far as the
+    /// phase allows; its other answers, heartbeats included, go on. The added
+    /// members' fetches of the partition are held back meanwhile. The leader
+    /// must count them for the HW until it learns the outcome. As soon as its HW
+    /// moves after it gave up ([`Sim::aimed_on_unanswered_hw`]), or at the
+    /// latest within a round trip of the answer, the leader and the other
+    /// members of its committed ISR crash for longer than a broker session, so
+    /// the controller elects an added member from the committed ISR. A leader
+    /// that took the unanswered change for a refusal has moved the HW past that
+    /// member, and records it called committed are gone (mutant
+    /// `failed_isr_change_forgets_added_members`). The crashes are recorded
+    /// faults (not aimed again when a recorded schedule replays); the held
+    /// answer, entries and fetches are drawn in every run.
     fn aimed_on_isr_ask(&mut self, n: usize, to: Peer, ask: (CorrelationId, &TopicPartition, &[NodeId])) {
         let (correlation, tp, isr) = ask;
         let p = self.opts.aimed.isr_commit;
@@ -348,7 +352,9 @@ impl Sim {
     }
 
     /// When a message from `from` to `to` sent now, due `at`, arrives: later,
-    /// if it is the controller's answer [`Sim::aimed_on_isr_ask`] holds.
+    /// if it is a follower fetch held by [`Sim::aimed_on_replica_fetch`] or
+    /// [`Sim::aimed_on_isr_ask`], or the controller answer or a metadata entry
+    /// the latter holds.
     pub(super) fn aimed_held_answer(&mut self, from: Peer, to: Peer, msg: &Message, at: Instant) -> Instant {
         if let Message::Peer(PeerMessage::ReplicaFetch(f)) = msg {
             let held = self.aimed.held_fetches.iter().find(|h| {
