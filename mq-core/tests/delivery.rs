@@ -911,6 +911,56 @@ fn a_stopping_leader_hands_out_nothing_more() {
     assert!(h.take_responses(client(M1)).is_empty(), "nothing pushed while stopping");
 }
 
+/// Seed 1008486 of the campaign (`group_ack_final`): a leader fenced without
+/// knowing it, whose partition already had a new leader confirming acks, went on
+/// dealing. A broker deals group records only while its delivery lease runs
+/// (the session less a clock margin, from the send time of its newest heartbeat
+/// the controller answered unfenced), so a leader cut off from the controller
+/// stops dealing before the controller can have fenced it and moved its
+/// partitions.
+#[test]
+fn a_leader_cut_off_from_the_controller_stops_dealing_before_it_can_be_replaced() {
+    let mut h = cluster(25, 3, 1);
+    let mut g = Group::new(GroupMode::Shared, &[(M1, 1)]);
+    g.settings.ack_timeout = Duration::from_millis(200);
+    g.settings.max_deliveries = 1_000;
+    let sub = g.fetch(&mut h, M1, 10, FetchMode::Push { prefetch: 10 });
+    produce(&mut h, values(3));
+    assert_eq!(offs(&pushed(&mut h, M1, sub)), vec![0, 1, 2]);
+    let l = leader(&h);
+    // Cut off from every other broker, and so from the controller, whichever
+    // it is: the member still reaches it and never acks, so its leases expire
+    // and it deals the records again every 200 ms for as long as it may.
+    let cut_at = h.now();
+    for other in h.running() {
+        if other != l {
+            h.cut(l, other);
+        }
+    }
+    let from = h.events().len();
+    h.advance(Duration::from_secs(8));
+    let tp = tp();
+    let replaced = h.events()[from..]
+        .iter()
+        .find_map(|(at, n, e)| match e {
+            Event::BecameLeader { tp: t, .. } if *t == tp && n.0 != l => Some(*at),
+            _ => None,
+        })
+        .expect("another broker leads orders/0 once the cut-off one is fenced");
+    let dealt: Vec<_> = h.events()[from..]
+        .iter()
+        .filter_map(|(at, n, e)| match e {
+            Event::GroupDelivered { .. } if n.0 == l => Some(*at),
+            _ => None,
+        })
+        .collect();
+    assert!(dealt.iter().any(|at| *at > cut_at), "the leader dealt again while its lease ran");
+    let late: Vec<_> = dealt.iter().filter(|at| **at >= replaced).collect();
+    assert!(late.is_empty(), "dealt at {late:?} after broker {l} was replaced at {replaced}");
+    let lease_end = cut_at + h.node(l).config().delivery_lease();
+    assert!(dealt.iter().all(|at| *at < lease_end), "dealt after its lease lapsed ({lease_end}): {dealt:?}");
+}
+
 /// Seed 1007295 of the campaign (`group_completion`): dead-letter appends on
 /// links slower than half the controller request timeout. Each append's round
 /// trip was given a fixed half of that timeout, so every one expired before its

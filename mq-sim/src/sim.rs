@@ -193,6 +193,9 @@ struct NodeSlot {
     incarnation: u64,
     disk: Disk,
     clock: Clock,
+    /// Clock steps applied lately: (simulation time, size in nanoseconds), for
+    /// the step budget (`Fault::ClockStep`).
+    steps: Vec<(Instant, u64)>,
     paused_until: Instant,
     timer: Option<Instant>,
     timer_generation: u64,
@@ -424,6 +427,7 @@ impl Sim {
                     incarnation: 0,
                     disk: Disk::new(&opts),
                     clock: Clock::new(rng_clock.random_range(-max..=max)),
+                    steps: Vec::new(),
                     paused_until: Instant::ZERO,
                     timer: None,
                     timer_generation: 0,
@@ -1976,6 +1980,28 @@ impl Sim {
         }
     }
 
+    /// `step_ns` cut down to the clock error mq's delivery lease tolerates
+    /// (docs/consumers.md, "Failover"; docs/simulator.md, "Clocks"): the steps of
+    /// one node within any two sessions add up to at most half the lease's
+    /// clock margin, so that a controller's clock and a broker's together stay
+    /// within it. A step is a clock fault the lease assumes away beyond that
+    /// (monotonic clocks are not stepped); within it, it still moves timeouts.
+    fn step_within_budget(&mut self, node: usize, step_ns: i64) -> i64 {
+        let now = self.now;
+        let slot = &mut self.nodes[node];
+        let session = slot.config.session_timeout;
+        let budget = session.as_nanos().saturating_sub(slot.config.delivery_lease().as_nanos()) / 2;
+        let window = Duration::from_nanos(session.as_nanos().saturating_mul(2));
+        slot.steps.retain(|(at, _)| now.saturating_since(*at) < window);
+        let spent: u64 = slot.steps.iter().map(|(_, n)| *n).sum();
+        let room = budget.saturating_sub(spent).min(i64::MAX as u64) as i64;
+        let step = step_ns.clamp(-room, room);
+        if step != 0 {
+            slot.steps.push((now, step.unsigned_abs()));
+        }
+        step
+    }
+
     /// The slot of the node whose Raft role is leader, if any.
     fn controller_slot(&self) -> Option<usize> {
         self.nodes.iter().position(|s| {
@@ -2044,12 +2070,14 @@ impl Sim {
                 true
             }
             Fault::ClockStep { node, step_ns } => {
+                let step = self.step_within_budget(*node, *step_ns);
                 let id = self.nodes[*node].id.0;
-                self.nodes[*node].clock.step(*step_ns);
-                self.counters.clock_steps += 1;
-                let step = *step_ns;
-                self.trace.event(now, Actor::Node(id), "clock-step", step as u64, 0, || format!("{step}ns"));
-                true
+                if step != 0 {
+                    self.nodes[*node].clock.step(step);
+                    self.counters.clock_steps += 1;
+                    self.trace.event(now, Actor::Node(id), "clock-step", step as u64, 0, || format!("{step}ns"));
+                }
+                step != 0
             }
             Fault::Member { client, crash } => self.apply_member_fault(*client, *crash),
             Fault::Aimed { kind, fault: inner } => self.apply_aimed(*kind, (**inner).clone()),

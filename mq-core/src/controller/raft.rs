@@ -90,6 +90,8 @@ pub enum RaftMessage {
         entries: Vec<Entry>,
         /// The leader's commit index.
         commit: LogIndex,
+        /// The leader's confirmation round when it sent this (echoed in the reply).
+        round: u64,
     },
     /// Answer to `Append`. On success sent only once the entries are durable, with
     /// `last_index` the highest index known to match; on failure `last_index` is a
@@ -101,6 +103,8 @@ pub enum RaftMessage {
         success: bool,
         /// See above.
         last_index: LogIndex,
+        /// The `round` of the `Append` this answers.
+        round: u64,
     },
 }
 
@@ -229,6 +233,8 @@ struct Progress {
     next: LogIndex,
     matched: LogIndex,
     last_heard: Instant,
+    /// The newest confirmation round this voter answered in the leader's term.
+    acked_round: u64,
 }
 
 /// The role of this replica.
@@ -288,6 +294,13 @@ pub struct Raft {
     check_quorum_deadline: Instant,
     /// When we last heard from a leader of the current term (for leader stickiness).
     last_leader_contact: Option<Instant>,
+    /// Confirmation rounds (leader): bumped by every broadcast, echoed by
+    /// followers. A round a majority answered in this term proves this replica
+    /// was still leader after the round began ([`Raft::confirmed_round`]).
+    round: u64,
+    /// A confirmation was asked for while a round was unanswered: broadcast
+    /// again as soon as it is answered.
+    confirm_wanted: bool,
     out: Vec<RaftOutput>,
     /// Rare branches taken (never read by the protocol).
     coverage: Coverage,
@@ -320,6 +333,8 @@ impl Raft {
             heartbeat_deadline: Instant::MAX,
             check_quorum_deadline: Instant::MAX,
             last_leader_contact: None,
+            round: 0,
+            confirm_wanted: false,
             out: Vec::new(),
             coverage: Coverage::default(),
             buggify,
@@ -506,11 +521,11 @@ impl Raft {
                     }
                 }
             }
-            RaftMessage::Append { term, prev_index, prev_term, entries, commit } => {
-                self.handle_append(now, from, term, prev_index, prev_term, entries, commit)
+            RaftMessage::Append { term, prev_index, prev_term, entries, commit, round } => {
+                self.handle_append(now, from, term, prev_index, prev_term, entries, commit, round)
             }
-            RaftMessage::AppendReply { term, success, last_index } => {
-                self.handle_append_reply(now, from, term, success, last_index)
+            RaftMessage::AppendReply { term, success, last_index, round } => {
+                self.handle_append_reply(now, from, term, success, last_index, round)
             }
         }
     }
@@ -598,8 +613,12 @@ impl Raft {
 
     fn become_leader(&mut self, now: Instant) {
         let next = self.last_index() + 1;
-        let progress =
-            self.other_voters().into_iter().map(|v| (v, Progress { next, matched: 0, last_heard: now })).collect();
+        let progress = self
+            .other_voters()
+            .into_iter()
+            .map(|v| (v, Progress { next, matched: 0, last_heard: now, acked_round: 0 }))
+            .collect();
+        self.confirm_wanted = false;
         self.role = Role::Leader { progress };
         self.election_deadline = Instant::MAX;
         self.heartbeat_deadline = now + self.config.heartbeat_interval;
@@ -654,9 +673,54 @@ impl Raft {
             return;
         }
         self.heartbeat_deadline = now + self.config.heartbeat_interval;
+        self.round += 1;
         for v in self.other_voters() {
             self.send_append(v);
         }
+    }
+
+    /// The current confirmation round: a broadcast from now on has a higher one.
+    pub fn round(&self) -> u64 {
+        self.round
+    }
+
+    /// The newest round a majority of voters (this leader counting itself if it
+    /// votes) answered in this leader's term; 0 when not leader. Every message of
+    /// round `r` left after the broadcast that began `r`, and a voter that
+    /// answered one in this term had not voted for a later term when it did (it
+    /// would have refused the append), so no later term can have had a majority
+    /// of votes before round `r` began: the leadership still held then (the
+    /// ReadIndex check of Raft's thesis, section 6.4).
+    pub fn confirmed_round(&self) -> u64 {
+        let Role::Leader { progress } = &self.role else { return 0 };
+        let mut rounds: Vec<u64> = self
+            .config
+            .voters
+            .iter()
+            .filter(|v| **v != self.config.id)
+            .map(|v| progress.get(v).map_or(0, |p| p.acked_round))
+            .collect();
+        if self.is_voter() {
+            rounds.push(self.round);
+        }
+        rounds.sort_unstable_by(|a, b| b.cmp(a));
+        rounds.get(self.quorum() - 1).copied().unwrap_or(0)
+    }
+
+    /// Asks for a confirmation round that begins after now; returns the round a
+    /// caller must see [`Raft::confirmed_round`] reach. One round is unanswered
+    /// at a time: a request meanwhile rides on the next one.
+    pub fn request_confirmation(&mut self, now: Instant) -> u64 {
+        if !matches!(self.role, Role::Leader { .. }) {
+            return u64::MAX;
+        }
+        if self.confirmed_round() >= self.round {
+            self.broadcast_append(now);
+            // A single voter confirms itself.
+            return self.round;
+        }
+        self.confirm_wanted = true;
+        self.round + 1
     }
 
     fn send_append(&mut self, to: NodeId) {
@@ -673,7 +737,14 @@ impl Raft {
         let entries = self.log[prev_index as usize..end].to_vec();
         // Optimistic pipelining: assume they arrive; a rejection moves `next` back.
         p.next = end as u64 + 1;
-        let msg = RaftMessage::Append { term: self.term, prev_index, prev_term, entries, commit: self.commit };
+        let msg = RaftMessage::Append {
+            term: self.term,
+            prev_index,
+            prev_term,
+            entries,
+            commit: self.commit,
+            round: self.round,
+        };
         self.send(to, msg, false);
     }
 
@@ -687,9 +758,10 @@ impl Raft {
         prev_term: Term,
         entries: Vec<Entry>,
         commit: LogIndex,
+        round: u64,
     ) {
         if term < self.term {
-            self.send(from, RaftMessage::AppendReply { term: self.term, success: false, last_index: 0 }, false);
+            self.send(from, RaftMessage::AppendReply { term: self.term, success: false, last_index: 0, round }, false);
             return;
         }
         if term > self.term || !matches!(self.role, Role::Follower { leader: Some(_) }) {
@@ -707,7 +779,11 @@ impl Raft {
         if !prev_ok {
             self.coverage.hit(Mark::AppendPrevMismatch);
             let hint = self.last_index().min(prev_index.saturating_sub(1));
-            self.send(from, RaftMessage::AppendReply { term: self.term, success: false, last_index: hint }, false);
+            self.send(
+                from,
+                RaftMessage::AppendReply { term: self.term, success: false, last_index: hint, round },
+                false,
+            );
             return;
         }
         // Only the entries the leader sent are known to match; anything after them may
@@ -740,10 +816,18 @@ impl Raft {
         if new_commit > self.commit {
             self.commit = new_commit;
         }
-        self.send(from, RaftMessage::AppendReply { term: self.term, success: true, last_index: matched }, true);
+        self.send(from, RaftMessage::AppendReply { term: self.term, success: true, last_index: matched, round }, true);
     }
 
-    fn handle_append_reply(&mut self, now: Instant, from: NodeId, term: Term, success: bool, last_index: LogIndex) {
+    fn handle_append_reply(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        term: Term,
+        success: bool,
+        last_index: LogIndex,
+        round: u64,
+    ) {
         if term > self.term {
             self.become_follower(now, term, None);
             return;
@@ -755,6 +839,16 @@ impl Raft {
         let Role::Leader { progress } = &mut self.role else { return };
         let Some(p) = progress.get_mut(&from) else { return };
         p.last_heard = now;
+        // A forged round from the future confirms nothing.
+        if round <= self.round {
+            p.acked_round = p.acked_round.max(round);
+        }
+        if self.confirm_wanted && self.confirmed_round() >= self.round {
+            self.confirm_wanted = false;
+            self.broadcast_append(now);
+        }
+        let Role::Leader { progress } = &mut self.role else { return };
+        let Some(p) = progress.get_mut(&from) else { return };
         if success {
             p.matched = p.matched.max(last_index.min(last));
             p.next = p.next.max(p.matched + 1);

@@ -344,10 +344,43 @@ fn a_leader_does_not_commit_a_previous_term_entry_by_counting_replicas() {
     // holds index 2 (term 2) but not yet 3: a majority holds index 2.
     let m = r.durability_marker();
     r.on_persisted(t, m);
-    r.handle_message(t, NodeId(2), RaftMessage::AppendReply { term: Term(4), success: true, last_index: 2 });
+    r.handle_message(t, NodeId(2), RaftMessage::AppendReply { term: Term(4), success: true, last_index: 2, round: 0 });
     assert_eq!(r.commit_index(), 0, "index 2 is from term 2: not committed by counting");
-    r.handle_message(t, NodeId(2), RaftMessage::AppendReply { term: Term(4), success: true, last_index: 3 });
+    r.handle_message(t, NodeId(2), RaftMessage::AppendReply { term: Term(4), success: true, last_index: 3, round: 0 });
     assert_eq!(r.commit_index(), 3, "the term-4 entry commits, and index 2 with it");
+}
+
+/// Heartbeat answers that grant a broker its delivery lease wait for a
+/// confirmation round begun after the heartbeat arrived (the ReadIndex check):
+/// answers to older rounds, a minority's, or replies of another term confirm
+/// nothing, whatever the log's commit index.
+#[test]
+fn a_confirmation_round_needs_a_majority_answering_a_round_begun_after_the_request() {
+    let mut c = Cluster::new(3, 4);
+    c.run_for(Duration::from_secs(5));
+    let leader = c.leader().unwrap();
+    let others: Vec<NodeId> = c.voters.iter().copied().filter(|v| *v != leader).collect();
+    let r = c.nodes.get_mut(&leader).unwrap().raft.as_mut().unwrap();
+    let now = c.now;
+    let before = r.round();
+    let need = r.request_confirmation(now);
+    assert!(need > before, "the round asked for begins after the request");
+    assert!(r.confirmed_round() < need);
+    let term = r.term();
+    // Old rounds and replies of another term prove nothing.
+    r.handle_message(now, others[0], RaftMessage::AppendReply { term, success: true, last_index: 0, round: before });
+    r.handle_message(now, others[1], RaftMessage::AppendReply { term, success: true, last_index: 0, round: before });
+    assert!(r.confirmed_round() < need, "rounds from before the request confirmed it");
+    let forged = RaftMessage::AppendReply { term, success: true, last_index: 0, round: need + 5 };
+    r.handle_message(now, others[0], forged);
+    // One follower with the leader is a majority of three: a refusal of the same
+    // term counts too (it proves that voter had not moved to a later term).
+    let refusal = RaftMessage::AppendReply { term, success: false, last_index: 0, round: need };
+    r.handle_message(now, others[1], refusal);
+    assert!(r.confirmed_round() >= need, "a majority answered the round");
+    // A second request while nothing is unanswered starts another round.
+    let again = r.request_confirmation(now);
+    assert!(again > need && r.confirmed_round() < again);
 }
 
 #[test]
@@ -364,7 +397,11 @@ fn a_leader_counts_only_its_durable_entries() {
     // is still a majority (2 of 3) — but both followers are needed if the leader's
     // write is pending. Here one follower alone must not suffice.
     let follower = c.voters.iter().copied().find(|v| *v != leader).unwrap();
-    r.handle_message(now, follower, RaftMessage::AppendReply { term: r.term(), success: true, last_index: idx });
+    r.handle_message(
+        now,
+        follower,
+        RaftMessage::AppendReply { term: r.term(), success: true, last_index: idx, round: 0 },
+    );
     assert!(r.commit_index() < idx, "committed with the leader's own copy not durable");
     let m = r.durability_marker();
     r.on_persisted(now, m);
@@ -382,7 +419,14 @@ fn a_follower_truncates_a_conflicting_uncommitted_tail() {
     r.handle_message(
         now,
         NodeId(2),
-        RaftMessage::Append { term: Term(3), prev_index: 1, prev_term: Term(1), entries: vec![entry(3, 2)], commit: 1 },
+        RaftMessage::Append {
+            term: Term(3),
+            prev_index: 1,
+            prev_term: Term(1),
+            entries: vec![entry(3, 2)],
+            commit: 1,
+            round: 0,
+        },
     );
     let outs: Vec<RaftOutput> = r.drain_outputs().collect();
     assert!(outs.contains(&RaftOutput::Write(RaftWrite::Truncate(2))));
@@ -411,7 +455,7 @@ fn a_term_without_successor_is_dropped() {
     let now = Instant::from_millis(10_000);
     let max = Term(u64::MAX);
     r.handle_message(now, NodeId(2), RaftMessage::Vote { term: max, last_term: max, last_index: 9 });
-    r.handle_message(now, NodeId(2), RaftMessage::AppendReply { term: max, success: false, last_index: 0 });
+    r.handle_message(now, NodeId(2), RaftMessage::AppendReply { term: max, success: false, last_index: 0, round: 0 });
     assert_eq!(r.term(), Term(0));
     assert_eq!(r.drain_outputs().count(), 0, "nothing is written or answered");
     r.handle_timeout(now);
@@ -429,7 +473,7 @@ fn a_refusal_with_an_absurd_last_index_does_not_overflow() {
     let term = c.raft(leader.0).term();
     let other = c.voters.iter().copied().find(|v| *v != leader).unwrap();
     let now = c.now;
-    let reply = RaftMessage::AppendReply { term, success: false, last_index: u64::MAX };
+    let reply = RaftMessage::AppendReply { term, success: false, last_index: u64::MAX, round: 0 };
     let node = c.nodes.get_mut(&leader).and_then(|n| n.raft.as_mut()).expect("the leader runs");
     node.handle_message(now, other, reply);
     node.check_invariants();
@@ -449,8 +493,14 @@ fn an_append_whose_entries_do_not_follow_prev_index_is_dropped() {
         |term, index| Entry { term: Term(term), index, record: MetadataRecord::LeaderChange { leader: NodeId(2) } };
     let mut r = Raft::new(config(NodeId(1), &voters), Seed(0).stream("r"), RaftDurable::default(), Instant::ZERO);
     let now = Instant::from_millis(1);
-    let append =
-        |prev_index, entries| RaftMessage::Append { term: Term(2), prev_index, prev_term: Term(0), entries, commit: 0 };
+    let append = |prev_index, entries| RaftMessage::Append {
+        term: Term(2),
+        prev_index,
+        prev_term: Term(0),
+        entries,
+        commit: 0,
+        round: 0,
+    };
     for bad in [
         append(0, vec![entry(1, 0)]),              // index 0
         append(0, vec![entry(1, 1), entry(1, 3)]), // a gap

@@ -48,6 +48,13 @@ pub(super) struct Session {
     pub(super) register_not_before: Instant,
     /// Set once a controlled shutdown began.
     pub(super) stopping: Option<Stopping>,
+    /// Until when this incarnation may deal group records: the send time of its
+    /// newest heartbeat answered unfenced, plus the delivery lease, counted only
+    /// once it applied the metadata that answer read (docs/consumers.md,
+    /// "Failover").
+    pub(super) lease_until: Instant,
+    /// An unfenced answer waiting for metadata: (lease end, metadata index).
+    pub(super) lease_pending: Option<(Instant, crate::controller::raft::LogIndex)>,
     /// Whether this incarnation has caught up on metadata once (it was unfenced):
     /// only from then on does it act on partition state. Before, it replays old
     /// committed states in which it may lead an epoch that has long ended.
@@ -106,6 +113,8 @@ pub(super) enum Purpose {
 /// A request to the controller awaiting its answer.
 #[derive(Clone, Debug)]
 pub(super) struct Call {
+    /// When it was sent.
+    pub(super) sent: Instant,
     pub(super) deadline: Instant,
     /// The node it went to.
     pub(super) to: NodeId,
@@ -141,7 +150,7 @@ impl Node {
             _ => self.config.controller_request_timeout,
         };
         let to = self.controller_target();
-        self.calls.insert(correlation, Call { deadline: self.now + wait, to, purpose });
+        self.calls.insert(correlation, Call { sent: self.now, deadline: self.now + wait, to, purpose });
         self.send_peer(to, PeerMessage::Controller { correlation, request });
     }
 
@@ -272,12 +281,29 @@ impl Node {
             (Purpose::Register, ControllerReply::Registered { broker_epoch, .. }) => {
                 self.session.epoch = Some(broker_epoch);
                 self.session.fenced = true;
+                self.end_lease();
                 self.session.next_heartbeat = self.now;
                 self.event(Event::Registered { broker_epoch });
             }
-            (Purpose::Heartbeat(_), ControllerReply::Heartbeat { fenced }) => {
+            (Purpose::Heartbeat(_), ControllerReply::Heartbeat { fenced, metadata_index }) => {
                 let was_fenced = self.session.fenced;
                 self.session.fenced = fenced;
+                if fenced {
+                    self.end_lease();
+                } else {
+                    let until = call.sent.saturating_add(self.config.delivery_lease());
+                    let pending = self
+                        .session
+                        .lease_pending
+                        .map_or((until, metadata_index), |(u, i)| (u.max(until), i.max(metadata_index)));
+                    self.session.lease_pending = Some(pending);
+                    if metadata_index > self.image.applied && !self.raft.is_voter() {
+                        // Behind what the controller read: fetch now, not at
+                        // the next interval, so that the lease is not late.
+                        self.session.next_metadata_fetch = self.session.next_metadata_fetch.min(self.now);
+                    }
+                    self.renew_lease();
+                }
                 if fenced {
                     let soon = self.now + FENCED_HEARTBEAT.min(self.config.broker_heartbeat_interval);
                     self.session.next_heartbeat = self.session.next_heartbeat.min(soon);
@@ -310,6 +336,38 @@ impl Node {
             }
             (purpose, reply) => {
                 tracing::debug!(?purpose, ?reply, "unexpected controller reply");
+            }
+        }
+    }
+
+    /// Whether this incarnation may deal group records now: its lease runs, so
+    /// the controller cannot yet have handed its leaderships to another broker
+    /// without this one having applied that change (docs/consumers.md,
+    /// "Failover").
+    pub(super) fn holds_lease(&self) -> bool {
+        self.now < self.session.lease_until
+    }
+
+    /// Ends the delivery lease: fenced, registering again, or stopping.
+    pub(super) fn end_lease(&mut self) {
+        self.session.lease_until = Instant::ZERO;
+        self.session.lease_pending = None;
+    }
+
+    /// Takes a pending lease renewal once the metadata it needs is applied; a
+    /// lease that starts again deals what waited meanwhile.
+    pub(super) fn renew_lease(&mut self) {
+        let Some((until, index)) = self.session.lease_pending else { return };
+        if index > self.image.applied {
+            return;
+        }
+        self.session.lease_pending = None;
+        let had = self.holds_lease();
+        self.session.lease_until = self.session.lease_until.max(until);
+        if !had && self.holds_lease() && self.is_ready() {
+            let tps: Vec<TopicPartition> = self.slots.keys().cloned().collect();
+            for tp in &tps {
+                self.delivery_on_high_watermark(tp);
             }
         }
     }
@@ -354,6 +412,7 @@ impl Node {
                     self.coverage.hit(crate::coverage::Mark::BrokerReregisters);
                     self.session.epoch = None;
                     self.session.fenced = true;
+                    self.end_lease();
                 }
                 // Try again after a pause rather than at once, but within the
                 // heartbeat interval, which the configuration keeps below the

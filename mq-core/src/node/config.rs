@@ -40,6 +40,11 @@ pub struct NodeConfig {
     pub broker_heartbeat_interval: Duration,
     /// A broker silent this long is fenced by the controller.
     pub session_timeout: Duration,
+    /// How much shorter than `session_timeout` a broker's delivery lease is
+    /// (docs/consumers.md, "Failover"): the clock error tolerated between a
+    /// broker and the controller over one session (rate drift, a process
+    /// that reads its monotonic clock late). `None`: a quarter of the session.
+    pub lease_clock_margin: Option<Duration>,
     /// A follower not caught up within this long leaves the ISR.
     pub replica_lag_time: Duration,
     /// How long a leader holds a follower's fetch that has nothing new.
@@ -106,6 +111,7 @@ impl Default for NodeConfig {
             producer_id_block: 1000,
             broker_heartbeat_interval: Duration::from_millis(500),
             session_timeout: Duration::from_secs(3),
+            lease_clock_margin: None,
             replica_lag_time: Duration::from_secs(3),
             replica_fetch_max_wait: Duration::from_millis(500),
             replica_fetch_max_bytes: 1024 * 1024,
@@ -124,6 +130,14 @@ impl Default for NodeConfig {
 }
 
 impl NodeConfig {
+    /// How long an unfenced heartbeat answer lets a broker deal group records,
+    /// counted from when it sent that heartbeat: the session less the clock
+    /// margin (docs/consumers.md, "Failover").
+    pub fn delivery_lease(&self) -> Duration {
+        let margin = self.lease_clock_margin.unwrap_or(Duration::from_nanos(self.session_timeout.as_nanos() / 4));
+        Duration::from_nanos(self.session_timeout.as_nanos().saturating_sub(margin.as_nanos()))
+    }
+
     /// A builder starting from the defaults.
     pub fn builder() -> NodeConfigBuilder {
         NodeConfigBuilder(NodeConfig::default())
@@ -197,6 +211,12 @@ impl NodeConfig {
         if self.broker_heartbeat_interval >= self.session_timeout {
             return Err("broker_heartbeat_interval must be shorter than session_timeout".into());
         }
+        if self.broker_heartbeat_interval >= self.delivery_lease() {
+            return Err(
+                "broker_heartbeat_interval must be shorter than the delivery lease (session_timeout less lease_clock_margin)"
+                    .into(),
+            );
+        }
         if self.replica_fetch_max_wait > self.replica_lag_time {
             // Kafka's rule: a follower's fetch held this long must not count as lag.
             return Err("replica_fetch_max_wait must not exceed replica_lag_time".into());
@@ -263,6 +283,11 @@ impl NodeConfigBuilder {
     /// Sets the broker session timeout.
     pub fn session_timeout(mut self, d: Duration) -> Self {
         self.0.session_timeout = d;
+        self
+    }
+    /// Sets the clock margin of the delivery lease ([`NodeConfig::lease_clock_margin`]).
+    pub fn lease_clock_margin(mut self, d: Duration) -> Self {
+        self.0.lease_clock_margin = Some(d);
         self
     }
     /// Sets the replica lag time.

@@ -353,7 +353,10 @@ impl Node {
         // may confirm acks of these records meanwhile), and members cannot ack
         // here (their requests are refused `NotReady`). The new leader, or this
         // one once it is ready again, deals them from the committed cursor.
-        if !self.is_ready() {
+        // Nor does a broker whose delivery lease lapsed: it may have been
+        // fenced and deposed without knowing it yet (docs/consumers.md,
+        // "Failover"; seed 1008486). Its lease deals them when renewed.
+        if !self.is_ready() || !self.holds_lease() {
             return;
         }
         let now = self.now;

@@ -14,10 +14,12 @@ use crate::wire::{ControllerReply, ErrorCode, PeerMessage, WireError};
 /// Most metadata entries in one `MetadataEntries` reply.
 const MAX_METADATA_ENTRIES: usize = 512;
 
-/// A controller answer to send once `index` commits.
+/// A controller answer to send once `index` commits and Raft confirmed
+/// `round` (a leadership check begun after the request arrived).
 #[derive(Clone, Debug)]
 pub(super) struct ControllerWaiter {
     index: LogIndex,
+    round: u64,
     to: NodeId,
     correlation: CorrelationId,
     result: Result<ControllerReply, WireError>,
@@ -61,8 +63,10 @@ impl Node {
             self.apply_record(e.index, &e.record);
         }
         let commit = self.raft.commit_index();
-        let (ready, waiting): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.controller_waiters).into_iter().partition(|w| w.index <= commit);
+        let confirmed = self.raft.confirmed_round();
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.controller_waiters)
+            .into_iter()
+            .partition(|w| w.index <= commit && w.round <= confirmed);
         self.controller_waiters = waiting;
         for w in ready {
             self.send_peer(w.to, PeerMessage::ControllerReply { correlation: w.correlation, result: w.result });
@@ -83,6 +87,7 @@ impl Node {
             {
                 self.coverage.hit(crate::coverage::Mark::BrokerFenced);
                 self.session.fenced = true;
+                self.end_lease();
             }
             MetadataRecord::UnfenceBroker { broker, broker_epoch }
                 if *broker == me && self.session.epoch == Some(*broker_epoch) =>
@@ -93,6 +98,7 @@ impl Node {
             _ => {}
         }
         self.complete_admin_waiters();
+        self.renew_lease();
     }
 
     /// Starts or stops acting as the controller. Active = Raft leader with an
@@ -163,16 +169,18 @@ impl Node {
         let records = match ctl.handle(now, request.clone()) {
             Ok(r) => r,
             Err(e) => {
-                self.answer_controller_request(from, correlation, read_up_to, Err(e));
+                self.answer_controller_request(from, correlation, read_up_to, 0, Err(e));
                 return;
             }
         };
         let mut last = read_up_to;
+        let mut proposed = false;
         let mut reply = ControllerReply::Done { index: 0 };
         for r in records {
             match self.raft.propose(now, r.clone()) {
                 Ok(index) => {
                     last = index;
+                    proposed = true;
                     if let Some(ctl) = self.controller.as_mut() {
                         ctl.proposed(index, &r);
                     }
@@ -193,15 +201,28 @@ impl Node {
                 }
             }
         }
+        // A heartbeat answered "unfenced" grants the broker a lease to deal group
+        // records (docs/consumers.md, "Failover"). That needs two things. The
+        // broker must apply everything this decision read (`metadata_index`,
+        // proposed entries included): a leadership it lost before now is in
+        // there. And this node must still be the controller after the heartbeat
+        // arrived, or a deposed controller could renew a lease that its
+        // successor's fencing counts as expired: an answer that proposed
+        // nothing waits for a Raft confirmation round begun after now (one that
+        // proposed waits for its entries to commit, which proves the same).
+        let mut round = 0;
         let reply = match (reply, request) {
             (ControllerReply::Done { .. }, ControllerRequest::Heartbeat { broker, .. }) => {
                 let fenced = self.controller.as_ref().is_none_or(|c| !c.image().is_live(broker));
-                ControllerReply::Heartbeat { fenced }
+                if !fenced && !proposed {
+                    round = self.raft.request_confirmation(now);
+                }
+                ControllerReply::Heartbeat { fenced, metadata_index: self.raft.last_index() }
             }
             (ControllerReply::Done { .. }, _) => ControllerReply::Done { index: last },
             (other, _) => other,
         };
-        self.answer_controller_request(from, correlation, last, Ok(reply));
+        self.answer_controller_request(from, correlation, last, round, Ok(reply));
     }
 
     /// Sends a controller answer now if `index` committed, else once it does.
@@ -210,12 +231,13 @@ impl Node {
         to: NodeId,
         correlation: CorrelationId,
         index: LogIndex,
+        round: u64,
         result: Result<ControllerReply, WireError>,
     ) {
-        if index <= self.raft.commit_index() {
+        if index <= self.raft.commit_index() && round <= self.raft.confirmed_round() {
             self.send_peer(to, PeerMessage::ControllerReply { correlation, result });
         } else {
-            self.controller_waiters.push(ControllerWaiter { index, to, correlation, result });
+            self.controller_waiters.push(ControllerWaiter { index, round, to, correlation, result });
         }
     }
 

@@ -503,6 +503,10 @@ pub enum ControllerReply {
     Heartbeat {
         /// Whether the broker is still fenced.
         fenced: bool,
+        /// The controller's last metadata index when it decided: an unfenced
+        /// answer renews the broker's delivery lease only once the broker has
+        /// applied this far (docs/consumers.md, "Failover").
+        metadata_index: LogIndex,
     },
     /// A block of producer ids.
     ProducerIds {
