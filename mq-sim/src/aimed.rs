@@ -33,12 +33,24 @@ pub enum AimedKind {
     /// A group member just completed a rebalance: the member crashes, or its
     /// coordinator does.
     Rebalance,
+    /// A partition leader just dealt group records: its links with every other
+    /// broker are clogged past the broker session, its members' links are not.
+    /// The controller fences it and elects another leader, which confirms acks,
+    /// while the old one still reaches members and does not know it is deposed
+    /// (the delivery lease's window; docs/consumers.md, "Failover").
+    Deposed,
 }
 
 impl AimedKind {
     /// Every kind, in the order of their per-kind streams and options.
-    pub const ALL: [AimedKind; 5] =
-        [AimedKind::Vote, AimedKind::IsrCommit, AimedKind::FollowerFsync, AimedKind::FirstFetch, AimedKind::Rebalance];
+    pub const ALL: [AimedKind; 6] = [
+        AimedKind::Vote,
+        AimedKind::IsrCommit,
+        AimedKind::FollowerFsync,
+        AimedKind::FirstFetch,
+        AimedKind::Rebalance,
+        AimedKind::Deposed,
+    ];
 
     /// Its name in traces and reports.
     pub fn name(self) -> &'static str {
@@ -48,6 +60,7 @@ impl AimedKind {
             AimedKind::FollowerFsync => "follower_fsync",
             AimedKind::FirstFetch => "first_fetch",
             AimedKind::Rebalance => "rebalance",
+            AimedKind::Deposed => "deposed",
         }
     }
 
@@ -73,6 +86,11 @@ pub struct AimedOptions {
     pub first_fetch: f64,
     /// [`AimedKind::Rebalance`].
     pub rebalance: f64,
+    /// [`AimedKind::Deposed`] (drawn from a stream of its own, after the
+    /// others, so that adding it moved no earlier draw; absent in older
+    /// schedules: off).
+    #[serde(default)]
+    pub deposed: f64,
     /// After an aimed fault of a kind, the next of that kind waits this long
     /// (milliseconds), so the cluster can get back to the moment.
     pub cooldown_ms: u64,
@@ -87,6 +105,7 @@ impl AimedOptions {
             AimedKind::FollowerFsync => self.follower_fsync,
             AimedKind::FirstFetch => self.first_fetch,
             AimedKind::Rebalance => self.rebalance,
+            AimedKind::Deposed => self.deposed,
         }
     }
 
@@ -112,6 +131,7 @@ impl AimedOptions {
             follower_fsync: on(0.02, 0.2, r),
             first_fetch: on(0.1, 0.5, r),
             rebalance: on(0.1, 0.5, r),
+            deposed: 0.0,
             cooldown_ms: r.random_range(50..=1_000),
         };
         if voters < 2 || figure8 {
@@ -127,14 +147,28 @@ impl AimedOptions {
         }
         a
     }
+
+    /// Draws [`AimedOptions::deposed`] from its own stream `r`: leaders deal
+    /// group records often, so small probabilities. Off without groups or
+    /// without a second broker to lead instead.
+    pub fn draw_deposed(&mut self, r: &mut Rng, cluster_size: u32, groups: usize) {
+        let p = if r.random_bool(0.4) { r.random_range(0.005..=0.05) } else { 0.0 };
+        self.deposed = if groups == 0 || cluster_size < 2 { 0.0 } else { p };
+    }
 }
 
 impl fmt::Display for AimedOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "aimed: vote={:.3} isr_commit={:.3} follower_fsync={:.4} first_fetch={:.3} rebalance={:.3} cooldown_ms={}",
-            self.vote, self.isr_commit, self.follower_fsync, self.first_fetch, self.rebalance, self.cooldown_ms
+            "aimed: vote={:.3} isr_commit={:.3} follower_fsync={:.4} first_fetch={:.3} rebalance={:.3} deposed={:.4} cooldown_ms={}",
+            self.vote,
+            self.isr_commit,
+            self.follower_fsync,
+            self.first_fetch,
+            self.rebalance,
+            self.deposed,
+            self.cooldown_ms
         )
     }
 }

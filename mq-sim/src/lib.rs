@@ -338,6 +338,9 @@ counters!(
     aimed_first_fetch,
     /// A member or its coordinator crashed right after a rebalance.
     aimed_rebalance,
+    /// Links of a partition leader that had just dealt group records clogged
+    /// with another broker, past the broker session (one per other broker).
+    aimed_deposed,
     /// A member's heartbeat held back (up to twice the request timeout) so that
     /// it may arrive after a rebalance its member's later join completed.
     aimed_heartbeat_delays,

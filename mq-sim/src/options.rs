@@ -695,6 +695,23 @@ impl Options {
         o.aimed = AimedOptions::draw(&mut r, o.voters.len(), o.replication_factor, o.groups.len(), o.figure8);
         o.buggify = r.random_bool(0.5);
         o.knobs = Knobs::draw(&mut r, &o);
+        let mut deposed = Seed(seed).stream("options-aimed-deposed");
+        o.aimed.draw_deposed(&mut deposed, o.cluster_size, o.groups.len());
+        // A seed aiming at deposed leaders needs a broker session well inside its
+        // safety phase (the moment is a fencing): with sessions drawn up to 9 s
+        // and a phase of 2 to 8 s it fitted in few seeds. Clamped after the draw,
+        // like the ISR knobs, so that no draw moved.
+        // And a safety phase long enough to hold group traffic at all: members
+        // join only after the topics exist and, in auth seeds, after the logins
+        // (often 4 to 5 s in), so in a short phase no leader dealt any record
+        // before the heal.
+        if o.aimed.deposed > 0.0 {
+            o.safety_ms = o.safety_ms.max(8_000);
+            let k = &mut o.knobs;
+            k.broker_session_timeout_ms = k.broker_session_timeout_ms.min((o.safety_ms / 4).max(100));
+            k.broker_heartbeat_interval_ms =
+                k.broker_heartbeat_interval_ms.min((k.broker_session_timeout_ms / 2).max(10));
+        }
         o
     }
 }

@@ -409,6 +409,7 @@ impl Sim {
     pub(super) fn aimed_on_event(&mut self, n: usize, e: &Event) {
         match e {
             Event::HighWatermark { tp, .. } => self.aimed_on_unanswered_hw(n, tp),
+            Event::GroupDelivered { .. } => self.aimed_on_group_delivery(n),
             Event::IsrChanged { shrink: false, .. } => {
                 if !self.aimed_fires(AimedKind::IsrCommit) {
                     return;
@@ -484,6 +485,47 @@ impl Sim {
                 let down_ns = self.aimed_down_ns(kind);
                 self.aim(kind, Duration::ZERO, Sim::aimed_crash(n, down_ns));
             }
+        }
+    }
+
+    /// Node `n` just dealt group records as a partition leader: with the
+    /// `deposed` probability, its links with every other broker are clogged
+    /// (both ways) for the broker session, plus the groups' longest ack
+    /// timeout, plus up to half a session more, within the safety phase; its
+    /// members' links are not. The controller fences it after the session and
+    /// elects another leader of its partitions, members move there and ack,
+    /// and the new leader confirms those acks while the old one, which heard
+    /// nothing of it, still has members attached and leases expiring. A broker
+    /// without a delivery lease deals them again (mutant
+    /// `deposed_leader_deals_without_lease`). One at a time: the next waits
+    /// for this one's end.
+    fn aimed_on_group_delivery(&mut self, n: usize) {
+        let kind = AimedKind::Deposed;
+        let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
+        let ack_ns = self.opts.groups.iter().map(|g| g.ack_timeout_ms).max().unwrap_or(0) * 1_000_000;
+        let safety_end = Instant::ZERO + Duration::from_millis(self.opts.safety_ms);
+        let shortest = session_ns + ack_ns + 100_000_000;
+        if self.opts.aimed.deposed <= 0.0 || self.now + Duration::from_nanos(session_ns + 300_000_000) >= safety_end {
+            return;
+        }
+        // The other voters must still be a majority, or no controller fences it
+        // and nothing moves while it is cut off.
+        let voters = self.opts.voters.len();
+        let others = voters - usize::from(self.opts.voters.contains(&self.nodes[n].id.0));
+        if others < voters / 2 + 1 {
+            return;
+        }
+        if !self.aimed_fires(kind) {
+            return;
+        }
+        let extra = self.aimed_rng(kind).random_range(0..=session_ns / 2);
+        let room = safety_end.saturating_since(self.now).as_nanos();
+        let for_ns = (shortest + extra).min(room);
+        self.aimed.next[kind.index()] = self.now + Duration::from_nanos(for_ns);
+        let me = self.nodes[n].id;
+        let others: Vec<NodeId> = self.nodes.iter().map(|s| s.id).filter(|id| *id != me).collect();
+        for other in others {
+            self.aim(kind, Duration::ZERO, Fault::Clog { node: n, other: Peer::Node(other), both: true, for_ns });
         }
     }
 
@@ -582,6 +624,7 @@ impl Sim {
             AimedKind::FollowerFsync => c.aimed_follower_fsync += 1,
             AimedKind::FirstFetch => c.aimed_first_fetch += 1,
             AimedKind::Rebalance => c.aimed_rebalance += 1,
+            AimedKind::Deposed => c.aimed_deposed += 1,
         }
         let now = self.now;
         self.trace.event(now, Actor::Sim, "aimed", kind.index() as u64, 0, || kind.name().to_string());
