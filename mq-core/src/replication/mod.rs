@@ -189,7 +189,7 @@ impl Replica {
         let newer = epoch_changed || state.partition_epoch > self.partition_epoch;
         let was_leader = self.is_leader();
         self.replicas = state.replicas.clone();
-        self.isr = state.isr.clone();
+        let old_isr = std::mem::replace(&mut self.isr, state.isr.clone());
         self.partition_epoch = state.partition_epoch;
         self.leader_epoch = state.leader_epoch;
         if let Role::Leader(l) = &mut self.role {
@@ -200,6 +200,15 @@ impl Replica {
                     l.pending_isr = None;
                     l.unsettled.clear();
                     l.refused_at = None;
+                    // A member that just joined has a whole lag time before it
+                    // can be shrunk out again. Kafka looks for out-of-sync
+                    // members every half lag time, so a joiner is not dropped
+                    // at once there either; this leader looks on every fetch.
+                    for r in self.isr.iter().filter(|r| !old_isr.contains(r)) {
+                        if let Some(p) = l.followers.get_mut(r) {
+                            p.last_caught_up = p.last_caught_up.max(now);
+                        }
+                    }
                 }
                 return Transition::Unchanged;
             }
@@ -420,7 +429,13 @@ impl Replica {
 
     /// Leader: the ISR to ask the controller for, if it should change and no change
     /// is pending: shrink out followers not caught up within `lag`, expand with
-    /// followers whose LEO reached the HW and the epoch start.
+    /// followers whose LEO reached the HW and the epoch start and that fetch
+    /// (Kafka's `isFollowerInSync`, which Kafka asks on each follower fetch; here
+    /// "fetched within the lag time" stands for that). How recently they caught
+    /// up with the leader's end does not matter for joining: a follower that
+    /// never catches the end of a log written faster than it fetches still
+    /// joins, lets the HW move up to it, and leaves again a lag time later
+    /// (mq-sim seed 1100704).
     pub fn wanted_isr(&self, now: Instant, lag: Duration) -> Option<Vec<NodeId>> {
         let Role::Leader(l) = &self.role else { return None };
         if l.pending_isr.is_some() || l.refused_at == Some(self.partition_epoch) {
@@ -432,7 +447,7 @@ impl Replica {
             let keep = match l.followers.get(r) {
                 None => true, // the leader itself
                 Some(p) if self.isr.contains(r) => now.saturating_since(p.last_caught_up) < lag,
-                Some(p) => p.leo >= hw && p.leo >= l.epoch_start && now.saturating_since(p.last_caught_up) < lag,
+                Some(p) => p.leo >= hw && p.leo >= l.epoch_start && now.saturating_since(p.last_fetch) < lag,
             };
             if keep {
                 isr.push(*r);
@@ -507,6 +522,48 @@ mod tests {
         l.pending_isr = Some(vec![NodeId(1), NodeId(2)]);
         r.role = Role::Leader(l);
         r
+    }
+
+    /// Seed 1100704: producers with acks=1 wrote faster than a follower fetching
+    /// one batch per round trip could copy, so it never caught up with the
+    /// leader's end and, under a rule that asked for that within the lag time,
+    /// never joined the ISR again: below min_isr the HW stood still and no
+    /// acks=all write succeeded for the whole liveness phase. Kafka's rule: past
+    /// the HW and the epoch start is enough to join; the lag time only decides
+    /// when it leaves, counted from when it joined at the earliest.
+    #[test]
+    fn a_follower_past_the_high_watermark_joins_the_isr_however_long_since_it_caught_up() {
+        let lag = Duration::from_secs(1);
+        let mut r = leader_expanding();
+        let Role::Leader(l) = &mut r.role else { unreachable!() };
+        l.pending_isr = None;
+        let p = l.followers.get_mut(&NodeId(2)).unwrap();
+        p.leo = Offset(3); // past the HW (0), not at the leader's end (5)
+        let late = Instant::ZERO + Duration::from_secs(10);
+        assert_eq!(r.wanted_isr(late, lag), None, "a follower that stopped fetching does not join");
+        let Role::Leader(l) = &mut r.role else { unreachable!() };
+        l.followers.get_mut(&NodeId(2)).unwrap().last_fetch = late;
+        assert_eq!(r.wanted_isr(late, lag), Some(vec![NodeId(1), NodeId(2)]), "one that fetches joins");
+        let image = |isr: Vec<NodeId>, partition_epoch| PartitionImage {
+            leader: Some(NodeId(1)),
+            leader_epoch: LeaderEpoch(1),
+            partition_epoch,
+            replicas: vec![NodeId(1), NodeId(2)],
+            isr,
+        };
+        r.apply_state(NodeId(1), late, &image(vec![NodeId(1), NodeId(2)], 3));
+        assert_eq!(r.wanted_isr(late, lag), None, "not shrunk out again at once");
+        let later = late + lag;
+        assert_eq!(r.wanted_isr(later, lag), Some(vec![NodeId(1)]), "a lag time later it leaves");
+        // A follower behind the HW does not join.
+        let mut r = leader_expanding();
+        r.log.advance_high_watermark(Offset(4));
+        let Role::Leader(l) = &mut r.role else { unreachable!() };
+        l.pending_isr = None;
+        let p = l.followers.get_mut(&NodeId(2)).unwrap();
+        p.leo = Offset(3);
+        p.last_fetch = late;
+        assert_eq!(r.wanted_isr(late, lag), None);
     }
 
     /// Seed 1000940: the controller committed the expansion, but a duplicate of
