@@ -391,6 +391,9 @@ struct Drain {
     replica_lag: u64,
     /// Seconds in a row extended on deliveries or replication alone.
     weak_run: u32,
+    /// Drain checks since the last strong progress (acks confirmed, a consumer
+    /// reading, a follower closing its gap).
+    since_strong: u32,
     /// The sum of the plain consumers' positions.
     positions: u64,
 }
@@ -877,7 +880,16 @@ impl Sim {
         let strong = acks > self.drain.acks || positions > self.drain.positions || closing;
         let weak = deliveries > self.drain.deliveries || replicated > self.drain.replicated;
         self.drain.weak_run = if strong { 0 } else { self.drain.weak_run + u32::from(weak) };
-        let progressed = strong || (weak && self.drain.weak_run <= MAX_WEAK_DRAIN_S);
+        // A member that was answered `Timeout` on an ack waits its retry
+        // backoff (up to 2 s drawn) before it acks again, so a working group may
+        // confirm nothing for a second or two (seed 1200023: a 12 ms produce
+        // timeout failed every third cursor append, and each failure cost the
+        // member 1 to 2 s). Strong progress within that backoff and a request
+        // timeout still counts.
+        self.drain.since_strong = if strong { 0 } else { self.drain.since_strong + 1 };
+        let patience_s = (self.opts.knobs.member_retry_backoff_max_ms + self.opts.request_timeout_ms).div_ceil(1_000);
+        let recent = u64::from(self.drain.since_strong) <= patience_s;
+        let progressed = strong || recent || (weak && self.drain.weak_run <= MAX_WEAK_DRAIN_S);
         self.drain.acks = acks;
         self.drain.deliveries = deliveries;
         self.drain.replicated = replicated;
