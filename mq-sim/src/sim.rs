@@ -837,8 +837,9 @@ impl Sim {
         }
     }
 
-    /// At the planned end: when a group has not acked everything yet, or a plain
-    /// consumer has not read to the end of its partition's committed data, but
+    /// At the planned end: when a group has not acked everything yet, a plain
+    /// consumer has not read to the end of its partition's committed data, or no
+    /// acks=all produce succeeded since the heal (`liveness_progress`), but
     /// either made progress in the last second (more confirmed group acks, or a
     /// consumer's position moved on), the run goes on for another second (at most
     /// [`MAX_DRAIN_EXTENSION_S`] in all), so a slow but working consumer is not
@@ -898,7 +899,13 @@ impl Sim {
         let group_incomplete = !self.opts.groups.is_empty()
             && self.topics.iter().any(|tp| !self.checker.is_lossy(tp) && self.completion(tp).is_some());
         let consumer_behind = self.consumer_positions().any(|(_, tp, p)| p < self.consumer_target(tp));
-        if !((group_incomplete || consumer_behind) && progressed) {
+        // No acks=all produce has succeeded since the heal: the producers have
+        // stopped and probe (`produce_tick`), and a follower still copying the
+        // backlog of acks=1 writes one batch per round trip is what they wait
+        // for (seed 1200958: min_isr = rf = 2, 56-byte replica fetches, a
+        // backlog longer than the 12 s of probes).
+        let acks_all_pending = self.acked_all_since_heal == 0;
+        if !((group_incomplete || consumer_behind || acks_all_pending) && progressed) {
             return false;
         }
         self.drain.extensions += 1;
