@@ -290,6 +290,8 @@ impl Node {
                 self.session.fenced = fenced;
                 if fenced {
                     self.end_lease();
+                    let soon = self.now + FENCED_HEARTBEAT.min(self.config.broker_heartbeat_interval);
+                    self.session.next_heartbeat = self.session.next_heartbeat.min(soon);
                 } else {
                     let until = call.sent.saturating_add(self.config.delivery_lease());
                     let pending = self
@@ -303,12 +305,6 @@ impl Node {
                         self.session.next_metadata_fetch = self.session.next_metadata_fetch.min(self.now);
                     }
                     self.renew_lease();
-                }
-                if fenced {
-                    let soon = self.now + FENCED_HEARTBEAT.min(self.config.broker_heartbeat_interval);
-                    self.session.next_heartbeat = self.session.next_heartbeat.min(soon);
-                }
-                if !fenced {
                     self.mark_caught_up();
                 }
                 if was_fenced && !fenced {

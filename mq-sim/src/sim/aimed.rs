@@ -500,12 +500,14 @@ impl Sim {
     /// `deposed_leader_deals_without_lease`). One at a time: the next waits
     /// for this one's end.
     fn aimed_on_group_delivery(&mut self, n: usize) {
+        // Called for every record dealt: the kind's switch first.
+        if self.opts.aimed.deposed <= 0.0 {
+            return;
+        }
         let kind = AimedKind::Deposed;
         let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
-        let ack_ns = self.opts.groups.iter().map(|g| g.ack_timeout_ms).max().unwrap_or(0) * 1_000_000;
         let safety_end = Instant::ZERO + Duration::from_millis(self.opts.safety_ms);
-        let shortest = session_ns + ack_ns + 100_000_000;
-        if self.opts.aimed.deposed <= 0.0 || self.now + Duration::from_nanos(session_ns + 300_000_000) >= safety_end {
+        if self.now + Duration::from_nanos(session_ns + 300_000_000) >= safety_end {
             return;
         }
         // The other voters must still be a majority, or no controller fences it
@@ -518,6 +520,8 @@ impl Sim {
         if !self.aimed_fires(kind) {
             return;
         }
+        let ack_ns = self.opts.groups.iter().map(|g| g.ack_timeout_ms).max().unwrap_or(0) * 1_000_000;
+        let shortest = session_ns + ack_ns + 100_000_000;
         let extra = self.aimed_rng(kind).random_range(0..=session_ns / 2);
         let room = safety_end.saturating_since(self.now).as_nanos();
         let for_ns = (shortest + extra).min(room);
