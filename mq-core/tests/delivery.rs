@@ -616,6 +616,27 @@ fn a_stale_generation_is_refused_and_ends_older_subscriptions() {
     assert_eq!(answer(&mut h, M1, c).unwrap_err().code, ErrorCode::IllegalGeneration);
 }
 
+/// A member's newer fetch of a partition replaces its older one, which the
+/// leader ends with an answer, so the member knows when nothing more can come
+/// on it: a parked pull empty, a push subscription `Superseded`.
+#[test]
+fn a_members_newer_fetch_ends_its_older_one_with_an_answer() {
+    let mut h = cluster(15, 3, 1);
+    let g = Group::new(GroupMode::Shared, &[(M1, 1)]);
+    let pull = g.fetch(&mut h, M1, 10, FetchMode::Pull { max_wait: Duration::from_secs(5) });
+    h.advance(Duration::from_millis(50));
+    assert!(h.take_responses(client(M1)).is_empty(), "the pull waits");
+    let sub = g.fetch(&mut h, M1, 10, FetchMode::Push { prefetch: 10 });
+    h.advance(Duration::from_millis(50));
+    assert_eq!(delivered(&mut h, M1, pull), Vec::new(), "the replaced pull is answered empty");
+    let newer = g.fetch(&mut h, M1, 10, FetchMode::Push { prefetch: 10 });
+    h.advance(Duration::from_millis(50));
+    assert_eq!(answer(&mut h, M1, sub).unwrap_err().code, ErrorCode::Superseded);
+    produce(&mut h, values(2));
+    h.advance(Duration::from_millis(50));
+    assert_eq!(offs(&pushed(&mut h, M1, newer)), vec![0, 1], "only the newest subscription gets records");
+}
+
 #[test]
 fn cursor_records_are_invisible_to_plain_fetches() {
     let mut h = cluster(15, 3, 1);

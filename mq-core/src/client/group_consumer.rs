@@ -82,6 +82,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 const MIN_SESSION_TIMEOUT: Duration = Duration::from_millis(100);
 /// The longest session timeout coordinators accept.
 const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(300);
+/// The most fetches of one partition a member keeps listening on after they
+/// stopped being its current fetch (`GroupConsumer::adopt_orphan`): each
+/// rebalance or silent subscription leaves one until its leader ends it.
+const MAX_ORPHANS_PER_PARTITION: usize = 4;
 
 /// How records reach the member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -926,8 +930,11 @@ impl GroupConsumer {
             assert!(self.records.is_empty(), "records buffered while closing");
             assert!(self.orphans.is_empty(), "orphaned fetches while closing");
         }
-        let orphaned: BTreeSet<&TopicPartition> = self.orphans.values().map(|(_, tp, _)| tp).collect();
-        assert_eq!(orphaned.len(), self.orphans.len(), "two orphaned fetches of one partition");
+        let mut orphaned: BTreeMap<&TopicPartition, usize> = BTreeMap::new();
+        for (_, tp, _) in self.orphans.values() {
+            *orphaned.entry(tp).or_default() += 1;
+        }
+        assert!(orphaned.values().all(|n| *n <= MAX_ORPHANS_PER_PARTITION), "too many orphaned fetches: {orphaned:?}");
         // Exclusive groups keep only silent subscriptions of the current
         // generation; a rebalance releases every lease.
         let exclusive = matches!(self.config.mode, GroupMode::Exclusive(_));
@@ -1139,8 +1146,8 @@ impl GroupConsumer {
     }
 
     fn send_fetch(&mut self, tp: &TopicPartition, leader: NodeId) {
-        // The leader replaces the member's older subscription of the partition.
-        self.orphans.retain(|_, (_, t, _)| t != tp);
+        // The leader replaces the member's older fetch of the partition and
+        // answers it; an orphan stays until that answer (`adopt_orphan`).
         let view = self.view(tp);
         let generation = view.generation;
         let (max_records, mode) = match self.config.delivery {
@@ -1343,14 +1350,17 @@ impl GroupConsumer {
             // A silent subscription kept listening is of the generation ending.
             self.orphans.clear();
         }
+        let mut orphaned = Vec::new();
         for (tp, p) in self.parts.iter_mut() {
             let Some(c) = p.fetch.take() else { continue };
             if let Some(Outstanding { to, req: Req::Fetch { generation, .. }, .. }) = self.requests.remove(&c) {
                 if keep {
-                    self.orphans.retain(|_, (_, t, _)| t != tp);
-                    self.orphans.insert(c, (to, tp.clone(), generation));
+                    orphaned.push((c, (to, tp.clone(), generation)));
                 }
             }
+        }
+        for (c, orphan) in orphaned {
+            self.adopt_orphan(c, orphan);
         }
     }
 
@@ -1368,9 +1378,26 @@ impl GroupConsumer {
             return;
         }
         // No new subscription is out yet: it is sent after metadata and a
-        // backoff, and replaces this orphan then (`send_fetch`).
-        self.orphans.retain(|_, (_, t, _)| *t != tp);
-        self.orphans.insert(corr, (to, tp, generation));
+        // backoff, and the leader ends this one then (`Superseded`).
+        self.adopt_orphan(corr, (to, tp, generation));
+    }
+
+    /// Keeps listening on fetch `corr`, no longer this member's current fetch of
+    /// its partition, until the leader ends it: a leader deals records on a fetch
+    /// until a newer one of the member replaces it, and answers the old one then
+    /// (a pull empty, a subscription `Superseded`). Forgetting it when the new
+    /// fetch was sent lost what the leader dealt on it meanwhile: those records
+    /// stayed leased to this member, unseen, for the whole ack timeout (a
+    /// rebalance of a shared group under a steady trickle of records). A
+    /// partition keeps at most [`MAX_ORPHANS_PER_PARTITION`] of them, the newest.
+    fn adopt_orphan(&mut self, corr: CorrelationId, orphan: (NodeId, TopicPartition, GroupGeneration)) {
+        let tp = orphan.1.clone();
+        self.orphans.insert(corr, orphan);
+        let of_tp: Vec<CorrelationId> =
+            self.orphans.iter().filter(|(_, (_, t, _))| *t == tp).map(|(c, _)| *c).collect();
+        for c in of_tp.iter().take(of_tp.len().saturating_sub(MAX_ORPHANS_PER_PARTITION)) {
+            self.orphans.remove(c);
+        }
     }
 
     /// An answer on an orphaned fetch: its records are this member's to process

@@ -272,11 +272,21 @@ impl Node {
             let replaced = part.waiters.iter().position(same_member).map(|i| part.waiters.remove(i));
             (dead, adopted, replaced, log.high_watermark())
         };
-        // The member's previous fetch of this partition ends: a parked pull gets
-        // an empty answer, a push subscription simply stops.
-        if let Some(old) = replaced.filter(|w| matches!(w.kind, WaitKind::Pull { .. })) {
-            let body = ResponseBody::Delivered { tp: tp.clone(), high_watermark: hw, records: Vec::new() };
-            self.reply(old.to, old.correlation, Ok(body));
+        // The member's previous fetch of this partition ends with an answer, so
+        // that the member knows nothing more comes on it: a parked pull gets an
+        // empty answer, a push subscription `Superseded`. Until then the member
+        // takes what was dealt on it (records may be on their way).
+        if let Some(old) = replaced {
+            let end = match old.kind {
+                WaitKind::Pull { .. } => {
+                    Ok(ResponseBody::Delivered { tp: tp.clone(), high_watermark: hw, records: Vec::new() })
+                }
+                WaitKind::Push { .. } => Err(WireError::new(
+                    ErrorCode::Superseded,
+                    format!("a newer fetch of member {} replaced this subscription of {tp}", f.view.member),
+                )),
+            };
+            self.reply(old.to, old.correlation, end);
         }
         if adopted {
             self.end_stale_waiters(&tp, &group);

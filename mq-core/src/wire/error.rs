@@ -76,6 +76,10 @@ pub enum ErrorCode {
     /// still on its way goes first; with none, the producer's history is gone and
     /// it starts a new epoch at sequence 0 (Kafka's KIP-360).
     UnknownProducerId,
+    /// A newer request of the same client replaced this one: a group member's
+    /// push subscription ends so when the member subscribes to the partition
+    /// again. Nothing more comes on it.
+    Superseded,
 }
 
 impl ErrorCode {

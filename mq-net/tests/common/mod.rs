@@ -78,7 +78,8 @@ impl BrokerProcess {
     fn spawn(args: &[String]) -> (BrokerProcess, mpsc::Receiver<String>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_mq"))
             .args(args)
-            .env("MQ_LOG", "warn")
+            // MQ_TEST_BROKER_LOG raises the brokers' log level to debug a test.
+            .env("MQ_LOG", std::env::var("MQ_TEST_BROKER_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
