@@ -375,6 +375,10 @@ const MAX_DRAIN_EXTENSION_S: u32 = 600;
 /// or replicas' logs grow, without acks confirmed or consumers reading.
 const MAX_WEAK_DRAIN_S: u32 = 30;
 
+/// How many failed retries in a row of a member's ack (each a retry backoff and
+/// a request timeout) the drain waits through without strong progress.
+const DRAIN_RETRIES: u64 = 3;
+
 /// The drain past the planned end: extensions so far, and the group acks and
 /// consumer positions counted at the last look.
 #[derive(Default)]
@@ -885,10 +889,13 @@ impl Sim {
         // backoff (up to 2 s drawn) before it acks again, so a working group may
         // confirm nothing for a second or two (seed 1200023: a 12 ms produce
         // timeout failed every third cursor append, and each failure cost the
-        // member 1 to 2 s). Strong progress within that backoff and a request
-        // timeout still counts.
+        // member 1 to 2 s). Strong progress within three such retries (a
+        // backoff and a request timeout each) still counts: one retry's worth
+        // let two failures in a row end the drain of a group still acking
+        // (seed 1200023 again at 569bfa0, whose client change moved the run).
         self.drain.since_strong = if strong { 0 } else { self.drain.since_strong + 1 };
-        let patience_s = (self.opts.knobs.member_retry_backoff_max_ms + self.opts.request_timeout_ms).div_ceil(1_000);
+        let patience_s = (DRAIN_RETRIES * (self.opts.knobs.member_retry_backoff_max_ms + self.opts.request_timeout_ms))
+            .div_ceil(1_000);
         let recent = u64::from(self.drain.since_strong) <= patience_s;
         let progressed = strong || recent || (weak && self.drain.weak_run <= MAX_WEAK_DRAIN_S);
         self.drain.acks = acks;
