@@ -18,7 +18,7 @@ use mq_core::group::cursor::cursor_of_batch;
 use mq_core::log::PartitionLog;
 use mq_core::security::acl::Grant;
 use mq_core::wire::{Acks, BatchKind};
-use mq_core::{LeaderEpoch, Node, NodeId, Offset, PartitionId, Term, TopicPartition};
+use mq_core::{Instant, LeaderEpoch, Node, NodeId, Offset, PartitionId, Term, TopicPartition};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Every invariant a run is checked against, as docs/invariants.md lists them
@@ -64,6 +64,7 @@ pub const INVARIANTS: &[&str] = &[
     // liveness
     "liveness_progress",
     "liveness_leaders",
+    "liveness_replicas_in_sync",
     "liveness_consumers_caught_up",
     "event_budget",
     "timer_progress",
@@ -155,6 +156,8 @@ impl PartModel {
 struct PartState {
     leader: Option<NodeId>,
     isr: Vec<NodeId>,
+    /// The replicas the topic's creation assigned (mq does not reassign them).
+    replicas: Vec<NodeId>,
 }
 
 /// What an auth seed's honest admin creates: anything else in the committed
@@ -228,6 +231,11 @@ pub struct Checker {
     part_state: BTreeMap<TopicPartition, PartState>,
     /// Brokers registered and unfenced per the committed metadata log.
     unfenced: BTreeSet<NodeId>,
+    /// When the checker last saw each replica in its partition's committed ISR
+    /// (`liveness_replicas_in_sync`).
+    in_isr_at: BTreeMap<(TopicPartition, NodeId), Instant>,
+    /// The simulated time of the metadata being learnt (`Checker::set_now`).
+    now: Instant,
     /// The highest HW reported for each lossy partition (counted as committed, not
     /// checked).
     lossy_hw: BTreeMap<TopicPartition, Offset>,
@@ -799,9 +807,9 @@ impl Checker {
         }
         match &e.record {
             MetadataRecord::CreateTopic { config, assignment } => {
-                for i in 0..assignment.len() {
+                for (i, replicas) in assignment.iter().enumerate() {
                     let tp = TopicPartition { topic: config.name.clone(), partition: PartitionId(i as u32) };
-                    self.part_state.insert(tp, PartState::default());
+                    self.part_state.insert(tp, PartState { replicas: replicas.clone(), ..PartState::default() });
                 }
             }
             MetadataRecord::DeleteTopic { topic } => self.part_state.retain(|tp, _| tp.topic != *topic),
@@ -824,7 +832,12 @@ impl Checker {
                     }
                     self.one_leader(*l, tp, *leader_epoch, "committed metadata");
                 }
-                self.part_state.insert(tp.clone(), PartState { leader: *leader, isr: isr.clone() });
+                for r in prev.isr.iter().chain(isr) {
+                    // In the ISR until this change at least.
+                    self.in_isr_at.insert((tp.clone(), *r), self.now);
+                }
+                let replicas = prev.replicas;
+                self.part_state.insert(tp.clone(), PartState { leader: *leader, isr: isr.clone(), replicas });
             }
             _ => {}
         }
@@ -884,6 +897,33 @@ impl Checker {
 
     /// Partitions without a leader in the committed metadata although an ISR
     /// member is live (registered and unfenced) there.
+    /// The simulated time now: metadata learnt from here on is dated with it.
+    pub fn set_now(&mut self, now: Instant) {
+        self.now = now;
+    }
+
+    /// Partitions with a leader in the committed metadata whose committed ISR
+    /// lacks a replica that is live (registered and unfenced) there and was not
+    /// in it at any time since `since`, with those replicas: under-replicated,
+    /// as Kafka's metric counts them, and not merely flapping (a drawn replica
+    /// lag time of 20 ms takes a follower out and back in all the time).
+    pub fn under_replicated(&self, since: Instant) -> Vec<(TopicPartition, Vec<NodeId>)> {
+        self.part_state
+            .iter()
+            .filter(|(_, p)| p.leader.is_some())
+            .filter_map(|(tp, p)| {
+                let out: Vec<NodeId> = p
+                    .replicas
+                    .iter()
+                    .copied()
+                    .filter(|r| self.unfenced.contains(r) && !p.isr.contains(r))
+                    .filter(|r| self.in_isr_at.get(&(tp.clone(), *r)).is_none_or(|at| *at < since))
+                    .collect();
+                (!out.is_empty()).then(|| (tp.clone(), out))
+            })
+            .collect()
+    }
+
     pub fn leaderless(&self) -> Vec<TopicPartition> {
         self.part_state
             .iter()

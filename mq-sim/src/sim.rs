@@ -912,7 +912,10 @@ impl Sim {
         // for (seed 1200958: min_isr = rf = 2, 56-byte replica fetches, a
         // backlog longer than the 12 s of probes).
         let acks_all_pending = self.acked_all_since_heal == 0;
-        if !((group_incomplete || consumer_behind || acks_all_pending) && progressed) {
+        // A live replica out of its partition's ISR is still copying what it
+        // missed (`liveness_replicas_in_sync`), one batch per round trip maybe.
+        let under_replicated = !self.under_replicated().is_empty();
+        if !((group_incomplete || consumer_behind || acks_all_pending || under_replicated) && progressed) {
             return false;
         }
         self.drain.extensions += 1;
@@ -922,6 +925,15 @@ impl Sim {
         });
         self.push(now + Duration::from_secs(1), Ev::End);
         true
+    }
+
+    /// Partitions with a live replica out of the committed ISR that has not
+    /// been in it since the middle of the liveness phase
+    /// (`liveness_replicas_in_sync`): half the phase is time enough to come
+    /// back after the heal, and a replica in the ISR since then only flaps.
+    fn under_replicated(&self) -> Vec<(TopicPartition, Vec<NodeId>)> {
+        let Some(start) = self.liveness_start else { return Vec::new() };
+        self.checker.under_replicated(start + Duration::from_millis(self.opts.liveness_ms / 2))
     }
 
     /// Every plain consumer of the workload: (client id, partition, position).
@@ -1101,6 +1113,7 @@ impl Sim {
                 }
             }
         }
+        self.checker.set_now(self.now);
         self.checker.on_metadata(slot.id, node.raft());
         self.check_commit_protected(n);
         let every = self.cfg.node_invariants_every;
@@ -1429,6 +1442,7 @@ impl Sim {
             node.check_invariants();
         }
         self.checker.on_recovered(node, &self.history);
+        self.checker.set_now(self.now);
         self.checker.on_restart_metadata(NodeId(id), node.raft());
         self.schedule_node_timer(n);
     }
@@ -2295,6 +2309,19 @@ impl Sim {
             let hw = self.judged_consumer_target(tp);
             let what = format!("c{id} read {tp} only up to {position} by the end; its committed data ends at {hw}");
             self.checker.fail_liveness("liveness_consumers_caught_up", what);
+            return;
+        }
+        // Healed, every live replica follows its leader back into the ISR:
+        // under-replicated partitions go back to none, as operators expect of
+        // Kafka. A broker that keeps acting on a partition state it was told
+        // is over (a deposed leader that goes on leading, a follower that
+        // stops fetching) leaves it out for good.
+        if let Some((tp, out)) = self.under_replicated().first() {
+            let what = format!(
+                "{tp}: live replica(s) {out:?} out of the committed ISR from the middle of the {} ms liveness phase to the end, drain included",
+                self.opts.liveness_ms
+            );
+            self.checker.fail_liveness("liveness_replicas_in_sync", what);
         }
     }
 }
