@@ -15,9 +15,10 @@ use mq_core::wire::{
     AckKind, Acks, DeliveredRecord, ErrorCode, FetchMode, GroupAck, GroupFetch, GroupSeek, GroupSettings, GroupView,
     Record, RecordBatch, RequestBody, Response, ResponseBody, SeekTo, TopicConfig, WireError,
 };
+use mq_core::wire::{Message, Request};
 use mq_core::{
-    CorrelationId, Duration, Event, Generation, GroupGeneration, LeaderEpoch, MemberId, NodeConfig, NodeId, Offset,
-    PartitionId, TopicPartition,
+    ClientId, CorrelationId, Duration, Event, Generation, GroupGeneration, Input, LeaderEpoch, MemberId, NodeConfig,
+    NodeId, Offset, PartitionId, Peer, TopicPartition,
 };
 use std::collections::BTreeSet;
 use support::{leader_of, ok, CLIENT};
@@ -635,6 +636,28 @@ fn a_members_newer_fetch_ends_its_older_one_with_an_answer() {
     produce(&mut h, values(2));
     h.advance(Duration::from_millis(50));
     assert_eq!(offs(&pushed(&mut h, M1, newer)), vec![0, 1], "only the newest subscription gets records");
+}
+
+/// A network that delivers a `GroupFetch` twice: the copy is the same fetch, not
+/// a newer one that would end it.
+#[test]
+fn a_duplicated_fetch_is_the_same_fetch() {
+    let mut h = cluster(16, 3, 1);
+    let g = Group::new(GroupMode::Shared, &[(M1, 1)]);
+    let l = leader(&h);
+    let body = RequestBody::GroupFetch(GroupFetch {
+        view: g.view(M1),
+        tp: tp(),
+        max_records: 10,
+        mode: FetchMode::Push { prefetch: 10 },
+    });
+    let sub = h.request(client(M1), l, body.clone());
+    let again = Message::Request(Request { correlation: sub, body });
+    h.input(l, Input::Message { from: Peer::Client(ClientId(client(M1))), msg: again });
+    h.advance(Duration::from_millis(50));
+    produce(&mut h, values(2));
+    h.advance(Duration::from_millis(50));
+    assert_eq!(offs(&pushed(&mut h, M1, sub)), vec![0, 1], "the subscription goes on, unended");
 }
 
 #[test]

@@ -253,6 +253,13 @@ impl Node {
         let group = f.view.group.clone();
         self.delivery_preamble(&group, &tp)?;
         let now = self.now;
+        if self.deliveries.parts[&tp].waiters.iter().any(|w| w.to == from && w.correlation == correlation) {
+            // The same request again (a network that duplicates messages): the
+            // fetch it opened goes on. Taken as a newer fetch, it would end
+            // itself with `Superseded` while its waiter stayed, and the member,
+            // told it ended, would not take what is dealt on it.
+            return Ok(None);
+        }
         let same_member = |w: &Waiter| w.group == group && w.member == f.view.member;
         let replacing = self.deliveries.parts[&tp].waiters.iter().any(same_member);
         let others = self.waiter_count() - usize::from(replacing);
