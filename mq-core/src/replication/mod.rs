@@ -35,8 +35,14 @@ pub struct FollowerProgress {
     pub leo: Offset,
     /// When its LEO last reached the leader's LEO (Kafka's `lastCaughtUpTime`).
     pub last_caught_up: Instant,
-    /// When it last fetched.
-    pub last_fetch: Instant,
+    /// When it last fetched in this leader's tenure; none before its first
+    /// fetch, when its LEO is unknown (Kafka's follower LEO starts unknown on a
+    /// new leader too). A follower that has not fetched is never added to the
+    /// ISR: mq-sim seed 1406825, where a new leader with an empty log took a
+    /// follower that never fetched from it for one at its end, asked to add
+    /// it, and a controller elected that follower, empty, once the leader had
+    /// committed records alone.
+    pub last_fetch: Option<Instant>,
     /// The leader's LEO at that fetch.
     pub leader_leo_at_last_fetch: Offset,
 }
@@ -227,7 +233,7 @@ impl Replica {
                         let p = FollowerProgress {
                             leo: Offset(0),
                             last_caught_up: now,
-                            last_fetch: now,
+                            last_fetch: None,
                             leader_leo_at_last_fetch: leo,
                         };
                         (*r, p)
@@ -408,9 +414,11 @@ impl Replica {
         if req.fetch_offset >= leader_leo {
             progress.last_caught_up = now;
         } else if req.fetch_offset >= progress.leader_leo_at_last_fetch {
-            progress.last_caught_up = progress.last_caught_up.max(progress.last_fetch);
+            if let Some(t) = progress.last_fetch {
+                progress.last_caught_up = progress.last_caught_up.max(t);
+            }
         }
-        progress.last_fetch = now;
+        progress.last_fetch = Some(now);
         progress.leader_leo_at_last_fetch = leader_leo;
         progress.leo = req.fetch_offset;
         self.update_high_watermark(me);
@@ -447,7 +455,9 @@ impl Replica {
             let keep = match l.followers.get(r) {
                 None => true, // the leader itself
                 Some(p) if self.isr.contains(r) => now.saturating_since(p.last_caught_up) < lag,
-                Some(p) => p.leo >= hw && p.leo >= l.epoch_start && now.saturating_since(p.last_fetch) < lag,
+                Some(p) => {
+                    p.leo >= hw && p.leo >= l.epoch_start && p.last_fetch.is_some_and(|t| now.saturating_since(t) < lag)
+                }
             };
             if keep {
                 isr.push(*r);
@@ -497,7 +507,7 @@ impl Replica {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::TopicPartition;
+    use crate::ids::{BrokerEpoch, TopicPartition};
     use crate::wire::{Record, RecordBatch};
 
     /// Broker 1 leads `t/0` with ISR {1} and 5 durable records; follower 2 has
@@ -515,7 +525,7 @@ mod tests {
         let p = FollowerProgress {
             leo: Offset(0),
             last_caught_up: Instant::ZERO,
-            last_fetch: Instant::ZERO,
+            last_fetch: Some(Instant::ZERO),
             leader_leo_at_last_fetch: Offset(0),
         };
         let mut l = LeaderState::new(Offset(0), [(NodeId(2), p)].into());
@@ -542,7 +552,7 @@ mod tests {
         let late = Instant::ZERO + Duration::from_secs(10);
         assert_eq!(r.wanted_isr(late, lag), None, "a follower that stopped fetching does not join");
         let Role::Leader(l) = &mut r.role else { unreachable!() };
-        l.followers.get_mut(&NodeId(2)).unwrap().last_fetch = late;
+        l.followers.get_mut(&NodeId(2)).unwrap().last_fetch = Some(late);
         assert_eq!(r.wanted_isr(late, lag), Some(vec![NodeId(1), NodeId(2)]), "one that fetches joins");
         let image = |isr: Vec<NodeId>, partition_epoch| PartitionImage {
             leader: Some(NodeId(1)),
@@ -562,8 +572,43 @@ mod tests {
         l.pending_isr = None;
         let p = l.followers.get_mut(&NodeId(2)).unwrap();
         p.leo = Offset(3);
-        p.last_fetch = late;
+        p.last_fetch = Some(late);
         assert_eq!(r.wanted_isr(late, lag), None);
+    }
+
+    /// Seed 1406825: a new leader with an empty log (HW and epoch start 0)
+    /// took a follower that had not fetched from it, its LEO taken as 0, for
+    /// one at its end and asked to add it; a delayed copy of that request
+    /// committed, and the follower, which never fetched, was later elected
+    /// with nothing of what the leader had committed alone. A follower's LEO
+    /// is unknown until its first fetch of the tenure: it joins only after it.
+    #[test]
+    fn a_follower_that_has_not_fetched_from_a_new_leader_does_not_join_its_isr() {
+        let lag = Duration::from_secs(1);
+        let mut r = Replica::new(PartitionLog::new(TopicPartition::new("t", 0)), 1);
+        let image = PartitionImage {
+            leader: Some(NodeId(1)),
+            leader_epoch: LeaderEpoch(2),
+            partition_epoch: 4,
+            replicas: vec![NodeId(1), NodeId(2)],
+            isr: vec![NodeId(1)],
+        };
+        let now = Instant::ZERO + Duration::from_secs(1);
+        assert_eq!(r.apply_state(NodeId(1), now, &image), Transition::BecameLeader);
+        assert_eq!(r.wanted_isr(now, lag), None, "no fetch yet: its LEO is unknown");
+        let fetch = ReplicaFetch {
+            tp: TopicPartition::new("t", 0),
+            replica: NodeId(2),
+            broker_epoch: BrokerEpoch(1),
+            fetch_offset: Offset(0),
+            last_fetched_epoch: None,
+            current_leader_epoch: LeaderEpoch(2),
+            max_bytes: 1 << 20,
+            fetch_id: 1,
+        };
+        let later = now + Duration::from_millis(10);
+        assert!(r.handle_fetch(NodeId(1), later, &fetch, 1 << 20).is_ok());
+        assert_eq!(r.wanted_isr(later, lag), Some(vec![NodeId(1), NodeId(2)]), "fetched at the end: it joins");
     }
 
     /// Seed 1000940: the controller committed the expansion, but a duplicate of
