@@ -895,8 +895,6 @@ impl Checker {
             .collect()
     }
 
-    /// Partitions without a leader in the committed metadata although an ISR
-    /// member is live (registered and unfenced) there.
     /// The simulated time now: metadata learnt from here on is dated with it.
     pub fn set_now(&mut self, now: Instant) {
         self.now = now;
@@ -924,6 +922,8 @@ impl Checker {
             .collect()
     }
 
+    /// Partitions without a leader in the committed metadata although an ISR
+    /// member is live (registered and unfenced) there.
     pub fn leaderless(&self) -> Vec<TopicPartition> {
         self.part_state
             .iter()
