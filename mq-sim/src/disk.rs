@@ -41,6 +41,9 @@ pub struct Disk {
     pub stall_until: Instant,
     /// The extra latency of a stalled Persist.
     pub stall: Duration,
+    /// No Persist completes before this (`Fault::DiskStall`: the device stops
+    /// answering; writes already submitted wait too). A crash ends it.
+    pub hold_until: Instant,
 }
 
 impl Disk {
@@ -57,6 +60,7 @@ impl Disk {
             torn_prob: o.torn_prob,
             stall_until: Instant::ZERO,
             stall: Duration::ZERO,
+            hold_until: Instant::ZERO,
         }
     }
 
@@ -122,6 +126,7 @@ impl Disk {
             }
         }
         self.pending.clear();
+        self.hold_until = Instant::ZERO;
         damage
     }
 }

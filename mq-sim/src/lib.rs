@@ -353,6 +353,14 @@ counters!(
     /// time, so that the leader shrinks its ISR and asks to expand it again
     /// when they catch up (the `isr_commit` moments' lead-in).
     aimed_isr_induced,
+    /// Disks stalled (`Fault::DiskStall`): no fsync completes for a while.
+    disk_stalls,
+    /// Followers whose disk an aimed fault stalled between appending fetched
+    /// records and their fsync, while their leader crashed past its session.
+    aimed_fsync_stall,
+    /// New partition leaders crashed, with the other members of their ISR, at
+    /// their tenure's first HW move (the weakest member back first).
+    aimed_first_commit,
     /// acks=all probes sent after the producers stopped, in seeds where no
     /// acks=all produce had succeeded since the heal (`liveness_progress`).
     liveness_probes,

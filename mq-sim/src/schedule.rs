@@ -85,6 +85,15 @@ pub enum Fault {
         /// Crash rather than leave.
         crash: bool,
     },
+    /// Node `node`'s disk stops completing fsyncs for `for_ns`: every Persist
+    /// pending or submitted meanwhile completes only then (a stalled device; a
+    /// crash meanwhile drops them). Absent from schedules written before it.
+    DiskStall {
+        /// The node slot.
+        node: usize,
+        /// How long.
+        for_ns: u64,
+    },
     /// An aimed fault (docs/simulator.md "Aimed faults"): `fault`, injected at a
     /// protocol moment of kind `kind`. Replayed at its instant like any other.
     Aimed {
@@ -100,7 +109,10 @@ impl Fault {
     pub fn duration_ns(&self) -> Option<u64> {
         match self {
             Fault::Crash { down_ns, .. } | Fault::CrashController { down_ns, .. } => Some(*down_ns),
-            Fault::Pause { for_ns, .. } | Fault::Partition { for_ns, .. } | Fault::Clog { for_ns, .. } => Some(*for_ns),
+            Fault::Pause { for_ns, .. }
+            | Fault::Partition { for_ns, .. }
+            | Fault::Clog { for_ns, .. }
+            | Fault::DiskStall { for_ns, .. } => Some(*for_ns),
             Fault::ClockStep { .. } | Fault::Member { .. } | Fault::Shutdown { .. } => None,
             Fault::Aimed { fault, .. } => fault.duration_ns(),
         }
@@ -111,7 +123,10 @@ impl Fault {
         let mut f = self.clone();
         match &mut f {
             Fault::Crash { down_ns, .. } | Fault::CrashController { down_ns, .. } => *down_ns = ns,
-            Fault::Pause { for_ns, .. } | Fault::Partition { for_ns, .. } | Fault::Clog { for_ns, .. } => *for_ns = ns,
+            Fault::Pause { for_ns, .. }
+            | Fault::Partition { for_ns, .. }
+            | Fault::Clog { for_ns, .. }
+            | Fault::DiskStall { for_ns, .. } => *for_ns = ns,
             Fault::ClockStep { .. } | Fault::Member { .. } | Fault::Shutdown { .. } => {}
             Fault::Aimed { fault, .. } => **fault = fault.with_duration(ns),
         }
@@ -128,6 +143,7 @@ impl Fault {
             Fault::Crash { node, .. }
             | Fault::Pause { node, .. }
             | Fault::ClockStep { node, .. }
+            | Fault::DiskStall { node, .. }
             | Fault::Shutdown { node } => *node < nodes,
             Fault::Clog { node, other, .. } => *node < nodes && peer_ok(other),
             Fault::Partition { side, .. } => side.iter().all(peer_ok),

@@ -403,6 +403,7 @@ fn fault_groups(faults: &[Timed]) -> Vec<(String, Vec<Timed>)> {
         Fault::Clog { .. } => "clog",
         Fault::ClockStep { .. } => "clock step",
         Fault::Shutdown { .. } => "shutdown",
+        Fault::DiskStall { .. } => "disk stall",
         Fault::Member { .. } => "member fault",
     };
     fn node(f: &Fault) -> Option<usize> {
@@ -411,6 +412,7 @@ fn fault_groups(faults: &[Timed]) -> Vec<(String, Vec<Timed>)> {
             | Fault::Pause { node, .. }
             | Fault::Clog { node, .. }
             | Fault::ClockStep { node, .. }
+            | Fault::DiskStall { node, .. }
             | Fault::Shutdown { node } => Some(*node),
             Fault::Aimed { fault, .. } => node(fault),
             _ => None,

@@ -728,6 +728,13 @@ impl Sim {
                 if slot.incarnation != incarnation {
                     return; // the node crashed meanwhile; the disk dropped these writes
                 }
+                if now < slot.disk.hold_until {
+                    // A stalled disk (`Fault::DiskStall`): the completion waits,
+                    // behind those that waited before it.
+                    let at = slot.disk.hold_until;
+                    self.push(at, Ev::PersistDone { node, incarnation, token, apply, notify });
+                    return;
+                }
                 if apply {
                     slot.disk.complete(token);
                 }
@@ -1127,8 +1134,8 @@ impl Sim {
             slot.next_check = slot.inputs + every.max(mq_core::node::full_check_spacing(node.batch_count()));
         }
         self.drain_outputs(n);
-        if let Some(leader) = replica_data {
-            self.aimed_after_replica_data(n, leader, self.counters.persists > persists);
+        if let Some((leader, tp)) = replica_data {
+            self.aimed_after_replica_data(n, leader, &tp, self.counters.persists > persists);
         }
         self.on_raft_leadership(n);
         self.figure8_watch(n, raft_ack);
@@ -2137,6 +2144,21 @@ impl Sim {
             }
             Fault::Member { client, crash } => self.apply_member_fault(*client, *crash),
             Fault::Aimed { kind, fault: inner } => self.apply_aimed(*kind, (**inner).clone()),
+            Fault::DiskStall { node, for_ns } => {
+                let n = *node;
+                let live = self.nodes[n].node.is_some();
+                if live {
+                    let until = now + Duration::from_nanos(*for_ns);
+                    let disk = &mut self.nodes[n].disk;
+                    disk.hold_until = disk.hold_until.max(until);
+                    self.counters.disk_stalls += 1;
+                    let id = self.nodes[n].id.0;
+                    self.trace.event(now, Actor::Node(id), "disk-stall", until.as_nanos(), 0, || {
+                        format!("no fsync completes until {until}")
+                    });
+                }
+                live
+            }
             Fault::Shutdown { node } => {
                 let n = *node;
                 let ok = self.nodes[n].node.is_some() && self.nodes[n].stopping.is_none();
@@ -2231,6 +2253,9 @@ impl Sim {
             let disk = &mut self.nodes[n].disk;
             disk.stall_until = Instant::ZERO;
             disk.stall = Duration::ZERO;
+            // A disk an aimed fault stalled completes what waited from now on
+            // (completions already queued for the stall's end still wait for it).
+            disk.hold_until = Instant::ZERO;
             if self.nodes[n].stopping.is_some() {
                 // A controlled shutdown under way: finish it now (cleanly if it
                 // completed, else like a crash), so the node restarts healed.

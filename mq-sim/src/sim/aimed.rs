@@ -42,7 +42,28 @@ pub(super) struct Aimed {
     held: Option<HeldAnswer>,
     /// Followers' fetches of a partition held back meanwhile.
     held_fetches: Vec<HeldFetch>,
+    /// Leader tenures (partition, leader, leader epoch) whose HW has not moved
+    /// yet: the first move is a [`Sim::aimed_on_first_commit`] moment.
+    first_hw: Vec<(TopicPartition, NodeId, mq_core::LeaderEpoch)>,
+    /// Followers whose disk a `follower_fsync` fault stalled with fetched
+    /// records unpersisted, while their leader is down.
+    stalls: Vec<StallWatch>,
 }
+
+/// A follower's disk stalled with fetched records of `tp` unpersisted
+/// ([`Sim::aimed_after_replica_data`]): the next leader of `tp` other than
+/// `old_leader` to move its HW before `until` is crashed with the follower
+/// ([`Sim::aimed_on_first_commit`]).
+struct StallWatch {
+    follower: NodeId,
+    old_leader: NodeId,
+    tp: TopicPartition,
+    until: Instant,
+}
+
+/// At most this many leader tenures are watched for their first HW move (the
+/// oldest are forgotten): a bound on a list whose tenures may never move one.
+const FIRST_HW_WATCHED: usize = 256;
 
 /// A follower's fetches of one partition from one leader, held until `until`.
 struct HeldFetch {
@@ -84,18 +105,20 @@ impl Aimed {
             next_induce: Instant::ZERO,
             held: None,
             held_fetches: Vec::new(),
+            first_hw: Vec::new(),
+            stalls: Vec::new(),
         }
     }
 }
 
-/// The leader whose fetch answer `input` is, when it carries records a follower
-/// will append (batches in it).
-pub(super) fn carries_replica_data(input: &Input) -> Option<NodeId> {
+/// The leader whose fetch answer `input` is, and the partition, when it
+/// carries records a follower will append (batches in it).
+pub(super) fn carries_replica_data(input: &Input) -> Option<(NodeId, TopicPartition)> {
     match input {
         Input::Message {
             from: Peer::Node(leader),
-            msg: Message::Peer(PeerMessage::ReplicaFetchReply { result: Ok(data), .. }),
-        } if !data.batches.is_empty() => Some(*leader),
+            msg: Message::Peer(PeerMessage::ReplicaFetchReply { tp, result: Ok(data), .. }),
+        } if !data.batches.is_empty() => Some((*leader, tp.clone())),
         _ => None,
     }
 }
@@ -408,7 +431,15 @@ impl Sim {
     /// Node `n` reported `e` (called for every node event).
     pub(super) fn aimed_on_event(&mut self, n: usize, e: &Event) {
         match e {
-            Event::HighWatermark { tp, .. } => self.aimed_on_unanswered_hw(n, tp),
+            Event::HighWatermark { tp, leader_epoch, .. } => {
+                self.aimed_on_unanswered_hw(n, tp);
+                let me = self.nodes[n].id;
+                let tenure = self.aimed.first_hw.iter().position(|(t, l, e)| t == tp && *l == me && e == leader_epoch);
+                if let Some(i) = tenure {
+                    self.aimed.first_hw.remove(i);
+                    self.aimed_on_first_commit(n, tp);
+                }
+            }
             Event::GroupDelivered { .. } => self.aimed_on_group_delivery(n),
             Event::IsrChanged { shrink: false, .. } => {
                 if !self.aimed_fires(AimedKind::IsrCommit) {
@@ -419,7 +450,14 @@ impl Sim {
                 let down_ns = self.aimed_down_ns(AimedKind::IsrCommit);
                 self.aim(AimedKind::IsrCommit, Duration::from_nanos(within), Sim::aimed_crash(n, down_ns));
             }
-            Event::BecameLeader { isr, .. } => {
+            Event::BecameLeader { tp, leader_epoch, isr, .. } => {
+                let replaying = self.cfg.schedule.as_ref().is_some_and(|s| !s.random_faults);
+                if !replaying && self.liveness_start.is_none() {
+                    if self.aimed.first_hw.len() >= FIRST_HW_WATCHED {
+                        self.aimed.first_hw.remove(0);
+                    }
+                    self.aimed.first_hw.push((tp.clone(), self.nodes[n].id, *leader_epoch));
+                }
                 if !self.aimed_fires(AimedKind::FirstFetch) {
                     return;
                 }
@@ -455,26 +493,51 @@ impl Sim {
         }
     }
 
-    /// Node `n` handled records fetched from `leader`; `persisted` says it issued
-    /// a persist for them.
+    /// Node `n` handled records of `tp` fetched from `leader`; `persisted` says
+    /// it issued a persist for them.
     ///
-    /// One nanosecond on, the fsync (tens of microseconds at least) is pending:
-    /// the follower crashes. Half the time the leader loses power with it (one
-    /// rack): both stay down past the broker session, the follower comes back
-    /// first. If the leader's session ends first, the controller keeps the
-    /// follower as the last ISR member and elects it when it is back; it may lead
-    /// only with what it had made durable before it reported it, or records the
-    /// HW had passed are gone (a follower that reports unpersisted records).
-    pub(super) fn aimed_after_replica_data(&mut self, n: usize, leader: NodeId, persisted: bool) {
+    /// One nanosecond on, the fsync (tens of microseconds at least) is pending.
+    /// A third of the time the follower crashes alone. A third of the time the
+    /// leader loses power with it (one rack): both stay down past the broker
+    /// session, the follower comes back first. If the leader's session ends
+    /// first, the controller keeps the follower as the last ISR member and
+    /// elects it when it is back; it may lead only with what it had made durable
+    /// before it reported it, or records the HW had passed are gone (a follower
+    /// that reports unpersisted records). The last third, the follower's disk
+    /// stalls instead (no fsync completes for two to three sessions) while the
+    /// leader crashes past its session: the controller elects another leader,
+    /// which the follower follows with its fetched records still unpersisted.
+    /// A follower that reports them to the new leader before they are durable
+    /// lets its HW pass them, and at that HW move both crash
+    /// ([`Sim::aimed_on_first_commit`]), so the follower comes back without them
+    /// as the last ISR member (mutant `follower_fetch_before_fsync`).
+    pub(super) fn aimed_after_replica_data(&mut self, n: usize, leader: NodeId, tp: &TopicPartition, persisted: bool) {
         if !persisted || !self.aimed_fires(AimedKind::FollowerFsync) {
             return;
         }
         let kind = AimedKind::FollowerFsync;
         let leader = self.nodes.iter().position(|s| s.id == leader).filter(|l| *l != n);
         let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
-        let both = leader.is_some() && self.aimed_rng(kind).random_bool(0.5);
+        let how = if leader.is_some() { self.aimed_rng(kind).random_range(0..3u8) } else { 0 };
+        let safety_end = Instant::ZERO + Duration::from_millis(self.opts.safety_ms);
         match leader {
-            Some(l) if both => {
+            Some(l) if how == 2 && self.now + Duration::from_nanos(5 * session_ns) < safety_end => {
+                let rng = self.aimed_rng(kind);
+                let leader_down_ns = session_ns + rng.random_range(1_000_000..=session_ns / 2 + 1_000_000);
+                let stall_ns = 2 * session_ns + rng.random_range(0..=session_ns);
+                self.counters.aimed_fsync_stall += 1;
+                let watch = StallWatch {
+                    follower: self.nodes[n].id,
+                    old_leader: self.nodes[l].id,
+                    tp: tp.clone(),
+                    until: self.now + Duration::from_nanos(stall_ns),
+                };
+                self.aimed.stalls.retain(|w| w.until > self.now);
+                self.aimed.stalls.push(watch);
+                self.aim(kind, Duration::ZERO, Fault::DiskStall { node: n, for_ns: stall_ns });
+                self.aim(kind, Duration::ZERO, Sim::aimed_crash(l, leader_down_ns));
+            }
+            Some(l) if how >= 1 => {
                 let rng = self.aimed_rng(kind);
                 let down_ns = session_ns + rng.random_range(1_000_000..=session_ns / 2 + 1_000_000);
                 let leader_down_ns = down_ns + rng.random_range(1_000_000..=session_ns + 1_000_000);
@@ -486,6 +549,72 @@ impl Sim {
                 self.aim(kind, Duration::ZERO, Sim::aimed_crash(n, down_ns));
             }
         }
+    }
+
+    /// Node `n`, the leader of `tp`, moved its HW for the first time in its
+    /// tenure: in a correct leader, only once every member of its ISR reported
+    /// (durably) an end at or past it. With the `first_fetch` probability, or
+    /// always when the weakest member is a follower whose disk a
+    /// `follower_fsync` fault stalled (see [`Sim::aimed_after_replica_data`]),
+    /// the leader and every other ISR member crash, the member durable to the
+    /// least offset last (a heartbeat interval later, so the leader's session
+    /// ends first) and back first, past its session: the controller keeps it as
+    /// the last ISR member and elects it. It must hold every record the HW
+    /// passed; a new leader that counted followers as caught up before they
+    /// fetched (mutant `new_leader_assumes_followers_caught_up`) or a follower
+    /// that reported unpersisted records (mutant `follower_fetch_before_fsync`)
+    /// loses them.
+    fn aimed_on_first_commit(&mut self, n: usize, tp: &TopicPartition) {
+        let me = self.nodes[n].id;
+        let Some(replica) = self.nodes[n].node.as_ref().and_then(|node| node.replica(tp)) else { return };
+        if !replica.is_leader() || self.liveness_start.is_some() {
+            return;
+        }
+        let others: Vec<NodeId> = replica.isr.iter().copied().filter(|r| *r != me).collect();
+        let durable_end = |sim: &Sim, r: NodeId| {
+            let slot = sim.nodes.iter().position(|s| s.id == r)?;
+            let end = sim.nodes[slot].node.as_ref()?.replica(tp)?.log.persisted_end();
+            Some((end, slot))
+        };
+        let now = self.now;
+        self.aimed.stalls.retain(|w| w.until > now);
+        let stalled =
+            self.aimed.stalls.iter().position(|w| w.tp == *tp && w.old_leader != me && others.contains(&w.follower));
+        let weakest = match stalled {
+            Some(i) => {
+                let w = self.aimed.stalls.remove(i);
+                durable_end(self, w.follower)
+            }
+            None => {
+                if others.is_empty() || !self.aimed_fires(AimedKind::FirstFetch) {
+                    return;
+                }
+                others.iter().filter_map(|r| durable_end(self, *r)).min()
+            }
+        };
+        let Some((_, weak)) = weakest else { return };
+        self.counters.aimed_first_commit += 1;
+        let kind = AimedKind::FirstFetch;
+        let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
+        let later_ns = self.opts.knobs.broker_heartbeat_interval_ms * 1_000_000 + 1_000_000;
+        let rng = self.aimed_rng(kind);
+        let weak_down_ns = session_ns + rng.random_range(1_000_000..=session_ns / 2 + 1_000_000);
+        let down_ns = later_ns + weak_down_ns + rng.random_range(1_000_000..=session_ns + 1_000_000);
+        let trace_tp = tp.clone();
+        let weak_id = self.nodes[weak].id;
+        self.trace.event(now, Actor::Sim, "aimed", 0, 0, || {
+            format!("first HW move of n{me} leading {trace_tp}: its ISR crashes, n{weak_id} last and back first")
+        });
+        for r in &others {
+            let Some(m) = self.nodes.iter().position(|s| s.id == *r) else { continue };
+            if m != weak {
+                self.aim(kind, Duration::ZERO, Sim::aimed_crash(m, down_ns));
+            }
+        }
+        self.aim(kind, Duration::ZERO, Sim::aimed_crash(n, down_ns));
+        // A stalled disk stays stalled until the crash (which drops what waited).
+        self.aim(kind, Duration::ZERO, Fault::DiskStall { node: weak, for_ns: later_ns + 1_000_000 });
+        self.aim(kind, Duration::from_nanos(later_ns), Sim::aimed_crash(weak, weak_down_ns));
     }
 
     /// Node `n` just dealt group records as a partition leader: with the
