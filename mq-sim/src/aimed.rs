@@ -39,17 +39,23 @@ pub enum AimedKind {
     /// while the old one still reaches members and does not know it is deposed
     /// (the delivery lease's window; docs/consumers.md, "Failover").
     Deposed,
+    /// The active controller just sent the Raft append of a topic creation:
+    /// its Raft messages with the other voters are held past an admin retry and
+    /// two election timeouts, so the creation may never commit while the admin
+    /// asks again (`sim/aimed.rs`).
+    AdminCommit,
 }
 
 impl AimedKind {
     /// Every kind, in the order of their per-kind streams and options.
-    pub const ALL: [AimedKind; 6] = [
+    pub const ALL: [AimedKind; 7] = [
         AimedKind::Vote,
         AimedKind::IsrCommit,
         AimedKind::FollowerFsync,
         AimedKind::FirstFetch,
         AimedKind::Rebalance,
         AimedKind::Deposed,
+        AimedKind::AdminCommit,
     ];
 
     /// Its name in traces and reports.
@@ -61,6 +67,7 @@ impl AimedKind {
             AimedKind::FirstFetch => "first_fetch",
             AimedKind::Rebalance => "rebalance",
             AimedKind::Deposed => "deposed",
+            AimedKind::AdminCommit => "admin_commit",
         }
     }
 
@@ -91,6 +98,10 @@ pub struct AimedOptions {
     /// schedules: off).
     #[serde(default)]
     pub deposed: f64,
+    /// [`AimedKind::AdminCommit`] (drawn from a stream of its own, after
+    /// `deposed`; absent in older schedules: off).
+    #[serde(default)]
+    pub admin_commit: f64,
     /// After an aimed fault of a kind, the next of that kind waits this long
     /// (milliseconds), so the cluster can get back to the moment.
     pub cooldown_ms: u64,
@@ -106,6 +117,7 @@ impl AimedOptions {
             AimedKind::FirstFetch => self.first_fetch,
             AimedKind::Rebalance => self.rebalance,
             AimedKind::Deposed => self.deposed,
+            AimedKind::AdminCommit => self.admin_commit,
         }
     }
 
@@ -132,6 +144,7 @@ impl AimedOptions {
             first_fetch: on(0.1, 0.5, r),
             rebalance: on(0.1, 0.5, r),
             deposed: 0.0,
+            admin_commit: 0.0,
             cooldown_ms: r.random_range(50..=1_000),
         };
         if voters < 2 || figure8 {
@@ -155,19 +168,29 @@ impl AimedOptions {
         let p = if r.random_bool(0.4) { r.random_range(0.005..=0.05) } else { 0.0 };
         self.deposed = if groups == 0 || cluster_size < 2 { 0.0 } else { p };
     }
+
+    /// Draws [`AimedOptions::admin_commit`] from its own stream `r`. Off with
+    /// fewer than three voters (the others must elect a leader without the
+    /// held one) and under the figure-8 script, which owns the controller's
+    /// fate.
+    pub fn draw_admin_commit(&mut self, r: &mut Rng, voters: usize, figure8: bool) {
+        let p = if r.random_bool(0.5) { r.random_range(0.3..=0.9) } else { 0.0 };
+        self.admin_commit = if voters < 3 || figure8 { 0.0 } else { p };
+    }
 }
 
 impl fmt::Display for AimedOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "aimed: vote={:.3} isr_commit={:.3} follower_fsync={:.4} first_fetch={:.3} rebalance={:.3} deposed={:.4} cooldown_ms={}",
+            "aimed: vote={:.3} isr_commit={:.3} follower_fsync={:.4} first_fetch={:.3} rebalance={:.3} deposed={:.4} admin_commit={:.3} cooldown_ms={}",
             self.vote,
             self.isr_commit,
             self.follower_fsync,
             self.first_fetch,
             self.rebalance,
             self.deposed,
+            self.admin_commit,
             self.cooldown_ms
         )
     }

@@ -361,6 +361,9 @@ counters!(
     /// New partition leaders crashed, with the other members of their ISR, at
     /// their tenure's first HW move (the weakest member back first).
     aimed_first_commit,
+    /// Topic creations whose Raft append the active controller's held Raft
+    /// links kept from the other voters past an admin retry (`admin_commit`).
+    aimed_admin_commit,
     /// acks=all probes sent after the producers stopped, in seeds where no
     /// acks=all produce had succeeded since the heal (`liveness_progress`).
     liveness_probes,

@@ -697,6 +697,8 @@ impl Options {
         o.knobs = Knobs::draw(&mut r, &o);
         let mut deposed = Seed(seed).stream("options-aimed-deposed");
         o.aimed.draw_deposed(&mut deposed, o.cluster_size, o.groups.len());
+        let mut admin_commit = Seed(seed).stream("options-aimed-admin-commit");
+        o.aimed.draw_admin_commit(&mut admin_commit, o.voters.len(), o.figure8);
         // A seed aiming at deposed leaders needs a broker session well inside its
         // safety phase (the moment is a fencing): with sessions drawn up to 9 s
         // and a phase of 2 to 8 s it fitted in few seeds. Clamped after the draw,

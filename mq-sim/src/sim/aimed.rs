@@ -16,7 +16,7 @@ use crate::network::exp_sample;
 use crate::schedule::Fault;
 use crate::trace::Actor;
 use mq_core::controller::raft::{RaftMessage, RaftRole};
-use mq_core::controller::ControllerRequest;
+use mq_core::controller::{ControllerRequest, MetadataRecord};
 use mq_core::wire::{Message, PeerMessage, Request, RequestBody};
 use mq_core::{CorrelationId, Duration, Event, Input, Instant, NodeId, Peer, Rng, Seed, Term, TopicPartition};
 use rand::Rng as _;
@@ -45,6 +45,11 @@ pub(super) struct Aimed {
     /// Leader tenures (partition, leader, leader epoch) whose HW has not moved
     /// yet: the first move is a [`Sim::aimed_on_first_commit`] moment.
     first_hw: Vec<(TopicPartition, NodeId, mq_core::LeaderEpoch)>,
+    /// The active controller whose Raft messages with the other voters are
+    /// held, and until when ([`Sim::aimed_on_admin_append`]).
+    raft_hold: Option<(NodeId, Instant)>,
+    /// Whether a topic creation's append is held (`aimed-admin-commit`).
+    admin_commit: Rng,
     /// Followers whose disk a `follower_fsync` fault stalled with fetched
     /// records unpersisted, while their leader is down.
     stalls: Vec<StallWatch>,
@@ -107,6 +112,8 @@ impl Aimed {
             held_fetches: Vec::new(),
             first_hw: Vec::new(),
             stalls: Vec::new(),
+            raft_hold: None,
+            admin_commit: Seed(seed).indexed_stream("aimed-admin-commit", 0),
         }
     }
 }
@@ -179,6 +186,11 @@ impl Sim {
                 request: ControllerRequest::AlterPartition { tp, isr, .. },
             }) => self.aimed_on_isr_ask(n, to, (*correlation, tp, isr)),
             Message::Peer(PeerMessage::ReplicaFetch(f)) => self.aimed_on_replica_fetch(n, to, &f.tp),
+            Message::Peer(PeerMessage::Raft(RaftMessage::Append { entries, .. }))
+                if entries.iter().any(|e| matches!(e.record, MetadataRecord::CreateTopic { .. })) =>
+            {
+                self.aimed_on_admin_append(n)
+            }
             _ => {}
         }
     }
@@ -385,6 +397,13 @@ impl Sim {
             });
             return held.map_or(at, |h| at.max(h.until));
         }
+        if let (Some((leader, until)), Message::Peer(PeerMessage::Raft(_))) = (self.aimed.raft_hold, msg) {
+            let voter = |p: Peer| matches!(p, Peer::Node(id) if self.opts.voters.contains(&id.0));
+            if until > self.now && (from == Peer::Node(leader) || to == Peer::Node(leader)) && voter(from) && voter(to)
+            {
+                return at.max(until);
+            }
+        }
         let Some(h) = self.aimed.held.as_ref().filter(|h| h.until > self.now) else { return at };
         match msg {
             // The controller is slow to commit: its answer comes late, and so
@@ -398,6 +417,46 @@ impl Sim {
             Message::Peer(PeerMessage::MetadataEntries { .. }) if to == Peer::Node(h.leader) => at.max(h.until),
             _ => at,
         }
+    }
+
+    /// Node `n`, the active controller, is about to send a Raft append that
+    /// carries a topic creation, in the safety phase of a seed aiming at admin
+    /// commits. With that probability, from its own stream
+    /// (`aimed-admin-commit`, drawn in every run as the network's draws are,
+    /// replays of schedules included), its Raft messages with the other voters
+    /// (both ways) are held for 250 ms, two election timeouts and up to one
+    /// more: the admin asks again (every 200 ms) while the creation is
+    /// proposed and not committed, and the other voters elect a leader without
+    /// it, so the creation is lost with the old term. A controller that answers
+    /// the repeated creation from its proposed state (`TopicExists`) before it
+    /// commits told the admin of a topic that never existed (seed 1000900;
+    /// mutant `controller_answers_from_uncommitted_reads`; the checker's
+    /// `client_metadata_monotonic`). One at a time.
+    fn aimed_on_admin_append(&mut self, n: usize) {
+        let p = self.opts.aimed.admin_commit;
+        let busy = self.aimed.raft_hold.is_some_and(|(_, until)| until + Duration::from_secs(1) > self.now);
+        if p <= 0.0 || self.liveness_start.is_some() || busy {
+            return;
+        }
+        let election_ns = self.opts.election_timeout_ms * 1_000_000;
+        let safety_end = Instant::ZERO + Duration::from_millis(self.opts.safety_ms);
+        let longest = 250_000_000 + 3 * election_ns;
+        if self.now + Duration::from_nanos(longest + 1_000_000_000) >= safety_end {
+            return;
+        }
+        let rng = &mut self.aimed.admin_commit;
+        if !rng.random_bool(p) {
+            return;
+        }
+        let hold_ns = 250_000_000 + 2 * election_ns + rng.random_range(0..=election_ns);
+        let until = self.now + Duration::from_nanos(hold_ns);
+        let leader = self.nodes[n].id;
+        self.aimed.raft_hold = Some((leader, until));
+        self.counters.aimed_admin_commit += 1;
+        let now = self.now;
+        self.trace.event(now, Actor::Sim, "aimed", AimedKind::AdminCommit.index() as u64, 0, || {
+            format!("n{leader}'s raft links held {} ms (a topic creation's append)", hold_ns / 1_000_000)
+        });
     }
 
     /// A controller voter just sent a granted vote in `term` to `to`.
@@ -758,6 +817,7 @@ impl Sim {
             AimedKind::FirstFetch => c.aimed_first_fetch += 1,
             AimedKind::Rebalance => c.aimed_rebalance += 1,
             AimedKind::Deposed => c.aimed_deposed += 1,
+            AimedKind::AdminCommit => {}
         }
         let now = self.now;
         self.trace.event(now, Actor::Sim, "aimed", kind.index() as u64, 0, || kind.name().to_string());
