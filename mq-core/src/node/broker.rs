@@ -422,9 +422,9 @@ impl Node {
                 self.coverage.hit(crate::coverage::Mark::IsrChangeFailed);
                 if let Some(slot) = self.slots.get_mut(&tp) {
                     use crate::replication::IsrChangeFailure;
-                    // Only the active controller's own checks prove the change
-                    // did not commit; a timeout or another voter's `NotLeader`
-                    // says nothing of an earlier ask.
+                    // None of these proves that no copy of the ask commits
+                    // later: the members it adds stay unsettled until a newer
+                    // partition state (`Replica::isr_change_failed`).
                     let outcome = match e.code {
                         ErrorCode::FencedEpoch => IsrChangeFailure::Stale,
                         ErrorCode::InvalidRequest | ErrorCode::UnknownEpoch | ErrorCode::UnknownPartition => {

@@ -473,7 +473,8 @@ impl Node {
         let lag = self.config.replica_lag_time;
         let Some(broker_epoch) = self.session.epoch else { return };
         let Some(slot) = self.slots.get_mut(tp) else { return };
-        let Some(isr) = slot.replica.wanted_isr(now, lag) else { return };
+        let image = &self.image;
+        let Some(isr) = slot.replica.wanted_isr(now, lag, |r| image.is_live(r)) else { return };
         let (leader_epoch, partition_epoch) = (slot.replica.leader_epoch, slot.replica.partition_epoch);
         if let Role::Leader(l) = &mut slot.replica.role {
             l.pending_isr = Some(isr.clone());

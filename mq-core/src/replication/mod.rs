@@ -58,8 +58,9 @@ pub struct LeaderState {
     pub pending_isr: Option<Vec<NodeId>>,
     /// Members that a failed ISR change may still have added: the controller
     /// may have committed a request whose answer was lost, or that a duplicate's
-    /// refusal beat (seed 1000940). They count for the HW, as Kafka's maximal
-    /// ISR does, until a newer partition state is applied.
+    /// refusal beat (seed 1000940), or a delayed duplicate of a refused request
+    /// may commit later (seed 1406825). They count for the HW, as Kafka's
+    /// maximal ISR does, until a newer partition state is applied.
     pub unsettled: Vec<NodeId>,
     /// The partition epoch at which the controller refused a change as stale:
     /// no new change is asked until a newer state is applied.
@@ -117,7 +118,11 @@ pub enum Resolution {
 /// How an ISR change the leader asked for failed (`Replica::isr_change_failed`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IsrChangeFailure {
-    /// Refused at the state it was asked at: it did not commit.
+    /// Refused by the controller's own checks at the state it was asked at
+    /// (a fenced joiner, say). This request did not commit, but a delayed
+    /// duplicate of it, asked at the same partition epoch, may still commit
+    /// once the check passes (the joiner unfenced with the same broker
+    /// epoch; seed 1406825): it settles nothing, like `Unanswered`.
     Refused,
     /// Refused because the controller holds a newer state.
     Stale,
@@ -280,24 +285,22 @@ impl Replica {
     }
 
     /// Leader: the controller did not confirm the ISR change asked at
-    /// `asked_at` (a partition epoch). `Refused`: it refused the change at this
-    /// very state, so no change committed since it (every commit moves the
-    /// partition epoch): nothing is unsettled. `Stale`: it refused it because it
-    /// holds a newer state, which a duplicate of this very request may have
-    /// made (seed 1000940); `Unanswered`: the request may have committed. In
-    /// both the members the change adds keep counting for the HW until a newer
-    /// state is applied; after `Stale` the leader waits for that state, after
-    /// `Unanswered` it asks again (`wanted_isr`). An answer to a change asked at
-    /// an older state is settled already.
+    /// `asked_at` (a partition epoch). `Stale`: it refused it because it holds
+    /// a newer state, which a duplicate of this very request may have made
+    /// (seed 1000940). `Unanswered`: the request may have committed.
+    /// `Refused`: this request did not commit, but a delayed duplicate of it
+    /// may still, as long as the partition epoch it was asked at is current
+    /// (seed 1406825). Only a newer partition state proves what committed
+    /// (every commit moves the partition epoch, and the controller refuses
+    /// asks at an older one). So in all three the members the change adds keep
+    /// counting for the HW until a newer state is applied; after `Stale` the
+    /// leader waits for that state, otherwise it asks again (`wanted_isr`),
+    /// and that ask's commit settles them. An answer to a change asked at an
+    /// older state is settled already.
     pub fn isr_change_failed(&mut self, asked_at: u32, outcome: IsrChangeFailure) {
         let partition_epoch = self.partition_epoch;
         let Role::Leader(l) = &mut self.role else { return };
         if asked_at != partition_epoch {
-            return;
-        }
-        if outcome == IsrChangeFailure::Refused {
-            l.pending_isr = None;
-            l.unsettled.clear();
             return;
         }
         if let Some(p) = l.pending_isr.take() {
@@ -444,7 +447,15 @@ impl Replica {
     /// never catches the end of a log written faster than it fetches still
     /// joins, lets the HW move up to it, and leaves again a lag time later
     /// (mq-sim seed 1100704).
-    pub fn wanted_isr(&self, now: Instant, lag: Duration) -> Option<Vec<NodeId>> {
+    ///
+    /// A follower joins only if `eligible` (the leader's metadata shows its
+    /// broker registered and unfenced; Kafka's KIP-841): the controller
+    /// refuses a fenced joiner, a refusal leaves the joiner unsettled, and a
+    /// leader that kept asking for it would hold its HW at it until the fence
+    /// lifts. Once the leader sees the fence it asks without the joiner, and
+    /// that commit settles it. Members already in the ISR stay or leave by
+    /// the lag rule alone.
+    pub fn wanted_isr(&self, now: Instant, lag: Duration, eligible: impl Fn(NodeId) -> bool) -> Option<Vec<NodeId>> {
         let Role::Leader(l) = &self.role else { return None };
         if l.pending_isr.is_some() || l.refused_at == Some(self.partition_epoch) {
             return None;
@@ -455,6 +466,7 @@ impl Replica {
             let keep = match l.followers.get(r) {
                 None => true, // the leader itself
                 Some(p) if self.isr.contains(r) => now.saturating_since(p.last_caught_up) < lag,
+                Some(_) if !eligible(*r) => false,
                 Some(p) => {
                     p.leo >= hw && p.leo >= l.epoch_start && p.last_fetch.is_some_and(|t| now.saturating_since(t) < lag)
                 }
@@ -465,8 +477,11 @@ impl Replica {
         }
         let mut current = self.isr.clone();
         current.sort_by_key(|r| self.replicas.iter().position(|x| x == r));
-        // With unsettled members the same ISR is asked again: its answer, or
-        // the newer state it commits, settles them.
+        // With unsettled members an ISR is asked again even if it is the
+        // current one (without a joiner no longer eligible, say): the newer
+        // state its commit makes settles them, since even an unchanged ISR
+        // moves the partition epoch, and the controller refuses any copy of
+        // the old ask at the old epoch.
         (isr != current || !l.unsettled.is_empty()).then_some(isr)
     }
 
@@ -510,6 +525,11 @@ mod tests {
     use crate::ids::{BrokerEpoch, TopicPartition};
     use crate::wire::{Record, RecordBatch};
 
+    /// Every broker registered and unfenced in the leader's metadata.
+    fn live(_: NodeId) -> bool {
+        true
+    }
+
     /// Broker 1 leads `t/0` with ISR {1} and 5 durable records; follower 2 has
     /// none, and an expansion to {1, 2} is pending.
     fn leader_expanding() -> Replica {
@@ -550,10 +570,10 @@ mod tests {
         let p = l.followers.get_mut(&NodeId(2)).unwrap();
         p.leo = Offset(3); // past the HW (0), not at the leader's end (5)
         let late = Instant::ZERO + Duration::from_secs(10);
-        assert_eq!(r.wanted_isr(late, lag), None, "a follower that stopped fetching does not join");
+        assert_eq!(r.wanted_isr(late, lag, live), None, "a follower that stopped fetching does not join");
         let Role::Leader(l) = &mut r.role else { unreachable!() };
         l.followers.get_mut(&NodeId(2)).unwrap().last_fetch = Some(late);
-        assert_eq!(r.wanted_isr(late, lag), Some(vec![NodeId(1), NodeId(2)]), "one that fetches joins");
+        assert_eq!(r.wanted_isr(late, lag, live), Some(vec![NodeId(1), NodeId(2)]), "one that fetches joins");
         let image = |isr: Vec<NodeId>, partition_epoch| PartitionImage {
             leader: Some(NodeId(1)),
             leader_epoch: LeaderEpoch(1),
@@ -562,9 +582,9 @@ mod tests {
             isr,
         };
         r.apply_state(NodeId(1), late, &image(vec![NodeId(1), NodeId(2)], 3));
-        assert_eq!(r.wanted_isr(late, lag), None, "not shrunk out again at once");
+        assert_eq!(r.wanted_isr(late, lag, live), None, "not shrunk out again at once");
         let later = late + lag;
-        assert_eq!(r.wanted_isr(later, lag), Some(vec![NodeId(1)]), "a lag time later it leaves");
+        assert_eq!(r.wanted_isr(later, lag, live), Some(vec![NodeId(1)]), "a lag time later it leaves");
         // A follower behind the HW does not join.
         let mut r = leader_expanding();
         r.log.advance_high_watermark(Offset(4));
@@ -573,7 +593,7 @@ mod tests {
         let p = l.followers.get_mut(&NodeId(2)).unwrap();
         p.leo = Offset(3);
         p.last_fetch = Some(late);
-        assert_eq!(r.wanted_isr(late, lag), None);
+        assert_eq!(r.wanted_isr(late, lag, live), None);
     }
 
     /// Seed 1406825: a new leader with an empty log (HW and epoch start 0)
@@ -595,7 +615,7 @@ mod tests {
         };
         let now = Instant::ZERO + Duration::from_secs(1);
         assert_eq!(r.apply_state(NodeId(1), now, &image), Transition::BecameLeader);
-        assert_eq!(r.wanted_isr(now, lag), None, "no fetch yet: its LEO is unknown");
+        assert_eq!(r.wanted_isr(now, lag, live), None, "no fetch yet: its LEO is unknown");
         let fetch = ReplicaFetch {
             tp: TopicPartition::new("t", 0),
             replica: NodeId(2),
@@ -608,23 +628,25 @@ mod tests {
         };
         let later = now + Duration::from_millis(10);
         assert!(r.handle_fetch(NodeId(1), later, &fetch, 1 << 20).is_ok());
-        assert_eq!(r.wanted_isr(later, lag), Some(vec![NodeId(1), NodeId(2)]), "fetched at the end: it joins");
+        assert_eq!(r.wanted_isr(later, lag, live), Some(vec![NodeId(1), NodeId(2)]), "fetched at the end: it joins");
     }
 
     /// Seed 1000940: the controller committed the expansion, but a duplicate of
     /// the request was refused as stale and that refusal reached the leader
     /// first; the leader dropped the pending change and moved the HW past the
-    /// follower on its own, with the follower in the committed ISR.
+    /// follower on its own, with the follower in the committed ISR. Seed
+    /// 1406825: a refusal at the very state asked at (a fenced joiner) does
+    /// not settle it either, since a delayed copy of the ask may commit later.
     #[test]
     fn a_refused_isr_expansion_still_holds_the_high_watermark_until_a_newer_state_settles_it() {
-        for outcome in [IsrChangeFailure::Stale, IsrChangeFailure::Unanswered] {
+        for outcome in [IsrChangeFailure::Stale, IsrChangeFailure::Unanswered, IsrChangeFailure::Refused] {
             let mut r = leader_expanding();
             assert!(!r.update_high_watermark(NodeId(1)), "the pending member holds the HW");
             r.isr_change_failed(2, outcome);
             assert!(!r.update_high_watermark(NodeId(1)), "the change may have committed ({outcome:?})");
             assert_eq!(r.log.high_watermark(), Offset(0));
             let stale = outcome == IsrChangeFailure::Stale;
-            assert_eq!(r.wanted_isr(Instant::ZERO, Duration::from_secs(1)).is_none(), stale, "a new ask");
+            assert_eq!(r.wanted_isr(Instant::ZERO, Duration::from_secs(1), live).is_none(), stale, "a new ask");
             // The controller's state arrives: the expansion did not commit.
             let image = PartitionImage {
                 leader: Some(NodeId(1)),
@@ -637,13 +659,96 @@ mod tests {
             assert!(r.update_high_watermark(NodeId(1)), "settled: the ISR is {{1}}");
             assert_eq!(r.log.high_watermark(), Offset(5));
         }
-        // A refusal at the state it was asked at (a fenced joiner, say) proves
-        // it did not commit: the HW moves at once.
+        // An answer to an older ask settles nothing, a refusal at the current
+        // state neither; the newer state does.
         let mut r = leader_expanding();
         r.isr_change_failed(2, IsrChangeFailure::Unanswered);
         r.isr_change_failed(1, IsrChangeFailure::Refused);
         assert!(!r.update_high_watermark(NodeId(1)), "an answer to an older ask settles nothing");
         r.isr_change_failed(2, IsrChangeFailure::Refused);
+        assert!(!r.update_high_watermark(NodeId(1)), "a refusal settles nothing");
+        let image = PartitionImage {
+            leader: Some(NodeId(1)),
+            leader_epoch: LeaderEpoch(1),
+            partition_epoch: 3,
+            replicas: vec![NodeId(1), NodeId(2)],
+            isr: vec![NodeId(1)],
+        };
+        r.apply_state(NodeId(1), Instant::ZERO, &image);
+        assert!(r.update_high_watermark(NodeId(1)), "a newer state settles it");
+    }
+
+    /// Seed 1406825's shape: the controller refused to add a fenced follower,
+    /// the follower was unfenced with the same broker epoch, and a delayed copy
+    /// of the same ask, at the same partition epoch, committed. Whatever the
+    /// leader committed in between must be held by that member.
+    #[test]
+    fn a_refused_expansion_whose_copy_commits_later_never_let_the_high_watermark_pass_its_member() {
+        let mut r = leader_expanding();
+        r.isr_change_failed(2, IsrChangeFailure::Refused);
+        let Role::Leader(l) = &mut r.role else { unreachable!() };
+        l.followers.get_mut(&NodeId(2)).unwrap().leo = Offset(3);
+        // The leader, alone in its committed ISR, writes on.
+        let batch = RecordBatch::new((5..10).map(|i| Record::from_value(format!("v{i}"))).collect());
+        r.log.append(batch, LeaderEpoch(1), 0);
+        r.log.mark_persisted(Offset(10));
+        r.update_high_watermark(NodeId(1));
+        assert_eq!(r.log.high_watermark(), Offset(3), "held at the refused joiner's LEO");
+        // The copy commits: the follower is in the ISR at the next partition epoch.
+        let image = PartitionImage {
+            leader: Some(NodeId(1)),
+            leader_epoch: LeaderEpoch(1),
+            partition_epoch: 3,
+            replicas: vec![NodeId(1), NodeId(2)],
+            isr: vec![NodeId(1), NodeId(2)],
+        };
+        assert_eq!(r.apply_state(NodeId(1), Instant::ZERO, &image), Transition::Unchanged);
+        r.update_high_watermark(NodeId(1));
+        let Role::Leader(l) = &r.role else { unreachable!() };
+        for m in &r.isr {
+            let leo = l.followers.get(m).map_or(r.log.persisted_end(), |p| p.leo);
+            assert!(r.log.high_watermark() <= leo, "member {m} lacks records below the HW");
+        }
+    }
+
+    /// KIP-841: a leader does not ask to add a follower that its metadata shows
+    /// fenced (the controller would refuse it); a fenced member already in the
+    /// ISR stays or leaves by the lag rule only. After a refusal, the leader
+    /// asks for the ISR without the fenced joiner, and the commit of that ask
+    /// settles the joiner.
+    #[test]
+    fn a_leader_does_not_add_a_fenced_follower_and_keeps_fenced_members_by_the_lag_rule() {
+        let lag = Duration::from_secs(1);
+        let fenced_2 = |r: NodeId| r != NodeId(2);
+        let now = Instant::ZERO + Duration::from_millis(100);
+        let mut r = leader_expanding();
+        let Role::Leader(l) = &mut r.role else { unreachable!() };
+        l.pending_isr = None;
+        let p = l.followers.get_mut(&NodeId(2)).unwrap();
+        p.leo = Offset(5);
+        p.last_fetch = Some(now);
+        p.last_caught_up = now;
+        assert_eq!(r.wanted_isr(now, lag, live), Some(vec![NodeId(1), NodeId(2)]), "live: it joins");
+        assert_eq!(r.wanted_isr(now, lag, fenced_2), None, "fenced: it does not");
+        // Already a member: the lag rule alone decides.
+        r.isr = vec![NodeId(1), NodeId(2)];
+        assert_eq!(r.wanted_isr(now, lag, fenced_2), None, "a fenced member caught up stays");
+        assert_eq!(r.wanted_isr(now + lag, lag, fenced_2), Some(vec![NodeId(1)]), "a lag time later it leaves");
+        // A refused joiner the leader then sees fenced: the current ISR is
+        // asked again, and its commit settles the joiner.
+        let mut r = leader_expanding();
+        r.isr_change_failed(2, IsrChangeFailure::Refused);
+        assert_eq!(r.wanted_isr(Instant::ZERO, lag, fenced_2), Some(vec![NodeId(1)]));
+        assert!(!r.update_high_watermark(NodeId(1)), "unsettled until that commits");
+        let image = PartitionImage {
+            leader: Some(NodeId(1)),
+            leader_epoch: LeaderEpoch(1),
+            partition_epoch: 3,
+            replicas: vec![NodeId(1), NodeId(2)],
+            isr: vec![NodeId(1)],
+        };
+        r.apply_state(NodeId(1), Instant::ZERO, &image);
         assert!(r.update_high_watermark(NodeId(1)));
+        assert_eq!(r.wanted_isr(Instant::ZERO, lag, fenced_2), None, "nothing more to ask");
     }
 }
