@@ -254,6 +254,49 @@ fn alter_partition_checks_every_epoch() {
     assert_eq!(code(ctl.run(req(p.leader_epoch, p.partition_epoch, leader, back, &ctl))), ErrorCode::InvalidRequest);
 }
 
+/// Seed 1406825 at the controller: an ask to add a fenced broker is refused,
+/// yet a copy of the very same ask commits once that broker is unfenced with
+/// the same broker epoch, so a refusal does not settle the ask (the leader
+/// keeps the joiner unsettled). Only a newer partition epoch does: an ask of
+/// the unchanged ISR, fenced member or not, commits and bumps it, and the copy
+/// is then stale.
+#[test]
+fn a_refused_isr_ask_may_commit_later_until_a_newer_partition_epoch_stops_it() {
+    let mut ctl = Ctl::new();
+    ctl.brokers(3);
+    ctl.create(topic("t", 1, 3));
+    let p = ctl.part("t", 0);
+    let leader = p.leader.unwrap();
+    let others: Vec<NodeId> = p.replicas.iter().copied().filter(|r| *r != leader).collect();
+    ctl.expire(&[others[1].0]);
+    let p = ctl.part("t", 0);
+    assert!(p.leader == Some(leader) && !p.isr.contains(&others[1]), "fenced out of the ISR");
+    let ask = |isr: Vec<NodeId>, partition_epoch, ctl: &Ctl| ControllerRequest::AlterPartition {
+        tp: TopicPartition::new("t", 0),
+        leader,
+        broker_epoch: ctl.epoch(leader.0),
+        leader_epoch: p.leader_epoch,
+        partition_epoch,
+        isr,
+    };
+    let mut back = p.isr.clone();
+    back.push(others[1]);
+    let code = |r: Result<_, crate::wire::WireError>| r.unwrap_err().code;
+    assert_eq!(code(ctl.run(ask(back.clone(), p.partition_epoch, &ctl))), ErrorCode::InvalidRequest);
+    let epoch = ctl.epoch(others[1].0);
+    ctl.heartbeat(others[1].0);
+    assert!(ctl.c.image().is_live(others[1]) && ctl.epoch(others[1].0) == epoch, "unfenced, same epoch");
+    // The copy of the refused ask commits.
+    let mut late = Ctl { c: ctl.c.clone(), index: ctl.index, now: ctl.now, log: ctl.log.clone() };
+    late.run(ask(back.clone(), p.partition_epoch, &late)).unwrap();
+    assert!(late.part("t", 0).isr.contains(&others[1]));
+    // An ask of the unchanged ISR commits first: the copy is stale.
+    ctl.run(ask(p.isr.clone(), p.partition_epoch, &ctl)).unwrap();
+    assert_eq!(ctl.part("t", 0).partition_epoch, p.partition_epoch + 1);
+    assert_eq!(ctl.part("t", 0).isr, p.isr);
+    assert_eq!(code(ctl.run(ask(back, p.partition_epoch, &ctl))), ErrorCode::FencedEpoch);
+}
+
 #[test]
 fn producer_id_blocks_never_overlap() {
     let mut ctl = Ctl::new();
