@@ -44,11 +44,16 @@ pub enum AimedKind {
     /// two election timeouts, so the creation may never commit while the admin
     /// asks again (`sim/aimed.rs`).
     AdminCommit,
+    /// A new partition leader just moved its HW for the first time in its
+    /// tenure: it and its ISR crash, the member durable to the least offset
+    /// last and back first (`sim/aimed.rs`). Its probability is
+    /// `first_fetch`'s; its stream and cool-down are its own.
+    FirstCommit,
 }
 
 impl AimedKind {
     /// Every kind, in the order of their per-kind streams and options.
-    pub const ALL: [AimedKind; 7] = [
+    pub const ALL: [AimedKind; 8] = [
         AimedKind::Vote,
         AimedKind::IsrCommit,
         AimedKind::FollowerFsync,
@@ -56,6 +61,7 @@ impl AimedKind {
         AimedKind::Rebalance,
         AimedKind::Deposed,
         AimedKind::AdminCommit,
+        AimedKind::FirstCommit,
     ];
 
     /// Its name in traces and reports.
@@ -68,6 +74,7 @@ impl AimedKind {
             AimedKind::Rebalance => "rebalance",
             AimedKind::Deposed => "deposed",
             AimedKind::AdminCommit => "admin_commit",
+            AimedKind::FirstCommit => "first_commit",
         }
     }
 
@@ -114,7 +121,7 @@ impl AimedOptions {
             AimedKind::Vote => self.vote,
             AimedKind::IsrCommit => self.isr_commit,
             AimedKind::FollowerFsync => self.follower_fsync,
-            AimedKind::FirstFetch => self.first_fetch,
+            AimedKind::FirstFetch | AimedKind::FirstCommit => self.first_fetch,
             AimedKind::Rebalance => self.rebalance,
             AimedKind::Deposed => self.deposed,
             AimedKind::AdminCommit => self.admin_commit,

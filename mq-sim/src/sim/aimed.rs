@@ -612,7 +612,8 @@ impl Sim {
 
     /// Node `n`, the leader of `tp`, moved its HW for the first time in its
     /// tenure: in a correct leader, only once every member of its ISR reported
-    /// (durably) an end at or past it. With the `first_fetch` probability, or
+    /// (durably) an end at or past it. With the `first_fetch` probability (kind
+    /// `first_commit`: its own stream and cool-down), or
     /// always when the weakest member is a follower whose disk a
     /// `follower_fsync` fault stalled (see [`Sim::aimed_after_replica_data`]),
     /// the leader and every other ISR member crash, the member durable to the
@@ -645,7 +646,7 @@ impl Sim {
                 durable_end(self, w.follower)
             }
             None => {
-                if others.is_empty() || !self.aimed_fires(AimedKind::FirstFetch) {
+                if others.is_empty() || !self.aimed_fires(AimedKind::FirstCommit) {
                     return;
                 }
                 others.iter().filter_map(|r| durable_end(self, *r)).min()
@@ -653,7 +654,7 @@ impl Sim {
         };
         let Some((_, weak)) = weakest else { return };
         self.counters.aimed_first_commit += 1;
-        let kind = AimedKind::FirstFetch;
+        let kind = AimedKind::FirstCommit;
         let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
         let later_ns = self.opts.knobs.broker_heartbeat_interval_ms * 1_000_000 + 1_000_000;
         let rng = self.aimed_rng(kind);
@@ -817,7 +818,7 @@ impl Sim {
             AimedKind::FirstFetch => c.aimed_first_fetch += 1,
             AimedKind::Rebalance => c.aimed_rebalance += 1,
             AimedKind::Deposed => c.aimed_deposed += 1,
-            AimedKind::AdminCommit => {}
+            AimedKind::AdminCommit | AimedKind::FirstCommit => {}
         }
         let now = self.now;
         self.trace.event(now, Actor::Sim, "aimed", kind.index() as u64, 0, || kind.name().to_string());
