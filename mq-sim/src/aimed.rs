@@ -46,8 +46,7 @@ pub enum AimedKind {
     AdminCommit,
     /// A new partition leader just moved its HW for the first time in its
     /// tenure: it and its ISR crash, the member durable to the least offset
-    /// last and back first (`sim/aimed.rs`). Its probability is
-    /// `first_fetch`'s; its stream and cool-down are its own.
+    /// last and back first (`sim/aimed.rs`).
     FirstCommit,
 }
 
@@ -109,6 +108,10 @@ pub struct AimedOptions {
     /// `deposed`; absent in older schedules: off).
     #[serde(default)]
     pub admin_commit: f64,
+    /// [`AimedKind::FirstCommit`] (drawn from a stream of its own, after
+    /// `admin_commit`; absent in older schedules: off).
+    #[serde(default)]
+    pub first_commit: f64,
     /// After an aimed fault of a kind, the next of that kind waits this long
     /// (milliseconds), so the cluster can get back to the moment.
     pub cooldown_ms: u64,
@@ -121,7 +124,8 @@ impl AimedOptions {
             AimedKind::Vote => self.vote,
             AimedKind::IsrCommit => self.isr_commit,
             AimedKind::FollowerFsync => self.follower_fsync,
-            AimedKind::FirstFetch | AimedKind::FirstCommit => self.first_fetch,
+            AimedKind::FirstFetch => self.first_fetch,
+            AimedKind::FirstCommit => self.first_commit,
             AimedKind::Rebalance => self.rebalance,
             AimedKind::Deposed => self.deposed,
             AimedKind::AdminCommit => self.admin_commit,
@@ -152,6 +156,7 @@ impl AimedOptions {
             rebalance: on(0.1, 0.5, r),
             deposed: 0.0,
             admin_commit: 0.0,
+            first_commit: 0.0,
             cooldown_ms: r.random_range(50..=1_000),
         };
         if voters < 2 || figure8 {
@@ -184,13 +189,20 @@ impl AimedOptions {
         let p = if r.random_bool(0.5) { r.random_range(0.3..=0.9) } else { 0.0 };
         self.admin_commit = if voters < 3 || figure8 { 0.0 } else { p };
     }
+
+    /// Draws [`AimedOptions::first_commit`] from its own stream `r`: half the
+    /// seeds, 0.2 to 0.8 per moment. Off without replication.
+    pub fn draw_first_commit(&mut self, r: &mut Rng, replication_factor: u16) {
+        let p = if r.random_bool(0.5) { r.random_range(0.2..=0.8) } else { 0.0 };
+        self.first_commit = if replication_factor < 2 { 0.0 } else { p };
+    }
 }
 
 impl fmt::Display for AimedOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "aimed: vote={:.3} isr_commit={:.3} follower_fsync={:.4} first_fetch={:.3} rebalance={:.3} deposed={:.4} admin_commit={:.3} cooldown_ms={}",
+            "aimed: vote={:.3} isr_commit={:.3} follower_fsync={:.4} first_fetch={:.3} rebalance={:.3} deposed={:.4} admin_commit={:.3} first_commit={:.3} cooldown_ms={}",
             self.vote,
             self.isr_commit,
             self.follower_fsync,
@@ -198,6 +210,7 @@ impl fmt::Display for AimedOptions {
             self.rebalance,
             self.deposed,
             self.admin_commit,
+            self.first_commit,
             self.cooldown_ms
         )
     }

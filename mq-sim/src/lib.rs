@@ -358,8 +358,9 @@ counters!(
     /// Followers whose disk an aimed fault stalled between appending fetched
     /// records and their fsync, while their leader crashed past its session.
     aimed_fsync_stall,
-    /// New partition leaders crashed, with the other members of their ISR, at
-    /// their tenure's first HW move (the weakest member back first).
+    /// Faults applied at new partition leaders' first HW move of a tenure: the
+    /// crashes of the leader and its ISR (the weakest member last and back
+    /// first) and that member's disk stall until its crash.
     aimed_first_commit,
     /// Topic creations whose Raft append the active controller's held Raft
     /// links kept from the other voters past an admin retry (`admin_commit`).

@@ -699,6 +699,8 @@ impl Options {
         o.aimed.draw_deposed(&mut deposed, o.cluster_size, o.groups.len());
         let mut admin_commit = Seed(seed).stream("options-aimed-admin-commit");
         o.aimed.draw_admin_commit(&mut admin_commit, o.voters.len(), o.figure8);
+        let mut first_commit = Seed(seed).stream("options-aimed-first-commit");
+        o.aimed.draw_first_commit(&mut first_commit, o.replication_factor);
         // A seed aiming at deposed leaders needs a broker session well inside its
         // safety phase (the moment is a fencing): with sessions drawn up to 9 s
         // and a phase of 2 to 8 s it fitted in few seeds. Clamped after the draw,
@@ -707,6 +709,17 @@ impl Options {
         // join only after the topics exist and, in auth seeds, after the logins
         // (often 4 to 5 s in), so in a short phase no leader dealt any record
         // before the heal.
+        // A seed aiming at first commits or follower fsyncs crashes an ISR past
+        // the broker session and, for a stalled follower's disk, waits out a
+        // fencing and an election first (five sessions): with sessions drawn
+        // up to 9 s and a phase of 2 to 8 s that fitted in few seeds. A session
+        // of at most an eighth of the phase, clamped after the draw.
+        if o.aimed.first_commit > 0.0 || o.aimed.follower_fsync > 0.0 {
+            let k = &mut o.knobs;
+            k.broker_session_timeout_ms = k.broker_session_timeout_ms.min((o.safety_ms / 8).max(100));
+            k.broker_heartbeat_interval_ms =
+                k.broker_heartbeat_interval_ms.min((k.broker_session_timeout_ms / 2).max(10));
+        }
         if o.aimed.deposed > 0.0 {
             o.safety_ms = o.safety_ms.max(8_000);
             let k = &mut o.knobs;

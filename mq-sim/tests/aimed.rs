@@ -11,7 +11,7 @@ fn aimed(faults: &[Timed]) -> Vec<Timed> {
     faults.iter().filter(|t| matches!(t.fault, Fault::Aimed { .. })).cloned().collect()
 }
 
-fn aimed_counters(r: &mq_sim::Report) -> [u64; 6] {
+fn aimed_counters(r: &mq_sim::Report) -> [u64; 8] {
     let c = &r.counters;
     [
         c.aimed_vote,
@@ -19,7 +19,9 @@ fn aimed_counters(r: &mq_sim::Report) -> [u64; 6] {
         c.aimed_isr_commit,
         c.aimed_follower_fsync,
         c.aimed_first_fetch,
+        c.aimed_first_commit,
         c.aimed_rebalance,
+        c.aimed_deposed,
     ]
 }
 
@@ -79,6 +81,12 @@ fn kinds_that_cannot_happen_in_a_seed_are_drawn_off() {
         }
         if o.groups.is_empty() {
             assert_eq!(o.aimed.rebalance, 0.0, "seed {seed}");
+        }
+        if o.voters.len() < 3 || o.figure8 {
+            assert_eq!(o.aimed.admin_commit, 0.0, "seed {seed}");
+        }
+        if o.replication_factor < 2 {
+            assert_eq!(o.aimed.first_commit, 0.0, "seed {seed}");
         }
     }
     // And every kind is on in some seed.

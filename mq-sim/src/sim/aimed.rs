@@ -653,7 +653,6 @@ impl Sim {
             }
         };
         let Some((_, weak)) = weakest else { return };
-        self.counters.aimed_first_commit += 1;
         let kind = AimedKind::FirstCommit;
         let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
         let later_ns = self.opts.knobs.broker_heartbeat_interval_ms * 1_000_000 + 1_000_000;
@@ -818,7 +817,8 @@ impl Sim {
             AimedKind::FirstFetch => c.aimed_first_fetch += 1,
             AimedKind::Rebalance => c.aimed_rebalance += 1,
             AimedKind::Deposed => c.aimed_deposed += 1,
-            AimedKind::AdminCommit | AimedKind::FirstCommit => {}
+            AimedKind::FirstCommit => c.aimed_first_commit += 1,
+            AimedKind::AdminCommit => {}
         }
         let now = self.now;
         self.trace.event(now, Actor::Sim, "aimed", kind.index() as u64, 0, || kind.name().to_string());
