@@ -42,25 +42,33 @@ pub(super) struct Aimed {
     held: Option<HeldAnswer>,
     /// Followers' fetches of a partition held back meanwhile.
     held_fetches: Vec<HeldFetch>,
-    /// Leader tenures (partition, leader, leader epoch) whose HW has not moved
-    /// yet: the first move is a [`Sim::aimed_on_first_commit`] moment.
+    /// Leader tenures (partition, leader, leader epoch) that began with records
+    /// past the HW (or with a stalled follower) and whose HW has not moved yet:
+    /// the first move is a [`Sim::aimed_on_first_commit`] moment.
     first_hw: Vec<(TopicPartition, NodeId, mq_core::LeaderEpoch)>,
     /// The active controller whose Raft messages with the other voters are
     /// held, and until when ([`Sim::aimed_on_admin_append`]).
     raft_hold: Option<(NodeId, Instant)>,
     /// Whether a topic creation's append is held (`aimed-admin-commit`).
     admin_commit: Rng,
-    /// Followers whose disk a `follower_fsync` fault stalled with fetched
-    /// records unpersisted, while their leader is down.
+    /// Partitions whose leader an aimed fault crashed so that another takes
+    /// over (a stalled follower's leader, or a `first_commit` lead-in).
     stalls: Vec<StallWatch>,
+    /// Whether a leader is crashed as a `first_commit` lead-in
+    /// (`aimed-first-commit-lead-in`), and not before when.
+    lead_in: Rng,
+    next_lead_in: Instant,
 }
 
-/// A follower's disk stalled with fetched records of `tp` unpersisted
-/// ([`Sim::aimed_after_replica_data`]): the next leader of `tp` other than
-/// `old_leader` to move its HW before `until` is crashed with the follower
-/// ([`Sim::aimed_on_first_commit`]).
+/// The leader of `tp`, `old_leader`, was crashed by an aimed fault while a
+/// follower held records another ISR member lacks: with a stalled disk
+/// (`follower` is that follower, [`Sim::aimed_after_replica_data`]) or not
+/// (`follower` is `None`, [`Sim::aimed_first_commit_lead_in`]). The next
+/// leader of `tp` other than `old_leader` to move its HW before `until` is
+/// crashed with its ISR, `follower` (or the member durable to the least
+/// offset) last and back first ([`Sim::aimed_on_first_commit`]).
 struct StallWatch {
-    follower: NodeId,
+    follower: Option<NodeId>,
     old_leader: NodeId,
     tp: TopicPartition,
     until: Instant,
@@ -112,6 +120,8 @@ impl Aimed {
             held_fetches: Vec::new(),
             first_hw: Vec::new(),
             stalls: Vec::new(),
+            lead_in: Seed(seed).indexed_stream("aimed-first-commit-lead-in", 0),
+            next_lead_in: Instant::ZERO,
             raft_hold: None,
             admin_commit: Seed(seed).indexed_stream("aimed-admin-commit", 0),
         }
@@ -511,7 +521,16 @@ impl Sim {
             }
             Event::BecameLeader { tp, leader_epoch, isr, .. } => {
                 let replaying = self.cfg.schedule.as_ref().is_some_and(|s| !s.random_faults);
-                if !replaying && self.liveness_start.is_none() {
+                // Only a leader that starts with records past its HW (an older
+                // epoch's tail it must not commit before its followers hold
+                // it), or one a stalled follower follows, is watched.
+                let tail = self.nodes[n]
+                    .node
+                    .as_ref()
+                    .and_then(|node| node.replica(tp))
+                    .is_some_and(|r| r.log.log_end() > r.log.high_watermark());
+                let stalled = self.aimed.stalls.iter().any(|w| w.tp == *tp && w.until > self.now);
+                if !replaying && self.liveness_start.is_none() && (tail || stalled) {
                     if self.aimed.first_hw.len() >= FIRST_HW_WATCHED {
                         self.aimed.first_hw.remove(0);
                     }
@@ -564,13 +583,17 @@ impl Sim {
     /// before it reported it, or records the HW had passed are gone (a follower
     /// that reports unpersisted records). The last third, the follower's disk
     /// stalls instead (no fsync completes for two to three sessions) while the
-    /// leader crashes past its session: the controller elects another leader,
+    /// leader crashes past its session, when another member would be elected
+    /// without the leader: the controller elects that one,
     /// which the follower follows with its fetched records still unpersisted.
     /// A follower that reports them to the new leader before they are durable
     /// lets its HW pass them, and at that HW move both crash
     /// ([`Sim::aimed_on_first_commit`]), so the follower comes back without them
     /// as the last ISR member (mutant `follower_fetch_before_fsync`).
     pub(super) fn aimed_after_replica_data(&mut self, n: usize, leader: NodeId, tp: &TopicPartition, persisted: bool) {
+        if persisted {
+            self.aimed_first_commit_lead_in(n, leader, tp);
+        }
         if !persisted || !self.aimed_fires(AimedKind::FollowerFsync) {
             return;
         }
@@ -579,14 +602,17 @@ impl Sim {
         let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
         let how = if leader.is_some() { self.aimed_rng(kind).random_range(0..3u8) } else { 0 };
         let safety_end = Instant::ZERO + Duration::from_millis(self.opts.safety_ms);
+        // The stall needs another member to lead (the follower leading its own
+        // records is no moment).
+        let other_next = leader.is_some_and(|l| self.next_leader_without(l, tp).is_some_and(|x| x != self.nodes[n].id));
         match leader {
-            Some(l) if how == 2 && self.now + Duration::from_nanos(5 * session_ns) < safety_end => {
+            Some(l) if how == 2 && other_next && self.now + Duration::from_nanos(5 * session_ns) < safety_end => {
                 let rng = self.aimed_rng(kind);
                 let leader_down_ns = session_ns + rng.random_range(1_000_000..=session_ns / 2 + 1_000_000);
                 let stall_ns = 2 * session_ns + rng.random_range(0..=session_ns);
                 self.counters.aimed_fsync_stall += 1;
                 let watch = StallWatch {
-                    follower: self.nodes[n].id,
+                    follower: Some(self.nodes[n].id),
                     old_leader: self.nodes[l].id,
                     tp: tp.clone(),
                     until: self.now + Duration::from_nanos(stall_ns),
@@ -610,9 +636,70 @@ impl Sim {
         }
     }
 
-    /// Node `n`, the leader of `tp`, moved its HW for the first time in its
-    /// tenure: in a correct leader, only once every member of its ISR reported
-    /// (durably) an end at or past it. With the `first_fetch` probability (kind
+    /// The broker the controller would elect for `tp` if the leader in slot
+    /// `l` went away now, as far as the simulator sees it: the first replica
+    /// in assignment order that is in the leader's ISR and up (the controller's
+    /// `elect`).
+    fn next_leader_without(&self, l: usize, tp: &TopicPartition) -> Option<NodeId> {
+        let gone = self.nodes[l].id;
+        let r = self.nodes[l].node.as_ref()?.replica(tp)?;
+        let up = |id: NodeId| self.nodes.iter().any(|s| s.id == id && s.node.is_some());
+        r.replicas.iter().copied().find(|id| *id != gone && r.isr.contains(id) && up(*id))
+    }
+
+    /// Follower `n` just appended records of `tp` fetched from `leader`, and
+    /// the member the controller would elect without the leader holds records
+    /// another member of the ISR does not hold yet, in the safety
+    /// phase of a seed aiming at first commits, with four sessions left in it:
+    /// now and then (a tenth of the `first_commit` probability, its own stream
+    /// `aimed-first-commit-lead-in`, at most one per two sessions) the leader
+    /// crashes past its session (a recorded `first_commit` fault), so the
+    /// controller elects a follower, which may lead with records past what
+    /// another member holds: the moment [`Sim::aimed_on_first_commit`] aims at
+    /// (a new leader that counts its followers as caught up before they
+    /// fetched commits records they lack), rare otherwise (few leaders change
+    /// with their followers at different ends). That partition's next first
+    /// HW move of another leader, within two sessions, is always aimed at.
+    fn aimed_first_commit_lead_in(&mut self, n: usize, leader: NodeId, tp: &TopicPartition) {
+        let p = self.opts.aimed.first_commit / 10.0;
+        let replaying = self.cfg.schedule.as_ref().is_some_and(|s| !s.random_faults);
+        if p <= 0.0 || replaying || self.liveness_start.is_some() || self.now < self.aimed.next_lead_in {
+            return;
+        }
+        let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
+        let safety_end = Instant::ZERO + Duration::from_millis(self.opts.safety_ms);
+        if self.now + Duration::from_nanos(4 * session_ns) >= safety_end {
+            return;
+        }
+        let Some(l) = self.nodes.iter().position(|s| s.id == leader).filter(|l| *l != n) else { return };
+        // The member the controller will elect without the leader: the first
+        // replica, in assignment order, that is in the ISR and up.
+        let Some(next) = self.next_leader_without(l, tp) else { return };
+        let log_end =
+            |slot: &super::NodeSlot| slot.node.as_ref().and_then(|node| node.replica(tp)).map(|r| r.log.log_end());
+        let Some(end) = self.nodes.iter().find(|s| s.id == next).and_then(log_end) else { return };
+        let Some(isr) = self.nodes[l].node.as_ref().and_then(|node| node.replica(tp)).map(|r| r.isr.clone()) else {
+            return;
+        };
+        let behind = isr
+            .iter()
+            .filter(|r| **r != leader && **r != next)
+            .any(|r| self.nodes.iter().find(|s| s.id == *r).and_then(log_end).is_some_and(|e| e < end));
+        if !behind || !self.aimed.lead_in.random_bool(p) {
+            return;
+        }
+        let down_ns = session_ns + self.aimed.lead_in.random_range(1_000_000..=session_ns / 2 + 1_000_000);
+        self.aimed.next_lead_in = self.now + Duration::from_nanos(2 * session_ns);
+        self.aimed.stalls.retain(|w| w.until > self.now);
+        let until = self.now + Duration::from_nanos(2 * session_ns + down_ns);
+        self.aimed.stalls.push(StallWatch { follower: None, old_leader: leader, tp: tp.clone(), until });
+        self.aim(AimedKind::FirstCommit, Duration::ZERO, Sim::aimed_crash(l, down_ns));
+    }
+
+    /// Node `n`, the leader of `tp`, moved its HW for the first time in a
+    /// tenure it began with records past its HW (an older epoch's tail): in a
+    /// correct leader, only once every member of its ISR reported (durably) an
+    /// end at or past it. With the `first_fetch` probability (kind
     /// `first_commit`: its own stream and cool-down), or
     /// always when the weakest member is a follower whose disk a
     /// `follower_fsync` fault stalled (see [`Sim::aimed_after_replica_data`]),
@@ -638,13 +725,17 @@ impl Sim {
         };
         let now = self.now;
         self.aimed.stalls.retain(|w| w.until > now);
-        let stalled =
-            self.aimed.stalls.iter().position(|w| w.tp == *tp && w.old_leader != me && others.contains(&w.follower));
-        let weakest = match stalled {
-            Some(i) => {
-                let w = self.aimed.stalls.remove(i);
-                durable_end(self, w.follower)
+        let watched = self
+            .aimed
+            .stalls
+            .iter()
+            .position(|w| w.tp == *tp && w.old_leader != me && w.follower.is_none_or(|f| others.contains(&f)));
+        let weakest = match watched.map(|i| self.aimed.stalls.remove(i)) {
+            Some(StallWatch { follower: Some(f), .. }) => durable_end(self, f),
+            Some(StallWatch { follower: None, .. }) if !others.is_empty() => {
+                others.iter().filter_map(|r| durable_end(self, *r)).min()
             }
+            Some(_) => return,
             None => {
                 if others.is_empty() || !self.aimed_fires(AimedKind::FirstCommit) {
                     return;
