@@ -144,9 +144,10 @@ pub struct QuorumController {
     coverage: Coverage,
     /// Legal but rare paths under the simulator (off in production).
     buggify: Buggify,
-    /// The image it became active on had a fencing whose partition changes a
-    /// controller change cut short ([`QuorumController::stale_fencing`]): the
-    /// next ticks finish it.
+    /// The image it became active on had a fencing or an unfencing whose
+    /// partition changes a controller change cut short
+    /// ([`QuorumController::stale_fencing`],
+    /// [`QuorumController::stale_unfencing`]): the next ticks finish them.
     repair_due: bool,
 }
 
@@ -167,7 +168,7 @@ impl QuorumController {
             buggify,
             repair_due: false,
         };
-        c.repair_due = c.stale_fencing().is_some();
+        c.repair_due = c.stale_fencing().is_some() || c.stale_unfencing().is_some();
         c
     }
 
@@ -181,6 +182,24 @@ impl QuorumController {
         image.partitions().find_map(|(_, p)| {
             let isr_member = || p.isr.iter().copied().find(|r| p.isr.len() > 1 && !image.is_live(*r));
             p.leader.filter(|l| !image.is_live(*l)).or_else(isr_member)
+        })
+    }
+
+    /// A live broker that would lead a partition that has no leader: the
+    /// elections of an unfencing are entries of their own after the
+    /// `UnfenceBroker` too, so a controller change can commit the unfencing and
+    /// lose them (mq-sim seed 71 at 847cffe: the only replica of a `__groups`
+    /// partition was unfenced and never led it again, since elections follow
+    /// only fencings and unfencings). Partitions never elected at all are
+    /// [`QuorumController::first_elections`]'s.
+    fn stale_unfencing(&self) -> Option<NodeId> {
+        let image = &self.image;
+        image.partitions().find_map(|(tp, p)| {
+            if p.leader.is_some() || (p.isr.is_empty() && p.partition_epoch == 0) {
+                return None;
+            }
+            let unclean = image.topics.get(&tp.topic).is_some_and(|t| t.config.unclean_leader_election);
+            p.replicas.iter().copied().find(|r| image.is_live(*r) && (p.isr.contains(r) || unclean))
         })
     }
 
@@ -250,6 +269,8 @@ impl QuorumController {
         if self.repair_due {
             if let Some(broker) = self.stale_fencing() {
                 records.extend(self.reelect_without(broker));
+            } else if let Some(broker) = self.stale_unfencing() {
+                records.extend(self.elect_with(broker));
             }
             self.repair_due = !records.is_empty();
         }

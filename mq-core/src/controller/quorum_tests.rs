@@ -391,6 +391,50 @@ fn partitions_whose_creation_a_controller_change_cut_short_get_first_leaders() {
     }
 }
 
+/// mq-sim seed 71 at 847cffe (liveness_leaders): an unfencing's elections are
+/// metadata entries of their own after the `UnfenceBroker`, and a controller
+/// change committed the unfencing but not the election of the only replica of
+/// a partition, which then had no leader for good (elections follow only
+/// fencings and unfencings). The next controller's tick elects it.
+#[test]
+fn an_unfencing_whose_elections_a_controller_change_cut_short_is_completed() {
+    let mut ctl = Ctl::new();
+    ctl.brokers(3);
+    ctl.create(topic("t", 3, 1));
+    let led_by_2 = |image: &MetadataImage| {
+        image.partitions().filter(|(_, p)| p.replicas == [NodeId(2)]).map(|(_, p)| p.leader).collect::<Vec<_>>()
+    };
+    assert_eq!(led_by_2(ctl.c.image()), vec![Some(NodeId(2))], "one partition lives on broker 2 alone");
+    ctl.expire(&[2]);
+    assert!(!ctl.c.image().is_live(NodeId(2)));
+    assert_eq!(led_by_2(ctl.c.image()), vec![None], "fenced: its partition has no leader");
+    // Broker 2 heartbeats again: unfenced, and it leads its partition again, in
+    // entries after the unfencing, which a controller change loses.
+    let epoch = ctl.epoch(2);
+    let hb = ControllerRequest::Heartbeat { broker: NodeId(2), broker_epoch: epoch, metadata_applied: ctl.index };
+    let records = ctl.c.handle(ctl.now, hb).unwrap();
+    assert!(matches!(records[0], MetadataRecord::UnfenceBroker { broker: NodeId(2), .. }), "{records:?}");
+    assert!(records.len() > 1, "the unfencing elects 2: {records:?}");
+    let mut committed = MetadataImage::default();
+    let mut log = ctl.log.clone();
+    log.push(records[0].clone());
+    for (i, r) in log.iter().enumerate() {
+        committed.apply(i as u64 + 1, r);
+    }
+    assert!(committed.is_live(NodeId(2)));
+    assert_eq!(led_by_2(&committed), vec![None], "the election was cut short");
+
+    ctl.c = QuorumController::activate(ControllerConfig::default(), &committed, ctl.now);
+    assert!(ctl.c.poll_timeout().is_some_and(|t| t <= ctl.now), "the repair waits: {:?}", ctl.c.poll_timeout());
+    let records = ctl.c.tick(ctl.now);
+    assert_changes_sound(&committed, &records);
+    ctl.index = log.len() as u64;
+    ctl.commit(&records);
+    assert_eq!(led_by_2(ctl.c.image()), vec![Some(NodeId(2))], "the new controller elects 2: {records:?}");
+    assert!(ctl.c.tick(ctl.now).is_empty(), "nothing more to do");
+    assert!(ctl.c.poll_timeout().is_some_and(|t| t > ctl.now), "no tick spins once it is done");
+}
+
 /// mq-sim seed 1008532 (fenced_not_live): a fencing's ISR changes are metadata
 /// entries of their own after the `FenceBroker`, and a controller change
 /// committed the fencing but not them. The next controller starts from an image
