@@ -649,9 +649,13 @@ impl Sim {
 
     /// Follower `n` just appended records of `tp` fetched from `leader`, and
     /// the member the controller would elect without the leader holds records
-    /// another member of the ISR does not hold yet, in the safety
+    /// another member of the ISR does not hold yet (or `n` is an ISR member
+    /// that will follow it, with a persist of records it holds pending: then,
+    /// or half the time when both hold, `n`'s disk also stalls until the watch
+    /// below ends, so that it follows the new leader with them unpersisted),
+    /// when the ISR without the leader still holds min_isr, in the safety
     /// phase of a seed aiming at first commits, with four sessions left in it:
-    /// now and then (a tenth of the `first_commit` probability, its own stream
+    /// now and then (the `first_commit` probability, its own stream
     /// `aimed-first-commit-lead-in`, at most one per two sessions) the leader
     /// crashes past its session (a recorded `first_commit` fault), so the
     /// controller elects a follower, which may lead with records past what
@@ -661,7 +665,7 @@ impl Sim {
     /// with their followers at different ends). That partition's next first
     /// HW move of another leader, within two sessions, is always aimed at.
     fn aimed_first_commit_lead_in(&mut self, n: usize, leader: NodeId, tp: &TopicPartition) {
-        let p = self.opts.aimed.first_commit / 10.0;
+        let p = self.opts.aimed.first_commit;
         let replaying = self.cfg.schedule.as_ref().is_some_and(|s| !s.random_faults);
         if p <= 0.0 || replaying || self.liveness_start.is_some() || self.now < self.aimed.next_lead_in {
             return;
@@ -681,18 +685,38 @@ impl Sim {
         let Some(isr) = self.nodes[l].node.as_ref().and_then(|node| node.replica(tp)).map(|r| r.isr.clone()) else {
             return;
         };
+        // Without the leader, the ISR must still hold min_isr, or no HW moves.
+        if isr.len() <= usize::from(self.opts.min_insync_replicas) {
+            return;
+        }
         let behind = isr
             .iter()
             .filter(|r| **r != leader && **r != next)
             .any(|r| self.nodes.iter().find(|s| s.id == *r).and_then(log_end).is_some_and(|e| e < end));
-        if !behind || !self.aimed.lead_in.random_bool(p) {
+        // Or `n` itself, an ISR member that will follow `next`, has just
+        // appended records `next` holds too, and their persist is pending: its
+        // disk may stall so that it follows the new leader with them unpersisted.
+        let me = self.nodes[n].id;
+        let pending = self.nodes[n].node.as_ref().and_then(|node| node.replica(tp)).map(|r| r.log.persisted_end());
+        let stallable = next != me && isr.contains(&me) && pending.is_some_and(|durable| durable < end);
+        if !(behind || stallable) || !self.aimed.lead_in.random_bool(p) {
             return;
         }
+        let stall = stallable && (!behind || self.aimed.lead_in.random_bool(0.5));
         let down_ns = session_ns + self.aimed.lead_in.random_range(1_000_000..=session_ns / 2 + 1_000_000);
         self.aimed.next_lead_in = self.now + Duration::from_nanos(2 * session_ns);
         self.aimed.stalls.retain(|w| w.until > self.now);
         let until = self.now + Duration::from_nanos(2 * session_ns + down_ns);
-        self.aimed.stalls.push(StallWatch { follower: None, old_leader: leader, tp: tp.clone(), until });
+        let follower = stall.then_some(me);
+        self.aimed.stalls.push(StallWatch { follower, old_leader: leader, tp: tp.clone(), until });
+        if stall {
+            self.counters.aimed_fsync_stall += 1;
+            self.aim(
+                AimedKind::FirstCommit,
+                Duration::ZERO,
+                Fault::DiskStall { node: n, for_ns: until.as_nanos() - self.now.as_nanos() },
+            );
+        }
         self.aim(AimedKind::FirstCommit, Duration::ZERO, Sim::aimed_crash(l, down_ns));
     }
 
@@ -705,7 +729,8 @@ impl Sim {
     /// `follower_fsync` fault stalled (see [`Sim::aimed_after_replica_data`]),
     /// the leader and every other ISR member crash, the member durable to the
     /// least offset last (a heartbeat interval later, so the leader's session
-    /// ends first) and back first, past its session: the controller keeps it as
+    /// ends first) and back first, past its session (two when the active
+    /// controller is among them): the controller keeps it as
     /// the last ISR member and elects it. It must hold every record the HW
     /// passed; a new leader that counted followers as caught up before they
     /// fetched (mutant `new_leader_assumes_followers_caught_up`) or a follower
@@ -747,8 +772,14 @@ impl Sim {
         let kind = AimedKind::FirstCommit;
         let session_ns = self.opts.knobs.broker_session_timeout_ms * 1_000_000;
         let later_ns = self.opts.knobs.broker_heartbeat_interval_ms * 1_000_000 + 1_000_000;
+        // A crash of the active controller among them elects another, which
+        // gives every broker a new session: the weakest then stays down for
+        // two, so that it still comes back after the others were fenced.
+        let controller = self.controller_slot();
+        let hits_controller = controller.is_some_and(|c| c == n || c == weak || others.contains(&self.nodes[c].id));
+        let sessions = if hits_controller { 2 } else { 1 };
         let rng = self.aimed_rng(kind);
-        let weak_down_ns = session_ns + rng.random_range(1_000_000..=session_ns / 2 + 1_000_000);
+        let weak_down_ns = sessions * session_ns + rng.random_range(1_000_000..=session_ns / 2 + 1_000_000);
         let down_ns = later_ns + weak_down_ns + rng.random_range(1_000_000..=session_ns + 1_000_000);
         let trace_tp = tp.clone();
         let weak_id = self.nodes[weak].id;
