@@ -554,6 +554,18 @@ mod tests {
         r
     }
 
+    /// A committed state of `leader_expanding`'s partition (leader 1 in epoch
+    /// 1) at `partition_epoch`, with ISR `isr`.
+    fn state_at(partition_epoch: u32, isr: &[u32]) -> PartitionImage {
+        PartitionImage {
+            leader: Some(NodeId(1)),
+            leader_epoch: LeaderEpoch(1),
+            partition_epoch,
+            replicas: vec![NodeId(1), NodeId(2)],
+            isr: isr.iter().map(|i| NodeId(*i)).collect(),
+        }
+    }
+
     /// Seed 1100704: producers with acks=1 wrote faster than a follower fetching
     /// one batch per round trip could copy, so it never caught up with the
     /// leader's end and, under a rule that asked for that within the lag time,
@@ -648,13 +660,7 @@ mod tests {
             let stale = outcome == IsrChangeFailure::Stale;
             assert_eq!(r.wanted_isr(Instant::ZERO, Duration::from_secs(1), live).is_none(), stale, "a new ask");
             // The controller's state arrives: the expansion did not commit.
-            let image = PartitionImage {
-                leader: Some(NodeId(1)),
-                leader_epoch: LeaderEpoch(1),
-                partition_epoch: 3,
-                replicas: vec![NodeId(1), NodeId(2)],
-                isr: vec![NodeId(1)],
-            };
+            let image = state_at(3, &[1]);
             assert_eq!(r.apply_state(NodeId(1), Instant::ZERO, &image), Transition::Unchanged);
             assert!(r.update_high_watermark(NodeId(1)), "settled: the ISR is {{1}}");
             assert_eq!(r.log.high_watermark(), Offset(5));
@@ -667,13 +673,7 @@ mod tests {
         assert!(!r.update_high_watermark(NodeId(1)), "an answer to an older ask settles nothing");
         r.isr_change_failed(2, IsrChangeFailure::Refused);
         assert!(!r.update_high_watermark(NodeId(1)), "a refusal settles nothing");
-        let image = PartitionImage {
-            leader: Some(NodeId(1)),
-            leader_epoch: LeaderEpoch(1),
-            partition_epoch: 3,
-            replicas: vec![NodeId(1), NodeId(2)],
-            isr: vec![NodeId(1)],
-        };
+        let image = state_at(3, &[1]);
         r.apply_state(NodeId(1), Instant::ZERO, &image);
         assert!(r.update_high_watermark(NodeId(1)), "a newer state settles it");
     }
@@ -695,13 +695,7 @@ mod tests {
         r.update_high_watermark(NodeId(1));
         assert_eq!(r.log.high_watermark(), Offset(3), "held at the refused joiner's LEO");
         // The copy commits: the follower is in the ISR at the next partition epoch.
-        let image = PartitionImage {
-            leader: Some(NodeId(1)),
-            leader_epoch: LeaderEpoch(1),
-            partition_epoch: 3,
-            replicas: vec![NodeId(1), NodeId(2)],
-            isr: vec![NodeId(1), NodeId(2)],
-        };
+        let image = state_at(3, &[1, 2]);
         assert_eq!(r.apply_state(NodeId(1), Instant::ZERO, &image), Transition::Unchanged);
         r.update_high_watermark(NodeId(1));
         let Role::Leader(l) = &r.role else { unreachable!() };
@@ -740,13 +734,7 @@ mod tests {
         r.isr_change_failed(2, IsrChangeFailure::Refused);
         assert_eq!(r.wanted_isr(Instant::ZERO, lag, fenced_2), Some(vec![NodeId(1)]));
         assert!(!r.update_high_watermark(NodeId(1)), "unsettled until that commits");
-        let image = PartitionImage {
-            leader: Some(NodeId(1)),
-            leader_epoch: LeaderEpoch(1),
-            partition_epoch: 3,
-            replicas: vec![NodeId(1), NodeId(2)],
-            isr: vec![NodeId(1)],
-        };
+        let image = state_at(3, &[1]);
         r.apply_state(NodeId(1), Instant::ZERO, &image);
         assert!(r.update_high_watermark(NodeId(1)));
         assert_eq!(r.wanted_isr(Instant::ZERO, lag, fenced_2), None, "nothing more to ask");
