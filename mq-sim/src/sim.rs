@@ -2253,9 +2253,11 @@ impl Sim {
             let disk = &mut self.nodes[n].disk;
             disk.stall_until = Instant::ZERO;
             disk.stall = Duration::ZERO;
-            // A disk an aimed fault stalled completes what waited from now on
-            // (completions already queued for the stall's end still wait for it).
-            disk.hold_until = Instant::ZERO;
+            // A disk an aimed fault stalled (`Fault::DiskStall`) stays stalled
+            // to the stall's end: the completions waiting for it are queued at
+            // that instant, and ending it now would let later persists
+            // complete before them (seed 1500818 at 6cd26db: "completions out
+            // of token order"). Stalls are a few sessions long at most.
             if self.nodes[n].stopping.is_some() {
                 // A controlled shutdown under way: finish it now (cleanly if it
                 // completed, else like a crash), so the node restarts healed.
