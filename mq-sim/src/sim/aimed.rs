@@ -146,7 +146,7 @@ impl Sim {
     /// kind's cool-down has passed, and its stream says so.
     fn aimed_fires(&mut self, kind: AimedKind) -> bool {
         let p = self.opts.aimed.prob(kind);
-        let replaying = self.cfg.schedule.as_ref().is_some_and(|s| !s.random_faults);
+        let replaying = self.replaying_schedule();
         let k = kind.index();
         if p <= 0.0 || replaying || self.liveness_start.is_some() || self.now < self.aimed.next[k] {
             return false;
@@ -156,6 +156,12 @@ impl Sim {
         }
         self.aimed.next[k] = self.now + Duration::from_millis(self.opts.aimed.cooldown_ms);
         true
+    }
+
+    /// Whether this run replays a recorded schedule's faults (it then watches
+    /// for no moment: its aimed faults are in the schedule).
+    fn replaying_schedule(&self) -> bool {
+        self.cfg.schedule.as_ref().is_some_and(|s| !s.random_faults)
     }
 
     fn aimed_rng(&mut self, kind: AimedKind) -> &mut Rng {
@@ -346,7 +352,7 @@ impl Sim {
         // so that only added members are left to elect.
         let victims: Vec<usize> =
             (0..self.nodes.len()).filter(|m| *m == n || others.contains(&self.nodes[*m].id)).collect();
-        let replaying = self.cfg.schedule.as_ref().is_some_and(|s| !s.random_faults);
+        let replaying = self.replaying_schedule();
         let held = HeldAnswer {
             controller,
             leader: me,
@@ -520,7 +526,7 @@ impl Sim {
                 self.aim(AimedKind::IsrCommit, Duration::from_nanos(within), Sim::aimed_crash(n, down_ns));
             }
             Event::BecameLeader { tp, leader_epoch, isr, .. } => {
-                let replaying = self.cfg.schedule.as_ref().is_some_and(|s| !s.random_faults);
+                let replaying = self.replaying_schedule();
                 // Only a leader that starts with records past its HW (an older
                 // epoch's tail it must not commit before its followers hold
                 // it), or one a stalled follower follows, is watched.
@@ -610,17 +616,8 @@ impl Sim {
                 let rng = self.aimed_rng(kind);
                 let leader_down_ns = session_ns + rng.random_range(1_000_000..=session_ns / 2 + 1_000_000);
                 let stall_ns = 2 * session_ns + rng.random_range(0..=session_ns);
-                self.counters.aimed_fsync_stall += 1;
-                let watch = StallWatch {
-                    follower: Some(self.nodes[n].id),
-                    old_leader: self.nodes[l].id,
-                    tp: tp.clone(),
-                    until: self.now + Duration::from_nanos(stall_ns),
-                };
-                self.aimed.stalls.retain(|w| w.until > self.now);
-                self.aimed.stalls.push(watch);
-                self.aim(kind, Duration::ZERO, Fault::DiskStall { node: n, for_ns: stall_ns });
-                self.aim(kind, Duration::ZERO, Sim::aimed_crash(l, leader_down_ns));
+                let until = self.now + Duration::from_nanos(stall_ns);
+                self.aimed_leader_change(kind, l, tp, Some(n), until, leader_down_ns);
             }
             Some(l) if how >= 1 => {
                 let rng = self.aimed_rng(kind);
@@ -666,7 +663,7 @@ impl Sim {
     /// HW move of another leader, within two sessions, is always aimed at.
     fn aimed_first_commit_lead_in(&mut self, n: usize, leader: NodeId, tp: &TopicPartition) {
         let p = self.opts.aimed.first_commit;
-        let replaying = self.cfg.schedule.as_ref().is_some_and(|s| !s.random_faults);
+        let replaying = self.replaying_schedule();
         if p <= 0.0 || replaying || self.liveness_start.is_some() || self.now < self.aimed.next_lead_in {
             return;
         }
@@ -705,29 +702,43 @@ impl Sim {
         let stall = stallable && (!behind || self.aimed.lead_in.random_bool(0.5));
         let down_ns = session_ns + self.aimed.lead_in.random_range(1_000_000..=session_ns / 2 + 1_000_000);
         self.aimed.next_lead_in = self.now + Duration::from_nanos(2 * session_ns);
-        self.aimed.stalls.retain(|w| w.until > self.now);
         let until = self.now + Duration::from_nanos(2 * session_ns + down_ns);
-        let follower = stall.then_some(me);
-        self.aimed.stalls.push(StallWatch { follower, old_leader: leader, tp: tp.clone(), until });
-        if stall {
+        self.aimed_leader_change(AimedKind::FirstCommit, l, tp, stall.then_some(n), until, down_ns);
+    }
+
+    /// The leader of `tp` in slot `l` crashes for `down_ns` (a fault of
+    /// `kind`), and the next first HW move of another leader of `tp` before
+    /// `until` is aimed at ([`StallWatch`]). With `stalled`, that follower's
+    /// disk stalls until `until` (counted in `aimed_fsync_stall`), so that it
+    /// follows the new leader with its fetched records unpersisted, and it is
+    /// the member crashed last and back first at that HW move.
+    fn aimed_leader_change(
+        &mut self,
+        kind: AimedKind,
+        l: usize,
+        tp: &TopicPartition,
+        stalled: Option<usize>,
+        until: Instant,
+        down_ns: u64,
+    ) {
+        let follower = stalled.map(|n| self.nodes[n].id);
+        self.aimed.stalls.retain(|w| w.until > self.now);
+        self.aimed.stalls.push(StallWatch { follower, old_leader: self.nodes[l].id, tp: tp.clone(), until });
+        if let Some(n) = stalled {
             self.counters.aimed_fsync_stall += 1;
-            self.aim(
-                AimedKind::FirstCommit,
-                Duration::ZERO,
-                Fault::DiskStall { node: n, for_ns: until.as_nanos() - self.now.as_nanos() },
-            );
+            let for_ns = until.as_nanos() - self.now.as_nanos();
+            self.aim(kind, Duration::ZERO, Fault::DiskStall { node: n, for_ns });
         }
-        self.aim(AimedKind::FirstCommit, Duration::ZERO, Sim::aimed_crash(l, down_ns));
+        self.aim(kind, Duration::ZERO, Sim::aimed_crash(l, down_ns));
     }
 
     /// Node `n`, the leader of `tp`, moved its HW for the first time in a
     /// tenure it began with records past its HW (an older epoch's tail): in a
     /// correct leader, only once every member of its ISR reported (durably) an
-    /// end at or past it. With the `first_fetch` probability (kind
-    /// `first_commit`: its own stream and cool-down), or
-    /// always when the weakest member is a follower whose disk a
-    /// `follower_fsync` fault stalled (see [`Sim::aimed_after_replica_data`]),
-    /// the leader and every other ISR member crash, the member durable to the
+    /// end at or past it. With the `first_commit` probability (its own stream
+    /// and cool-down), or always for the partition's next leader after an
+    /// aimed leader crash that set a watch ([`StallWatch`]: a stalled follower
+    /// or a lead-in), the leader and every other ISR member crash, the member durable to the
     /// least offset last (a heartbeat interval later, so the leader's session
     /// ends first) and back first, past its session (two when the active
     /// controller is among them): the controller keeps it as
