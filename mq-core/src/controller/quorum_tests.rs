@@ -81,6 +81,18 @@ impl Ctl {
         self.run(ControllerRequest::CreateTopic(config)).unwrap();
     }
 
+    /// Three live brokers and topic `t` with one partition replicated on all
+    /// three: the controller, the partition's state, its leader and the others.
+    fn one_replicated_partition() -> (Ctl, super::image::PartitionImage, NodeId, Vec<NodeId>) {
+        let mut ctl = Ctl::new();
+        ctl.brokers(3);
+        ctl.create(topic("t", 1, 3));
+        let p = ctl.part("t", 0);
+        let leader = p.leader.unwrap();
+        let others: Vec<NodeId> = p.replicas.iter().copied().filter(|r| *r != leader).collect();
+        (ctl, p, leader, others)
+    }
+
     fn part(&self, topic: &str, p: u32) -> super::image::PartitionImage {
         self.c.image().partition(&TopicPartition::new(topic, p)).unwrap().clone()
     }
@@ -219,12 +231,7 @@ fn unclean_election_picks_an_out_of_sync_replica_only_when_enabled() {
 
 #[test]
 fn alter_partition_checks_every_epoch() {
-    let mut ctl = Ctl::new();
-    ctl.brokers(3);
-    ctl.create(topic("t", 1, 3));
-    let p = ctl.part("t", 0);
-    let leader = p.leader.unwrap();
-    let others: Vec<NodeId> = p.replicas.iter().copied().filter(|r| *r != leader).collect();
+    let (mut ctl, p, leader, others) = Ctl::one_replicated_partition();
     let req =
         |leader_epoch, partition_epoch, who: NodeId, isr: Vec<NodeId>, ctl: &Ctl| ControllerRequest::AlterPartition {
             tp: TopicPartition::new("t", 0),
@@ -262,12 +269,7 @@ fn alter_partition_checks_every_epoch() {
 /// is then stale.
 #[test]
 fn a_refused_isr_ask_may_commit_later_until_a_newer_partition_epoch_stops_it() {
-    let mut ctl = Ctl::new();
-    ctl.brokers(3);
-    ctl.create(topic("t", 1, 3));
-    let p = ctl.part("t", 0);
-    let leader = p.leader.unwrap();
-    let others: Vec<NodeId> = p.replicas.iter().copied().filter(|r| *r != leader).collect();
+    let (mut ctl, _, leader, others) = Ctl::one_replicated_partition();
     ctl.expire(&[others[1].0]);
     let p = ctl.part("t", 0);
     assert!(p.leader == Some(leader) && !p.isr.contains(&others[1]), "fenced out of the ISR");
