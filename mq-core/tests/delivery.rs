@@ -784,7 +784,7 @@ fn retention_keeps_a_copy_of_each_groups_newest_cursor() {
     let log = h.node(l).log(&tp()).unwrap();
     assert!(log.log_start() > Offset(3), "retention removed the first cursor record (at 3): {}", log.log_start());
     let rebuilt = mq_core::group::cursor::rebuild(log);
-    let (_, acks) = rebuilt.cursors.get(GROUP).expect("a copy of the group's cursor is still in the log");
+    let acks = &rebuilt.cursors.get(GROUP).expect("a copy of the group's cursor is still in the log").acks;
     assert!(acks.is_acked(Offset(2)) && !acks.is_acked(Offset(1)), "{acks:?}");
 }
 

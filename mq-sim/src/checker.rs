@@ -96,6 +96,8 @@ struct PartModel {
     /// Per group, the acked state of its newest committed cursor record here
     /// (`group_completion`: an ack can commit after its answer timed out).
     cursors: BTreeMap<String, AckSet>,
+    /// Per group, the seek count of its newest committed cursor record here.
+    cursor_seeks: BTreeMap<String, u64>,
     /// Copies committed here of each record of a non-idempotent op sent here:
     /// (op, index) -> copies (`duplicates_bounded`).
     copies: BTreeMap<(u64, usize), u32>,
@@ -195,6 +197,11 @@ pub struct Checker {
     /// compared with the committed prefix.
     tenures: BTreeMap<(TopicPartition, LeaderEpoch), (Offset, Offset)>,
     violation: Option<Violation>,
+    /// Seeks found in newly committed cursor records, in commit order, for the
+    /// group checker: (partition, group, the seek's offset). A cursor record
+    /// with a higher seek count than the group's previous one holds a seek; it
+    /// may be committed by a leader other than the one that answered it.
+    pub committed_seeks: Vec<(TopicPartition, String, Offset)>,
     /// Records read by consumers.
     pub records_read: u64,
     /// Records acknowledged to producers (acks=1/all).
@@ -470,6 +477,11 @@ impl Checker {
                 if b.kind == BatchKind::Control {
                     // A group cursor record: committed like data, but no producer's.
                     if let Some(Ok(cursor)) = cursor_of_batch(b) {
+                        let seeks = model.cursor_seeks.entry(cursor.group.clone()).or_insert(0);
+                        if cursor.seeks > *seeks {
+                            *seeks = cursor.seeks;
+                            self.committed_seeks.push((tp.clone(), cursor.group.clone(), cursor.acks.prefix()));
+                        }
                         model.cursors.insert(cursor.group, cursor.acks);
                     }
                     model.committed.push(None);

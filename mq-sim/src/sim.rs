@@ -1277,6 +1277,11 @@ impl Sim {
                             .checker
                             .fail("committed_stable", format!("n{id} reported a HW for {tp} it does not hold")),
                     }
+                    // A committed seek replays from its offset, whichever leader
+                    // committed it (its answer may never have been sent).
+                    for (tp, group, offset) in std::mem::take(&mut self.checker.committed_seeks) {
+                        self.groups.on_sought(&group, &tp, offset);
+                    }
                 }
                 let (a, b) = match &e {
                     Event::HighWatermark { high_watermark, .. } => (1, high_watermark.0),

@@ -37,8 +37,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// long stretch of other members' keys or leased records stays cheap.
 pub const MAX_SCAN: usize = 100_000;
 
-/// Version byte in front of every cursor record's payload.
-const CURSOR_VERSION: u8 = 1;
+/// Version byte in front of every cursor record's payload (version 1 had no
+/// seek count; it still decodes, as a count of 0).
+const CURSOR_VERSION: u8 = 2;
 
 /// Why a dead letter is written (the `mq.dlq.reason` header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -113,11 +114,22 @@ pub struct CursorPayload {
     pub group: String,
     /// Its acked state on the partition.
     pub acks: AckSet,
+    /// Seeks of the group on the partition so far (a seek is the only change
+    /// that takes acks back: a newer record with a higher count replays).
+    pub seeks: u64,
 }
 
-/// The cursor record of `group` holding `acks`: a one-record control batch.
-pub fn encode_cursor(group: &str, acks: &AckSet) -> RecordBatch {
-    let payload = CursorPayload { group: group.to_string(), acks: acks.clone() };
+/// A version 1 payload: no seek count.
+#[derive(Deserialize)]
+struct CursorPayloadV1 {
+    group: String,
+    acks: AckSet,
+}
+
+/// The cursor record of `group` holding `acks` after `seeks` seeks: a
+/// one-record control batch.
+pub fn encode_cursor(group: &str, acks: &AckSet, seeks: u64) -> RecordBatch {
+    let payload = CursorPayload { group: group.to_string(), acks: acks.clone(), seeks };
     let mut value = vec![CURSOR_VERSION];
     // Serializing owned strings and sets into a Vec cannot fail.
     value.extend(postcard::to_allocvec(&payload).expect("a cursor payload always serializes"));
@@ -131,11 +143,15 @@ pub fn decode_cursor(value: &[u8]) -> Result<CursorPayload, CursorDecodeError> {
     let Some((&version, rest)) = value.split_first() else {
         return Err(CursorDecodeError::Garbage("empty value".into()));
     };
-    if version != CURSOR_VERSION {
-        return Err(CursorDecodeError::Garbage(format!("unknown cursor version {version}")));
-    }
-    let (payload, left): (CursorPayload, &[u8]) =
-        postcard::take_from_bytes(rest).map_err(|e| CursorDecodeError::Garbage(e.to_string()))?;
+    let garbage = |e: postcard::Error| CursorDecodeError::Garbage(e.to_string());
+    let (payload, left): (CursorPayload, &[u8]) = match version {
+        CURSOR_VERSION => postcard::take_from_bytes(rest).map_err(garbage)?,
+        1 => {
+            let (v1, left): (CursorPayloadV1, &[u8]) = postcard::take_from_bytes(rest).map_err(garbage)?;
+            (CursorPayload { group: v1.group, acks: v1.acks, seeks: 0 }, left)
+        }
+        _ => return Err(CursorDecodeError::Garbage(format!("unknown cursor version {version}"))),
+    };
     if !left.is_empty() {
         return Err(CursorDecodeError::Garbage(format!("{} trailing bytes", left.len())));
     }
@@ -188,8 +204,14 @@ pub struct Cursor {
     /// view: the lowest offset acked, so that a `Latest` group's first view does
     /// not replay history (see [`Cursor::observe`]).
     provisional_floor: Option<Offset>,
-    /// Seeks so far: a dead letter sent before a seek does not ack its record.
+    /// Seeks so far (kept in cursor records): a dead letter sent before a seek
+    /// does not ack its record.
     seeks: u64,
+    /// The offset of a cursor record holding a seek that is not committed yet:
+    /// nothing is dealt until the high watermark passes it (a seek replays
+    /// records once it is committed, never on the word of a record a failover
+    /// may truncate).
+    held_by_seek: Option<Offset>,
     /// Where dealing resumes in exclusive and shared groups: every record of the
     /// group between the prefix and this offset was looked at by a deal, so if it
     /// is deliverable now, the leases hold it as due again or it is in `revisit`
@@ -232,6 +254,7 @@ impl Cursor {
             dead_lettering: BTreeMap::new(),
             provisional_floor: None,
             seeks: 0,
+            held_by_seek: None,
             scan: Offset(0),
             member_scan: BTreeMap::new(),
             revisit: BTreeSet::new(),
@@ -306,7 +329,28 @@ impl Cursor {
 
     /// The cursor record of the current acked state.
     pub fn record(&self) -> RecordBatch {
-        encode_cursor(&self.group, &self.acks)
+        encode_cursor(&self.group, &self.acks, self.seeks)
+    }
+
+    /// State rebuilt from cursor record `rebuilt` (see [`rebuild`]): its acked
+    /// state and seek count, and, if the record holds a seek the log's high
+    /// watermark does not cover yet, held until it does.
+    pub fn rebuilt(group: impl Into<String>, rebuilt: RebuiltCursor) -> Self {
+        let mut c = Cursor::new(group, rebuilt.acks);
+        c.seeks = rebuilt.seeks;
+        c.held_by_seek = rebuilt.uncommitted_seek.then_some(rebuilt.offset);
+        c
+    }
+
+    /// The cursor record holding this cursor's newest seek was appended at
+    /// `offset`: nothing is dealt until it commits.
+    pub fn hold_for_seek(&mut self, offset: Offset) {
+        self.held_by_seek = Some(offset);
+    }
+
+    /// Whether dealing waits for a seek's cursor record to commit.
+    pub fn is_held_by_seek(&self) -> bool {
+        self.held_by_seek.is_some()
     }
 
     // ----- generations -----
@@ -412,6 +456,11 @@ impl Cursor {
         room: &BTreeMap<MemberId, usize>,
     ) -> BTreeMap<MemberId, Vec<DeliveredRecord>> {
         let mut out: BTreeMap<MemberId, Vec<DeliveredRecord>> = BTreeMap::new();
+        match self.held_by_seek {
+            Some(o) if log.high_watermark() <= o => return out,
+            Some(_) => self.held_by_seek = None,
+            None => {}
+        }
         if log.log_start() > self.acks.prefix() {
             // Retention removed them: they count as done, even one whose dead
             // letter is in flight (its append still completes, acking nothing).
@@ -708,13 +757,24 @@ fn lease_error_code(e: LeaseError) -> ErrorCode {
 /// committed or not: docs 6.3 "Failover"), with its offset. Undecodable control
 /// records are skipped and reported.
 pub fn rebuild(log: &PartitionLog) -> Rebuilt {
-    let mut found = BTreeMap::new();
+    let hw = log.high_watermark();
+    let mut found: BTreeMap<String, RebuiltCursor> = BTreeMap::new();
+    // Per group: the seek count of its newest committed cursor record.
+    let mut committed_seeks: BTreeMap<String, u64> = BTreeMap::new();
     let mut bad = Vec::new();
     for b in log.batches() {
         match cursor_of_batch(b) {
             None => {}
             Some(Ok(p)) => {
-                found.insert(p.group, (b.base_offset, p.acks));
+                let below = committed_seeks.get(&p.group).copied().unwrap_or(0);
+                if b.base_offset < hw {
+                    committed_seeks.insert(p.group.clone(), p.seeks);
+                }
+                let uncommitted_seek = b.base_offset >= hw && p.seeks > below;
+                found.insert(
+                    p.group,
+                    RebuiltCursor { offset: b.base_offset, acks: p.acks, seeks: p.seeks, uncommitted_seek },
+                );
             }
             Some(Err(e)) => bad.push((b.base_offset, e)),
         }
@@ -722,11 +782,25 @@ pub fn rebuild(log: &PartitionLog) -> Rebuilt {
     Rebuilt { cursors: found, bad }
 }
 
+/// A group's newest cursor record in a log (see [`rebuild`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RebuiltCursor {
+    /// Its offset.
+    pub offset: Offset,
+    /// The acked state in it.
+    pub acks: AckSet,
+    /// Its seek count.
+    pub seeks: u64,
+    /// Whether it holds a seek the log's high watermark does not cover: a
+    /// higher seek count than the group's newest committed record.
+    pub uncommitted_seek: bool,
+}
+
 /// What [`rebuild`] found in a log.
 #[derive(Clone, Debug, Default)]
 pub struct Rebuilt {
-    /// Per group: the offset of its newest cursor record and the acked state in it.
-    pub cursors: BTreeMap<String, (Offset, AckSet)>,
+    /// Per group: its newest cursor record.
+    pub cursors: BTreeMap<String, RebuiltCursor>,
     /// Control records that did not decode, with why.
     pub bad: Vec<(Offset, CursorDecodeError)>,
 }

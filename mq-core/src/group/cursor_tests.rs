@@ -95,7 +95,7 @@ fn an_expired_lease_is_delivered_again_with_its_count() {
 fn control_and_filtered_records_are_skipped_and_folded_into_the_prefix() {
     let mut tagged = rec("x");
     tagged.tags = vec!["blue".into()];
-    let control = encode_cursor("other", &AckSet::new(Offset(0)));
+    let control = encode_cursor("other", &AckSet::new(Offset(0)), 0);
     let log = log_of(vec![data(1), control, RecordBatch::new(vec![rec("untagged"), tagged])]);
     let mut v = view(M1, gen(1), exclusive(), &[(M1, 1)]);
     v.settings.filter = vec!["blue".into()];
@@ -107,7 +107,7 @@ fn control_and_filtered_records_are_skipped_and_folded_into_the_prefix() {
 
 #[test]
 fn the_prefix_moves_over_control_and_filtered_records_once_acked_below() {
-    let control = encode_cursor("other", &AckSet::new(Offset(0)));
+    let control = encode_cursor("other", &AckSet::new(Offset(0)), 0);
     let log = log_of(vec![data(1), control, data(1)]);
     let v = view(M1, gen(1), GroupMode::Shared, &[(M1, 1)]);
     let mut c = started(&v, &log);
@@ -327,6 +327,49 @@ fn a_seek_replays_from_its_offset() {
 }
 
 #[test]
+fn a_seek_replays_only_once_its_cursor_record_commits() {
+    let mut log = log_of(vec![data(4)]);
+    let v = view(M1, gen(1), exclusive(), &[(M1, 1)]);
+    let mut c = started(&v, &log);
+    c.deal(&log, t(0), &room(&[(M1, 4)]));
+    c.apply_acks(M1, &[], Some(Offset(4)), log.high_watermark(), t(1));
+    c.seek(Offset(1));
+    let at = log.append(c.record(), LeaderEpoch(1), 2).base_offset;
+    c.hold_for_seek(at);
+    assert!(c.deal(&log, t(2), &room(&[(M1, 9)])).is_empty(), "replayed before the seek committed");
+    assert!(c.is_held_by_seek());
+    log.mark_persisted(log.log_end());
+    log.advance_high_watermark(log.log_end());
+    assert_eq!(offsets(&c.deal(&log, t(3), &room(&[(M1, 9)])), M1), vec![1, 2, 3]);
+    assert!(!c.is_held_by_seek());
+}
+
+#[test]
+fn a_new_leader_holding_an_uncommitted_seek_replays_once_it_commits() {
+    let mut acked = AckSet::new(Offset(0));
+    acked.ack_up_to(Offset(4));
+    let mut log = log_of(vec![data(4), encode_cursor("g", &acked, 2)]);
+    // An uncommitted record that only acks more is taken without waiting.
+    let mut more = acked.clone();
+    more.ack_up_to(Offset(5));
+    log.append(encode_cursor("g", &more, 2), LeaderEpoch(2), 0);
+    let found = rebuild(&log).cursors.remove("g").unwrap();
+    assert!(!found.uncommitted_seek);
+    // An uncommitted record with a newer seek: held until it commits.
+    log.append(encode_cursor("g", &AckSet::new(Offset(1)), 3), LeaderEpoch(2), 0);
+    let found = rebuild(&log).cursors.remove("g").unwrap();
+    assert!(found.uncommitted_seek && found.seeks == 3, "{found:?}");
+    let v = view(M1, gen(1), exclusive(), &[(M1, 1)]);
+    let mut c = Cursor::rebuilt("g", found);
+    c.observe(&v, &log, t(0)).unwrap();
+    assert!(c.deal(&log, t(0), &room(&[(M1, 9)])).is_empty(), "replayed on an uncommitted seek");
+    log.mark_persisted(log.log_end());
+    log.advance_high_watermark(log.log_end());
+    assert_eq!(offsets(&c.deal(&log, t(1), &room(&[(M1, 9)])), M1), vec![1, 2, 3]);
+    assert_eq!(cursor_of_batch(&c.record()).unwrap().unwrap().seeks, 3, "the seek count is kept");
+}
+
+#[test]
 fn a_cumulative_ack_above_the_high_watermark_is_refused() {
     let log = log_of(vec![data(2)]);
     let v = view(M1, gen(1), exclusive(), &[(M1, 1)]);
@@ -361,24 +404,31 @@ fn records_removed_by_retention_count_as_done() {
 fn cursor_records_round_trip_and_rebuild_takes_the_newest_per_group() {
     let mut a = AckSet::new(Offset(3));
     a.ack(Offset(7)).unwrap();
-    let b = encode_cursor("g", &a);
+    let b = encode_cursor("g", &a, 4);
     assert_eq!(b.kind, BatchKind::Control);
-    assert_eq!(cursor_of_batch(&b).unwrap().unwrap(), CursorPayload { group: "g".into(), acks: a.clone() });
+    assert_eq!(cursor_of_batch(&b).unwrap().unwrap(), CursorPayload { group: "g".into(), acks: a.clone(), seeks: 4 });
     let mut newer = a.clone();
     newer.ack_up_to(Offset(9));
-    let log = log_of(vec![b, data(1), encode_cursor("h", &a), encode_cursor("g", &newer)]);
+    let log = log_of(vec![b, data(1), encode_cursor("h", &a, 0), encode_cursor("g", &newer, 4)]);
     let Rebuilt { cursors: found, bad } = rebuild(&log);
     assert!(bad.is_empty());
-    assert_eq!(found["g"], (Offset(3), newer));
-    assert_eq!(found["h"], (Offset(2), a));
+    let g = &found["g"];
+    assert_eq!((g.offset, &g.acks, g.seeks), (Offset(3), &newer, 4));
+    let h = &found["h"];
+    assert_eq!((h.offset, &h.acks, h.seeks), (Offset(2), &a, 0));
 }
 
 #[test]
 fn garbage_cursor_records_are_refused() {
     assert!(matches!(decode_cursor(&[]), Err(CursorDecodeError::Garbage(_))));
     assert!(matches!(decode_cursor(&[9, 1, 2]), Err(CursorDecodeError::Garbage(_))));
+    // Version 1 (no seek count) still decodes.
+    let mut v1 = vec![1];
+    v1.extend(postcard::to_allocvec(&(String::from("g"), AckSet::new(Offset(5)))).unwrap());
+    let old = decode_cursor(&v1).unwrap();
+    assert_eq!((old.group.as_str(), old.acks.prefix(), old.seeks), ("g", Offset(5), 0));
     // A non-canonical set: an individual ack below the prefix.
-    let bad = (String::from("g"), (Offset(5), vec![Offset(2)]));
+    let bad = (String::from("g"), (Offset(5), vec![Offset(2)]), 0u64);
     let mut value = vec![CURSOR_VERSION];
     value.extend(postcard::to_allocvec(&bad).unwrap());
     assert!(matches!(decode_cursor(&value), Err(CursorDecodeError::Invalid(_))));
@@ -653,7 +703,7 @@ proptest! {
                 }
                 9 => log.advance_log_start(o),
                 10 => {
-                    let b = if dt % 5 == 0 { encode_cursor("other", &AckSet::new(Offset(0))) } else { batch(dt % 7) };
+                    let b = if dt % 5 == 0 { encode_cursor("other", &AckSet::new(Offset(0)), 0) } else { batch(dt % 7) };
                     log.append(b, LeaderEpoch(1), 0);
                     log.mark_persisted(log.log_end());
                     log.advance_high_watermark(log.log_end());

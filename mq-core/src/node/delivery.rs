@@ -208,9 +208,9 @@ impl Node {
             newest_cursor: BTreeMap::new(),
             waiters: Vec::new(),
         };
-        for (group, (offset, acks)) in rebuilt.cursors {
-            part.cursors.insert(group.clone(), Cursor::new(group.clone(), acks));
-            part.newest_cursor.insert(group, offset);
+        for (group, found) in rebuilt.cursors {
+            part.newest_cursor.insert(group.clone(), found.offset);
+            part.cursors.insert(group.clone(), Cursor::rebuilt(group, found));
         }
         if let Some(old) = self.deliveries.parts.insert(tp.clone(), part) {
             self.fail_waiters_of(tp, old.waiters);
@@ -584,6 +584,10 @@ impl Node {
         let epoch = slot.replica.leader_epoch;
         let stamped = slot.replica.log.append(batch, epoch, now_ms);
         part.newest_cursor.insert(group.to_string(), stamped.base_offset);
+        if sought {
+            // The replay starts once the seek is committed (docs 6.5).
+            part.cursors.get_mut(group).expect("read above").hold_for_seek(stamped.base_offset);
+        }
         let event = Event::GroupAckCommitted {
             group: group.to_string(),
             tp: tp.clone(),
