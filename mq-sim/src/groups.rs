@@ -327,6 +327,9 @@ impl GroupChecker {
         if let Some(c) = g.confirmed.get_mut(tp) {
             c.retain(|o, _| *o < offset);
         }
+        // First deliveries start again from the seek's offset.
+        g.first_order.retain(|k, _| k.0 != *tp);
+        g.windows.retain(|k, _| k.0 != *tp);
     }
 
     /// A member's request to seek `group` on `tp` to `to` (`None`: not to an

@@ -293,6 +293,8 @@ counters!(
     group_rejects,
     /// Records members never answered (their lease expires).
     group_forgotten,
+    /// Seeks members asked for (a replay of a batch they answered).
+    group_seeks,
     /// Records dead-lettered (acknowledged appends to `<topic>.dlq`).
     group_dead_letters,
     /// Rebalances members went through (`Rebalanced` events).

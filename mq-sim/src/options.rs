@@ -57,6 +57,11 @@ pub struct GroupOptions {
     pub weights: Vec<u32>,
     /// Members' session timeout (milliseconds).
     pub session_ms: u64,
+    /// Probability that a member, after answering a batch, seeks one of its
+    /// partitions back to the batch's first record there (a replay; no-auth
+    /// seeds only: `auth_not_bypassed` holds that no honest member seeks).
+    #[serde(default)]
+    pub seek_prob: f64,
 }
 
 /// Every option of one run.
@@ -541,6 +546,7 @@ fn draw_group(r: &mut mq_core::Rng) -> GroupOptions {
         process_us: r.random_range(0..=2_000),
         weights: (0..members).map(|_| r.random_range(1..=4)).collect(),
         session_ms: r.random_range(500..=3_000),
+        seek_prob: 0.0,
     }
 }
 
@@ -701,6 +707,14 @@ impl Options {
         o.aimed.draw_admin_commit(&mut admin_commit, o.voters.len(), o.figure8);
         let mut first_commit = Seed(seed).stream("options-aimed-first-commit");
         o.aimed.draw_first_commit(&mut first_commit, o.replication_factor);
+        // Members that seek (replays): from a stream of their own, so that no
+        // earlier draw moved.
+        let mut seeks = Seed(seed).stream("options-member-seeks");
+        for g in &mut o.groups {
+            if !o.auth && seeks.random_bool(0.5) {
+                g.seek_prob = seeks.random_range(0.002..0.05);
+            }
+        }
         // A seed aiming at deposed leaders needs a broker session well inside its
         // safety phase (the moment is a fencing): with sessions drawn up to 9 s
         // and a phase of 2 to 8 s it fitted in few seeds. Clamped after the draw,
@@ -761,7 +775,7 @@ impl Options {
         if self.batch_max_records == 0 || self.producer_max_inflight == 0 || self.max_inflight_persists == 0 {
             return bad("batch_max_records, producer_max_inflight and max_inflight_persists must be at least 1".into());
         }
-        let group_probs = self.groups.iter().flat_map(|g| [g.nack_prob, g.reject_prob, g.forget_prob]);
+        let group_probs = self.groups.iter().flat_map(|g| [g.nack_prob, g.reject_prob, g.forget_prob, g.seek_prob]);
         if group_probs.into_iter().any(|p| !(0.0..=1.0).contains(&p)) {
             return bad("group probabilities must be within 0..=1".into());
         }
@@ -838,7 +852,7 @@ impl fmt::Display for Options {
         for (i, g) in self.groups.iter().enumerate() {
             writeln!(
                 f,
-                "group g{i}: mode={:?} members={} push_prefetch={} max_records={} filter_blue={} ack_timeout_ms={} max_deliveries={} nack/reject/forget={:.3}/{:.3}/{:.3} process_us={} weights={:?} session_ms={}",
+                "group g{i}: mode={:?} members={} push_prefetch={} max_records={} filter_blue={} ack_timeout_ms={} max_deliveries={} nack/reject/forget/seek={:.3}/{:.3}/{:.3}/{:.3} process_us={} weights={:?} session_ms={}",
                 g.mode,
                 g.members,
                 opt(g.push_prefetch.map(u64::from)),
@@ -849,6 +863,7 @@ impl fmt::Display for Options {
                 g.nack_prob,
                 g.reject_prob,
                 g.forget_prob,
+                g.seek_prob,
                 g.process_us,
                 g.weights,
                 g.session_ms

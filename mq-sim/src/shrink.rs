@@ -624,13 +624,14 @@ fn candidates(s: &Schedule, last: &Report, part: Part) -> Vec<(String, Schedule)
             ("no BUGGIFY", o.buggify, |o| o.buggify = false),
             ("no torn writes", o.torn_prob > 0.0, |o| o.torn_prob = 0.0),
             (
-                "no nacks, rejects or forgotten records",
-                o.groups.iter().any(|g| g.nack_prob + g.reject_prob + g.forget_prob > 0.0),
+                "no nacks, rejects, forgotten records or seeks",
+                o.groups.iter().any(|g| g.nack_prob + g.reject_prob + g.forget_prob + g.seek_prob > 0.0),
                 |o| {
                     for g in &mut o.groups {
                         g.nack_prob = 0.0;
                         g.reject_prob = 0.0;
                         g.forget_prob = 0.0;
+                        g.seek_prob = 0.0;
                     }
                 },
             ),

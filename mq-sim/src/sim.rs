@@ -1779,10 +1779,14 @@ impl Sim {
         // waiting answers grew by every redelivery, each tick walked them all,
         // and seed 1003367 slowed to a crawl (tens of thousands, 241 at a time).
         let mut seen: BTreeSet<(TopicPartition, Offset)> = BTreeSet::new();
+        // The batch's first record per partition (where a replay starts).
+        let mut firsts: BTreeMap<TopicPartition, Offset> = BTreeMap::new();
         for (tp, offset, action) in std::mem::take(&mut m.todo) {
             if !seen.insert((tp.clone(), offset)) {
                 continue;
             }
+            let first = firsts.entry(tp.clone()).or_insert(offset);
+            *first = (*first).min(offset);
             let result = match action {
                 Action::Ack => {
                     acks.entry(tp).or_default().push(offset);
@@ -1816,6 +1820,19 @@ impl Sim {
             }
         }
         m.todo = deferred;
+        // Now and then an application replays: it seeks one partition of the
+        // batch back to the batch's first record there, after its answers
+        // (queued acks go first). Not while draining: the group must finish.
+        let seek_prob = self.opts.groups[m.group].seek_prob;
+        if seek_prob > 0.0 && now < self.produce_until && !firsts.is_empty() && self.rng_members.random_bool(seek_prob)
+        {
+            let i = self.rng_members.random_range(0..firsts.len());
+            let (tp, first) = firsts.into_iter().nth(i).expect("drawn within the batch's partitions");
+            match m.gc.seek(now, &tp, SeekTo::Offset(first)) {
+                Ok(()) => self.counters.group_seeks += 1,
+                Err(e) => errors.push(e),
+            }
+        }
         for e in errors {
             // A partition revoked meanwhile: its records go to the new owner.
             self.trace.event(now, Actor::Client(cid.0), "ack-refused", 0, 0, || e.to_string());
