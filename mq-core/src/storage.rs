@@ -46,6 +46,9 @@ pub enum Write {
         tp: TopicPartition,
         /// The new first offset.
         start: Offset,
+        /// The leader's producer state of its log below `start`, replacing the
+        /// log's retired producer state (`None`: keep it).
+        producers: Option<ProducerTable>,
     },
     /// Drop whole batches that end at or below `log_start` (retention).
     AdvanceLogStart {
@@ -212,10 +215,11 @@ impl DurableState {
                     log.truncate(*end);
                 }
             }
-            Write::ResetLog { tp, start } => {
+            Write::ResetLog { tp, start, producers } => {
                 let log = self.logs.entry(tp.clone()).or_default();
-                // The batches go; what retention kept of producers stays, as in memory.
-                let retired = std::mem::take(&mut log.retired);
+                // The batches go; what retention kept of producers stays, as in
+                // memory, unless the leader sent its own.
+                let retired = producers.clone().unwrap_or_else(|| std::mem::take(&mut log.retired));
                 *log = StoredLog { retired, ..StoredLog::default() };
                 log.advance_log_start(*start);
             }

@@ -273,3 +273,43 @@ fn producers_asking_together_all_get_ids_with_a_block_of_one() {
     ids.dedup();
     assert_eq!(ids.len(), 3, "every producer got its own id: {ids:?}");
 }
+
+/// A follower that restarts at its leader's log start takes the leader's
+/// producer state with it: a batch retention removed before the follower ever
+/// held it is still known when the follower leads, so the producer's retry is
+/// answered with the original offset, not appended again (simulator seed
+/// 1600630, `no_duplicates_idempotent`).
+#[test]
+fn a_follower_reset_to_the_leaders_log_start_keeps_the_leaders_producer_state() {
+    let mut h =
+        Harness::new(3, 22, |c| mq_core::NodeConfig { retention_check_interval: Duration::from_millis(500), ..c });
+    h.wait_ready();
+    let config =
+        TopicConfig { replication_factor: 2, retention_time: Some(Duration::from_secs(2)), ..TopicConfig::new("t", 1) };
+    let c = h.request(CLIENT, 1, RequestBody::CreateTopic(config));
+    h.advance(Duration::from_millis(500));
+    assert_eq!(ok(&mut h, c), ResponseBody::TopicCreated);
+    let pid = init(&mut h, 1);
+    let l = leader(&h);
+    let f = *h.node(l).replica(&tp()).unwrap().replicas.iter().find(|r| r.0 != l).expect("a follower");
+    // The follower is down while the batch is written, committed (the ISR
+    // shrinks to the leader) and removed by retention.
+    h.crash(f.0);
+    let c = send(&mut h, l, stamped(pid, 0, 0, &["a", "b"]));
+    h.advance(Duration::from_secs(20));
+    assert_eq!(offset_of(&mut h, c), Offset(0));
+    assert_eq!(log_start(&h, l), Offset(2), "retention removed the batch");
+    // Back, it is behind the leader's log start: it restarts there and rejoins.
+    h.restart(f.0);
+    h.advance(Duration::from_secs(20));
+    assert_eq!(log_start(&h, f.0), Offset(2), "the follower restarted at the leader's log start");
+    assert!(h.node(l).replica(&tp()).unwrap().isr.contains(&f), "the follower rejoined the ISR");
+    h.crash(l);
+    h.advance(Duration::from_secs(20));
+    assert_eq!(leader(&h), f.0);
+    // The producer never saw its answer and retries at the new leader.
+    let c = send(&mut h, f.0, stamped(pid, 0, 0, &["a", "b"]));
+    h.advance(Duration::from_millis(300));
+    assert_eq!(offset_of(&mut h, c), Offset(0), "answered with the original offset");
+    assert_eq!(log_len(&h, f.0), 2, "nothing appended twice");
+}

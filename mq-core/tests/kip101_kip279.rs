@@ -559,6 +559,7 @@ fn a_repeated_divergence_answer_is_ignored_and_the_follower_still_converges() {
         log_start: Offset(0),
         diverging: Some((LeaderEpoch(1), Offset(1))),
         batches: Vec::new(),
+        producers: None,
     };
     // The copy of the answer to A's first fetch of this incarnation.
     let incarnation = s.h.node(B).metadata().brokers[&NodeId(A)].epoch;

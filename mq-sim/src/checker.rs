@@ -198,10 +198,11 @@ pub struct Checker {
     tenures: BTreeMap<(TopicPartition, LeaderEpoch), (Offset, Offset)>,
     violation: Option<Violation>,
     /// Seeks found in newly committed cursor records, in commit order, for the
-    /// group checker: (partition, group, the seek's offset). A cursor record
+    /// group checker: (partition, group, the seek's offset, the cursor record's
+    /// offset). A cursor record
     /// with a higher seek count than the group's previous one holds a seek; it
     /// may be committed by a leader other than the one that answered it.
-    pub committed_seeks: Vec<(TopicPartition, String, Offset)>,
+    pub committed_seeks: Vec<(TopicPartition, String, Offset, Offset)>,
     /// Records read by consumers.
     pub records_read: u64,
     /// Records acknowledged to producers (acks=1/all).
@@ -480,7 +481,7 @@ impl Checker {
                         let seeks = model.cursor_seeks.entry(cursor.group.clone()).or_insert(0);
                         if cursor.seeks > *seeks {
                             *seeks = cursor.seeks;
-                            self.committed_seeks.push((tp.clone(), cursor.group.clone(), cursor.acks.prefix()));
+                            self.committed_seeks.push((tp.clone(), cursor.group.clone(), cursor.acks.prefix(), o));
                         }
                         model.cursors.insert(cursor.group, cursor.acks);
                     }

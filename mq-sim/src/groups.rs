@@ -137,6 +137,10 @@ struct GroupModel {
     /// Per partition: the highest offset a member asked to seek to (a leader
     /// applies a seek before it commits: everything below may be settled).
     seek_floor: BTreeMap<TopicPartition, Offset>,
+    /// Per partition: the cursor record offset of the newest committed seek.
+    /// A confirmation of an older cursor record that arrives after it (answers
+    /// of one high watermark advance come after the log is read) is superseded.
+    seek_cursor: BTreeMap<TopicPartition, Offset>,
 }
 
 impl GroupModel {
@@ -284,7 +288,7 @@ impl GroupChecker {
     }
 
     /// A leader confirmed acks of `group` on `tp`: everything below `prefix` and
-    /// the offsets in `above`.
+    /// the offsets in `above`, as its cursor record at `cursor` holds them.
     pub fn on_ack_confirmed(
         &mut self,
         at: Instant,
@@ -292,8 +296,12 @@ impl GroupChecker {
         tp: &TopicPartition,
         prefix: Offset,
         above: &[Offset],
+        cursor: Offset,
     ) {
         let g = self.groups.entry(group.to_string()).or_default();
+        if g.seek_cursor.get(tp).is_some_and(|s| cursor < *s) {
+            return;
+        }
         let old = g.prefix.entry(tp.clone()).or_insert(Offset(0));
         let confirmed = g.confirmed.entry(tp.clone()).or_default();
         if prefix > *old {
@@ -319,10 +327,15 @@ impl GroupChecker {
         confirmed.extend(new.into_iter().map(|o| (o, at)));
     }
 
-    /// A leader committed a seek of `group` on `tp` to `offset`: records from it
-    /// on may be delivered again.
-    pub fn on_sought(&mut self, group: &str, tp: &TopicPartition, offset: Offset) {
+    /// A seek of `group` on `tp` to `offset`, in the cursor record at `cursor`,
+    /// committed: records from `offset` on may be delivered again. Seen once
+    /// from the committed log and once from the leader's answer, if it sent one.
+    pub fn on_sought(&mut self, group: &str, tp: &TopicPartition, offset: Offset, cursor: Offset) {
         let g = self.groups.entry(group.to_string()).or_default();
+        if g.seek_cursor.get(tp).is_some_and(|s| cursor <= *s) {
+            return;
+        }
+        g.seek_cursor.insert(tp.clone(), cursor);
         g.prefix.insert(tp.clone(), offset);
         if let Some(c) = g.confirmed.get_mut(tp) {
             c.retain(|o, _| *o < offset);
@@ -486,7 +499,7 @@ mod tests {
         let mut c = checker(GroupMode::Shared, &[]);
         assert!(c.on_handed(&handed(&tp, 1, 1, 5, 1), None).is_none());
         assert!(c.on_handed(&handed(&tp, 2, 1, 5, 2), None).is_none(), "redelivery before any ack is fine");
-        c.on_ack_confirmed(Instant::ZERO, "g", &tp, Offset(3), &[Offset(5)]);
+        c.on_ack_confirmed(Instant::ZERO, "g", &tp, Offset(3), &[Offset(5)], Offset(6));
         let v = c.on_handed(&handed(&tp, 1, 1, 5, 3), None).expect("caught");
         assert_eq!(v.0, "group_ack_final");
         let v = c.on_handed(&handed(&tp, 1, 1, 2, 1), None).expect("below the prefix");
@@ -580,7 +593,7 @@ mod tests {
         assert_eq!(v.0, "group_completion");
         let (last, rest) = blue.split_last().unwrap();
         let above: Vec<Offset> = rest.iter().map(|o| Offset(*o)).collect();
-        c.on_ack_confirmed(Instant::ZERO, "g", &tp, Offset(0), &above);
+        c.on_ack_confirmed(Instant::ZERO, "g", &tp, Offset(0), &above, Offset(0));
         assert!(c.check_completion(&tp, Offset(0), records(), None).is_some(), "one blue record left");
         assert!(c.check_completion(&tp, Offset(last + 1), records(), None).is_none(), "below the log start is exempt");
         c.on_dead_lettered("g", &tp, Offset(*last));

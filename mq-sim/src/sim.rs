@@ -1245,7 +1245,7 @@ impl Sim {
                             }
                         }
                     }
-                    Event::GroupAckCommitted { group, tp, prefix, acked_above, sought, .. } => {
+                    Event::GroupAckCommitted { group, tp, prefix, acked_above, sought, cursor_offset } => {
                         let forged =
                             prefix.0 >= ADVERSARY_OFFSET || acked_above.iter().any(|o| o.0 >= ADVERSARY_OFFSET);
                         if self.opts.auth && (forged || *sought) {
@@ -1257,9 +1257,9 @@ impl Sim {
                             self.checker.fail("auth_not_bypassed", what);
                         }
                         if *sought {
-                            self.groups.on_sought(group, tp, *prefix);
+                            self.groups.on_sought(group, tp, *prefix, *cursor_offset);
                         } else {
-                            self.groups.on_ack_confirmed(now, group, tp, *prefix, acked_above);
+                            self.groups.on_ack_confirmed(now, group, tp, *prefix, acked_above, *cursor_offset);
                         }
                     }
                     Event::DeadLettered { group, tp, offset, .. } => self.groups.on_dead_lettered(group, tp, *offset),
@@ -1279,8 +1279,8 @@ impl Sim {
                     }
                     // A committed seek replays from its offset, whichever leader
                     // committed it (its answer may never have been sent).
-                    for (tp, group, offset) in std::mem::take(&mut self.checker.committed_seeks) {
-                        self.groups.on_sought(&group, &tp, offset);
+                    for (tp, group, offset, cursor) in std::mem::take(&mut self.checker.committed_seeks) {
+                        self.groups.on_sought(&group, &tp, offset, cursor);
                     }
                 }
                 let (a, b) = match &e {

@@ -203,6 +203,13 @@ impl PartitionLog {
         self.high_watermark = start;
     }
 
+    /// After [`PartitionLog::reset_to`] at a leader's log start: takes the
+    /// leader's producer state of its log below that start (it describes a
+    /// longer committed prefix than this log's own).
+    pub fn adopt_retired_producers(&mut self, retired: ProducerTable) {
+        self.retired = retired;
+    }
+
     /// Sets a follower's HW from its leader's: `min(leader_hw, LEO)`, never backwards.
     pub fn follow_high_watermark(&mut self, leader_hw: Offset) -> bool {
         self.advance_high_watermark(leader_hw)

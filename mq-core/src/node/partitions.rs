@@ -438,6 +438,7 @@ impl Node {
                     log_start: log.log_start(),
                     diverging: None,
                     batches: Vec::new(),
+                    producers: None,
                 };
                 self.send_peer(from, fetch_reply(&f, Ok(data)));
             }
@@ -573,8 +574,11 @@ impl Node {
                 Resolution::Emptied(start) => {
                     self.coverage.hit(Mark::DivergenceEmptied);
                     slot.fetch = FetchState::AwaitingPersist;
+                    if let Some(p) = &data.producers {
+                        slot.replica.log.adopt_retired_producers(p.clone());
+                    }
                     self.stage(
-                        Write::ResetLog { tp: tp.clone(), start },
+                        Write::ResetLog { tp: tp.clone(), start, producers: data.producers },
                         Some(Effect::Replicated { tp: tp.clone(), end: start }),
                         0,
                     );
@@ -591,8 +595,12 @@ impl Node {
             self.coverage.hit(Mark::FollowerResetToLeaderStart);
             let start = data.log_start;
             slot.replica.log.reset_to(start);
+            if let Some(p) = &data.producers {
+                slot.replica.log.adopt_retired_producers(p.clone());
+            }
             slot.fetch = FetchState::AwaitingPersist;
-            self.stage(Write::ResetLog { tp: tp.clone(), start }, Some(Effect::Replicated { tp, end: start }), 0);
+            let reset = Write::ResetLog { tp: tp.clone(), start, producers: data.producers };
+            self.stage(reset, Some(Effect::Replicated { tp, end: start }), 0);
             return;
         }
         let appended: Vec<RecordBatch> =

@@ -384,21 +384,26 @@ impl Replica {
                 None => Some((epoch, log.log_start())),
             };
             if let Some(d) = diverging {
+                // An end at our log start empties the follower's log.
+                let producers = (d.1 <= log.log_start()).then(|| log.retired_producers().clone());
                 return Ok(FetchAnswer::Reply(ReplicaData {
                     high_watermark: log.high_watermark(),
                     log_start: log.log_start(),
                     diverging: Some(d),
                     batches: Vec::new(),
+                    producers,
                 }));
             }
         }
         if req.fetch_offset < log.log_start() {
-            // Retention removed what the follower needs: it restarts at our start.
+            // Retention removed what the follower needs: it restarts at our
+            // start, with what our removed batches say about producers.
             return Ok(FetchAnswer::Reply(ReplicaData {
                 high_watermark: log.high_watermark(),
                 log_start: log.log_start(),
                 diverging: None,
                 batches: Vec::new(),
+                producers: Some(log.retired_producers().clone()),
             }));
         }
         if req.fetch_offset > log.persisted_end() {
@@ -435,6 +440,7 @@ impl Replica {
             log_start: log.log_start(),
             diverging: None,
             batches,
+            producers: None,
         }))
     }
 

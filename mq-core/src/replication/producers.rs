@@ -20,6 +20,7 @@
 use crate::ids::{Offset, ProducerEpoch, ProducerId, Sequence};
 use crate::log::PartitionLog;
 use crate::wire::{ProducerStamp, RecordBatch};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
 /// Batches remembered per producer (Kafka keeps five).
@@ -31,7 +32,7 @@ pub const REMEMBERED_BATCHES: usize = 5;
 pub const MAX_RETIRED_PRODUCERS: usize = 1024;
 
 /// A batch the table remembers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Remembered {
     first_seq: Sequence,
     last_seq: Sequence,
@@ -40,7 +41,7 @@ struct Remembered {
     append_time_ms: u64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct ProducerEntry {
     epoch: ProducerEpoch,
     batches: VecDeque<Remembered>,
@@ -75,8 +76,9 @@ pub enum SequenceCheck {
     UnknownProducer,
 }
 
-/// Per-partition producer state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Per-partition producer state (it travels to a follower that restarts at
+/// its leader's log start: `ReplicaData::producers`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProducerTable {
     entries: BTreeMap<ProducerId, ProducerEntry>,
 }

@@ -555,4 +555,10 @@ pub struct ReplicaData {
     pub diverging: Option<(LeaderEpoch, Offset)>,
     /// Records from the fetch offset (persisted on the leader).
     pub batches: Vec<RecordBatch>,
+    /// Set when the follower must empty its log and restart at `log_start`
+    /// (its fetch offset is below it, or `diverging` ends there): the producer
+    /// state of the leader's log below its start, which the follower takes as
+    /// its own, so that a retry of a batch retention removed before the
+    /// follower ever held it is still known if the follower leads next.
+    pub producers: Option<crate::replication::producers::ProducerTable>,
 }

@@ -335,7 +335,7 @@ impl DiskStore {
                 self.dirty.insert(tp.clone());
                 Ok(())
             }
-            Write::ResetLog { tp, start } => {
+            Write::ResetLog { tp, start, .. } => {
                 // Drop every segment and restart the log at `start`.
                 self.partitions.remove(tp);
                 self.dirty.remove(tp);
