@@ -308,6 +308,10 @@ pub struct Sim {
     /// Group members' behaviour and member faults (own stream: seeds without
     /// groups run as before).
     rng_members: Rng,
+    /// Members' seeks (`GroupOptions::seek_prob`): a stream of their own, so
+    /// that a seed's members behave as they did before seeks existed until
+    /// their first seek.
+    rng_seeks: Rng,
     /// The consumer-group checker.
     pub groups: GroupChecker,
     figure8: Figure8,
@@ -560,6 +564,7 @@ impl Sim {
             rng_faults: Seed(seed).stream("faults"),
             rng_aimed: Seed(seed).stream("aimed"),
             rng_members: Seed(seed).stream("members"),
+            rng_seeks: Seed(seed).stream("member-seeks"),
             groups: group_checker,
             figure8: if opts.figure8 { Figure8::First } else { Figure8::Off },
             aimed: aimed::Aimed::new(seed),
@@ -1824,9 +1829,8 @@ impl Sim {
         // batch back to the batch's first record there, after its answers
         // (queued acks go first). Not while draining: the group must finish.
         let seek_prob = self.opts.groups[m.group].seek_prob;
-        if seek_prob > 0.0 && now < self.produce_until && !firsts.is_empty() && self.rng_members.random_bool(seek_prob)
-        {
-            let i = self.rng_members.random_range(0..firsts.len());
+        if seek_prob > 0.0 && now < self.produce_until && !firsts.is_empty() && self.rng_seeks.random_bool(seek_prob) {
+            let i = self.rng_seeks.random_range(0..firsts.len());
             let (tp, first) = firsts.into_iter().nth(i).expect("drawn within the batch's partitions");
             match m.gc.seek(now, &tp, SeekTo::Offset(first)) {
                 Ok(()) => self.counters.group_seeks += 1,
