@@ -199,9 +199,9 @@ pub struct Checker {
     violation: Option<Violation>,
     /// Seeks found in newly committed cursor records, in commit order, for the
     /// group checker: (partition, group, the seek's offset, the cursor record's
-    /// offset). A cursor record
-    /// with a higher seek count than the group's previous one holds a seek; it
-    /// may be committed by a leader other than the one that answered it.
+    /// offset). A cursor record with a higher seek count than the group's
+    /// previous one holds a seek; it may be committed by a leader other than
+    /// the one that answered it.
     pub committed_seeks: Vec<(TopicPartition, String, Offset, Offset)>,
     /// Records read by consumers.
     pub records_read: u64,

@@ -11,7 +11,7 @@ use crate::controller::ControllerRequest;
 use crate::coverage::{Coverage, Mark};
 use crate::ids::{BrokerEpoch, CorrelationId, LeaderEpoch, NodeId, Offset, PartitionId, TopicPartition};
 use crate::log::PartitionLog;
-use crate::replication::producers::SequenceCheck;
+use crate::replication::producers::{ProducerTable, SequenceCheck};
 use crate::replication::{FetchAnswer, Replica, Resolution, Role, Transition};
 use crate::storage::Write;
 use crate::time::{Duration, Instant};
@@ -344,6 +344,20 @@ impl Node {
         self.wake_parked(tp, false);
     }
 
+    /// Follower: its log of `tp` was just emptied and restarted at `start`.
+    /// It takes the producer state the leader sent of its log below `start`
+    /// (docs/replication.md section 5), and fetches again once the reset is
+    /// durable.
+    fn stage_log_reset(&mut self, tp: TopicPartition, start: Offset, producers: Option<ProducerTable>) {
+        let Some(slot) = self.slots.get_mut(&tp) else { return };
+        if let Some(p) = &producers {
+            slot.replica.log.adopt_retired_producers(p.clone());
+        }
+        slot.fetch = FetchState::AwaitingPersist;
+        let reset = Write::ResetLog { tp: tp.clone(), start, producers };
+        self.stage(reset, Some(Effect::Replicated { tp, end: start }), 0);
+    }
+
     fn on_high_watermark(&mut self, tp: &TopicPartition) {
         let Some(slot) = self.slots.get_mut(tp) else { return };
         let hw = slot.replica.log.high_watermark();
@@ -573,15 +587,7 @@ impl Node {
                 }
                 Resolution::Emptied(start) => {
                     self.coverage.hit(Mark::DivergenceEmptied);
-                    slot.fetch = FetchState::AwaitingPersist;
-                    if let Some(p) = &data.producers {
-                        slot.replica.log.adopt_retired_producers(p.clone());
-                    }
-                    self.stage(
-                        Write::ResetLog { tp: tp.clone(), start, producers: data.producers },
-                        Some(Effect::Replicated { tp: tp.clone(), end: start }),
-                        0,
-                    );
+                    self.stage_log_reset(tp.clone(), start, data.producers);
                     self.event(Event::Truncated { tp, end: start, removed: held });
                 }
                 Resolution::NothingToCut => {
@@ -593,14 +599,8 @@ impl Node {
         }
         if data.log_start > slot.replica.log.log_end() {
             self.coverage.hit(Mark::FollowerResetToLeaderStart);
-            let start = data.log_start;
-            slot.replica.log.reset_to(start);
-            if let Some(p) = &data.producers {
-                slot.replica.log.adopt_retired_producers(p.clone());
-            }
-            slot.fetch = FetchState::AwaitingPersist;
-            let reset = Write::ResetLog { tp: tp.clone(), start, producers: data.producers };
-            self.stage(reset, Some(Effect::Replicated { tp, end: start }), 0);
+            slot.replica.log.reset_to(data.log_start);
+            self.stage_log_reset(tp, data.log_start, data.producers);
             return;
         }
         let appended: Vec<RecordBatch> =
